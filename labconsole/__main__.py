@@ -1,0 +1,3 @@
+from labconsole.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,246 @@
+"""Metrics exactly as MLPerf computes them, for bundles and MLPerf result folders alike.
+
+The power window is the testing run's `power_begin`..`power_end` (UTC, from the detail log).
+Average power = arithmetic mean of the samples with power_begin < t < power_end (strict) and
+watts > 0 (mlcommons/inference: tools/submission/submission_checker/checks/power_check.py).
+Offline / Server: the metric is average watts, efficiency samples per joule = samples/s / W.
+SingleStream / MultiStream: millijoules per query = avg W x window s x 1000 / result_query_count.
+
+Sums are taken left to right in sample order (np.add.accumulate), the order the checker's
+`sum(list)` uses, so a published number is reproduced to the last bit, not just "close".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from labconsole.bundle.reader import PhaseRecord, RunRecord
+from labconsole.samples import OK
+
+SAMPLES_PER_QUERY = {"SingleStream": 1, "MultiStream": 8}
+
+
+def sequential_sum(values: np.ndarray) -> float:
+    """Left-to-right float sum (what Python's `sum()` of a list of floats gives before 3.12)."""
+    if len(values) == 0:
+        return 0.0
+    return float(np.add.accumulate(np.asarray(values, dtype=np.float64))[-1])
+
+
+@dataclass
+class WindowStats:
+    samples: int  # samples counted in the average (valid, watts > 0, strictly inside)
+    avg_w: float
+    excluded_invalid: int  # inside the window but invalid (status != OK, or watts <= 0)
+    window_s: float
+    per_channel: dict[str, dict] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {
+            "avg_watts": self.avg_w,
+            "samples_in_window": self.samples,
+            "invalid_in_window": self.excluded_invalid,
+            "window_s": self.window_s,
+            "channels": self.per_channel,
+        }
+
+
+def window_mask(wall_ns: np.ndarray, begin_ns: int, end_ns: int) -> np.ndarray:
+    return (wall_ns > begin_ns) & (wall_ns < end_ns)
+
+
+def window_average(frame: Any, begin_ns: int, end_ns: int) -> WindowStats:
+    """Mean of valid samples with watts > 0 strictly inside the window, summed over channels.
+
+    A source with several channels (one per GPU, per RAPL domain) reports the sum of its
+    channels' averages; a single-channel meter, just its average.
+    """
+    window_s = (end_ns - begin_ns) / 1e9
+    if frame is None or len(frame) == 0:
+        return WindowStats(0, math.nan, 0, window_s)
+    wall = frame["wall_ns"].to_numpy()
+    inside = window_mask(wall, begin_ns, end_ns)
+    watts = frame["watts"].to_numpy()
+    status = frame["status"].to_numpy()
+    good = inside & (status == OK) & (watts > 0)
+    channels = frame["channel"].to_numpy()
+    per: dict[str, dict] = {}
+    total_avg = 0.0
+    total_n = 0
+    names = list(dict.fromkeys(channels[inside].tolist())) if inside.any() else list(dict.fromkeys(channels.tolist()))
+    for ch in names:
+        sel = good & (channels == ch)
+        vals = watts[sel]
+        n = int(len(vals))
+        avg = sequential_sum(vals) / n if n else math.nan
+        per[str(ch)] = {"avg_watts": avg, "samples": n}
+        total_n += n
+        total_avg = total_avg + avg if n else total_avg
+    if total_n == 0:
+        total_avg = math.nan
+    return WindowStats(total_n, total_avg, int(np.count_nonzero(inside & ~good)), window_s, per)
+
+
+def source_frame(phase: PhaseRecord, source: str | None) -> Any:
+    if phase.samples is None:
+        return None
+    frame = phase.samples
+    if source is not None and "source" in frame.columns:
+        frame = frame[frame["source"] == source]
+    return frame
+
+
+def phase_power(record: RunRecord, phase_name: str, source: str | None = None) -> WindowStats | None:
+    """Average power of `source` (default: the primary) inside the phase's LoadGen window."""
+    phase = record.phases.get(phase_name)
+    if phase is None or phase.detail is None or phase.detail.power_begin_ns is None:
+        return None
+    src = source or record.primary_source
+    return window_average(source_frame(phase, src), phase.detail.power_begin_ns, phase.detail.power_end_ns)
+
+
+def counter_energy(frame: Any, begin_ns: int, end_ns: int) -> dict[str, float] | None:
+    """Energy in the window from a cumulative counter (interpolated at both edges), per channel."""
+    if frame is None or len(frame) == 0 or "energy_j" not in frame.columns:
+        return None
+    out: dict[str, float] = {}
+    for ch, sub in frame.groupby("channel", sort=False):
+        sub = sub[np.isfinite(sub["energy_j"].to_numpy())]
+        if len(sub) < 2:
+            continue
+        t = sub["wall_ns"].to_numpy().astype(np.float64)
+        e = sub["energy_j"].to_numpy()
+        if t[0] > begin_ns or t[-1] < end_ns:
+            continue  # the counter does not cover the whole window
+        out[str(ch)] = float(np.interp(end_ns, t, e) - np.interp(begin_ns, t, e))
+    return out or None
+
+
+def uncertainty_summary(frame: Any, begin_ns: int, end_ns: int) -> dict | None:
+    if frame is None or len(frame) == 0:
+        return None
+    wall = frame["wall_ns"].to_numpy()
+    sel = window_mask(wall, begin_ns, end_ns) & (frame["status"].to_numpy() == OK) & (frame["watts"].to_numpy() > 0)
+    u = frame["uncertainty_w"].to_numpy()[sel]
+    w = frame["watts"].to_numpy()[sel]
+    known = np.isfinite(u)
+    if not known.any():
+        return None
+    rel = u[known] / w[known] * 100.0
+    return {
+        "mean_pct": float(rel.mean()),
+        "max_pct": float(rel.max()),
+        "samples_known": int(known.sum()),
+        "samples_unknown": int((~known).sum()),
+        "over_1pct": int((rel > 1.0).sum()),
+    }
+
+
+def ranging_delta_pct(record: RunRecord) -> float | None:
+    """(testing avg / ranging avg - 1) x 100, each inside its own LoadGen window."""
+    r = phase_power(record, "ranging")
+    t = phase_power(record, "testing")
+    if r is None or t is None or not r.samples or not t.samples or r.avg_w == 0:
+        return None
+    return (t.avg_w / r.avg_w - 1.0) * 100.0
+
+
+def checker_ranging_delta_pct(record: RunRecord) -> float | None:
+    """The official checker's rounding: averages to 5 decimals, delta to 2 (compliance/check.py)."""
+    r = phase_power(record, "ranging")
+    t = phase_power(record, "testing")
+    if r is None or t is None or not r.samples or not t.samples:
+        return None
+    ra, ta = round(r.avg_w, 5), round(t.avg_w, 5)
+    if ra == 0:
+        return None
+    return round((ta / ra - 1) * 100, 2)
+
+
+def idle_baseline(record: RunRecord) -> dict | None:
+    phase = record.phases.get("idle")
+    if phase is None or phase.samples is None or len(phase.samples) == 0:
+        cal = record.calibration.get("idle_baseline") if record.calibration else None
+        return cal
+    frame = source_frame(phase, record.primary_source)
+    if frame is None or len(frame) == 0:
+        return None
+    ok = frame[(frame["status"] == OK) & (frame["watts"] > 0)]
+    if len(ok) == 0:
+        return None
+    per = ok.groupby("channel", sort=False)["watts"]
+    means = per.mean()
+    stds = per.std(ddof=1).fillna(0.0)
+    return {"avg_watts": float(means.sum()), "std_watts": float(math.sqrt(float((stds**2).sum()))), "samples": int(len(ok))}
+
+
+def compute_report(record: RunRecord) -> dict:
+    """The `report --json` object (see the CLI contract in the issue/README)."""
+    scenario = record.scenario
+    testing = record.phases.get("testing")
+    detail = testing.detail if testing else None
+    power = phase_power(record, "testing")
+    report: dict[str, Any] = {
+        "path": str(record.path),
+        "kind": record.kind,
+        "scenario": scenario,
+        "exit_status": record.exit_status,
+        "result_validity": detail.validity if detail else None,
+        "primary_source": record.primary_source,
+        "power": power.as_dict() if power else None,
+        "metric": None,
+        "samples_per_joule": None,
+        "performance": None,
+        "ranging_delta_pct": ranging_delta_pct(record),
+        "idle_baseline": idle_baseline(record),
+        "energy": None,
+        "uncertainty": None,
+        "sources": {},
+        "missing": list(record.missing),
+    }
+    if detail is not None:
+        perf = detail.performance_metric()
+        if perf:
+            report["performance"] = {"key": perf[0], "value": perf[1]}
+    if power is not None and power.samples > 0 and detail is not None:
+        avg = power.avg_w
+        if scenario in SAMPLES_PER_QUERY:
+            queries = detail.query_count
+            if queries:
+                mj = avg * power.window_s * 1000.0 / queries
+                spq = SAMPLES_PER_QUERY[scenario]
+                if scenario == "MultiStream":
+                    spq = int(detail.get("effective_samples_per_query", spq) or spq)
+                report["metric"] = {"name": "energy_per_query", "value": mj, "unit": "mJ"}
+                report["samples_per_joule"] = spq * 1000.0 / mj if mj > 0 else None
+                report["queries"] = queries
+        else:
+            report["metric"] = {"name": "avg_power", "value": avg, "unit": "W"}
+            if report["performance"] and avg > 0:
+                report["samples_per_joule"] = report["performance"]["value"] / avg
+    if testing is not None and detail is not None and detail.power_begin_ns is not None:
+        b, e = detail.power_begin_ns, detail.power_end_ns
+        report["uncertainty"] = uncertainty_summary(source_frame(testing, record.primary_source), b, e)
+        names = []
+        if testing.samples is not None and "source" in testing.samples.columns:
+            names = list(dict.fromkeys(testing.samples["source"].tolist()))
+        for name in names:
+            frame = source_frame(testing, name)
+            stats = window_average(frame, b, e)
+            entry: dict[str, Any] = {"avg_watts": stats.avg_w, "samples_in_window": stats.samples, "channels": stats.per_channel}
+            energy = counter_energy(frame, b, e)
+            if energy:
+                total = sum(energy.values())
+                entry["counter_energy_j"] = total
+                entry["counter_avg_watts"] = total / stats.window_s if stats.window_s > 0 else None
+            report["sources"][name] = entry
+        prim = report["sources"].get(record.primary_source or "", {})
+        if "counter_energy_j" in prim:
+            report["energy"] = {"source": record.primary_source, "joules": prim["counter_energy_j"], "avg_watts": prim["counter_avg_watts"], "kind": "counter"}
+        elif power is not None and power.samples:
+            report["energy"] = {"source": record.primary_source, "joules": power.avg_w * power.window_s, "avg_watts": power.avg_w, "kind": "mean power x window"}
+    return report

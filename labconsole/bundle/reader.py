@@ -1,0 +1,321 @@
+"""Reading a recorded run: our own bundles and MLPerf power result folders, as one record.
+
+`open_run(path)` accepts a bundle folder, or an MLPerf result folder (`performance/` holding
+`power/`, `ranging/`, `run_1/`, or a folder above it holding exactly one), and returns a
+`RunRecord` that analysis, checks, report and replay use alike. Nothing is ever written into
+the folder read: MLPerf's files are hash-checked by the official tools.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from labconsole.loadgen_log import (
+    DetailLog,
+    LoadGenLogError,
+    SummaryLog,
+    decode_lines,
+    parse_detail_log,
+    parse_power_time,
+    parse_summary_log,
+)
+from labconsole.samples import NO_DATA, OK, StreamFormatError, read_sample_stream
+
+PHASES = ("idle", "ranging", "testing")
+
+
+class RunOpenError(ValueError):
+    """The path is not a bundle or an MLPerf result folder (message says why)."""
+
+
+@dataclass
+class PhaseRecord:
+    name: str
+    folder: Path | None
+    detail: DetailLog | None = None
+    detail_error: str | None = None
+    summary: SummaryLog | None = None
+    summary_error: str | None = None
+    samples: Any = None  # pandas DataFrame: source, channel, wall_ns, mono_ns, watts, ..., status
+    sample_files: list[Path] = field(default_factory=list)
+    sample_errors: list[str] = field(default_factory=list)
+    torn: list[str] = field(default_factory=list)  # streams whose last line was cut by a crash
+    progress: Any = None  # pandas DataFrame wall_ns, issued, completed
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunRecord:
+    kind: str  # "bundle" | "mlperf"
+    path: Path
+    run_info: dict[str, Any] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+    phases: dict[str, PhaseRecord] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)  # what a complete record would have had
+    power_json: dict[str, Any] = field(default_factory=dict)  # MLPerf: power/client.json, server.json
+    primary_source: str | None = None
+    sources: list[dict] = field(default_factory=list)
+    profile_text: str | None = None
+
+    @property
+    def scenario(self) -> str | None:
+        testing = self.phases.get("testing")
+        if testing and testing.detail and testing.detail.scenario:
+            return testing.detail.scenario
+        if testing and testing.summary and testing.summary.scenario:
+            return testing.summary.scenario
+        return self.run_info.get("scenario")
+
+    @property
+    def exit_status(self) -> str | None:
+        return self.run_info.get("exit_status")
+
+    def phase(self, name: str) -> PhaseRecord | None:
+        return self.phases.get(name)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def find_mlperf_performance_dir(path: Path) -> Path | None:
+    """The `performance/` folder of an MLPerf power result, at `path` or exactly one below it."""
+
+    def looks_like(p: Path) -> bool:
+        return p.is_dir() and (p / "power").is_dir() and ((p / "run_1").is_dir() or (p / "ranging").is_dir())
+
+    if looks_like(path):
+        return path
+    if looks_like(path / "performance"):
+        return path / "performance"
+    found = [p for p in path.rglob("performance") if looks_like(p)] if path.is_dir() else []
+    if len(found) == 1:
+        return found[0]
+    if len(found) > 1:
+        raise RunOpenError(f"{path}: holds {len(found)} MLPerf result folders; name one of them")
+    return None
+
+
+def open_run(path: str | Path, load_samples: bool = True) -> RunRecord:
+    path = Path(path)
+    if not path.exists():
+        raise RunOpenError(f"{path}: no such file or folder")
+    if not path.is_dir():
+        raise RunOpenError(f"{path}: not a folder (a bundle or an MLPerf result folder)")
+    if (path / "data" / "run.json").exists() or (path / "bagit.txt").exists():
+        return read_bundle(path, load_samples)
+    perf = find_mlperf_performance_dir(path)
+    if perf is not None:
+        return read_mlperf(perf, load_samples)
+    if (path / "data").is_dir():
+        return read_bundle(path, load_samples)
+    raise RunOpenError(f"{path}: neither a labconsole bundle (data/run.json) nor an MLPerf power result folder (performance/power, ranging, run_1)")
+
+
+def _load_json(path: Path, record: RunRecord, label: str) -> dict:
+    if not path.exists():
+        record.missing.append(f"{label} ({path.name})")
+        return {}
+    try:
+        with open(path, encoding="utf-8") as fh:
+            obj = json.load(fh)
+    except ValueError as exc:
+        record.missing.append(f"{label}: {path} is not valid JSON ({exc})")
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
+def _read_logs(phase: PhaseRecord, folder: Path, record: RunRecord, label: str) -> None:
+    detail = folder / "mlperf_log_detail.txt"
+    summary = folder / "mlperf_log_summary.txt"
+    if detail.exists():
+        try:
+            phase.detail = parse_detail_log(detail)
+        except LoadGenLogError as exc:
+            phase.detail_error = str(exc)
+    else:
+        record.missing.append(f"{label}/mlperf_log_detail.txt")
+    if summary.exists():
+        try:
+            phase.summary = parse_summary_log(summary)
+        except LoadGenLogError as exc:
+            phase.summary_error = str(exc)
+    else:
+        record.missing.append(f"{label}/mlperf_log_summary.txt")
+
+
+def read_bundle(root: Path, load_samples: bool = True) -> RunRecord:
+    record = RunRecord(kind="bundle", path=root)
+    data = root / "data"
+    record.run_info = _load_json(data / "run.json", record, "run.json")
+    record.environment = _load_json(data / "environment.json", record, "environment.json")
+    record.calibration = _load_json(data / "calibration.json", record, "calibration.json") if (data / "calibration.json").exists() else {}
+    record.summary = _load_json(data / "summary.json", record, "summary.json") if (data / "summary.json").exists() else {}
+    prof = data / "profile.yaml"
+    record.profile_text = prof.read_text(encoding="utf-8", errors="replace") if prof.exists() else None
+    record.sources = list(record.run_info.get("sources") or [])
+    record.primary_source = record.run_info.get("primary_source")
+    for name in PHASES:
+        folder = data / name
+        if not folder.is_dir():
+            continue
+        phase = PhaseRecord(name=name, folder=folder)
+        if name != "idle":
+            lg = folder / "loadgen"
+            if lg.is_dir():
+                _read_logs(phase, lg, record, f"{name}/loadgen")
+            else:
+                record.missing.append(f"{name}/loadgen/")
+        if load_samples:
+            _read_bundle_samples(phase, folder)
+        prog = folder / "progress.csv"
+        if load_samples and prog.exists():
+            phase.progress = _read_progress(prog, phase)
+        record.phases[name] = phase
+    return record
+
+
+def _read_bundle_samples(phase: PhaseRecord, folder: Path) -> None:
+    import pandas as pd
+
+    frames = []
+    for path in sorted(folder.glob("samples-*.csv")):
+        source = path.stem[len("samples-") :]
+        phase.sample_files.append(path)
+        try:
+            res = read_sample_stream(path)
+        except StreamFormatError as exc:
+            phase.sample_errors.append(str(exc))
+            continue
+        if res.torn_tail:
+            phase.torn.append(str(path))
+        frame = res.frame
+        frame.insert(0, "source", source)
+        frames.append(frame)
+    if frames:
+        phase.samples = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def _read_progress(path: Path, phase: PhaseRecord):
+    import pandas as pd
+
+    try:
+        raw = path.read_bytes()
+        if raw and not raw.endswith(b"\n"):
+            raw = raw[: raw.rfind(b"\n") + 1]
+        import io
+
+        return pd.read_csv(io.BytesIO(raw), dtype={"wall_ns": "int64", "issued": "int64", "completed": "int64"})
+    except (ValueError, OSError) as exc:
+        phase.notes.append(f"{path}: unreadable progress series ({exc})")
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# MLPerf result folders
+
+MLPERF_PHASES = {"ranging": "ranging", "testing": "run_1"}
+
+
+def read_mlperf(perf: Path, load_samples: bool = True) -> RunRecord:
+    record = RunRecord(kind="mlperf", path=perf)
+    power = perf / "power"
+    for name in ("client.json", "server.json"):
+        p = power / name
+        if p.exists():
+            record.power_json[name] = _load_json(p, record, f"power/{name}")
+        else:
+            record.missing.append(f"power/{name}")
+    for name in ("client.log", "server.log", "ptd_logs.txt"):
+        if not (power / name).exists():
+            record.missing.append(f"power/{name}")
+    record.primary_source = "ptd"
+    record.sources = [{"name": "ptd", "driver": "ptd", "scope": "wall"}]
+    server = record.power_json.get("server.json") or {}
+    record.run_info = {
+        "id": server.get("session_name"),
+        "profile": {"name": "mlperf"},
+        "exit_status": "completed",
+        "scenario": None,
+    }
+    for name, sub in MLPERF_PHASES.items():
+        folder = perf / sub
+        if not folder.is_dir():
+            record.missing.append(f"{sub}/")
+            continue
+        phase = PhaseRecord(name=name, folder=folder)
+        _read_logs(phase, folder, record, sub)
+        spl = folder / "spl.txt"
+        if spl.exists():
+            if load_samples:
+                phase.samples = read_spl(spl, phase)
+            phase.sample_files.append(spl)
+        else:
+            record.missing.append(f"{sub}/spl.txt")
+        record.phases[name] = phase
+    return record
+
+
+def read_spl(path: Path, phase: PhaseRecord | None = None):
+    """PTD samples (`spl.txt`) as a sample frame, parsed the way MLPerf's checker does.
+
+    `Time,<MM-DD-YYYY HH:MM:SS.mmm>,Watts,<w>,Volts,<v>,Amps,<a>,PF,<pf>,Mark,<mark>`; only lines
+    starting with `Time` count; `-1` readings are invalid. Values are parsed with float(), like
+    the checker, so averages agree to the last bit.
+    """
+    import numpy as np
+    import pandas as pd
+
+    rows_t, rows_w, rows_v, rows_a, rows_pf = [], [], [], [], []
+    try:
+        lines = decode_lines(path)
+    except LoadGenLogError as exc:
+        raise StreamFormatError(str(exc)) from None
+    for lineno, line in enumerate(lines, start=1):
+        if not line.startswith("Time"):
+            if line.strip() and phase is not None and len(phase.notes) < 20:
+                phase.notes.append(f"{path}:{lineno}: ignored line {line[:40]!r}")
+            continue
+        parts = line.split(",")
+        try:
+            t = parse_power_time(parts[1])
+            w = float(parts[3])
+        except (IndexError, ValueError) as exc:
+            raise StreamFormatError(f"{path}:{lineno}: malformed PTD sample line ({exc})") from None
+
+        def opt(key: str) -> float:
+            try:
+                return float(parts[parts.index(key) + 1])
+            except (ValueError, IndexError):
+                return float("nan")
+
+        rows_t.append(t)
+        rows_w.append(w)
+        rows_v.append(opt("Volts"))
+        rows_a.append(opt("Amps"))
+        rows_pf.append(opt("PF"))
+    n = len(rows_t)
+    watts = np.array(rows_w, dtype=np.float64)
+    status = np.where(watts == -1.0, NO_DATA, OK).astype(np.int64)
+    frame = pd.DataFrame(
+        {
+            "source": "ptd",
+            "wall_ns": np.array(rows_t, dtype=np.int64),
+            "mono_ns": np.zeros(n, dtype=np.int64),
+            "channel": "main",
+            "watts": watts,
+            "volts": np.array(rows_v, dtype=np.float64),
+            "amps": np.array(rows_a, dtype=np.float64),
+            "pf": np.array(rows_pf, dtype=np.float64),
+            "energy_j": np.full(n, np.nan),
+            "uncertainty_w": np.full(n, np.nan),
+            "range_v": np.full(n, np.nan),
+            "range_a": np.full(n, np.nan),
+            "status": status,
+        }
+    )
+    return frame

@@ -1,0 +1,303 @@
+"""The command line: `labconsole [COMMAND]` (no command opens the console on the default bench).
+
+Imports stay inside the commands so `labconsole --help` starts fast and the headless commands
+never load Textual.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_ABORTED = 0, 1, 2, 130
+
+
+def _err(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _load_profile_or_exit(path: str | None):
+    from labconsole.profile import ProfileError, default_profile_path, load_profile
+
+    try:
+        return load_profile(path or default_profile_path())
+    except ProfileError as exc:
+        _err(str(exc))
+        raise SystemExit(EXIT_USAGE) from None
+    except FileNotFoundError as exc:
+        _err(str(exc))
+        raise SystemExit(EXIT_USAGE) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# run
+
+
+def _fmt_event(e) -> str | None:
+    from labconsole import events as ev
+
+    if e.kind == ev.PROGRESS:
+        return None
+    stamp = time.strftime("%H:%M:%S", time.localtime(e.wall_ns / 1e9))
+    tag = {ev.WARNING: "WARN ", ev.ERROR: "ERROR", ev.RESULT: "RESULT", ev.PHASE_START: ">>", ev.PHASE_END: "<<", ev.STEP: "step"}.get(e.kind, "")
+    phase = f"[{e.phase}] " if e.phase else ""
+    return f"{stamp} {tag + ' ' if tag else ''}{phase}{e.message}"
+
+
+def _live_line(proc) -> str | None:
+    rec = proc.recorder
+    if rec is None or proc.phase not in ("idle", "ranging", "testing", "calibration"):
+        return None
+    parts = [f"[{proc.phase}] {time.monotonic() - proc.phase_started_mono:5.1f} s"]
+    pts = proc.progress.get(proc.phase) or []
+    if len(pts) >= 2:
+        a, b = pts[max(0, len(pts) - 11)], pts[-1]
+        dt = (b.wall_ns - a.wall_ns) / 1e9
+        qps = (b.completed - a.completed) / dt if dt > 0 else 0.0
+        parts.append(f"completed {b.completed}  QPS {qps:,.1f}")
+    for (src, ch), ring in rec.rings.items():
+        last = ring.last
+        if last is not None and not math.isnan(float(last["watts"])):
+            label = src if ch == "main" else f"{src}/{ch}"
+            parts.append(f"{label} {float(last['watts']):.1f} W")
+    return "  ".join(parts)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from labconsole.events import EventBus
+    from labconsole.procedure.run import RunOptions, RunProcedure
+
+    loaded = _load_profile_or_exit(args.profile)
+    if args.scenario and args.scenario not in ("SingleStream", "MultiStream", "Server", "Offline"):
+        _err(f"--scenario: unknown scenario {args.scenario!r} (SingleStream, MultiStream, Server, Offline)")
+        return EXIT_USAGE
+    if args.duration is not None and not (0 < args.duration <= 7 * 86400):
+        _err("--duration: must be a number of seconds in (0, 604800]")
+        return EXIT_USAGE
+    bus = EventBus()
+    q = bus.subscribe()
+    proc = RunProcedure(loaded, RunOptions(scenario=args.scenario, duration_s=args.duration, out_dir=Path(args.out) if args.out else None), bus)
+    outcome: list = []
+    crash: list = []
+
+    def target() -> None:
+        try:
+            outcome.append(proc.run())
+        except BaseException as exc:  # noqa: BLE001
+            crash.append(exc)
+
+    def on_signal(signum, frame):  # noqa: ARG001
+        name = signal.Signals(signum).name
+        if proc.aborted:
+            _err(f"{name} again: still stopping the workload and sealing the bundle; please wait")
+        else:
+            _err(f"{name}: stopping the run, sealing what was recorded...")
+        proc.abort(f"interrupted ({name})")
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    worker = threading.Thread(target=target, name="procedure")
+    worker.start()
+    last_live = 0.0
+    try:
+        while worker.is_alive() or not q.empty():
+            try:
+                e = q.get(timeout=0.2)
+                line = _fmt_event(e)
+                if line and not args.quiet:
+                    print(line, flush=True)
+            except Exception:  # queue.Empty
+                pass
+            if not args.quiet and time.monotonic() - last_live >= 1.0:
+                last_live = time.monotonic()
+                live = _live_line(proc)
+                if live:
+                    print(live, flush=True)
+        worker.join()
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    if crash:
+        raise crash[0]
+    out = outcome[0]
+    _print_summary(out)
+    print(out.bundle, flush=True)
+    if out.exit_status == "completed":
+        return EXIT_OK
+    return EXIT_ABORTED if out.exit_status == "aborted" else EXIT_FAIL
+
+
+def _print_summary(out) -> None:
+    rep = out.report or {}
+    print("", flush=True)
+    print(f"run {out.exit_status}" + (f": {out.reason}" if out.reason else ""))
+    if rep:
+        _print_report_lines(rep)
+    for c in out.checks:
+        if c["status"] != "pass":
+            print(f"  check {c['status'].upper()}: {c['name']}: {c['message']}")
+
+
+def _print_report_lines(rep: dict) -> None:
+    m = rep.get("metric")
+    p = rep.get("power") or {}
+    print(f"  scenario: {rep.get('scenario')}   LoadGen result: {rep.get('result_validity')}")
+    if m:
+        print(f"  metric: {m['name']} = {m['value']:.6g} {m['unit']}")
+    if p:
+        print(f"  average power: {p.get('avg_watts', float('nan')):.3f} W over {p.get('window_s', float('nan')):.3f} s ({p.get('samples_in_window')} samples in the window)")
+    if rep.get("samples_per_joule") is not None:
+        print(f"  efficiency: {rep['samples_per_joule']:.6g} samples/J")
+    idle = rep.get("idle_baseline") or {}
+    if idle.get("avg_watts") is not None:
+        print(f"  idle baseline: {idle['avg_watts']:.3f} W")
+    if rep.get("ranging_delta_pct") is not None:
+        print(f"  testing vs ranging: {rep['ranging_delta_pct']:+.2f} %")
+    if rep.get("missing"):
+        print(f"  missing: {', '.join(rep['missing'])}")
+
+
+# ---------------------------------------------------------------------------------------------
+# report / check / recover
+
+
+def _open_record_or_exit(path: str):
+    from labconsole.bundle.reader import RunOpenError, open_run
+
+    try:
+        return open_run(path)
+    except RunOpenError as exc:
+        _err(str(exc))
+        raise SystemExit(EXIT_USAGE) from None
+
+
+def _json_safe(obj):
+    if isinstance(obj, float) and (math.isnan(obj) or math.isinf(obj)):
+        return None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from labconsole import analysis
+
+    record = _open_record_or_exit(args.path)
+    rep = analysis.compute_report(record)
+    if args.json:
+        print(json.dumps(_json_safe(rep), indent=2))
+    else:
+        print(f"{record.path} ({'MLPerf result folder' if record.kind == 'mlperf' else 'bundle, ' + str(record.exit_status)})")
+        _print_report_lines(rep)
+        for name, s in (rep.get("sources") or {}).items():
+            extra = f", counter {s['counter_avg_watts']:.3f} W" if s.get("counter_avg_watts") else ""
+            print(f"  source {name}: {s['avg_watts']:.3f} W ({s['samples_in_window']} samples){extra}")
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from labconsole import checks
+
+    record = _open_record_or_exit(args.path)
+    results = checks.run_checks(record)
+    ok = checks.passed(results)
+    if args.json:
+        print(json.dumps({"path": str(record.path), "kind": record.kind, "passed": ok, "checks": [r.as_dict() for r in results]}, indent=2))
+    else:
+        for r in results:
+            print(f"[{r.status.upper():4}] {r.name}: {r.message}")
+        print("PASSED" if ok else "FAILED")
+    return EXIT_OK if ok else EXIT_FAIL
+
+
+def cmd_recover(args: argparse.Namespace) -> int:
+    from labconsole.bundle.recover import RecoverError, recover
+
+    try:
+        msg = recover(Path(args.path))
+    except RecoverError as exc:
+        _err(str(exc))
+        return EXIT_FAIL
+    print(msg)
+    return EXIT_OK
+
+
+def cmd_tui(args: argparse.Namespace) -> int:
+    try:
+        from labconsole.tui.app import run_tui
+    except ImportError:
+        # No console UI in this build: run the default bench headless and print the result.
+        ns = argparse.Namespace(profile=getattr(args, "profile", None), scenario=None, duration=None, out=None, quiet=False)
+        return cmd_run(ns)
+    return run_tui(profile=getattr(args, "profile", None))
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="labconsole",
+        description="Measure the energy efficiency of ML inference the way MLPerf Power does. "
+        "With no command, opens the console on the built-in simulated bench.",
+    )
+    from labconsole import __version__
+
+    ap.add_argument("--version", action="version", version=f"labconsole {__version__}")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("tui", help="open the console (the default)")
+    p.add_argument("--profile", help="profile YAML (default: the built-in simulated bench)")
+    p.set_defaults(func=cmd_tui)
+
+    p = sub.add_parser("run", help="run the procedure headless and seal a bundle")
+    p.add_argument("--profile", help="profile YAML (default: profiles/sim-bench.yaml)")
+    p.add_argument("--scenario", help="SingleStream | MultiStream | Server | Offline (default: the profile's)")
+    p.add_argument("--duration", type=float, help="LoadGen minimum duration in seconds (default: the profile's)")
+    p.add_argument("--out", help="recordings folder for the bundle (default: the profile's)")
+    p.add_argument("--quiet", action="store_true", help="print only the summary and the bundle path")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("report", help="metrics of a bundle or an MLPerf result folder")
+    p.add_argument("path")
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("check", help="check a bundle or an MLPerf result folder against the rules (exit 1 on failure)")
+    p.add_argument("path")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("recover", help="seal a bundle left unsealed by a crash, as 'recovered'")
+    p.add_argument("path")
+    p.set_defaults(func=cmd_recover)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    if args.command is None:
+        args.profile = None
+        return cmd_tui(args)
+    try:
+        return int(args.func(args) or 0)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return EXIT_ABORTED
+    except BrokenPipeError:
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return EXIT_OK

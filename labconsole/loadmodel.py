@@ -1,0 +1,121 @@
+"""A load-following power model: the simulated source and every emulator read from it.
+
+Power = idle + dynamic x utilisation + noise, where utilisation is the host's real CPU
+utilisation (from /proc/stat), so a simulated wall meter rises when the SUT really works.
+Volts hover around mains; amps follow from power and power factor.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+
+class CpuUtilisation:
+    """Whole-host CPU utilisation between successive calls, 0..1.
+
+    Reads /proc/stat on Linux; elsewhere falls back to the 1-minute load average per core.
+    Thread-safe; readings closer together than `min_interval_s` reuse the last value, so many
+    readers (a 100 kHz emulator) do not hammer /proc.
+    """
+
+    def __init__(self, min_interval_s: float = 0.05):
+        self._min_interval = min_interval_s
+        self._lock = threading.Lock()
+        self._last_t = 0.0
+        self._last_value = 0.0
+        self._prev = self._read_stat()
+
+    @staticmethod
+    def _read_stat() -> tuple[int, int] | None:
+        try:
+            with open("/proc/stat", "rb") as fh:
+                fields = fh.readline().split()[1:]
+        except OSError:
+            return None
+        values = [int(x) for x in fields]
+        idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+        return sum(values), idle
+
+    def __call__(self) -> float:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last_t < self._min_interval:
+                return self._last_value
+            cur = self._read_stat()
+            if cur is None or self._prev is None:
+                try:
+                    value = min(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
+                except OSError:
+                    value = 0.0
+            else:
+                dt, didle = cur[0] - self._prev[0], cur[1] - self._prev[1]
+                value = self._last_value if dt <= 0 else max(0.0, min(1.0, 1.0 - didle / dt))
+                self._prev = cur
+            self._last_t, self._last_value = now, value
+            return value
+
+
+_SHARED_UTILISATION: CpuUtilisation | None = None
+
+
+def host_utilisation() -> CpuUtilisation:
+    global _SHARED_UTILISATION
+    if _SHARED_UTILISATION is None:
+        _SHARED_UTILISATION = CpuUtilisation()
+    return _SHARED_UTILISATION
+
+
+@dataclass
+class Reading:
+    watts: float
+    volts: float
+    amps: float
+    pf: float
+
+
+@dataclass
+class LoadModel:
+    """idle + dynamic x utilisation, with Gaussian noise; mains voltage with a little ripple."""
+
+    idle_w: float = 60.0
+    dynamic_w: float = 140.0
+    noise_w: float = 1.0
+    volts: float = 230.0
+    volts_noise: float = 0.3
+    pf_idle: float = 0.85
+    pf_load: float = 0.95
+    seed: int | None = None
+    utilisation: Callable[[], float] = field(default_factory=host_utilisation)
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+        self._lock = threading.Lock()
+
+    def reading(self) -> Reading:
+        u = max(0.0, min(1.0, self.utilisation()))
+        with self._lock:
+            watts = max(0.0, self.idle_w + self.dynamic_w * u + self._rng.gauss(0.0, self.noise_w))
+            volts = self.volts + self._rng.gauss(0.0, self.volts_noise)
+        pf = self.pf_idle + (self.pf_load - self.pf_idle) * u
+        amps = watts / (volts * pf) if volts > 0 and pf > 0 else 0.0
+        return Reading(watts, volts, amps, pf)
+
+    def expected_watts(self, utilisation: float) -> float:
+        return self.idle_w + self.dynamic_w * max(0.0, min(1.0, utilisation))
+
+    def max_amps(self) -> float:
+        """Worst-case current at full load (for sizing emulator ranges)."""
+        return (self.idle_w + self.dynamic_w + 4 * self.noise_w) / (self.volts * min(self.pf_idle, self.pf_load))
+
+
+def constant_utilisation(value: float) -> Callable[[], float]:
+    """A fixed utilisation, for tests that must not depend on the host's load."""
+    if not 0.0 <= value <= 1.0 or math.isnan(value):
+        raise ValueError("utilisation must lie in [0, 1]")
+    return lambda: value

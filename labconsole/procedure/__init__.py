@@ -1,0 +1,1 @@
+"""The guided procedure: calibration, ranging, testing; it emits events."""

@@ -1,0 +1,392 @@
+"""The profile: a YAML file describing a bench (its sources, the workload, the procedure).
+
+Every mistake is reported as `FILE:LINE: field.path: what is wrong`; unknown keys are errors,
+so a typo never passes silently. The loader keeps the exact text (it goes into the bundle as
+`profile.yaml`) and its SHA-256.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+SCENARIOS = ("SingleStream", "MultiStream", "Server", "Offline")
+SCOPES = ("wall", "system", "gpu", "cpu", "dram", "dc-rail", "other")
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+# LoadGen's official seeds (loadgen/mlperf.conf at 6.0.17), used unless a profile sets its own.
+OFFICIAL_SEEDS = {
+    "qsl": 2085463073848966840,
+    "sample_index": 2747215439041700203,
+    "schedule": 16159082839903944936,
+}
+
+MAX_YAML_NODES = 50_000  # an anchors-and-aliases "billion laughs" stops here, not in RAM
+MAX_PROFILE_BYTES = 1 << 20
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_default=True)
+
+
+class ExpectedIdentity(Model):
+    """What the operator expects to find; calibration compares it with what `identify()` says."""
+
+    model: str | None = Field(None, max_length=128)
+    serial: str | None = Field(None, max_length=128)
+    firmware: str | None = Field(None, max_length=128)
+
+
+class CalibrationCertificate(Model):
+    certificate_date: _dt.date = Field(description="date of the meter's last calibration certificate")
+    interval_days: int = Field(365, ge=1, le=3650)
+
+
+class SourceSpec(Model):
+    name: str = Field(pattern=NAME_PATTERN)
+    driver: str = Field(min_length=1, max_length=64)
+    scope: Literal["wall", "system", "gpu", "cpu", "dram", "dc-rail", "other"] = "wall"
+    sample_interval_s: float = Field(1.0, gt=0, le=3600)
+    primary: bool = False
+    on_failure: Literal["stop", "continue"] = "stop"
+    identity: ExpectedIdentity | None = None
+    calibration: CalibrationCertificate | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class Seeds(Model):
+    qsl: int = Field(OFFICIAL_SEEDS["qsl"], ge=0, lt=2**64)
+    sample_index: int = Field(OFFICIAL_SEEDS["sample_index"], ge=0, lt=2**64)
+    schedule: int = Field(OFFICIAL_SEEDS["schedule"], ge=0, lt=2**64)
+
+
+Auto = Literal["auto"]
+
+
+class LoadGenWorkload(Model):
+    type: Literal["loadgen"] = "loadgen"
+    sut: str = Field("matmul", description="null | sleep | matmul | python:MODULE:FUNCTION")
+    sut_options: dict[str, Any] = Field(default_factory=dict)
+    scenario: Literal["SingleStream", "MultiStream", "Server", "Offline"] = "Offline"
+    duration_s: float = Field(10.0, gt=0, le=7 * 86400, description="LoadGen min_duration")
+    min_query_count: int | None = Field(None, ge=1, le=10**9)
+    max_duration_s: float | None = Field(None, gt=0, le=7 * 86400)
+    target_qps: float | Auto = Field("auto", description="Server: Poisson rate; Offline: expected QPS")
+    expected_latency_ms: float | Auto = Field("auto", description="SingleStream/MultiStream generation hint")
+    latency_bound_ms: float = Field(100.0, gt=0, le=3_600_000, description="Server latency bound at p99")
+    samples_per_query: int = Field(8, ge=1, le=1024, description="MultiStream samples per query")
+    total_sample_count: int = Field(1024, ge=1, le=10**7)
+    performance_sample_count: int = Field(1024, ge=1, le=10**7)
+    seeds: Seeds = Field(default_factory=Seeds)
+    trace: bool = Field(False, description="write LoadGen's trace (large, slows the harness)")
+    timeout_s: float | None = Field(None, gt=0, le=30 * 86400, description="watchdog; default 3 x duration + 120 s")
+
+    @field_validator("target_qps", "expected_latency_ms")
+    @classmethod
+    def _positive(cls, v: Any) -> Any:
+        if v != "auto" and not (0 < float(v) <= 1e9):
+            raise ValueError("must be 'auto' or a number in (0, 1e9]")
+        return v
+
+    @field_validator("sut")
+    @classmethod
+    def _sut_name(cls, v: str) -> str:
+        if v in ("null", "sleep", "matmul"):
+            return v
+        if re.fullmatch(r"python:[A-Za-z_][\w.]*:[A-Za-z_]\w*", v):
+            return v
+        raise ValueError("must be null, sleep, matmul or python:MODULE:FUNCTION")
+
+    @model_validator(mode="after")
+    def _counts(self) -> "LoadGenWorkload":
+        if self.performance_sample_count > self.total_sample_count:
+            raise ValueError("performance_sample_count must not exceed total_sample_count")
+        return self
+
+
+class CommandWorkload(Model):
+    """The user's own harness: run as an argument list (never through a shell)."""
+
+    type: Literal["command"]
+    command: list[Annotated[str, Field(min_length=1, max_length=4096)]] = Field(min_length=1, max_length=512)
+    loadgen_logs: str = Field(min_length=1, description="folder the harness writes its LoadGen logs into")
+    scenario: Literal["SingleStream", "MultiStream", "Server", "Offline"] = "Offline"
+    duration_s: float = Field(600.0, gt=0, le=7 * 86400, description="expected run length, for progress")
+    cwd: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    timeout_s: float | None = Field(None, gt=0, le=30 * 86400)
+
+
+Workload = Annotated[Union[LoadGenWorkload, CommandWorkload], Field(discriminator="type")]
+
+
+class ProcedureSpec(Model):
+    idle_s: float = Field(3.0, ge=0, le=3600, description="idle baseline before ranging")
+    ranging: bool = Field(True, description="run a ranging pass with auto-range before testing")
+    settle_s: float = Field(0.0, ge=0, le=600, description="pause after setting ranges, before a phase")
+    ntp_server: str | None = Field(None, max_length=255)
+    max_clock_offset_ms: float = Field(400.0, gt=0, le=60_000)
+    submission_min_duration_s: float = Field(600.0, gt=0, le=86400)
+    max_uncertainty_pct: float = Field(1.0, gt=0, le=100)
+    ranging_delta_limit_pct: float = Field(-5.0, ge=-100, le=0)
+
+
+class Profile(Model):
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = Field("", max_length=4096)
+    operator: str = Field("", max_length=128)
+    recordings: str = Field("recordings", min_length=1, max_length=4096)
+    sources: list[SourceSpec] = Field(min_length=1, max_length=64)
+    workload: Workload = Field(default_factory=LoadGenWorkload)
+    procedure: ProcedureSpec = Field(default_factory=ProcedureSpec)
+
+    @model_validator(mode="after")
+    def _unique_and_primary(self) -> "Profile":
+        names = [s.name for s in self.sources]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"source names must be unique; repeated: {', '.join(dupes)}")
+        if sum(s.primary for s in self.sources) > 1:
+            raise ValueError("at most one source may be primary")
+        return self
+
+    @property
+    def primary_source(self) -> SourceSpec:
+        for s in self.sources:
+            if s.primary:
+                return s
+        return self.sources[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors
+
+
+@dataclass
+class ProfileIssue:
+    file: str
+    line: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}"
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class ProfileError(Exception):
+    """One or more mistakes in a profile; `str()` lists them one per line."""
+
+    def __init__(self, issues: list[ProfileIssue]):
+        self.issues = issues
+        super().__init__("\n".join(str(i) for i in issues))
+
+
+@dataclass
+class LoadedProfile:
+    profile: Profile
+    path: Path
+    text: str
+    sha256: str
+    lines: dict[tuple, int] = field(default_factory=dict)
+
+    def line_of(self, *path: Any) -> int:
+        return _line_for(self.lines, tuple(path))
+
+
+# ---------------------------------------------------------------------------------------------
+# YAML with line numbers
+
+
+class _Tracker:
+    def __init__(self) -> None:
+        self.count = 0
+
+
+def _build(loader: yaml.SafeLoader, node: yaml.Node, path: tuple, lines: dict, tracker: _Tracker, file: str) -> Any:
+    tracker.count += 1
+    if tracker.count > MAX_YAML_NODES:
+        raise ProfileError(
+            [ProfileIssue(file, node.start_mark.line + 1, _fmt_path(path), f"too large: more than {MAX_YAML_NODES} YAML nodes (anchor/alias expansion?)")]
+        )
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)  # resolves '<<' merge keys
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise ProfileError([ProfileIssue(file, key_node.start_mark.line + 1, _fmt_path(path), "mapping keys must be plain names")])
+            key = loader.construct_scalar(key_node)
+            if not isinstance(key, str):
+                key = str(key)
+            if key in out:
+                raise ProfileError([ProfileIssue(file, key_node.start_mark.line + 1, _fmt_path(path + (key,)), "duplicate key")])
+            lines[path + (key,)] = key_node.start_mark.line + 1
+            out[key] = _build(loader, value_node, path + (key,), lines, tracker, file)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_build(loader, item, path + (i,), lines, tracker, file) for i, item in enumerate(node.value)]
+    return loader.construct_object(node, deep=True)
+
+
+def _fmt_path(path: tuple) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _line_for(lines: dict[tuple, int], path: tuple) -> int:
+    while path:
+        if path in lines:
+            return lines[path]
+        path = path[:-1]
+    return lines.get((), 1)
+
+
+def _loc_to_path(loc: tuple) -> tuple:
+    """Pydantic's error location, without the union/discriminator tags it inserts."""
+    out = []
+    for part in loc:
+        if part in ("loadgen", "command") and out and out[-1] == "workload":
+            continue
+        if isinstance(part, str) and ("[" in part or part.startswith("function-")):
+            continue
+        out.append(part)
+    return tuple(out)
+
+
+def _pydantic_issues(exc: ValidationError, file: str, lines: dict, prefix: tuple = ()) -> list[ProfileIssue]:
+    issues = []
+    for err in exc.errors(include_url=False):
+        path = prefix + _loc_to_path(tuple(err["loc"]))
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (not allowed here; check the spelling)"
+        elif err["type"] == "missing":
+            msg = "required but missing"
+        elif msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        if err["type"] not in ("missing", "extra_forbidden") and "input" in err and not isinstance(err["input"], (dict, list)):
+            shown = repr(err["input"])
+            if len(shown) > 60:
+                shown = shown[:57] + "..."
+            msg += f" (got {shown})"
+        issues.append(ProfileIssue(file, _line_for(lines, path), _fmt_path(path), msg))
+    return issues
+
+
+def parse_profile_text(text_bytes: bytes, file: str = "<profile>") -> tuple[Profile, dict[tuple, int], str]:
+    """Validate profile bytes; returns (profile, line map, decoded text) or raises ProfileError."""
+    if len(text_bytes) > MAX_PROFILE_BYTES:
+        raise ProfileError([ProfileIssue(file, 1, "", f"file too large ({len(text_bytes)} bytes; limit {MAX_PROFILE_BYTES})")])
+    try:
+        text = text_bytes.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = text_bytes[: exc.start].count(b"\n") + 1
+        raise ProfileError([ProfileIssue(file, line, "", f"not UTF-8 text (byte 0x{text_bytes[exc.start]:02x} at offset {exc.start})")]) from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if "\x00" in text:
+        line = text[: text.index("\x00")].count("\n") + 1
+        raise ProfileError([ProfileIssue(file, line, "", "contains a NUL byte; this is not a text profile")])
+    if not text.strip() or all(not ln.strip() or ln.lstrip().startswith("#") for ln in text.splitlines()):
+        raise ProfileError([ProfileIssue(file, 1, "", "the profile is empty")])
+    lines: dict[tuple, int] = {}
+    try:
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                raise ProfileError([ProfileIssue(file, 1, "", "the profile is empty")])
+            data = _build(loader, node, (), lines, _Tracker(), file)
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise ProfileError([ProfileIssue(file, line, "", f"YAML syntax error: {problem}")]) from None
+    except yaml.YAMLError as exc:
+        raise ProfileError([ProfileIssue(file, 1, "", f"YAML error: {exc}")]) from None
+    except RecursionError:
+        raise ProfileError([ProfileIssue(file, 1, "", "nesting too deep")]) from None
+    if not isinstance(data, dict):
+        raise ProfileError([ProfileIssue(file, lines.get((), 1), "", f"the top level must be a mapping of keys, not {type(data).__name__}")])
+    try:
+        profile = Profile.model_validate(data)
+    except ValidationError as exc:
+        raise ProfileError(_pydantic_issues(exc, file, lines)) from None
+    except RecursionError:
+        raise ProfileError([ProfileIssue(file, 1, "", "nesting too deep")]) from None
+    issues = _check_plugins(profile, file, lines)
+    if issues:
+        raise ProfileError(issues)
+    return profile, lines, text
+
+
+def _check_plugins(profile: Profile, file: str, lines: dict) -> list[ProfileIssue]:
+    """Validate each source's driver options and the SUT's options with their own schemas."""
+    from labconsole.sources.registry import UnknownDriver, driver_names, get_driver
+
+    issues: list[ProfileIssue] = []
+    for i, src in enumerate(profile.sources):
+        try:
+            cls = get_driver(src.driver)
+        except UnknownDriver:
+            path = ("sources", i, "driver")
+            issues.append(ProfileIssue(file, _line_for(lines, path), _fmt_path(path), f"unknown driver {src.driver!r} (known: {', '.join(driver_names())})"))
+            continue
+        try:
+            cls.Options.model_validate(src.options)
+        except ValidationError as exc:
+            issues.extend(_pydantic_issues(exc, file, lines, prefix=("sources", i, "options")))
+    wl = profile.workload
+    if isinstance(wl, LoadGenWorkload):
+        from labconsole.workload.suts import validate_sut_options
+
+        try:
+            validate_sut_options(wl.sut, wl.sut_options)
+        except ValidationError as exc:
+            issues.extend(_pydantic_issues(exc, file, lines, prefix=("workload", "sut_options")))
+    return issues
+
+
+def load_profile(path: str | Path) -> LoadedProfile:
+    """Load and validate a profile file. Raises ProfileError (with file:line) on any mistake."""
+    path = Path(path)
+    shown = str(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ProfileError([ProfileIssue(shown, 1, "", "no such file")]) from None
+    except IsADirectoryError:
+        raise ProfileError([ProfileIssue(shown, 1, "", "is a folder, not a profile file")]) from None
+    except OSError as exc:
+        raise ProfileError([ProfileIssue(shown, 1, "", f"cannot read: {exc.strerror or exc}")]) from None
+    profile, lines, text = parse_profile_text(raw, shown)
+    return LoadedProfile(profile=profile, path=path, text=text, sha256=hashlib.sha256(raw).hexdigest(), lines=lines)
+
+
+def default_profile_path() -> Path:
+    """The built-in simulated bench: `profiles/sim-bench.yaml` next to the package or inside it."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "profiles" / "sim-bench.yaml", here.parent / "profiles" / "sim-bench.yaml"):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError("the built-in profile sim-bench.yaml is not installed")
+
+
+def profile_dirs() -> list[Path]:
+    here = Path(__file__).resolve().parent
+    return [p for p in (Path.cwd() / "profiles", here / "profiles", here.parent / "profiles") if p.is_dir()]

@@ -1,0 +1,276 @@
+"""Acquisition: one thread per source, ring buffers for live views, crash-safe streams to disk.
+
+Each source is read in its own thread; every batch goes to (1) a bounded ring per channel that
+the UI snapshots on its own timer and (2) the current segment's append-only stream in the
+bundle (`<phase>/samples-<source>.csv`), which a flusher thread writes and fsyncs about once a
+second. A source that stops answering is retried with bounded back-off; the gap is recorded
+as an event with its length. A disk that refuses writes stops the run with a clear error.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from labconsole import events as ev
+from labconsole.events import EventBus
+from labconsole.samples import OK, ChannelRing, SampleStreamWriter
+from labconsole.sources.base import Source
+
+FLUSH_INTERVAL_S = 1.0
+RECONNECT_BACKOFF_S = (0.5, 1.0, 2.0, 4.0)
+
+
+@dataclass
+class SegmentStats:
+    """Running statistics of one channel within one segment (phase)."""
+
+    samples: int = 0
+    invalid: int = 0
+    sum_w: float = 0.0
+    max_v: float = float("nan")
+    max_a: float = float("nan")
+    max_w: float = float("nan")
+    min_w: float = float("nan")
+    first_wall_ns: int | None = None
+    last_wall_ns: int | None = None
+
+    def add(self, batch: np.ndarray) -> None:
+        n = len(batch)
+        if n == 0:
+            return
+        valid = batch[batch["status"] == OK]
+        self.samples += n
+        self.invalid += n - len(valid)
+        if self.first_wall_ns is None:
+            self.first_wall_ns = int(batch["wall_ns"][0])
+        self.last_wall_ns = int(batch["wall_ns"][-1])
+        if len(valid):
+            w = valid["watts"]
+            w = w[~np.isnan(w)]
+            if len(w):
+                self.sum_w += float(w.sum())
+                self.max_w = float(np.nanmax([self.max_w, w.max()]))
+                self.min_w = float(np.nanmin([self.min_w, w.min()]))
+            for name, attr in (("volts", "max_v"), ("amps", "max_a")):
+                col = valid[name]
+                col = col[~np.isnan(col)]
+                if len(col):
+                    cur = getattr(self, attr)
+                    setattr(self, attr, float(col.max()) if math.isnan(cur) else max(cur, float(col.max())))
+
+    @property
+    def valid(self) -> int:
+        return self.samples - self.invalid
+
+    @property
+    def mean_w(self) -> float:
+        return self.sum_w / self.valid if self.valid else float("nan")
+
+    def as_dict(self) -> dict:
+        return {
+            "samples": self.samples,
+            "invalid": self.invalid,
+            "mean_w": self.mean_w,
+            "min_w": self.min_w,
+            "max_w": self.max_w,
+            "max_v": self.max_v,
+            "max_a": self.max_a,
+        }
+
+
+@dataclass
+class SourceState:
+    source: Source
+    on_failure: str = "stop"
+    read_batches: int = 0
+    read_samples: int = 0
+    errors: int = 0
+    gaps: list[tuple[int, int]] = field(default_factory=list)  # (start wall ns, end wall ns)
+    failed: str | None = None  # reason, once the source is given up on
+    last_sample_mono: float = 0.0
+    thread: threading.Thread | None = None
+
+
+class RecorderFatal(RuntimeError):
+    pass
+
+
+class Recorder:
+    def __init__(self, sources: list[tuple[Source, str]], bus: EventBus, ring_capacity: int = 1 << 18, fsync: bool = True):
+        """`sources`: (opened source, on_failure policy 'stop'|'continue')."""
+        self.bus = bus
+        self.fsync = fsync
+        self.states: dict[str, SourceState] = {s.name: SourceState(s, policy) for s, policy in sources}
+        self.rings: dict[tuple[str, str], ChannelRing] = {}
+        self._ring_capacity = ring_capacity
+        self._writers: dict[str, SampleStreamWriter] = {}
+        self._segment: str | None = None
+        self.segment_stats: dict[str, dict[tuple[str, str], SegmentStats]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._flusher: threading.Thread | None = None
+        self.fatal: str | None = None  # set when the run must stop (disk error, a 'stop' source failed)
+        self.started = False
+        self._written_closed = 0
+
+    # --- life cycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        for name, st in self.states.items():
+            for ch in st.source.capabilities().channels:
+                self.rings[(name, ch)] = ChannelRing(self._ring_capacity)
+            st.last_sample_mono = time.monotonic()
+            st.thread = threading.Thread(target=self._acquire, args=(st,), name=f"acquire-{name}", daemon=True)
+            st.thread.start()
+        self._flusher = threading.Thread(target=self._flush_loop, name="recorder-flush", daemon=True)
+        self._flusher.start()
+        self.started = True
+
+    def stop(self) -> None:
+        self._stop.set()
+        for st in self.states.values():
+            if st.thread is not None:
+                st.thread.join(timeout=10)
+        if self._flusher is not None:
+            self._flusher.join(timeout=10)
+        self.end_segment()
+
+    # --- segments (one per phase) ----------------------------------------------------------------
+    def begin_segment(self, label: str, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        new = {name: SampleStreamWriter(folder / f"samples-{name}.csv", fsync=self.fsync) for name in self.states}
+        with self._lock:
+            old, self._writers = self._writers, new
+            self._segment = label
+            self.segment_stats[label] = {}
+        self._close_writers(old)
+
+    def end_segment(self) -> None:
+        with self._lock:
+            old, self._writers = self._writers, {}
+            self._segment = None
+        self._close_writers(old)
+
+    def _close_writers(self, writers: dict[str, SampleStreamWriter]) -> None:
+        for w in writers.values():
+            try:
+                w.close()
+            except OSError as exc:
+                self._set_fatal(f"cannot write samples to {w.path}: {exc.strerror or exc}")
+            self._written_closed += w.written
+
+    def stats_for(self, segment: str) -> dict[tuple[str, str], SegmentStats]:
+        with self._lock:
+            return dict(self.segment_stats.get(segment, {}))
+
+    @property
+    def written(self) -> int:
+        with self._lock:
+            return self._written_closed + sum(w.written for w in self._writers.values())
+
+    # --- threads -------------------------------------------------------------------------------
+    def _set_fatal(self, reason: str) -> None:
+        if self.fatal is None:
+            self.fatal = reason
+            self.bus.emit(ev.ERROR, reason)
+
+    def _flush_loop(self) -> None:
+        while not self._stop.wait(FLUSH_INTERVAL_S):
+            with self._lock:
+                writers = list(self._writers.values())
+            for w in writers:
+                try:
+                    w.flush()
+                except OSError as exc:
+                    self._set_fatal(f"cannot write samples to {w.path}: {exc.strerror or exc}; the run stops (what was written is intact)")
+
+    def _deliver(self, st: SourceState, channel: str, batch: np.ndarray) -> None:
+        ring = self.rings.get((st.source.name, channel))
+        if ring is None:
+            ring = self.rings.setdefault((st.source.name, channel), ChannelRing(self._ring_capacity))
+        ring.append(batch)
+        with self._lock:
+            writer = self._writers.get(st.source.name)
+            seg = self.segment_stats.get(self._segment) if self._segment else None
+            if seg is not None:
+                seg.setdefault((st.source.name, channel), SegmentStats()).add(batch)
+        if writer is not None:
+            writer.append(channel, batch)
+
+    def _acquire(self, st: SourceState) -> None:
+        src = st.source
+        timeout = max(0.5, min(5.0, 3 * src.sample_interval_s))
+        silent_after = max(3.0, 5 * src.sample_interval_s)
+        gap_start_ns: int | None = None
+        while not self._stop.is_set():
+            try:
+                batches = src.read(timeout)
+            except Exception as exc:  # noqa: BLE001 - any driver failure is handled the same way
+                st.errors += 1
+                if gap_start_ns is None:
+                    gap_start_ns = time.time_ns()
+                    self.bus.emit(ev.WARNING, f"{src.name}: read failed ({exc}); reconnecting", source=src.name)
+                if not self._reconnect(st):
+                    reason = f"{src.name}: gave up after {len(RECONNECT_BACKOFF_S)} reconnect attempts ({exc})"
+                    st.failed = reason
+                    self.bus.emit(ev.ERROR, reason, source=src.name)
+                    if st.on_failure == "stop":
+                        self._set_fatal(reason)
+                    return
+                continue
+            if not batches:
+                if gap_start_ns is None and time.monotonic() - st.last_sample_mono > silent_after:
+                    gap_start_ns = time.time_ns()
+                    self.bus.emit(ev.WARNING, f"{src.name}: no samples for {silent_after:.1f} s", source=src.name)
+                continue
+            if gap_start_ns is not None:
+                gap_end = time.time_ns()
+                st.gaps.append((gap_start_ns, gap_end))
+                self.bus.emit(ev.WARNING, f"{src.name}: samples resumed after a {(gap_end - gap_start_ns) / 1e9:.1f} s gap", source=src.name, gap_s=(gap_end - gap_start_ns) / 1e9)
+                gap_start_ns = None
+            st.last_sample_mono = time.monotonic()
+            st.read_batches += 1
+            for cb in batches:
+                st.read_samples += len(cb.samples)
+                self._deliver(st, cb.channel, cb.samples)
+
+    def _reconnect(self, st: SourceState) -> bool:
+        src = st.source
+        for delay in RECONNECT_BACKOFF_S:
+            if self._stop.wait(delay):
+                return False
+            try:
+                with src.io_lock:
+                    try:
+                        src.close()
+                    except Exception:  # noqa: BLE001
+                        pass
+                    src.open()
+                self.bus.emit(ev.INFO, f"{src.name}: reconnected", source=src.name)
+                return True
+            except Exception as exc:  # noqa: BLE001
+                st.errors += 1
+                self.bus.emit(ev.WARNING, f"{src.name}: reconnect failed ({exc})", source=src.name)
+        return False
+
+    # --- live views -----------------------------------------------------------------------------
+    def snapshot(self, source: str, channel: str, since_wall_ns: int | None = None, last_n: int | None = None) -> np.ndarray:
+        return self.rings[(source, channel)].snapshot(since_wall_ns, last_n)
+
+    def counts(self) -> dict[str, dict]:
+        out = {}
+        for name, st in self.states.items():
+            rings = [r for (s, _), r in self.rings.items() if s == name]
+            out[name] = {
+                "read": st.read_samples,
+                "invalid": sum(r.invalid for r in rings),
+                "errors": st.errors,
+                "gaps": len(st.gaps),
+                "failed": st.failed,
+            }
+        return out

@@ -1,0 +1,1 @@
+"""Power sources: one module per driver, a registry, and discovery."""

@@ -1,0 +1,161 @@
+"""The one interface every power source implements.
+
+open -> identify -> capabilities -> (set_ranges / get_ranges) -> read ... read -> close.
+`read()` blocks until the next sample(s) are available (or its timeout passes) and returns
+them with their timestamps already taken: at acquisition, wall ns and monotonic ns.
+Drivers are small; they declare their options as a pydantic model so a profile's mistakes
+are reported with the file, line and field.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from labconsole.ranges import AccuracySpec, RangeState
+from labconsole.samples import ChannelBatch
+
+
+class SourceError(RuntimeError):
+    """A source failed in a way the operator must hear about (message says what to do)."""
+
+
+class SourceUnavailable(SourceError):
+    """The source is absent: no driver, no device, no permission. Not a crash."""
+
+
+class DriverOptions(BaseModel):
+    """Base for each driver's `options:` block in a profile. Unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass
+class Identity:
+    driver: str
+    model: str
+    serial: str = ""
+    firmware: str = ""
+    vendor: str = ""
+    address: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def describe(self) -> str:
+        parts = [self.vendor, self.model]
+        text = " ".join(p for p in parts if p) or self.driver
+        if self.serial:
+            text += f" s/n {self.serial}"
+        if self.firmware:
+            text += f" fw {self.firmware}"
+        return text
+
+
+@dataclass
+class Capabilities:
+    """What a source can measure and how; every number it yields is labelled by this."""
+
+    channels: tuple[str, ...] = ("main",)
+    quantities: tuple[str, ...] = ("watts",)  # of watts, volts, amps, pf, energy
+    # How `watts` is obtained: "meter" (a power analyzer's reading), "instant" or "average"
+    # (a sensor's own), "counter" (derived from an energy counter).
+    power_kind: str = "meter"
+    has_energy_counter: bool = False
+    voltage_ranges: tuple[float, ...] = ()
+    current_ranges: tuple[float, ...] = ()
+    auto_range: bool = False
+    update_periods_s: tuple[float, ...] = ()  # the periods the source can be set to
+    accuracy: AccuracySpec | None = None
+
+    @property
+    def has_ranges(self) -> bool:
+        return bool(self.voltage_ranges or self.current_ranges)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["has_ranges"] = self.has_ranges
+        return d
+
+
+@dataclass
+class Discovered:
+    """Something `discover()` found attached, and how to put it in a profile."""
+
+    driver: str
+    address: str
+    model: str = ""
+    serial: str = ""
+    status: str = "available"  # available | busy | no-permission | error
+    detail: str = ""
+    profile_snippet: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Source(ABC):
+    """A power source. Subclasses set `driver` and `Options`, and implement the I/O."""
+
+    driver: ClassVar[str] = ""
+    Options: ClassVar[type[DriverOptions]] = DriverOptions
+
+    def __init__(self, name: str, options: DriverOptions | None = None, sample_interval_s: float = 1.0):
+        self.name = name
+        self.options = options if options is not None else self.Options()
+        self.sample_interval_s = float(sample_interval_s)
+        # Drivers hold this around each I/O exchange: the acquisition thread reads while the
+        # procedure sets ranges or asks for identity.
+        self.io_lock = threading.RLock()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    @abstractmethod
+    def open(self) -> None: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> "Source":
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- what it is ----------------------------------------------------------------------------
+    @abstractmethod
+    def identify(self) -> Identity: ...
+
+    @abstractmethod
+    def capabilities(self) -> Capabilities: ...
+
+    # -- ranges (only meaningful where capabilities().has_ranges) ------------------------------
+    def set_ranges(self, volts: float | None = None, amps: float | None = None, auto: bool | None = None) -> RangeState:
+        """Set fixed ranges (None leaves one as it is) or auto-ranging; returns the read-back."""
+        return self.get_ranges()
+
+    def get_ranges(self) -> RangeState:
+        return RangeState()
+
+    # -- data ------------------------------------------------------------------------------------
+    @abstractmethod
+    def read(self, timeout: float) -> list[ChannelBatch]:
+        """Block until the next sample(s) arrive or `timeout` seconds pass (then return [])."""
+
+    # -- optional ----------------------------------------------------------------------------------
+    def zero_check(self) -> dict[str, Any] | None:
+        """Run the meter's zero-level compensation if it has one; None when unsupported."""
+        return None
+
+    def clock_offset_s(self) -> float | None:
+        """Offset of the source host's clock against ours (seconds, + = ahead) where known."""
+        return None
+
+    @classmethod
+    def discover(cls, hints: dict[str, Any] | None = None) -> list[Discovered]:
+        return []

@@ -1,0 +1,168 @@
+"""The `simulated` source: a system power meter whose readings follow the host's real load.
+
+It behaves like a WT310E-class meter on purpose, so the default bench exercises the whole
+procedure: voltage and current ranges, auto-ranging (a reading taken while the range
+switches is invalid), over-range above 140 % of a fixed range, an accuracy spec that gives
+every sample its uncertainty, and optionally an energy counter.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from typing import Literal
+
+from pydantic import Field
+
+from labconsole import __version__
+from labconsole.loadmodel import LoadModel, constant_utilisation, host_utilisation
+from labconsole.ranges import (
+    OVERRANGE_FACTOR,
+    WT310E_CURRENT_RANGES,
+    WT310E_VOLTAGE_RANGES,
+    AccuracySpec,
+    AutoRanger,
+    RangeState,
+    pick_range,
+)
+from labconsole.samples import NO_DATA, OK, OVERRANGE, ChannelBatch, now_ns, one_sample
+from labconsole.sources.base import Capabilities, DriverOptions, Identity, Source, SourceError
+
+
+class SimulatedOptions(DriverOptions):
+    idle_w: float = Field(60.0, ge=0, le=1e6, description="power with the SUT idle (W)")
+    dynamic_w: float = Field(140.0, ge=0, le=1e6, description="extra power at full utilisation (W)")
+    noise_w: float = Field(1.0, ge=0, le=1e5, description="standard deviation of the noise (W)")
+    volts: float = Field(230.0, gt=0, le=1000, description="mains voltage (V rms)")
+    pf_idle: float = Field(0.85, gt=0, le=1)
+    pf_load: float = Field(0.95, gt=0, le=1)
+    utilisation: Literal["host"] | float = Field(
+        "host", description="'host' follows this machine's real CPU utilisation; a number fixes it (0..1)"
+    )
+    energy_counter: bool = Field(False, description="also report a cumulative energy counter (J)")
+    serial: str = Field("SIM-0001", max_length=64)
+    seed: int | None = None
+
+
+class SimulatedSource(Source):
+    driver = "simulated"
+    Options = SimulatedOptions
+    options: SimulatedOptions
+
+    ACCURACY = AccuracySpec(reading_pct=0.1, range_pct=0.1)
+
+    def __init__(self, name: str, options: SimulatedOptions | None = None, sample_interval_s: float = 0.1):
+        super().__init__(name, options, sample_interval_s)
+        o = self.options
+        if isinstance(o.utilisation, float) and not 0.0 <= o.utilisation <= 1.0:
+            raise SourceError(f"{name}: utilisation must be 'host' or a number in [0, 1]")
+        util = host_utilisation() if o.utilisation == "host" else constant_utilisation(float(o.utilisation))
+        self.model = LoadModel(
+            idle_w=o.idle_w,
+            dynamic_w=o.dynamic_w,
+            noise_w=o.noise_w,
+            volts=o.volts,
+            pf_idle=o.pf_idle,
+            pf_load=o.pf_load,
+            seed=o.seed,
+            utilisation=util,
+        )
+        self._auto = True
+        self._v = AutoRanger(WT310E_VOLTAGE_RANGES, pick_range(o.volts, WT310E_VOLTAGE_RANGES))
+        self._a = AutoRanger(WT310E_CURRENT_RANGES)
+        self._open = False
+        self._next_tick = 0.0
+        self._energy_j = 0.0
+        self._last_mono: int | None = None
+        self._closed = threading.Event()
+
+    def open(self) -> None:
+        self._open = True
+        self._closed.clear()
+        self._next_tick = time.monotonic()
+
+    def close(self) -> None:
+        self._open = False
+        self._closed.set()
+
+    def identify(self) -> Identity:
+        return Identity(
+            driver=self.driver,
+            vendor="labconsole",
+            model="Simulated meter",
+            serial=self.options.serial,
+            firmware=__version__,
+            address="simulated://" + self.name,
+        )
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            channels=("main",),
+            quantities=("watts", "volts", "amps", "pf") + (("energy",) if self.options.energy_counter else ()),
+            power_kind="meter",
+            has_energy_counter=self.options.energy_counter,
+            voltage_ranges=WT310E_VOLTAGE_RANGES,
+            current_ranges=WT310E_CURRENT_RANGES,
+            auto_range=True,
+            update_periods_s=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0),
+            accuracy=self.ACCURACY,
+        )
+
+    def set_ranges(self, volts: float | None = None, amps: float | None = None, auto: bool | None = None) -> RangeState:
+        with self.io_lock:
+            if auto is not None:
+                self._auto = auto
+            if volts is not None:
+                self._v.current = pick_range(volts, WT310E_VOLTAGE_RANGES)
+                self._auto = False if auto is None else self._auto
+            if amps is not None:
+                self._a.current = pick_range(amps, WT310E_CURRENT_RANGES)
+                self._auto = False if auto is None else self._auto
+            return self.get_ranges()
+
+    def get_ranges(self) -> RangeState:
+        with self.io_lock:
+            return RangeState(volts=self._v.current, amps=self._a.current, auto_v=self._auto, auto_a=self._auto)
+
+    def read(self, timeout: float) -> list[ChannelBatch]:
+        if not self._open:
+            raise SourceError(f"{self.name}: read() on a closed source")
+        now = time.monotonic()
+        wait = self._next_tick - now
+        if wait > timeout:
+            self._closed.wait(timeout)
+            return []
+        if wait > 0 and self._closed.wait(wait):
+            return []
+        # Schedule on a fixed grid; if we fell far behind (a stall), resynchronise instead of
+        # bursting out a backlog of fake samples.
+        self._next_tick += self.sample_interval_s
+        if self._next_tick < time.monotonic() - self.sample_interval_s:
+            self._next_tick = time.monotonic() + self.sample_interval_s
+        with self.io_lock:
+            r = self.model.reading()
+            wall, mono = now_ns()
+            status = OK
+            if self._auto:
+                changed_v = self._v.update(r.volts)
+                changed_a = self._a.update(r.amps)
+                if changed_v or changed_a:
+                    status = NO_DATA  # a real meter gives no valid reading while switching range
+            elif r.amps > OVERRANGE_FACTOR * self._a.current or r.volts > OVERRANGE_FACTOR * self._v.current:
+                status = OVERRANGE
+            rv, ra = self._v.current, self._a.current
+        energy = math.nan
+        if self.options.energy_counter:
+            if self._last_mono is not None:
+                self._energy_j += r.watts * (mono - self._last_mono) / 1e9
+            self._last_mono = mono
+            energy = self._energy_j
+        if status == OK:
+            sample = one_sample(
+                wall, mono, r.watts, volts=r.volts, amps=r.amps, pf=r.pf, energy_j=energy,
+                uncertainty_w=self.ACCURACY.uncertainty_w(r.watts, rv, ra), range_v=rv, range_a=ra,
+            )
+        else:
+            sample = one_sample(wall, mono, math.nan, energy_j=energy, range_v=rv, range_a=ra, status=status)
+        return [ChannelBatch("main", sample)]

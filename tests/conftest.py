@@ -1,0 +1,83 @@
+"""Shared fixtures: small profiles written to tmp folders, and the project root."""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def pytest_addoption(parser):
+    parser.addoption("--device-address", action="store", default=None, help="address of a real meter for hardware tests")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--device-address"):
+        return
+    skip = pytest.mark.skip(reason="hardware test: give --device-address to run it")
+    for item in items:
+        if "hardware" in item.keywords:
+            item.add_marker(skip)
+
+
+def write_profile(folder: Path, body: str, name: str = "profile.yaml") -> Path:
+    path = folder / name
+    path.write_text(textwrap.dedent(body).lstrip("\n"), encoding="utf-8")
+    return path
+
+
+SIM_PROFILE = """
+name: test-bench
+recordings: {recordings}
+sources:
+  - name: wall
+    driver: simulated
+    sample_interval_s: {interval}
+    options:
+      idle_w: 60
+      dynamic_w: 140
+      noise_w: 0.5
+workload:
+  type: loadgen
+  sut: {sut}
+  sut_options: {sut_options}
+  scenario: {scenario}
+  duration_s: {duration}
+{workload_extra}procedure:
+  idle_s: {idle}
+  ranging: true
+"""
+
+
+@pytest.fixture
+def sim_profile(tmp_path):
+    """Factory: a simulated-bench profile in tmp_path with small, fast settings."""
+
+    def make(scenario="Offline", duration=2, sut="matmul", sut_options="{size: 128, threads: 0}", idle=0.5, interval=0.05, workload_extra=""):
+        rec = tmp_path / "recordings"
+        return write_profile(
+            tmp_path,
+            SIM_PROFILE.format(
+                recordings=rec, scenario=scenario, duration=duration, sut=sut, sut_options=sut_options, idle=idle, interval=interval,
+                workload_extra="".join(f"  {line}\n" for line in workload_extra.splitlines() if line.strip()),
+            ),
+        )
+
+    return make
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict | None = None):
+    """Run `python -m labconsole ARGS` in a fresh interpreter (the real command line)."""
+    import subprocess
+
+    full_env = dict(os.environ)
+    full_env["PYTHONPATH"] = str(ROOT) + (os.pathsep + full_env["PYTHONPATH"] if full_env.get("PYTHONPATH") else "")
+    if env:
+        full_env.update(env)
+    return subprocess.run([sys.executable, "-m", "labconsole", *args], cwd=str(cwd or ROOT), capture_output=True, text=True, timeout=timeout, env=full_env)

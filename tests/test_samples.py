@@ -1,0 +1,98 @@
+"""Ring buffers and the crash-safe sample stream."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from labconsole.samples import CSV_HEADER, ChannelRing, SampleStreamWriter, StreamFormatError, empty_batch, read_sample_stream
+
+
+def batch(start, n):
+    b = empty_batch(n)
+    b["wall_ns"] = np.arange(start, start + n)
+    b["watts"] = np.arange(start, start + n) * 0.1
+    return b
+
+
+def test_ring_keeps_the_newest_in_order():
+    ring = ChannelRing(capacity=10)
+    ring.append(batch(0, 7))
+    ring.append(batch(7, 7))
+    snap = ring.snapshot()
+    assert list(snap["wall_ns"]) == list(range(4, 14))
+    assert ring.total == 14
+    ring.append(batch(100, 25))
+    assert list(ring.snapshot()["wall_ns"]) == list(range(115, 125))
+    assert list(ring.snapshot(last_n=3)["wall_ns"]) == [122, 123, 124]
+    assert list(ring.snapshot(since_wall_ns=120)["wall_ns"]) == [120, 121, 122, 123, 124]
+
+
+def test_stream_round_trip_is_exact(tmp_path):
+    p = tmp_path / "s.csv"
+    w = SampleStreamWriter(p, fsync=False)
+    b = batch(1_700_000_000_000_000_000, 1000)
+    b["watts"] = np.random.default_rng(1).random(1000) * 300
+    b["volts"][::2] = 230.123456789
+    b["status"][5] = 2
+    w.append("main", b)
+    w.append("gpu1", b[:10])
+    w.close()
+    frame = read_sample_stream(p).frame
+    assert len(frame) == 1010
+    assert (frame["watts"].to_numpy()[:1000] == b["watts"]).all()  # bit-exact
+    assert np.isnan(frame["volts"].to_numpy()[1])
+    assert frame["status"].to_numpy()[5] == 2
+    assert list(frame["channel"].unique()) == ["main", "gpu1"]
+
+
+def test_torn_tail_is_dropped_and_reported(tmp_path):
+    p = tmp_path / "s.csv"
+    w = SampleStreamWriter(p, fsync=False)
+    w.append("main", batch(0, 5))
+    w.close()
+    with open(p, "a") as fh:
+        fh.write("123,45,main,1.5")  # a crash mid-line
+    res = read_sample_stream(p)
+    assert res.torn_tail
+    assert len(res.frame) == 5
+
+
+def test_malformed_line_names_file_and_line(tmp_path):
+    p = tmp_path / "s.csv"
+    p.write_text(CSV_HEADER + "1,2,main,3,,,,,,,,0\n" + "1,2,main,garbage,,,,,,,,0\n")
+    with pytest.raises(StreamFormatError, match=r"s\.csv:3: malformed"):
+        read_sample_stream(p)
+
+
+def test_wrong_header(tmp_path):
+    p = tmp_path / "s.csv"
+    p.write_text("a,b,c\n1,2,3\n")
+    with pytest.raises(StreamFormatError, match=r"s\.csv:1: unexpected header"):
+        read_sample_stream(p)
+
+
+def test_flush_error_keeps_pending_samples(tmp_path):
+    p = tmp_path / "s.csv"
+    w = SampleStreamWriter(p, fsync=False)
+    w.append("main", batch(0, 5))
+
+    class Broken:
+        def write(self, _):
+            raise OSError(28, "No space left on device")
+
+        def flush(self):
+            pass
+
+        def close(self):
+            pass
+
+    real = w._fh
+    w._fh = Broken()
+    with pytest.raises(OSError):
+        w.flush()
+    assert w.pending == 5  # nothing silently dropped
+    w._fh = real
+    assert w.flush() == 5
+    w.close()
+    assert len(read_sample_stream(p).frame) == 5
