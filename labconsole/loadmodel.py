@@ -1,7 +1,8 @@
 """A load-following power model: the simulated source and every emulator read from it.
 
-Power = idle + dynamic x utilisation + noise, where utilisation is the host's real CPU
-utilisation (from /proc/stat), so a simulated wall meter rises when the SUT really works.
+Power = idle + dynamic x utilisation + noise, where utilisation is real CPU utilisation: by
+default that of the running workload's processes (so a simulated wall meter rises exactly when
+the SUT works, whatever else shares the machine), or of the whole host.
 Volts hover around mains; amps follow from power and power factor.
 """
 
@@ -61,7 +62,78 @@ class CpuUtilisation:
             return value
 
 
+class WorkloadUtilisation:
+    """CPU utilisation of the running workload's processes only, 0..1 of the whole machine.
+
+    The console registers the LoadGen worker's pid here while a phase runs; with no workload
+    registered the utilisation is 0 (the SUT is idle). Other load on a shared machine does not
+    leak into the simulated reading. /proc/<pid>/stat counts in clock ticks (10 ms), so the
+    value is the slope over about the last `window_s`, like a meter's averaging.
+    """
+
+    def __init__(self, window_s: float = 0.5):
+        self.window_s = window_s
+        self._lock = threading.Lock()
+        self._pids: set[int] = set()
+        self._history: list[tuple[float, float]] = []  # (monotonic s, cpu seconds of the pids)
+        self._gone_cpu = 0.0  # cpu seconds of pids that exited (keeps the series monotonic)
+        self._last: dict[int, float] = {}
+        self._ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self._ncpu = os.cpu_count() or 1
+
+    def track(self, pid: int) -> None:
+        with self._lock:
+            self._pids.add(pid)
+
+    def untrack(self, pid: int) -> None:
+        with self._lock:
+            self._pids.discard(pid)
+            self._gone_cpu += self._last.pop(pid, 0.0)
+            if not self._pids:
+                self._history.clear()
+                self._gone_cpu = 0.0
+
+    def _cpu_seconds(self, pid: int) -> float | None:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as fh:
+                data = fh.read()
+        except OSError:
+            return None
+        fields = data[data.rfind(b")") + 2 :].split()
+        # fields[11], [12] are utime and stime (stat fields 14 and 15): every thread included.
+        return (int(fields[11]) + int(fields[12])) / self._ticks
+
+    def __call__(self) -> float:
+        now = time.monotonic()
+        with self._lock:
+            if not self._pids:
+                return 0.0
+            total = self._gone_cpu
+            for pid in list(self._pids):
+                cpu = self._cpu_seconds(pid)
+                if cpu is None:
+                    cpu = self._last.get(pid, 0.0)
+                self._last[pid] = cpu
+                total += cpu
+            self._history.append((now, total))
+            while len(self._history) > 2 and now - self._history[1][0] >= self.window_s:
+                self._history.pop(0)
+            t0, c0 = self._history[0]
+            if now - t0 <= 0:
+                return 0.0
+            return max(0.0, min(1.0, (total - c0) / (now - t0) / self._ncpu))
+
+
 _SHARED_UTILISATION: CpuUtilisation | None = None
+_WORKLOAD_UTILISATION: WorkloadUtilisation | None = None
+
+
+def workload_utilisation() -> WorkloadUtilisation:
+    """The process-wide tracker the workload runner registers its worker with."""
+    global _WORKLOAD_UTILISATION
+    if _WORKLOAD_UTILISATION is None:
+        _WORKLOAD_UTILISATION = WorkloadUtilisation()
+    return _WORKLOAD_UTILISATION
 
 
 def host_utilisation() -> CpuUtilisation:

@@ -129,6 +129,8 @@ class RunProcedure:
             self.recorder.start()
             self._calibrate()
             self._check_abort()
+            self._probe_workload()
+            self._check_abort()
             if self.profile.procedure.ranging:
                 self._run_phase("ranging", auto_range=True)
                 self._check_abort()
@@ -242,6 +244,39 @@ class RunProcedure:
             self.calibration.run_step(step)
         self.bundle.write_json("calibration.json", self.calibration.as_dict())
 
+    def _probe_workload(self) -> None:
+        """Measure the SUT once for `auto` LoadGen settings, before ranging.
+
+        Ranging and testing must run the same load (MLPerf runs one command twice), and a
+        probe inside a phase would also put its burst of work next to the power window.
+        """
+        wl = self.profile.workload
+        if not isinstance(wl, LoadGenWorkload):
+            return
+        assert self.bundle is not None
+        probe = LoadGenRun(wl, self.bundle.phase_dir("probe"), scenario=self.scenario, duration_s=self.duration_s)
+        if not probe.needs_probe():
+            return
+        self._set_phase("probe")
+        self.bus.emit(ev.INFO, f"measuring the {wl.sut} SUT for the 'auto' LoadGen settings", phase="probe")
+        with self._lock:
+            self._workload = probe
+        try:
+            result = probe.run(probe_only=True)
+        finally:
+            with self._lock:
+                self._workload = None
+        if result.status == "aborted":
+            raise RunAborted(result.reason)
+        if result.status != "completed" or not result.settings:
+            tail = "\n".join(result.stderr_tail[-10:])
+            self.bus.emit(ev.ERROR, f"SUT probe: {result.reason or 'no settings reported'}" + (f"\nlast lines of the worker:\n{tail}" if tail else ""), phase="probe")
+            raise _PhaseFailed(f"SUT probe: {result.reason or 'no settings reported'}")
+        self.resolved_settings = {k: result.settings[k] for k in ("target_qps", "expected_latency_ms") if k in result.settings}
+        self.bundle.update_run(workload_resolved=result.settings)
+        shown = ", ".join(f"{k} {v:.6g}" for k, v in result.settings.items() if isinstance(v, (int, float)))
+        self.bus.emit(ev.RESULT, f"SUT probe: {shown}", phase="probe", settings=result.settings)
+
     def _ranged_sources(self) -> list[str]:
         return [n for n, s in self.sources.items() if s.capabilities().has_ranges]
 
@@ -285,9 +320,6 @@ class RunProcedure:
             with self._lock:
                 self._workload = None
             self.recorder.end_segment()
-        if isinstance(runner, LoadGenRun) and not self.resolved_settings and result.settings:
-            self.resolved_settings = {k: result.settings[k] for k in ("target_qps", "expected_latency_ms") if k in result.settings}
-            self.bundle.update_run(workload_resolved=result.settings)
         stats = {f"{s}/{c}": st.as_dict() for (s, c), st in self.recorder.stats_for(phase).items()}
         self.bundle.write_json(f"{phase}/phase.json", {"workload": result.as_dict(), "samples": stats, "ranges": {n: self.sources[n].get_ranges().as_dict() for n in self._ranged_sources()}})
         if result.status == "completed":

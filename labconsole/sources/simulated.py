@@ -1,4 +1,4 @@
-"""The `simulated` source: a system power meter whose readings follow the host's real load.
+"""The `simulated` source: a system power meter whose readings follow the workload's real CPU use.
 
 It behaves like a WT310E-class meter on purpose, so the default bench exercises the whole
 procedure: voltage and current ranges, auto-ranging (a reading taken while the range
@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import Field
 
 from labconsole import __version__
-from labconsole.loadmodel import LoadModel, constant_utilisation, host_utilisation
+from labconsole.loadmodel import LoadModel, constant_utilisation, host_utilisation, workload_utilisation
 from labconsole.ranges import (
     OVERRANGE_FACTOR,
     WT310E_CURRENT_RANGES,
@@ -37,8 +37,9 @@ class SimulatedOptions(DriverOptions):
     volts: float = Field(230.0, gt=0, le=1000, description="mains voltage (V rms)")
     pf_idle: float = Field(0.85, gt=0, le=1)
     pf_load: float = Field(0.95, gt=0, le=1)
-    utilisation: Literal["host"] | float = Field(
-        "host", description="'host' follows this machine's real CPU utilisation; a number fixes it (0..1)"
+    utilisation: Literal["workload", "host"] | float = Field(
+        "workload",
+        description="'workload': the CPU use of the benchmark's processes; 'host': the whole machine's; a number fixes it (0..1)",
     )
     energy_counter: bool = Field(False, description="also report a cumulative energy counter (J)")
     serial: str = Field("SIM-0001", max_length=64)
@@ -55,9 +56,14 @@ class SimulatedSource(Source):
     def __init__(self, name: str, options: SimulatedOptions | None = None, sample_interval_s: float = 0.1):
         super().__init__(name, options, sample_interval_s)
         o = self.options
-        if isinstance(o.utilisation, float) and not 0.0 <= o.utilisation <= 1.0:
+        if isinstance(o.utilisation, float) and not 0.0 <= o.utilisation <= 1.0:  # pragma: no cover
             raise SourceError(f"{name}: utilisation must be 'host' or a number in [0, 1]")
-        util = host_utilisation() if o.utilisation == "host" else constant_utilisation(float(o.utilisation))
+        if o.utilisation == "workload":
+            util = workload_utilisation()
+        elif o.utilisation == "host":
+            util = host_utilisation()
+        else:
+            util = constant_utilisation(float(o.utilisation))
         self.model = LoadModel(
             idle_w=o.idle_w,
             dynamic_w=o.dynamic_w,

@@ -162,6 +162,17 @@ class _ProcessRun:
     def _watch(self, poll: Callable[[], None] | None = None) -> WorkloadResult:
         """Wait for the process while enforcing the watchdog and honouring abort."""
         assert self.proc is not None
+        from labconsole.loadmodel import workload_utilisation
+
+        tracker = workload_utilisation()  # simulated meters follow this process's CPU use
+        tracker.track(self.proc.pid)
+        try:
+            return self._watch_loop(poll)
+        finally:
+            tracker.untrack(self.proc.pid)
+
+    def _watch_loop(self, poll: Callable[[], None] | None) -> WorkloadResult:
+        assert self.proc is not None
         t0 = time.monotonic()
         status, reason = "completed", ""
         while True:
@@ -218,9 +229,17 @@ class LoadGenRun(_ProcessRun):
         stall = max(60.0, 0.5 * self.duration_s)
         super().__init__(phase_dir, timeout, stall, on_progress)
 
-    def config(self) -> dict:
+    def needs_probe(self) -> bool:
+        """True when some `auto` setting must be measured from the SUT first."""
+        wl = self.workload
+        if self.scenario in ("Offline", "Server"):
+            return "target_qps" not in self.resolved and wl.target_qps == "auto"
+        return "expected_latency_ms" not in self.resolved and wl.expected_latency_ms == "auto"
+
+    def config(self, probe_only: bool = False) -> dict:
         wl = self.workload
         return {
+            "probe_only": probe_only,
             "scenario": self.scenario,
             "sut": wl.sut,
             "sut_options": wl.sut_options,
@@ -239,10 +258,11 @@ class LoadGenRun(_ProcessRun):
             "pythonpath": [str(Path.cwd())],
         }
 
-    def run(self) -> WorkloadResult:
+    def run(self, probe_only: bool = False) -> WorkloadResult:
+        """Run the LoadGen test (or, with `probe_only`, just measure the SUT's capacity)."""
         self.phase_dir.mkdir(parents=True, exist_ok=True)
         cfg_path = self.phase_dir / "workload.json"
-        cfg_path.write_text(json.dumps(self.config(), indent=2) + "\n", encoding="utf-8")
+        cfg_path.write_text(json.dumps(self.config(probe_only), indent=2) + "\n", encoding="utf-8")
         rfd, wfd = os.pipe()
         env = dict(os.environ)
         # The worker must import this very labconsole, installed or not.
@@ -263,7 +283,7 @@ class LoadGenRun(_ProcessRun):
         result = self._watch()
         reader.join(timeout=5)
         result.settings = self.settings
-        if result.status == "completed" and not (self.loadgen_dir / "mlperf_log_detail.txt").exists():
+        if result.status == "completed" and not probe_only and not (self.loadgen_dir / "mlperf_log_detail.txt").exists():
             result.status, result.reason = "failed", "LoadGen wrote no mlperf_log_detail.txt"
             result.stderr_tail = tail_lines(self.log_path)
         return result

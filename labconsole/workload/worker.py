@@ -140,6 +140,12 @@ def run(cfg: dict, progress_out: TextIO) -> int:
     sut = make_sut(cfg["sut"], cfg.get("sut_options") or {}, complete, seed=int((cfg.get("seeds") or {}).get("qsl", 0)) & 0xFFFFFFFF)
     progress = Progress(progress_out, sut)
     resolved = resolve_settings(cfg, sut)
+    if cfg.get("probe_only"):
+        # Measure the SUT for `auto` settings and stop: the console runs this once before the
+        # ranging phase, so ranging and testing then run exactly the same load.
+        progress.send({"event": "settings", "values": resolved, "loadgen_version": _loadgen_version()})
+        sut.stop()
+        return 0
     ts = build_test_settings(lg, cfg, resolved)
     progress.send({"event": "settings", "values": resolved, "loadgen_version": _loadgen_version()})
 
