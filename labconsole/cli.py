@@ -230,6 +230,21 @@ def cmd_recover(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_emulate(args: argparse.Namespace) -> int:
+    from labconsole.emulators.registry import EMULATORS, module_for
+
+    if args.name not in EMULATORS:
+        _err(f"no emulator named {args.name!r} (known: {', '.join(sorted(EMULATORS)) or 'none'})")
+        return EXIT_USAGE
+    return int(module_for(args.name).main(list(args.rest)) or 0)
+
+
+def cmd_discover(args: argparse.Namespace) -> int:
+    from labconsole.sources.discovery import main as discover_main
+
+    return int(discover_main(args) or 0)
+
+
 def cmd_tui(args: argparse.Namespace) -> int:
     try:
         from labconsole.tui.app import run_tui
@@ -279,6 +294,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("recover", help="seal a bundle left unsealed by a crash, as 'recovered'")
     p.add_argument("path")
     p.set_defaults(func=cmd_recover)
+
+    p = sub.add_parser("discover", help="list the meters and devices attached, and how to use them in a profile")
+    p.add_argument("--json", action="store_true", help="a JSON list of {driver, address, model, serial, status, ...}")
+    p.add_argument("--ptd", action="append", default=[], metavar="HOST:PORT", help="also ask a PTDaemon at this address (repeatable)")
+    p.add_argument("--profile", help="also probe the addresses this profile names")
+    p.set_defaults(func=cmd_discover)
+
+    p = sub.add_parser("emulate", help="start a loopback instrument emulator (wt310, ptd, lpm01a) for training and tests")
+    p.add_argument("name", help="which emulator")
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="the emulator's own options (--port N, --host H, ...)")
+    p.set_defaults(func=cmd_emulate)
     return ap
 
 

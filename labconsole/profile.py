@@ -59,6 +59,9 @@ class SourceSpec(Model):
     identity: ExpectedIdentity | None = None
     calibration: CalibrationCertificate | None = None
     options: dict[str, Any] = Field(default_factory=dict)
+    # Ask the console to start a loopback emulator for this source (options for the emulator,
+    # e.g. its load model); its address is merged into `options`. For training and tests.
+    emulator: dict[str, Any] | None = None
 
 
 class Seeds(Model):
@@ -347,10 +350,24 @@ def _check_plugins(profile: Profile, file: str, lines: dict) -> list[ProfileIssu
             path = ("sources", i, "driver")
             issues.append(ProfileIssue(file, _line_for(lines, path), _fmt_path(path), f"unknown driver {src.driver!r} (known: {', '.join(driver_names())})"))
             continue
+        if src.emulator is not None:
+            from labconsole.emulators.registry import FOR_DRIVER
+
+            if src.driver not in FOR_DRIVER:
+                path = ("sources", i, "emulator")
+                known = ", ".join(sorted(FOR_DRIVER)) or "none"
+                issues.append(ProfileIssue(file, _line_for(lines, path), _fmt_path(path), f"driver {src.driver!r} has no emulator (emulators exist for: {known})"))
+                continue
         try:
             cls.Options.model_validate(src.options)
         except ValidationError as exc:
-            issues.extend(_pydantic_issues(exc, file, lines, prefix=("sources", i, "options")))
+            if src.emulator is None:
+                issues.extend(_pydantic_issues(exc, file, lines, prefix=("sources", i, "options")))
+            else:
+                # The emulator supplies the address; only complain about what the profile wrote.
+                issues.extend(
+                    i2 for i2 in _pydantic_issues(exc, file, lines, prefix=("sources", i, "options")) if not i2.message.startswith("required but missing")
+                )
     wl = profile.workload
     if isinstance(wl, LoadGenWorkload):
         from labconsole.workload.suts import validate_sut_options

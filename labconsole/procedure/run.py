@@ -70,6 +70,7 @@ class RunProcedure:
         self.state = "created"
         self.calibration = None
         self.ranges_chosen: dict[str, dict] = {}
+        self._emulators: list = []  # loopback emulators started for sources with `emulator:`
         self.resolved_settings: dict[str, float] = {}  # `auto` LoadGen values measured by the first phase
         self._abort = threading.Event()
         self._abort_reason = ""
@@ -199,7 +200,15 @@ class RunProcedure:
         found = []
         for spec in self.profile.sources:
             try:
-                src = create_source(spec.name, spec.driver, spec.options, spec.sample_interval_s)
+                options = dict(spec.options)
+                if spec.emulator is not None:
+                    from labconsole.emulators.registry import start_for_source
+
+                    handle = start_for_source(spec.driver, dict(spec.emulator))
+                    self._emulators.append(handle)
+                    options.update(handle.source_options())
+                    self.bus.emit(ev.INFO, f"source {spec.name}: started a loopback emulator ({handle.source_options()})", source=spec.name)
+                src = create_source(spec.name, spec.driver, options, spec.sample_interval_s)
                 src.open()
                 ident = src.identify()
                 caps = src.capabilities()
@@ -384,6 +393,12 @@ class RunProcedure:
                 src.close()
             except Exception as exc:  # noqa: BLE001
                 self.bus.emit(ev.WARNING, f"{name}: close failed: {exc}", source=name)
+        for handle in self._emulators:
+            try:
+                handle.stop()
+            except Exception as exc:  # noqa: BLE001
+                self.bus.emit(ev.WARNING, f"emulator stop failed: {exc}")
+        self._emulators.clear()
         if self.recorder is not None and self.bundle is not None:
             counts = self.recorder.counts()
             self.bundle.update_run(acquisition={"sources": counts, "samples_written": self.recorder.written})

@@ -1,0 +1,41 @@
+"""Emulators a profile can ask the console to start for a source, and the `emulate` command.
+
+A source in a profile may carry `emulator: {...}`: the console then starts the matching
+loopback emulator before opening the source (on a free port on 127.0.0.1), merges the
+emulator's address into the source's options, and stops it when the run ends.
+
+Each emulator module provides:
+    start(options: dict) -> EmulatorHandle      (in-process, for profiles and tests)
+    main(argv: list[str]) -> int                (the `labconsole emulate NAME` command)
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Protocol
+
+# emulator name (for `labconsole emulate NAME`) -> module
+EMULATORS: dict[str, str] = {}
+
+# driver name (a profile's `driver:`) -> emulator name used when the source has `emulator:`
+FOR_DRIVER: dict[str, str] = {}
+
+
+class EmulatorHandle(Protocol):
+    def source_options(self) -> dict[str, Any]:
+        """Options to merge into the source's `options:` so the driver reaches the emulator."""
+
+    def stop(self) -> None: ...
+
+
+def module_for(name: str):
+    try:
+        return importlib.import_module(EMULATORS[name])
+    except KeyError:
+        raise KeyError(f"no emulator named {name!r} (known: {', '.join(sorted(EMULATORS)) or 'none'})") from None
+
+
+def start_for_source(driver: str, options: dict[str, Any]) -> EmulatorHandle:
+    if driver not in FOR_DRIVER:
+        raise KeyError(f"driver {driver!r} has no emulator (emulators exist for: {', '.join(sorted(FOR_DRIVER)) or 'none'})")
+    return module_for(FOR_DRIVER[driver]).start(options)
