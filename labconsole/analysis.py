@@ -178,6 +178,27 @@ def idle_baseline(record: RunRecord) -> dict | None:
     return {"avg_watts": float(means.sum()), "std_watts": float(math.sqrt(float((stds**2).sum()))), "samples": int(len(ok))}
 
 
+def phase_summary(record: RunRecord, phase: PhaseRecord) -> dict:
+    """What a phase holds, even without a LoadGen window (an aborted or recovered run):
+    the primary source's mean over the whole recorded phase, labelled as such."""
+    frame = source_frame(phase, record.primary_source)
+    out: dict[str, Any] = {"samples": 0, "invalid": 0, "avg_watts": None, "duration_s": None, "power_window": bool(phase.detail and phase.detail.power_begin_ns)}
+    if frame is None or len(frame) == 0:
+        return out
+    status = frame["status"].to_numpy()
+    watts = frame["watts"].to_numpy()
+    good = (status == OK) & (watts > 0)
+    wall = frame["wall_ns"].to_numpy()
+    out["samples"] = int(len(frame))
+    out["invalid"] = int((status != OK).sum())
+    if good.any():
+        # per channel means, summed (as for the window average)
+        chans = frame["channel"].to_numpy()
+        out["avg_watts"] = float(sum(watts[good & (chans == ch)].mean() for ch in dict.fromkeys(chans[good].tolist())))
+    out["duration_s"] = float((wall.max() - wall.min()) / 1e9)
+    return out
+
+
 def compute_report(record: RunRecord) -> dict:
     """The `report --json` object (see the CLI contract in the issue/README)."""
     scenario = record.scenario
@@ -202,6 +223,7 @@ def compute_report(record: RunRecord) -> dict:
         "sources": {},
         "missing": list(record.missing),
     }
+    report["phases"] = {name: phase_summary(record, ph) for name, ph in record.phases.items()}
     if detail is not None:
         perf = detail.performance_metric()
         if perf:

@@ -124,6 +124,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         for s, h in old.items():
             signal.signal(s, h)
     if crash:
+        from labconsole.procedure.run import RunRefused
+
+        if isinstance(crash[0], RunRefused):
+            _err(f"refused: {crash[0]}")
+            return EXIT_FAIL
         raise crash[0]
     out = outcome[0]
     _print_summary(out)

@@ -90,6 +90,7 @@ class LoadGenWorkload(Model):
     seeds: Seeds = Field(default_factory=Seeds)
     trace: bool = Field(False, description="write LoadGen's trace (large, slows the harness)")
     timeout_s: float | None = Field(None, gt=0, le=30 * 86400, description="watchdog; default 3 x duration + 120 s")
+    stall_s: float | None = Field(None, gt=0, le=86400, description="stop a phase when nothing completes for this long; default max(60 s, duration / 2)")
 
     @field_validator("target_qps", "expected_latency_ms")
     @classmethod

@@ -93,6 +93,7 @@ class SourceState:
     errors: int = 0
     gaps: list[tuple[int, int]] = field(default_factory=list)  # (start wall ns, end wall ns)
     failed: str | None = None  # reason, once the source is given up on
+    unrecorded: int = 0  # samples read while no stream was open (only without a between folder)
     last_sample_mono: float = 0.0
     thread: threading.Thread | None = None
 
@@ -102,8 +103,20 @@ class RecorderFatal(RuntimeError):
 
 
 class Recorder:
-    def __init__(self, sources: list[tuple[Source, str]], bus: EventBus, ring_capacity: int = 1 << 18, fsync: bool = True):
-        """`sources`: (opened source, on_failure policy 'stop'|'continue')."""
+    def __init__(
+        self,
+        sources: list[tuple[Source, str]],
+        bus: EventBus,
+        ring_capacity: int = 1 << 18,
+        fsync: bool = True,
+        between_folder: Path | None = None,
+    ):
+        """`sources`: (opened source, on_failure policy 'stop'|'continue').
+
+        `between_folder`: where samples read outside any phase go (while ranges switch, while
+        the SUT is probed): every sample read is kept somewhere, none silently dropped.
+        """
+        self.between_folder = between_folder
         self.bus = bus
         self.fsync = fsync
         self.states: dict[str, SourceState] = {s.name: SourceState(s, policy) for s, policy in sources}
@@ -121,6 +134,7 @@ class Recorder:
 
     # --- life cycle -------------------------------------------------------------------------
     def start(self) -> None:
+        self.end_segment()  # until the first phase begins, samples go to the between folder
         for name, st in self.states.items():
             for ch in st.source.capabilities().channels:
                 self.rings[(name, ch)] = ChannelRing(self._ring_capacity)
@@ -138,7 +152,7 @@ class Recorder:
                 st.thread.join(timeout=10)
         if self._flusher is not None:
             self._flusher.join(timeout=10)
-        self.end_segment()
+        self.end_segment(final=True)
 
     # --- segments (one per phase) ----------------------------------------------------------------
     def begin_segment(self, label: str, folder: Path) -> None:
@@ -150,9 +164,16 @@ class Recorder:
             self.segment_stats[label] = {}
         self._close_writers(old)
 
-    def end_segment(self) -> None:
+    def end_segment(self, final: bool = False) -> None:
+        new: dict[str, SampleStreamWriter] = {}
+        if self.between_folder is not None and not final:
+            try:
+                self.between_folder.mkdir(parents=True, exist_ok=True)
+                new = {name: SampleStreamWriter(self.between_folder / f"samples-{name}.csv", fsync=self.fsync) for name in self.states}
+            except OSError as exc:
+                self._set_fatal(f"cannot write samples to {self.between_folder}: {exc.strerror or exc}")
         with self._lock:
-            old, self._writers = self._writers, {}
+            old, self._writers = self._writers, new
             self._segment = None
         self._close_writers(old)
 
@@ -195,12 +216,16 @@ class Recorder:
             ring = self.rings.setdefault((st.source.name, channel), ChannelRing(self._ring_capacity))
         ring.append(batch)
         with self._lock:
+            # Append under the lock: a segment switch must not close this writer between our
+            # lookup and the append (the batch would sit in a closed writer, never flushed).
             writer = self._writers.get(st.source.name)
+            if writer is not None:
+                writer.append(channel, batch)
+            else:
+                st.unrecorded += len(batch)  # no stream open (no between folder): counted, not hidden
             seg = self.segment_stats.get(self._segment) if self._segment else None
             if seg is not None:
                 seg.setdefault((st.source.name, channel), SegmentStats()).add(batch)
-        if writer is not None:
-            writer.append(channel, batch)
 
     def _acquire(self, st: SourceState) -> None:
         src = st.source
@@ -272,5 +297,6 @@ class Recorder:
                 "errors": st.errors,
                 "gaps": len(st.gaps),
                 "failed": st.failed,
+                "unrecorded": st.unrecorded,
             }
         return out

@@ -24,7 +24,9 @@ from labconsole.loadgen_log import (
 )
 from labconsole.samples import NO_DATA, OK, StreamFormatError, read_sample_stream
 
-PHASES = ("idle", "ranging", "testing")
+# "between": samples read outside any phase (setting ranges, probing the SUT), kept so that
+# every sample read is on disk.
+PHASES = ("idle", "ranging", "testing", "between")
 
 
 class RunOpenError(ValueError):
@@ -164,7 +166,7 @@ def read_bundle(root: Path, load_samples: bool = True) -> RunRecord:
         if not folder.is_dir():
             continue
         phase = PhaseRecord(name=name, folder=folder)
-        if name != "idle":
+        if name in ("ranging", "testing"):
             lg = folder / "loadgen"
             if lg.is_dir():
                 _read_logs(phase, lg, record, f"{name}/loadgen")

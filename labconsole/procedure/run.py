@@ -24,6 +24,7 @@ from labconsole import __version__
 from labconsole import events as ev
 from labconsole.bundle.writer import BundleWriter, iso_utc
 from labconsole.events import EventBus
+from labconsole.locks import LockBusy, instrument_lock, recordings_lock
 from labconsole.profile import CommandWorkload, LoadedProfile, LoadGenWorkload
 from labconsole.ranges import mlperf_fixed_ranges
 from labconsole.recorder import Recorder
@@ -52,6 +53,10 @@ class RunAborted(Exception):
     pass
 
 
+class RunRefused(RuntimeError):
+    """The run could not start at all (folder in use or not writable); nothing was recorded."""
+
+
 class RunProcedure:
     def __init__(self, loaded: LoadedProfile, options: RunOptions | None = None, bus: EventBus | None = None):
         self.loaded = loaded
@@ -70,6 +75,7 @@ class RunProcedure:
         self.state = "created"
         self.calibration = None
         self.ranges_chosen: dict[str, dict] = {}
+        self._locks: list = []  # recordings-folder and instrument locks held during the run
         self._emulators: list = []  # loopback emulators started for sources with `emulator:`
         self.resolved_settings: dict[str, float] = {}  # `auto` LoadGen values measured by the first phase
         self._abort = threading.Event()
@@ -120,13 +126,26 @@ class RunProcedure:
         self.state = "running"
         status, reason = "completed", ""
         recordings = Path(self.options.out_dir or self.profile.recordings)
-        self.bundle = BundleWriter.create(recordings, self.profile.name, self.scenario)
+        try:
+            # One console per recordings folder: refuse before anything is written.
+            self._locks.append(recordings_lock(recordings).acquire())
+            self.bundle = BundleWriter.create(recordings, self.profile.name, self.scenario)
+        except LockBusy as exc:
+            self._release_locks()
+            raise RunRefused(str(exc)) from None
+        except OSError as exc:
+            self._release_locks()
+            raise RunRefused(f"cannot record into {recordings}: {exc.strerror or exc}") from None
         self.bus.add_sink(self._timeline_sink)
         try:
             self._start_bundle()
             self._open_sources()
             self._check_abort()
-            self.recorder = Recorder([(s, self.profile_spec(n).on_failure) for n, s in self.sources.items()], self.bus)
+            self.recorder = Recorder(
+                [(s, self.profile_spec(n).on_failure) for n, s in self.sources.items()],
+                self.bus,
+                between_folder=self.bundle.data / "between",
+            )
             self.recorder.start()
             self._calibrate()
             self._check_abort()
@@ -158,6 +177,10 @@ class RunProcedure:
             if s.name == name:
                 return s
         raise KeyError(name)
+
+    def _release_locks(self) -> None:
+        while self._locks:
+            self._locks.pop().release()
 
     def _timeline_sink(self, event: ev.Event) -> None:
         if self.bundle is not None and self.bundle.events_sink is not None:
@@ -209,6 +232,9 @@ class RunProcedure:
                     options.update(handle.source_options())
                     self.bus.emit(ev.INFO, f"source {spec.name}: started a loopback emulator ({handle.source_options()})", source=spec.name)
                 src = create_source(spec.name, spec.driver, options, spec.sample_interval_s)
+                key = src.lock_key()
+                if key:  # one console per instrument: a second one is refused, not interleaved
+                    self._locks.append(instrument_lock(key).acquire())
                 src.open()
                 ident = src.identify()
                 caps = src.capabilities()
@@ -429,6 +455,7 @@ class RunProcedure:
             self.bundle.seal(status, reason)
         except OSError as exc:
             self.bus.emit(ev.ERROR, f"could not seal the bundle: {exc.strerror or exc}; `labconsole recover {self.bundle.root}` can seal it later")
+        self._release_locks()
         self.state = status
         self._set_phase("done")
         return RunOutcome(self.bundle.root, status, reason, report, check_list)

@@ -152,6 +152,13 @@ class Source(ABC):
         """Run the meter's zero-level compensation if it has one; None when unsupported."""
         return None
 
+    def lock_key(self) -> str | None:
+        """The physical instrument's address, for the one-console-per-instrument lock.
+
+        None for sources many readers may share (simulated, replay, NVML, RAPL).
+        """
+        return None
+
     def clock_offset_s(self) -> float | None:
         """Offset of the source host's clock against ours (seconds, + = ahead) where known."""
         return None

@@ -83,6 +83,16 @@ def tail_lines(path: Path, n: int = 20) -> list[str]:
     return [ln for ln in data.splitlines() if ln.strip()][-n:]
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM it when the console dies, so no load is orphaned."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class _ProcessRun:
     """Process management shared by both workload kinds."""
 
@@ -155,6 +165,7 @@ class _ProcessRun:
                 pass_fds=pass_fds,
                 start_new_session=True,  # its own process group: we can stop all of it
                 close_fds=True,
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
             )
         finally:
             log.close()
@@ -226,7 +237,7 @@ class LoadGenRun(_ProcessRun):
         self.duration_s = duration_s or workload.duration_s
         self.resolved = dict(resolved or {})
         timeout = workload.timeout_s or (3 * self.duration_s + 120)
-        stall = max(60.0, 0.5 * self.duration_s)
+        stall = workload.stall_s or max(60.0, 0.5 * self.duration_s)
         super().__init__(phase_dir, timeout, stall, on_progress)
 
     def needs_probe(self) -> bool:
@@ -271,7 +282,7 @@ class LoadGenRun(_ProcessRun):
         env["PYTHONUNBUFFERED"] = "1"
         try:
             self._spawn(
-                [sys.executable, "-m", "labconsole.workload.worker", "--config", str(cfg_path.resolve()), "--progress-fd", str(wfd)],
+                [sys.executable, "-m", "labconsole.workload.worker", "--config", str(cfg_path.resolve()), "--progress-fd", str(wfd), "--parent-pid", str(os.getpid())],
                 cwd=self.loadgen_dir,
                 env=env,
                 pass_fds=(wfd,),

@@ -44,7 +44,9 @@ class Progress:
                 self._out.write(line)
                 self._out.flush()
             except (BrokenPipeError, ValueError):
-                pass  # the console went away; LoadGen's logs still land on disk
+                # The console is gone (killed): nobody will ever collect this run, so do not
+                # leave a benchmark loading the machine behind it.
+                os._exit(4)
 
     def tick(self) -> None:
         self.send({"t": time.time(), "issued": self._sut.issued, "completed": self._sut.completed})
@@ -191,11 +193,30 @@ def _loadgen_version() -> str:
         return "unknown"
 
 
+def die_with_parent(parent_pid: int | None) -> None:
+    """Ask Linux to SIGTERM this worker when the console dies (even by SIGKILL)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if parent_pid is not None and os.getppid() != parent_pid:
+        os._exit(4)  # the console died before we could ask
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="labconsole.workload.worker")
     ap.add_argument("--config", required=True)
     ap.add_argument("--progress-fd", type=int, default=None)
+    ap.add_argument("--parent-pid", type=int, default=None)
     args = ap.parse_args(argv)
+    die_with_parent(args.parent_pid)
     with open(args.config, encoding="utf-8") as fh:
         cfg = json.load(fh)
     out: TextIO
