@@ -10,12 +10,16 @@ import pytest
 from conftest import run_cli
 
 
+# The `sleep` SUT keeps the CPU nearly idle, so the simulated power (which follows the
+# workload's real CPU time) does not swing with whatever else runs on a shared CI machine, and
+# the ranging-vs-testing rule stays a test of our procedure, not of the neighbours. The
+# matmul SUT's real load is exercised by test_power_rises_over_idle_while_the_sut_works.
 @pytest.mark.parametrize(
     "scenario,sut,sut_options",
     [
-        ("Offline", "matmul", "{size: 128, threads: 0}"),
-        ("Server", "matmul", "{size: 128, threads: 0}"),
-        ("SingleStream", "matmul", "{size: 128, threads: 0}"),
+        ("Offline", "sleep", "{latency_ms: 0.5, concurrency: 4}"),
+        ("Server", "sleep", "{latency_ms: 0.5, concurrency: 4}"),
+        ("SingleStream", "sleep", "{latency_ms: 0.5, concurrency: 1}"),
         ("MultiStream", "sleep", "{latency_ms: 0.2, concurrency: 8}"),
     ],
 )
@@ -50,8 +54,10 @@ def test_power_rises_over_idle_while_the_sut_works(sim_profile):
     rep = json.loads(run_cli("report", bundle, "--json").stdout)
     idle = rep["idle_baseline"]["avg_watts"]
     loaded = rep["power"]["avg_watts"]
-    # idle 60 W + 140 W x utilisation: a matmul on every core must show clearly.
-    assert loaded > idle + 30, (idle, loaded)
+    # idle 60 W + 140 W x utilisation, noise 0.5 W: a matmul on every core shows as tens of
+    # watts (about +130 W on a quiet machine). 10 W is 20 noise sigmas, yet leaves room for a
+    # CI machine whose neighbours take half the CPU away from the SUT.
+    assert loaded > idle + 10, (idle, loaded)
 
 
 def test_failing_sut_seals_a_failed_bundle(sim_profile, tmp_path):

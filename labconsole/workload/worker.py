@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import threading
@@ -73,15 +74,18 @@ def resolve_settings(cfg: dict, sut: Any) -> dict:
     if needs_capacity:
         cap = float(sut.capacity())
         out["measured_capacity_qps"] = cap
-        # Offline: a little above the measured rate, so the one big query lasts >= min_duration
-        # (LoadGen adds 10 % on top). Server: half the capacity keeps p99 latency in bounds.
-        out["target_qps"] = max(1.0, cap * (1.25 if scenario == "Offline" else 0.5))
+        # Offline: above the measured rate, so the one big query lasts >= min_duration even if
+        # the SUT runs faster than it did while probed (a busy neighbour went quiet); LoadGen adds
+        # 10 % on top. Server: half the capacity keeps p99 latency in bounds.
+        out["target_qps"] = max(1.0, cap * (1.5 if scenario == "Offline" else 0.5))
     else:
         out["target_qps"] = float(cfg.get("target_qps", 1.0)) if cfg.get("target_qps", "auto") != "auto" else 1.0
     if needs_latency:
         lat = float(sut.latency_s())
         out["measured_latency_ms"] = lat * 1000
-        per_query = lat * (cfg.get("samples_per_query", 8) if scenario == "MultiStream" else 1)
+        spq = cfg.get("samples_per_query", 8) if scenario == "MultiStream" else 1
+        # A query's samples run on the SUT's lanes in parallel.
+        per_query = lat * math.ceil(spq / max(1, sut.lanes))
         # Under-estimate on purpose: LoadGen pre-generates queries from this hint, and too few
         # makes the run end early and INVALID ("Ran out of generated queries").
         out["expected_latency_ms"] = max(0.001, per_query * 1000 * 0.5)
