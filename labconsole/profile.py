@@ -237,7 +237,11 @@ def _build(loader: yaml.SafeLoader, node: yaml.Node, path: tuple, lines: dict, t
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_build(loader, item, path + (i,), lines, tracker, file) for i, item in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
+    try:
+        return loader.construct_object(node, deep=True)
+    except (ValueError, OverflowError, TypeError) as exc:
+        # e.g. 2026-13-45 looks like a date to YAML and then fails to be one
+        raise ProfileError([ProfileIssue(file, node.start_mark.line + 1, _fmt_path(path), f"not a valid value {node.value!r} ({exc})")]) from None
 
 
 def _fmt_path(path: tuple) -> str:
