@@ -158,6 +158,7 @@ def diff_environments(then: dict | None, now: dict | None, missing_source: str =
             continue
         if not was_ok:
             out.append(Difference(INFO, f"sources.{name}.status", a.get("status"), "ok", f"source {name} was unavailable then ({a.get('error') or a.get('status')}) and works now"))
+            continue  # nothing recorded then to compare its identity with
         out.extend(_diff_source(name, a, b, then, now))
     for name, b in sb.items():
         if name not in sa and b.get("status", "ok") == "ok":
