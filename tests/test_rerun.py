@@ -36,8 +36,8 @@ sources:
       utilisation: {util}
 workload:
   type: loadgen
-  sut: matmul
-  sut_options: {{size: 64, threads: 1}}
+  sut: sleep                      # a modelled capacity: a reused target QPS never outruns it
+  sut_options: {{latency_ms: 1, concurrency: 4}}
   scenario: Offline
   duration_s: 2
 procedure:
