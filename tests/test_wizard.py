@@ -281,7 +281,10 @@ def test_interactive_questions(in_tmp, monkeypatch):
 
 
 def test_a_new_user_gets_from_init_to_a_first_successful_run(tmp_path):
-    out = run_cli("init", "--name", "first-bench", "--source", "simulated", "--duration", "2", "--idle", "0.5", "--sut-option", "size=64", cwd=tmp_path)
+    # The sleep SUT's capacity is modelled, so the measured target QPS cannot be outrun on a busy
+    # machine (a matmul SUT that speeds up after its probe ends an Offline run early: INVALID).
+    out = run_cli("init", "--name", "first-bench", "--source", "simulated", "--duration", "2", "--idle", "0.5",
+                  "--workload", "sleep", "--sut-option", "latency_ms=1", "--sut-option", "concurrency=4", cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     written = tmp_path / "profiles" / "first-bench.yaml"
     assert "next: labconsole run --profile profiles/first-bench.yaml" in out.stdout
