@@ -74,6 +74,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from labconsole.events import EventBus
     from labconsole.procedure.run import RunOptions, RunProcedure
 
+    if getattr(args, "from_bundle", None):
+        return cmd_rerun(args)
+    if getattr(args, "remeasure", False):
+        _err("--remeasure: only with --from BUNDLE")
+        return EXIT_USAGE
     loaded = _load_profile_or_exit(args.profile)
     if args.scenario and args.scenario not in ("SingleStream", "MultiStream", "Server", "Offline"):
         _err(f"--scenario: unknown scenario {args.scenario!r} (SingleStream, MultiStream, Server, Offline)")
@@ -82,8 +87,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         _err("--duration: must be a number of seconds in (0, 604800]")
         return EXIT_USAGE
     bus = EventBus()
-    q = bus.subscribe()
     proc = RunProcedure(loaded, RunOptions(scenario=args.scenario, duration_s=args.duration, out_dir=Path(args.out) if args.out else None), bus)
+    return _drive_procedure(proc, args)
+
+
+def _drive_procedure(proc, args: argparse.Namespace) -> int:
+    """Run a procedure on a thread, print its events and a live line, stop it on Ctrl-C."""
+    q = proc.bus.subscribe()
     outcome: list = []
     crash: list = []
 
@@ -166,6 +176,61 @@ def _print_report_lines(rep: dict) -> None:
         print(f"  testing vs ranging: {rep['ranging_delta_pct']:+.2f} %")
     if rep.get("missing"):
         print(f"  missing: {', '.join(rep['missing'])}")
+
+
+def cmd_rerun(args: argparse.Namespace) -> int:
+    """`run --from BUNDLE`: the recorded measurement again, after comparing the bench."""
+    from labconsole.events import EventBus
+    from labconsole.procedure.run import RunProcedure
+    from labconsole.rerun import RerunError, check_bench, plan_rerun, probe_bench, refusal
+
+    clash = [opt for opt, v in (("--profile", args.profile), ("--scenario", args.scenario), ("--duration", args.duration)) if v is not None]
+    if clash:
+        _err(f"{', '.join(clash)}: cannot be combined with --from (a rerun repeats the recorded measurement; run the profile instead to change it)")
+        return EXIT_USAGE
+    try:
+        plan = plan_rerun(args.from_bundle, remeasure=args.remeasure)
+    except RerunError as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    what = f"{plan.loaded.profile.name}, {plan.scenario}, {plan.duration_s:g} s"
+    print(f"rerunning {plan.bundle} ({what}; recorded {plan.run_info.get('start') or 'at an unknown time'})", flush=True)
+    if plan.resolved:
+        shown = ", ".join(f"{k} {v:.6g}" for k, v in plan.resolved.items())
+        print(f"  reusing the measured LoadGen settings: {shown} (--remeasure probes the SUT again)", flush=True)
+    diffs = check_bench(plan, probe_bench(plan.loaded.profile))
+    if diffs:
+        print(f"the bench now against the bench then: {len(diffs)} difference(s)", flush=True)
+        for d in diffs:
+            if d.severity != "info" or not args.quiet:
+                print(f"  {d}", flush=True)
+    else:
+        print("the bench now matches the bench then (sources, host, software)", flush=True)
+    why = refusal(diffs)
+    if why:
+        _err(why)
+        return EXIT_USAGE
+    proc = RunProcedure(plan.loaded, plan.run_options(diffs, out_dir=Path(args.out) if args.out else None), EventBus())
+    return _drive_procedure(proc, args)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from labconsole.compare import compare_runs, render_text
+
+    a = _open_record_or_exit(args.a)
+    b = _open_record_or_exit(args.b)
+    cmp = compare_runs(a, b)
+    if args.json:
+        print(json.dumps(_json_safe(cmp.as_dict()), indent=2))
+    else:
+        print(render_text(cmp))
+    return EXIT_OK
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from labconsole.wizard_cli import run_init
+
+    return run_init(args)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -284,7 +349,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, help="LoadGen minimum duration in seconds (default: the profile's)")
     p.add_argument("--out", help="recordings folder for the bundle (default: the profile's)")
     p.add_argument("--quiet", action="store_true", help="print only the summary and the bundle path")
+    p.add_argument("--from", dest="from_bundle", metavar="BUNDLE", help="run the measurement recorded in BUNDLE again (its profile, settings, seeds), after comparing the bench")
+    p.add_argument("--remeasure", action="store_true", help="with --from: probe the SUT for the 'auto' LoadGen settings again instead of reusing the recorded ones")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("compare", help="two bundles or MLPerf result folders side by side, with the relative change of each figure")
+    p.add_argument("a", help="the reference run (bundle or MLPerf result folder)")
+    p.add_argument("b", help="the run compared with it")
+    p.add_argument("--json", action="store_true", help="one JSON object (shape in the README)")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("init", help="guided first-time setup: find the meters, choose the workload, write a profile")
+    from labconsole.wizard_cli import add_init_arguments
+
+    add_init_arguments(p)
+    p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("report", help="metrics of a bundle or an MLPerf result folder")
     p.add_argument("path")

@@ -265,8 +265,8 @@ def _line_for(lines: dict[tuple, int], path: tuple) -> int:
 def _loc_to_path(loc: tuple) -> tuple:
     """Pydantic's error location, without the union/discriminator tags it inserts."""
     out = []
-    for part in loc:
-        if part in ("loadgen", "command") and out and out[-1] == "workload":
+    for i, part in enumerate(loc):
+        if part in ("loadgen", "command") and i == 1 and loc[0] == "workload":  # the tag, not workload.command
             continue
         if isinstance(part, str) and ("[" in part or part.startswith("function-")):
             continue

@@ -38,6 +38,10 @@ class RunOptions:
     duration_s: float | None = None
     out_dir: Path | None = None
     operator: str | None = None
+    # `auto` LoadGen values to use instead of probing the SUT (a rerun reuses the original's).
+    resolved: dict[str, float] | None = None
+    # Extra run.json fields (a rerun's `rerun_of`).
+    run_info: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -108,12 +112,18 @@ class RunProcedure:
             if self._abort.wait(min(left, 0.2)):
                 return False
             if self.recorder is not None and self.recorder.fatal:
-                self.abort(self.recorder.fatal)
+                self._fail(self.recorder.fatal)
                 return False
+
+    def _fail(self, reason: str) -> None:
+        """Stop the run as failed (not aborted): the recorder hit an error it cannot get past."""
+        if not self._failed_reason:
+            self._failed_reason = reason
+        self.abort(reason)
 
     def _check_abort(self) -> None:
         if self.recorder is not None and self.recorder.fatal and not self._abort.is_set():
-            self.abort(self.recorder.fatal)
+            self._fail(self.recorder.fatal)
         if self._abort.is_set():
             raise RunAborted(self._abort_reason)
 
@@ -212,32 +222,19 @@ class RunProcedure:
             stop=None,
             exit_status="running",
             reason="",
+            cwd=str(Path.cwd()),  # python:MODULE SUTs and command workloads resolve from here
+            **self.options.run_info,
         )
         self.bus.emit(ev.INFO, f"recording to {b.root}", bundle=str(b.root))
 
     def _open_sources(self) -> None:
         from labconsole import environment
-        from labconsole.sources.registry import create_source
 
         self._set_phase("sources")
         found = []
         for spec in self.profile.sources:
             try:
-                options = dict(spec.options)
-                if spec.emulator is not None:
-                    from labconsole.emulators.registry import start_for_source
-
-                    handle = start_for_source(spec.driver, dict(spec.emulator))
-                    self._emulators.append(handle)
-                    options.update(handle.source_options())
-                    self.bus.emit(ev.INFO, f"source {spec.name}: started a loopback emulator ({handle.source_options()})", source=spec.name)
-                src = create_source(spec.name, spec.driver, options, spec.sample_interval_s)
-                key = src.lock_key()
-                if key:  # one console per instrument: a second one is refused, not interleaved
-                    self._locks.append(instrument_lock(key).acquire())
-                src.open()
-                ident = src.identify()
-                caps = src.capabilities()
+                opened = open_source(spec)
             except Exception as exc:  # noqa: BLE001
                 msg = f"source {spec.name} ({spec.driver}) cannot be used: {exc}"
                 if spec.on_failure == "stop":
@@ -245,11 +242,16 @@ class RunProcedure:
                     self._failed_reason = msg
                     raise _PhaseFailed(msg) from None
                 self.bus.emit(ev.WARNING, msg + "; continuing without it (on_failure: continue)", source=spec.name)
-                found.append({"name": spec.name, "driver": spec.driver, "status": "unavailable", "error": str(exc)})
+                found.append(source_entry(spec, error=exc))
                 continue
-            self.sources[spec.name] = src
-            found.append({"name": spec.name, "driver": spec.driver, "status": "ok", "identity": ident.as_dict(), "capabilities": caps.as_dict(), "scope": spec.scope})
-            self.bus.emit(ev.INFO, f"source {spec.name}: {ident.describe()}", source=spec.name, identity=ident.as_dict())
+            if opened.lock is not None:
+                self._locks.append(opened.lock)
+            if opened.emulator is not None:
+                self._emulators.append(opened.emulator)
+                self.bus.emit(ev.INFO, f"source {spec.name}: started a loopback emulator ({opened.emulator.source_options()})", source=spec.name)
+            self.sources[spec.name] = opened.source
+            found.append(source_entry(spec, opened))
+            self.bus.emit(ev.INFO, f"source {spec.name}: {opened.identity.describe()}", source=spec.name, identity=opened.identity.as_dict())
         if not self.sources:
             raise _PhaseFailed("no source could be opened")
         assert self.bundle is not None
@@ -289,6 +291,13 @@ class RunProcedure:
         if not isinstance(wl, LoadGenWorkload):
             return
         assert self.bundle is not None
+        if self.options.resolved:
+            # A rerun: the values the original run measured, so the load is the same.
+            self.resolved_settings = {k: float(self.options.resolved[k]) for k in ("target_qps", "expected_latency_ms") if k in self.options.resolved}
+            self.bundle.update_run(workload_resolved=dict(self.options.resolved), workload_resolved_reused=True)
+            shown = ", ".join(f"{k} {v:.6g}" for k, v in self.resolved_settings.items())
+            self.bus.emit(ev.INFO, f"reusing the recorded 'auto' LoadGen settings: {shown}", phase="probe", settings=self.resolved_settings)
+            return
         probe = LoadGenRun(wl, self.bundle.phase_dir("probe"), scenario=self.scenario, duration_s=self.duration_s)
         if not probe.needs_probe():
             return
@@ -374,8 +383,7 @@ class RunProcedure:
                 if self._workload is not runner:
                     return
             if self.recorder is not None and self.recorder.fatal:
-                self._failed_reason = self.recorder.fatal
-                self.abort(self.recorder.fatal)
+                self._fail(self.recorder.fatal)
                 return
             time.sleep(0.2)
 
@@ -463,6 +471,75 @@ class RunProcedure:
 
 class _PhaseFailed(Exception):
     pass
+
+
+@dataclass
+class OpenedSource:
+    source: Source
+    identity: Any  # sources.base.Identity
+    capabilities: Any  # sources.base.Capabilities
+    emulator: Any = None  # the loopback emulator started for it, if the profile asked for one
+    lock: Any = None  # the one-console-per-instrument lock, released with the source
+
+    def close(self) -> None:
+        """Close the source, stop its emulator, release its lock (each even if one fails)."""
+        try:
+            self.source.close()
+        finally:
+            try:
+                if self.emulator is not None:
+                    self.emulator.stop()
+            finally:
+                if self.lock is not None:
+                    self.lock.release()
+
+
+def open_source(spec: Any) -> OpenedSource:
+    """Start the source's emulator where the profile asks for one, open the source, identify it.
+
+    On any failure, whatever was started is stopped again before the error propagates.
+    """
+    from labconsole.sources.registry import create_source
+
+    handle = None
+    lock = None
+    try:
+        options = dict(spec.options)
+        if spec.emulator is not None:
+            from labconsole.emulators.registry import start_for_source
+
+            handle = start_for_source(spec.driver, dict(spec.emulator))
+            options.update(handle.source_options())
+        src = create_source(spec.name, spec.driver, options, spec.sample_interval_s)
+        key = src.lock_key()
+        if key:  # one console per instrument: a second one is refused, not interleaved
+            lock = instrument_lock(key).acquire()
+        src.open()
+        try:
+            ident = src.identify()
+            caps = src.capabilities()
+        except BaseException:
+            src.close()
+            raise
+    except BaseException:
+        if handle is not None:
+            handle.stop()
+        if lock is not None:
+            lock.release()
+        raise
+    return OpenedSource(src, ident, caps, handle, lock)
+
+
+def source_entry(spec: Any, opened: OpenedSource | None = None, error: BaseException | None = None) -> dict[str, Any]:
+    """A source as `environment.json` records it (what a rerun compares against)."""
+    entry: dict[str, Any] = {"name": spec.name, "driver": spec.driver, "scope": spec.scope}
+    if opened is None:
+        entry.update(status="unavailable", error=str(error) if error is not None else "not opened")
+    else:
+        entry.update(status="ok", identity=opened.identity.as_dict(), capabilities=opened.capabilities.as_dict())
+    entry["expected_identity"] = spec.identity.model_dump(mode="json") if spec.identity else None
+    entry["calibration"] = spec.calibration.model_dump(mode="json") if spec.calibration else None
+    return entry
 
 
 def _user() -> str:
