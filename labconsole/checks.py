@@ -467,13 +467,13 @@ def clock_offset(record: RunRecord) -> list[CheckResult]:
         if ntp:
             worst_ntp = max(abs(o) for o, _ in ntp) * 1000
             bad |= worst_ntp > limit_ms
-            parts.append(f"SUT vs NTP: {len(ntp)} readings in client.log, largest |offset| {worst_ntp:.0f} ms")
+            parts.append(f"SUT vs NTP: {len(ntp)} reading(s) in client.log, largest |offset| {worst_ntp:.0f} ms")
         else:
             parts.append("no NTP readings in client.log")
         if remote:
             worst_r = max(remote) * 1000
             bad |= worst_r > limit_ms
-            parts.append(f"SUT vs director: {len(remote)} `time` exchanges, largest difference {worst_r:.0f} ms")
+            parts.append(f"SUT vs director: {len(remote)} `time` exchange(s), largest difference {worst_r:.0f} ms")
         text = "; ".join(parts) + f" (limit {limit_ms:g} ms, power-dev's CRITICAL_DIFFERENCE_TIME_MS)"
         return [CheckResult(name, FAIL if bad else (PASS if ntp and remote else WARN), text)]
     step = _calibration_step(record, "clock_offset")
@@ -516,7 +516,9 @@ def calibration(record: RunRecord) -> list[CheckResult]:
     parts, statuses = [], []
     for s in steps:
         st = s.get("status", "?")
-        statuses.append(WARN if st == SKIP and not str(s.get("reason", "")).startswith("not applicable") else st)
+        if st == SKIP and s.get("applicable") is False:
+            continue  # not applicable to this bench (recorded with its reason in calibration.json)
+        statuses.append(WARN if st == SKIP else st)  # a step the operator skipped is unverified
         if st != PASS:
             parts.append(f"{s.get('title', s.get('key'))}: {st}: {s.get('reason')}")
     verdict = worst([x for x in statuses if x in (PASS, WARN, FAIL)]) if statuses else WARN

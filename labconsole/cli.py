@@ -140,7 +140,7 @@ def _print_summary(out) -> None:
     if rep:
         _print_report_lines(rep)
     for c in out.checks:
-        if c["status"] != "pass":
+        if c["status"] not in ("pass", "skip"):
             print(f"  check {c['status'].upper()}: {c['name']}: {c['message']}")
 
 
@@ -230,6 +230,26 @@ def cmd_recover(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from labconsole.bundle.export_mlperf import NOT_OFFICIAL, ExportError, export_mlperf
+    from labconsole.bundle.reader import RunOpenError
+
+    if not args.mlperf:
+        _err("export: name the format: --mlperf DIR")
+        return EXIT_USAGE
+    try:
+        res = export_mlperf(args.path, args.mlperf)
+    except (ExportError, RunOpenError) as exc:
+        _err(str(exc))
+        return EXIT_FAIL
+    print("NOT AN OFFICIAL MLPERF SUBMISSION. " + NOT_OFFICIAL)
+    for note in res.notes:
+        print(f"  note: {note}")
+    print(f"  session name: {res.session_name}; {len(res.files)} files")
+    print(res.out_dir)
+    return EXIT_OK
+
+
 def cmd_emulate(args: argparse.Namespace) -> int:
     from labconsole.emulators.registry import EMULATORS, module_for
 
@@ -290,6 +310,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("export", help="write a bundle in another layout (--mlperf: an MLPerf power result folder, not an official submission)")
+    p.add_argument("path", help="a labconsole bundle")
+    p.add_argument("--mlperf", metavar="DIR", help="write power/, ranging/, run_1/ as MLPerf's power workflow lays them out (DIR must be new or empty)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("recover", help="seal a bundle left unsealed by a crash, as 'recovered'")
     p.add_argument("path")
