@@ -159,6 +159,10 @@ def _print_report_lines(rep: dict) -> None:
         print(f"  idle baseline: {idle['avg_watts']:.3f} W")
     if rep.get("ranging_delta_pct") is not None:
         print(f"  testing vs ranging: {rep['ranging_delta_pct']:+.2f} %")
+    unc = rep.get("uncertainty") or {}
+    if unc.get("mean_pct") is not None:
+        over = f", {unc['over_limit']} sample(s) over {unc.get('limit_pct', 1):g} %" if unc.get("over_limit") else ""
+        print(f"  uncertainty ({unc.get('from')}): mean {unc['mean_pct']:.3f} %, max {unc['max_pct']:.3f} %{over}")
     if rep.get("missing"):
         print(f"  missing: {', '.join(rep['missing'])}")
 
