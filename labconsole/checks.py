@@ -349,7 +349,7 @@ def sample_regularity(record: RunRecord) -> list[CheckResult]:
         sev = PASS
         if exp and r["median_s"] > 1.5 * exp:
             sev = WARN
-            text += f", slower than asked"
+            text += ", slower than asked"
         if r["gaps"]:
             frac = r["gap_s"] / r["window_s"] if r["window_s"] > 0 else 1.0
             text += f", {r['gaps']} gap(s) longer than {r['threshold_s']:.2f} s (largest {r['max_gap_s']:.2f} s, {frac:.1%} of the window uncovered)"
