@@ -1,20 +1,38 @@
 """Checks of a recorded run against MLPerf's power rules and our own, for `labconsole check`.
 
-Each check returns a verdict (pass / warn / fail) and a message that says what was seen and,
-on failure, what it means. The same list runs on our bundles and on MLPerf result folders;
-a check whose inputs a record lacks says so instead of passing silently.
+Each check returns a verdict and a message that says what was seen and, on failure, what it
+means. The same list runs on our bundles and on MLPerf result folders:
+
+    pass   the rule holds
+    warn   it holds with a reservation, or its inputs are missing (the message says which)
+    fail   the rule is broken
+    skip   the rule does not apply to this kind of record (the message says why)
+
+The official compliance checker's eleven checks live in `checks_official` (origin "mlperf");
+the checks here are ours (origin "labconsole"): completeness, LoadGen validity and error lines,
+the power window, the ranging delta, minimum duration, sample regularity and gaps, invalid
+samples, uncertainty, clock offset, calibration and the scope cross-check.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
+
+import numpy as np
 
 from labconsole import analysis
 from labconsole.bundle.reader import RunRecord
 from labconsole.bundle.seal import verify
+from labconsole.samples import GAP, OK, OVERRANGE, STATUS_NAMES
 
-PASS, WARN, FAIL = "pass", "warn", "fail"
+PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
+OURS, OFFICIAL = "labconsole", "mlperf"
+
+MLPERF_MIN_DURATION_S = 600.0  # inference_rules.adoc scenario table; the checker's TEST_DURATION_MS
+MLPERF_DELTA_LIMIT_PCT = -5.0  # testing must not be more than 5 % below ranging (compliance/check.py)
 
 
 @dataclass
@@ -22,9 +40,10 @@ class CheckResult:
     name: str
     status: str
     message: str
+    origin: str = OURS
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "status": self.status, "message": self.message}
+        return {"name": self.name, "status": self.status, "message": self.message, "origin": self.origin}
 
 
 CheckFn = Callable[[RunRecord], list[CheckResult]]
@@ -36,10 +55,46 @@ def check(fn: CheckFn) -> CheckFn:
     return fn
 
 
+def worst(statuses: list[str]) -> str:
+    for s in (FAIL, WARN, PASS):
+        if s in statuses:
+            return s
+    return SKIP if statuses else PASS
+
+
+def procedure_setting(record: RunRecord, key: str, default: float) -> float:
+    """A number from the run's `procedure:` block (run.json), or the MLPerf default."""
+    try:
+        value = (record.run_info.get("procedure") or {}).get(key, default)
+        return float(default if value is None else value)
+    except (TypeError, ValueError):
+        return default
+
+
+def bundle_events(record: RunRecord) -> list[dict]:
+    """The bundle's timeline (events.jsonl); a torn last line is skipped."""
+    path = record.path / "data" / "events.jsonl"
+    out = []
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return out
+    for line in text.splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# the record as a whole
+
+
 @check
 def manifest(record: RunRecord) -> list[CheckResult]:
     if record.kind != "bundle":
-        return []
+        return []  # MLPerf folders: the results checksum check plays this part
     v = verify(record.path)
     if not v.sealed:
         return [CheckResult("manifest", FAIL, v.problems[0])]
@@ -82,7 +137,41 @@ def completeness(record: RunRecord) -> list[CheckResult]:
             out.append(CheckResult(f"{name} phase", PASS, f"LoadGen logs and {len(ph.samples)} samples present"))
     if record.missing:
         out.append(CheckResult("files present", WARN, "missing: " + ", ".join(record.missing)))
+    else:
+        out.append(CheckResult("files present", PASS, "every file a complete record holds is there"))
+    if record.kind == "mlperf":
+        out.append(_submission_file_lists(record))
     return out
+
+
+def _submission_file_lists(record: RunRecord) -> CheckResult:
+    """The submission checker's `required_files_check`: exact file lists in power/, ranging/, run_1/."""
+    from labconsole.powerdev import REQUIRED_POWER_FILES
+
+    required_perf = {"mlperf_log_summary.txt", "mlperf_log_detail.txt", "spl.txt"}
+    optional_perf = {"mlperf_log_accuracy.json", "mlperf_log_trace.json", "results.json", ".gitkeep"}
+    problems = []
+    for sub, required, optional in (("power", set(REQUIRED_POWER_FILES), set()), ("ranging", required_perf, optional_perf), ("run_1", required_perf, optional_perf)):
+        folder = record.path / sub
+        present = {p.name for p in folder.iterdir() if p.is_file()} if folder.is_dir() else set()
+        missing = sorted(required - present)
+        extra = sorted(present - required - optional)
+        if missing:
+            problems.append(f"{sub}/ lacks {', '.join(missing)}")
+        if extra:
+            problems.append(f"{sub}/ has extra {', '.join(extra)}")
+    if problems:
+        return CheckResult(
+            "submission file lists",
+            WARN,
+            "; ".join(problems) + " (the submission checker's required_files_check rejects any missing or extra file; published folders are often trimmed)",
+            OFFICIAL,
+        )
+    return CheckResult("submission file lists", PASS, "power/, ranging/ and run_1/ hold exactly the files the submission checker requires", OFFICIAL)
+
+
+# --------------------------------------------------------------------------------------------
+# LoadGen
 
 
 @check
@@ -93,21 +182,28 @@ def loadgen_validity(record: RunRecord) -> list[CheckResult]:
     validity = ph.detail.validity
     out = []
     if validity == "VALID":
-        out.append(CheckResult("loadgen validity", PASS, "LoadGen says the testing run is VALID"))
+        msg = "LoadGen says the testing run is VALID"
+        sev = PASS
+        rng = record.phases.get("ranging")
+        if rng is not None and rng.detail is not None and rng.detail.validity not in (None, "VALID"):
+            sev, msg = WARN, msg + f"; the ranging run is {rng.detail.validity} (it should be the same, valid workload)"
+        out.append(CheckResult("loadgen validity", sev, msg))
     else:
         reason = ph.detail.get("result_invalid_reason") or ""
         out.append(CheckResult("loadgen validity", FAIL, f"LoadGen says the testing run is {validity or 'unknown'}{': ' + str(reason) if reason else ''}"))
+    warn_note = f"; {len(ph.detail.warnings)} warning line(s)" if ph.detail.warnings else ""
     if ph.detail.errors:
         first = ph.detail.errors[0]
         out.append(
             CheckResult(
                 "loadgen errors",
                 FAIL,
-                f"{len(ph.detail.errors)} error line(s) in the detail log, first at line {first[0]}: {first[1]} {str(first[2])[:120]}",
+                f"{len(ph.detail.errors)} error line(s) in the detail log, first at line {first[0]}: {first[1]} {str(first[2])[:120]}{warn_note}"
+                " (LoadGen does not turn these into INVALID; the submission checker is meant to reject them)",
             )
         )
     else:
-        out.append(CheckResult("loadgen errors", PASS, "no error lines in the detail log"))
+        out.append(CheckResult("loadgen errors", PASS, "no error lines in the testing detail log" + warn_note))
     return out
 
 
@@ -132,20 +228,337 @@ def power_window(record: RunRecord) -> list[CheckResult]:
 
 @check
 def ranging_delta(record: RunRecord) -> list[CheckResult]:
+    """MLPerf: testing avg power must be > ranging avg power - 5 % (compliance/check.py, check 6)."""
+    name = "ranging vs testing"
     delta = analysis.ranging_delta_pct(record)
     if delta is None:
-        return [CheckResult("ranging vs testing", WARN, "cannot compare: the ranging run's detail log or samples are missing")]
-    limit = -5.0
+        what = []
+        rng = record.phases.get("ranging")
+        if rng is None:
+            what.append("no ranging phase")
+        else:
+            if rng.detail is None:
+                what.append("ranging/mlperf_log_detail.txt")
+            if rng.samples is None or len(rng.samples) == 0:
+                what.append("ranging samples (spl.txt)")
+        return [CheckResult(name, WARN, "cannot compare ranging and testing power: missing " + (", ".join(what) or "valid samples in a window"), OFFICIAL)]
+    limit = procedure_setting(record, "ranging_delta_limit_pct", MLPERF_DELTA_LIMIT_PCT)
     checker = analysis.checker_ranging_delta_pct(record)
-    msg = f"testing average is {delta:+.2f} % against ranging (limit {limit:+.0f} %)"
-    if checker is not None and delta > limit and not checker > limit:
-        return [CheckResult("ranging vs testing", FAIL, msg + f"; the official checker's rounding gives {checker:+.2f} %, which fails")]
+    r = analysis.phase_power(record, "ranging")
+    t = analysis.phase_power(record, "testing")
+    own = "" if limit == MLPERF_DELTA_LIMIT_PCT else f"; the profile's limit, MLPerf's is {MLPERF_DELTA_LIMIT_PCT:+.0f} %"
+    msg = f"testing average {t.avg_w:.5f} W is {delta:+.2f} % against ranging {r.avg_w:.5f} W (limit {limit:+g} %{own})"
+    if checker is not None and delta > limit and not checker > MLPERF_DELTA_LIMIT_PCT:
+        return [CheckResult(name, FAIL, msg + f"; the official checker rounds the averages to 5 decimals and the delta to 2, giving {checker:+.2f} %, which fails", OFFICIAL)]
     if delta > limit:
-        return [CheckResult("ranging vs testing", PASS, msg)]
-    return [CheckResult("ranging vs testing", FAIL, msg + ": MLPerf fails a testing run more than 5 % below ranging")]
+        return [CheckResult(name, PASS, msg, OFFICIAL)]
+    return [CheckResult(name, FAIL, msg + f": testing more than {-limit:g} % below ranging fails (the ranges chosen may not fit the load, or the load changed)", OFFICIAL)]
+
+
+@check
+def minimum_duration(record: RunRecord) -> list[CheckResult]:
+    ph = record.phases.get("testing")
+    if ph is None or ph.detail is None or ph.detail.window_s is None:
+        return [CheckResult("minimum duration", WARN, "no testing power window to measure (detail log or power_begin/power_end missing)")]
+    need = procedure_setting(record, "submission_min_duration_s", MLPERF_MIN_DURATION_S)
+    got = ph.detail.window_s
+    eff = ph.detail.get("effective_min_duration_ms")
+    setting = ""
+    try:
+        if eff is not None and float(eff) < MLPERF_MIN_DURATION_S * 1000:
+            setting = f"; LoadGen's min_duration was {float(eff) / 1000:g} s (the submission checker requires 600 s: 'Test duration less than 600s in user config')"
+    except (TypeError, ValueError):
+        pass
+    if got >= need and not setting:
+        return [CheckResult("minimum duration", PASS, f"testing power window {got:.3f} s >= {need:g} s: long enough for submission grade")]
+    if got >= need:
+        return [CheckResult("minimum duration", WARN, f"testing power window {got:.3f} s{setting}")]
+    return [CheckResult("minimum duration", WARN, f"testing power window {got:.3f} s is shorter than {need:g} s: this run is not submission grade (MLPerf needs 600 s){setting}")]
+
+
+# --------------------------------------------------------------------------------------------
+# samples
+
+
+def _expected_interval(record: RunRecord, source: str) -> float | None:
+    for s in record.sources:
+        if s.get("name") == source:
+            try:
+                return float(s.get("sample_interval_s"))
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+def _times_s(frame: Any) -> np.ndarray:
+    mono = frame["mono_ns"].to_numpy()
+    if len(mono) > 1 and np.all(np.diff(mono) > 0):
+        base = frame["wall_ns"].to_numpy()[0]
+        return (base + (mono - mono[0])).astype(np.float64) / 1e9
+    return frame["wall_ns"].to_numpy().astype(np.float64) / 1e9
+
+
+def regularity(frame: Any, begin_ns: int, end_ns: int, expected_s: float | None) -> dict:
+    """Intervals and gaps of one channel's samples over the window (edges count as gaps)."""
+    wall = frame["wall_ns"].to_numpy()
+    inside = (wall > begin_ns) & (wall < end_ns) & (frame["status"].to_numpy() != GAP)
+    sub = frame[inside]
+    window_s = (end_ns - begin_ns) / 1e9
+    n = len(sub)
+    out: dict[str, Any] = {"samples": n, "window_s": window_s, "expected_s": expected_s}
+    if n < 2:
+        out.update(median_s=math.nan, max_gap_s=window_s, gap_s=window_s, gaps=1)
+        return out
+    t = _times_s(sub)
+    dt = np.diff(t)
+    median = float(np.median(dt))
+    ref = max(expected_s or 0.0, median)
+    threshold = 2.5 * ref
+    edges = [(wall[inside][0] - begin_ns) / 1e9, (end_ns - wall[inside][-1]) / 1e9]
+    spans = np.concatenate([dt, edges])
+    big = spans[spans > threshold]
+    out.update(
+        median_s=median,
+        p99_s=float(np.percentile(dt, 99)),
+        max_gap_s=float(spans.max()),
+        gaps=int(len(big)),
+        gap_s=float((big - ref).sum()) if len(big) else 0.0,
+        threshold_s=threshold,
+    )
+    return out
+
+
+@check
+def sample_regularity(record: RunRecord) -> list[CheckResult]:
+    ph = record.phases.get("testing")
+    if ph is None or ph.detail is None or ph.detail.power_begin_ns is None:
+        return [CheckResult("sample regularity", WARN, "no testing power window to check the samples against")]
+    if ph.samples is None or len(ph.samples) == 0:
+        return [CheckResult("sample regularity", FAIL, "no testing samples")]
+    b, e = ph.detail.power_begin_ns, ph.detail.power_end_ns
+    statuses, lines = [], []
+    for (source, channel), frame in ph.samples.groupby(["source", "channel"], sort=False):
+        label = source if channel == "main" else f"{source}/{channel}"
+        exp = _expected_interval(record, source)
+        r = regularity(frame, b, e, exp)
+        if r["samples"] < 2:
+            statuses.append(FAIL)
+            lines.append(f"{label}: {r['samples']} sample(s) in a {r['window_s']:.1f} s window")
+            continue
+        text = f"{label}: {r['samples']} samples, median interval {r['median_s']:.3f} s" + (f" (profile {exp:g} s)" if exp else "")
+        sev = PASS
+        if exp and r["median_s"] > 1.5 * exp:
+            sev = WARN
+            text += ", slower than asked"
+        if r["gaps"]:
+            frac = r["gap_s"] / r["window_s"] if r["window_s"] > 0 else 1.0
+            text += f", {r['gaps']} gap(s) longer than {r['threshold_s']:.2f} s (largest {r['max_gap_s']:.2f} s, {frac:.1%} of the window uncovered)"
+            sev = FAIL if frac > 0.10 else WARN
+        statuses.append(sev)
+        lines.append(text)
+    sev = worst(statuses)
+    suffix = "" if sev == PASS else ("; gaps bias MLPerf's plain mean of samples" if any("gap" in ln for ln in lines) else "")
+    return [CheckResult("sample regularity", sev, "; ".join(lines) + suffix)]
+
+
+@check
+def invalid_samples(record: RunRecord) -> list[CheckResult]:
+    ph = record.phases.get("testing")
+    if ph is None or ph.detail is None or ph.detail.power_begin_ns is None or ph.samples is None:
+        return [CheckResult("invalid samples", WARN, "no testing samples and window to count invalid samples in")]
+    frame = analysis.source_frame(ph, record.primary_source)
+    if frame is None or len(frame) == 0:
+        return [CheckResult("invalid samples", FAIL, f"no samples of the primary source {record.primary_source}")]
+    wall = frame["wall_ns"].to_numpy()
+    inside = analysis.window_mask(wall, ph.detail.power_begin_ns, ph.detail.power_end_ns)
+    st = frame["status"].to_numpy()[inside]
+    watts = frame["watts"].to_numpy()[inside]
+    n = int(inside.sum())
+    bad = {STATUS_NAMES.get(int(k), str(k)): int(v) for k, v in zip(*np.unique(st[st != OK], return_counts=True))}
+    nonpos = int(((st == OK) & ~(watts > 0)).sum())
+    if nonpos:
+        bad["watts <= 0"] = nonpos
+    ptd = ""
+    if record.kind == "mlperf":
+        from labconsole.powerdev import parse_watts
+
+        w = parse_watts(analysis.ptd_phase_replies(record, "testing").get("Watts", ""))
+        if w is not None:
+            ptd = f"; PTD's own count for the testing run: {w.samples} samples, {w.errors} errors"
+    if not bad:
+        return [CheckResult("invalid samples", PASS, f"all {n} samples of {record.primary_source} in the testing window are valid{ptd}")]
+    total = sum(bad.values())
+    text = f"{total} of {n} samples of {record.primary_source} in the testing window are excluded from the average ({', '.join(f'{k} {v}' for k, v in bad.items())}){ptd}"
+    if bad.get(STATUS_NAMES[OVERRANGE]):
+        return [CheckResult("invalid samples", FAIL, text + ": over-range at fixed testing ranges means the range is too small and readings are clipped")]
+    return [CheckResult("invalid samples", WARN, text)]
+
+
+@check
+def uncertainty(record: RunRecord) -> list[CheckResult]:
+    name = "uncertainty"
+    limit = procedure_setting(record, "max_uncertainty_pct", analysis.MLPERF_UNCERTAINTY_LIMIT_PCT)
+    quirk = (
+        " (the official checker fails only on PTD's per-sample 'above 1.00% limit' WARNING lines in ptd_logs.txt, and,"
+        " because it adds its 800 ms tolerance as 800 s, only on testing runs longer than about 1600 s)"
+    )
+    if record.kind == "mlperf":
+        u = analysis.mlperf_uncertainty(record, limit)
+        if u is None:
+            return [CheckResult(name, WARN, "no Uncertainty reply for the testing run in server.json ptd_messages: uncertainty unknown", OFFICIAL)]
+        if u.get("unreadable"):
+            return [CheckResult(name, WARN, f"PTD's Uncertainty reply is unreadable: {u['reply']!r}", OFFICIAL)]
+        if "mean_pct" not in u:
+            return [CheckResult(name, FAIL, f"PTD could not evaluate the testing run's uncertainty ({u['reply']}): uncertainty checking was not active at fixed ranges", OFFICIAL)]
+        text = f"PTD: testing uncertainty mean {u['mean_pct']:.3f} %, max {u['max_pct']:.3f} % over {u['samples']} samples (limit {limit:g} %)"
+        if u["mean_pct"] > limit:
+            return [CheckResult(name, FAIL, text + ": the average sample is above the limit" + quirk, OFFICIAL)]
+        if u["over_limit"] or u["max_pct"] > limit:
+            return [
+                CheckResult(
+                    name,
+                    WARN,
+                    text + f"; {u['over_limit']} sample(s) above the limit by PTD's count (the count's meaning is inferred from PTD replies):"
+                    " MLPerf treats a testing sample above 1 % as an error" + quirk,
+                    OFFICIAL,
+                )
+            ]
+        if u.get("unknown"):
+            return [CheckResult(name, WARN, text + f"; {u['unknown']} sample(s) of unknown uncertainty", OFFICIAL)]
+        return [CheckResult(name, PASS, text, OFFICIAL)]
+    ph = record.phases.get("testing")
+    if ph is None or ph.detail is None or ph.detail.power_begin_ns is None:
+        return [CheckResult(name, WARN, "no testing power window to summarise the uncertainty over", OFFICIAL)]
+    u = analysis.uncertainty_summary(analysis.source_frame(ph, record.primary_source), ph.detail.power_begin_ns, ph.detail.power_end_ns, limit)
+    if u is None or not u.get("samples_known"):
+        return [
+            CheckResult(
+                name,
+                WARN,
+                f"the primary source {record.primary_source} gives no per-sample uncertainty (no accuracy spec): MLPerf requires a meter whose uncertainty is checked below {limit:g} % per sample",
+                OFFICIAL,
+            )
+        ]
+    text = f"{record.primary_source}: mean {u['mean_pct']:.3f} %, max {u['max_pct']:.3f} % over {u['samples_known']} samples (limit {limit:g} % per sample)"
+    if u["over_limit"]:
+        return [CheckResult(name, FAIL, text + f"; {u['over_limit']} sample(s) above the limit: MLPerf treats each as an error (choose a smaller range or a better meter)" + quirk, OFFICIAL)]
+    if u["samples_unknown"]:
+        return [CheckResult(name, WARN, text + f"; {u['samples_unknown']} sample(s) without an uncertainty", OFFICIAL)]
+    return [CheckResult(name, PASS, text, OFFICIAL)]
+
+
+# --------------------------------------------------------------------------------------------
+# clocks, calibration, scopes
+
+
+@check
+def clock_offset(record: RunRecord) -> list[CheckResult]:
+    name = "clock offset"
+    limit_ms = procedure_setting(record, "max_clock_offset_ms", 400.0)
+    if record.kind == "mlperf":
+        from labconsole.powerdev import ntp_offsets_from_client_log, time_exchange_offsets
+
+        ntp = ntp_offsets_from_client_log(record.power_texts.get("client.log", []))
+        client = record.power_json.get("client.json") or {}
+        remote = time_exchange_offsets(client.get("messages") or []) if isinstance(client.get("messages"), list) else []
+        if not ntp and not remote:
+            missing = [x for x in ("power/client.log", "power/client.json") if x in record.missing]
+            return [CheckResult(name, WARN, "no NTP offsets in client.log and no `time` exchanges in client.json" + (f" (missing: {', '.join(missing)})" if missing else ""))]
+        parts, bad = [], False
+        if ntp:
+            worst_ntp = max(abs(o) for o, _ in ntp) * 1000
+            bad |= worst_ntp > limit_ms
+            parts.append(f"SUT vs NTP: {len(ntp)} reading(s) in client.log, largest |offset| {worst_ntp:.0f} ms")
+        else:
+            parts.append("no NTP readings in client.log")
+        if remote:
+            worst_r = max(remote) * 1000
+            bad |= worst_r > limit_ms
+            parts.append(f"SUT vs director: {len(remote)} `time` exchange(s), largest difference {worst_r:.0f} ms")
+        text = "; ".join(parts) + f" (limit {limit_ms:g} ms, power-dev's CRITICAL_DIFFERENCE_TIME_MS)"
+        return [CheckResult(name, FAIL if bad else (PASS if ntp and remote else WARN), text)]
+    step = _calibration_step(record, "clock_offset")
+    if step is None:
+        return [CheckResult(name, WARN, "no clock offset was measured (calibration.json has no clock_offset step)")]
+    if step.get("status") == SKIP:
+        return [CheckResult(name, WARN, f"the clock offset step was skipped: {step.get('reason')}")]
+    measured = step.get("measured") or {}
+    offsets = {k: v for k, v in (measured.get("offsets_ms") or {}).items() if isinstance(v, (int, float))}
+    if not offsets:
+        return [CheckResult(name, WARN, f"no offset measured: {step.get('reason')}")]
+    worst_ms = max(abs(v) for v in offsets.values())
+    text = ", ".join(f"{k} {v:+.1f} ms" for k, v in offsets.items()) + f" (limit {limit_ms:g} ms)"
+    if worst_ms > limit_ms:
+        return [CheckResult(name, FAIL, text + ": LoadGen's UTC window and the samples' timestamps may not line up")]
+    if step.get("status") == FAIL:
+        return [CheckResult(name, FAIL, f"{text}; {step.get('reason')}")]
+    return [CheckResult(name, PASS if step.get("status") == PASS else WARN, text + ("" if step.get("status") == PASS else f"; {step.get('reason')}"))]
+
+
+def _calibration_step(record: RunRecord, key: str) -> dict | None:
+    for s in (record.calibration or {}).get("steps") or []:
+        if isinstance(s, dict) and s.get("key") == key:
+            return s
+    return None
+
+
+@check
+def calibration(record: RunRecord) -> list[CheckResult]:
+    if record.kind == "mlperf":
+        from labconsole.powerdev import parse_identify
+
+        server = record.power_json.get("server.json") or {}
+        ident = next((m.get("reply", "") for m in server.get("ptd_messages") or [] if isinstance(m, dict) and m.get("cmd") == "Identify"), "")
+        cal = parse_identify(ident).calibration_date if ident else None
+        return [CheckResult("calibration", SKIP, "MLPerf result folders carry no calibration record" + (f"; PTD's Identify calibration-date slot says {cal!r}" if cal else ""))]
+    steps = (record.calibration or {}).get("steps")
+    if not steps:
+        return [CheckResult("calibration", WARN, "no calibration steps recorded (calibration.json missing or empty)")]
+    parts, statuses = [], []
+    for s in steps:
+        st = s.get("status", "?")
+        if st == SKIP and s.get("applicable") is False:
+            continue  # not applicable to this bench (recorded with its reason in calibration.json)
+        statuses.append(WARN if st == SKIP else st)  # a step the operator skipped is unverified
+        if st != PASS:
+            parts.append(f"{s.get('title', s.get('key'))}: {st}: {s.get('reason')}")
+    verdict = worst([x for x in statuses if x in (PASS, WARN, FAIL)]) if statuses else WARN
+    if verdict == PASS:
+        return [CheckResult("calibration", PASS, f"all {len(steps)} calibration steps passed")]
+    return [CheckResult("calibration", verdict, "; ".join(parts))]
+
+
+@check
+def scope_cross_check(record: RunRecord) -> list[CheckResult]:
+    """A wall/system meter against the sum of the GPU, CPU and DRAM sources over the testing window."""
+    whole = [s for s in record.sources if s.get("scope") in ("wall", "system")]
+    parts = [s for s in record.sources if s.get("scope") in ("gpu", "cpu", "dram")]
+    if not whole or not parts:
+        return [CheckResult("scope cross-check", SKIP, "no wall/system source together with GPU/CPU/DRAM sources to compare")]
+    rep = analysis.compute_report(record)
+    srcs = rep.get("sources") or {}
+    w = whole[0]["name"]
+    prim = record.primary_source
+    if any(s["name"] == prim for s in whole):
+        w = prim
+    whole_w = (srcs.get(w) or {}).get("avg_watts")
+    part_w = {s["name"]: (srcs.get(s["name"]) or {}).get("avg_watts") for s in parts}
+    if whole_w is None or (isinstance(whole_w, float) and math.isnan(whole_w)) or any(v is None or (isinstance(v, float) and math.isnan(v)) for v in part_w.values()):
+        return [CheckResult("scope cross-check", WARN, "a source has no valid samples in the testing window; cannot compare scopes")]
+    total = sum(part_w.values())
+    ratio = total / whole_w if whole_w > 0 else math.inf
+    text = f"{' + '.join(part_w)} = {total:.2f} W is {ratio:.1%} of {w} {whole_w:.2f} W during testing"
+    if ratio > 1.0:
+        return [CheckResult("scope cross-check", WARN, text + ": the parts exceed the whole (overlapping scopes, a wrong scope in the profile, or a meter reading high)")]
+    return [CheckResult("scope cross-check", PASS, text + " (the rest: PSU loss, fans, board, other devices)")]
+
+
+# --------------------------------------------------------------------------------------------
 
 
 def run_checks(record: RunRecord) -> list[CheckResult]:
+    from labconsole import checks_official  # noqa: F401 - registers the official checks
+
     results: list[CheckResult] = []
     for fn in REGISTRY:
         try:

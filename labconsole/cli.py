@@ -155,7 +155,7 @@ def _print_summary(out) -> None:
     if rep:
         _print_report_lines(rep)
     for c in out.checks:
-        if c["status"] != "pass":
+        if c["status"] not in ("pass", "skip"):
             print(f"  check {c['status'].upper()}: {c['name']}: {c['message']}")
 
 
@@ -174,6 +174,10 @@ def _print_report_lines(rep: dict) -> None:
         print(f"  idle baseline: {idle['avg_watts']:.3f} W")
     if rep.get("ranging_delta_pct") is not None:
         print(f"  testing vs ranging: {rep['ranging_delta_pct']:+.2f} %")
+    unc = rep.get("uncertainty") or {}
+    if unc.get("mean_pct") is not None:
+        over = f", {unc['over_limit']} sample(s) over {unc.get('limit_pct', 1):g} %" if unc.get("over_limit") else ""
+        print(f"  uncertainty ({unc.get('from')}): mean {unc['mean_pct']:.3f} %, max {unc['max_pct']:.3f} %{over}")
     if rep.get("missing"):
         print(f"  missing: {', '.join(rep['missing'])}")
 
@@ -300,6 +304,26 @@ def cmd_recover(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from labconsole.bundle.export_mlperf import NOT_OFFICIAL, ExportError, export_mlperf
+    from labconsole.bundle.reader import RunOpenError
+
+    if not args.mlperf:
+        _err("export: name the format: --mlperf DIR")
+        return EXIT_USAGE
+    try:
+        res = export_mlperf(args.path, args.mlperf)
+    except (ExportError, RunOpenError) as exc:
+        _err(str(exc))
+        return EXIT_FAIL
+    print("NOT AN OFFICIAL MLPERF SUBMISSION. " + NOT_OFFICIAL)
+    for note in res.notes:
+        print(f"  note: {note}")
+    print(f"  session name: {res.session_name}; {len(res.files)} files")
+    print(res.out_dir)
+    return EXIT_OK
+
+
 def cmd_emulate(args: argparse.Namespace) -> int:
     from labconsole.emulators.registry import EMULATORS, module_for
 
@@ -374,6 +398,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("export", help="write a bundle in another layout (--mlperf: an MLPerf power result folder, not an official submission)")
+    p.add_argument("path", help="a labconsole bundle")
+    p.add_argument("--mlperf", metavar="DIR", help="write power/, ranging/, run_1/ as MLPerf's power workflow lays them out (DIR must be new or empty)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("recover", help="seal a bundle left unsealed by a crash, as 'recovered'")
     p.add_argument("path")

@@ -51,7 +51,8 @@ def test_check_verdicts_are_paired_by_name(orin_dell):
     by = {c.name: c for c in orin_dell.checks}
     assert by["loadgen validity"].a == by["loadgen validity"].b == "pass"
     assert by["ranging vs testing"].a == "warn"  # the ranging folders hold no detail log
-    assert not any(c.changed for c in orin_dell.checks)
+    # The Orin's PTD reported samples over the 1 % uncertainty limit; the Dell's did not.
+    assert [(c.name, c.a, c.b) for c in orin_dell.checks if c.changed] == [("uncertainty", "warn", "pass")]
 
 
 def test_the_two_meters_differences_come_from_the_ptd_records(orin_dell):

@@ -63,6 +63,11 @@ class RunRecord:
     primary_source: str | None = None
     sources: list[dict] = field(default_factory=list)
     profile_text: str | None = None
+    # MLPerf: the text of power/ptd_logs.txt, client.log, server.log (CR stripped), when present
+    power_texts: dict[str, list[str]] = field(default_factory=dict)
+    # MLPerf: the scenario the folder is filed under (…/<scenario>/performance), which the
+    # submission checker uses for the metric; None when the folder is not in a results tree.
+    folder_scenario: str | None = None
 
     @property
     def scenario(self) -> str | None:
@@ -221,6 +226,7 @@ def _read_progress(path: Path, phase: PhaseRecord):
 # MLPerf result folders
 
 MLPERF_PHASES = {"ranging": "ranging", "testing": "run_1"}
+FOLDER_SCENARIOS = ("SingleStream", "MultiStream", "Server", "Offline", "Interactive")
 
 
 def read_mlperf(perf: Path, load_samples: bool = True) -> RunRecord:
@@ -235,8 +241,19 @@ def read_mlperf(perf: Path, load_samples: bool = True) -> RunRecord:
     for name in ("client.log", "server.log", "ptd_logs.txt"):
         if not (power / name).exists():
             record.missing.append(f"power/{name}")
+            continue
+        try:
+            # Logs, not data: a stray non-UTF-8 byte (Windows PTD hosts) must not hide the rest.
+            raw = (power / name).read_bytes().decode("utf-8", errors="replace")
+        except OSError as exc:
+            record.missing.append(f"power/{name}: unreadable ({exc.strerror or exc})")
+            continue
+        record.power_texts[name] = [ln.rstrip("\r") for ln in raw.split("\n")]
+    folder = perf.parent.name
+    record.folder_scenario = next((s for s in FOLDER_SCENARIOS if s.lower() == folder.lower()), None)
     record.primary_source = "ptd"
-    record.sources = [{"name": "ptd", "driver": "ptd", "scope": "wall"}]
+    # power-dev always samples at 1 Hz (`Go,1000,0,<mark>`)
+    record.sources = [{"name": "ptd", "driver": "ptd", "scope": "wall", "sample_interval_s": 1.0}]
     server = record.power_json.get("server.json") or {}
     record.run_info = {
         "id": server.get("session_name"),
@@ -254,7 +271,10 @@ def read_mlperf(perf: Path, load_samples: bool = True) -> RunRecord:
         spl = folder / "spl.txt"
         if spl.exists():
             if load_samples:
-                phase.samples = read_spl(spl, phase)
+                try:
+                    phase.samples = read_spl(spl, phase)
+                except StreamFormatError as exc:
+                    phase.sample_errors.append(str(exc))
             phase.sample_files.append(spl)
         else:
             record.missing.append(f"{sub}/spl.txt")

@@ -1,6 +1,7 @@
 """One run of the MLPerf Power procedure over a profile; it produces one sealed bundle.
 
-    sources -> calibration (idle baseline, ...) -> ranging (auto-range) -> fixed ranges ->
+    sources -> calibration (identity, certificate, clock offset, zero check, idle baseline,
+    update period, cross-check) -> ranging (auto-range) -> fixed ranges ->
     testing -> analysis -> seal
 
 Headless and UI-agnostic: it publishes events on an EventBus (the CLI prints them, the TUI
@@ -276,10 +277,16 @@ class RunProcedure:
             wait=self.wait,
         )
         self.calibration = Calibration(ctx)
-        for step in self.calibration.applicable():
+        for step in self.calibration.steps:
             self._check_abort()
-            self.calibration.run_step(step)
-        self.bundle.write_json("calibration.json", self.calibration.as_dict())
+            if step.applies(ctx):
+                self.calibration.run_step(step)
+            else:
+                self.calibration.mark_not_applicable(step)
+            # written after every step, so a run stopped part-way keeps what was measured
+            self.bundle.write_json("calibration.json", self.calibration.as_dict())
+        verdict = self.calibration.verdict()
+        self.bus.emit(ev.RESULT if verdict == "pass" else ev.WARNING, f"calibration: {verdict.upper()}", phase="calibration", verdict=verdict)
 
     def _probe_workload(self) -> None:
         """Measure the SUT once for `auto` LoadGen settings, before ranging.

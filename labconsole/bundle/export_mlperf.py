@@ -1,0 +1,237 @@
+"""`labconsole export BUNDLE --mlperf DIR`: a bundle written in the layout of an MLPerf power
+result folder, for tools that read that layout. It is NOT an official submission.
+
+    DIR/README-labconsole.txt        what this is, and what it is not
+    DIR/power/client.json            power-dev's summary schema, as far as our data allows
+    DIR/power/server.json
+    DIR/power/client.log             the console's timeline, one line per event
+    DIR/power/ptd_logs.txt           only when the bundle holds a PTD transcript (data/**/ptd*.txt|log)
+    DIR/ranging/  mlperf_log_detail.txt  mlperf_log_summary.txt  spl.txt
+    DIR/run_1/    (the testing phase, the same files)
+
+`spl.txt` lines are PTD's: `Time,MM-DD-YYYY HH:MM:SS.mmm,Watts,%.6f,Volts,..,Amps,..,PF,..,Mark,<session>_<mode>`,
+UTC, invalid readings -1.000000 in every field. LoadGen logs are copied byte for byte.
+
+Two consequences of PTD's format, stated in the README: values carry 6 decimals, so the
+average read back agrees with the bundle's to the microwatt (exactly, for meters that report
+no more digits); and times carry milliseconds, so a sample recorded less than 1 ms after
+power_begin is stamped 1 ms later to keep it inside the window where it was measured.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from labconsole.bundle.reader import RunRecord, open_run
+from labconsole.powerdev import SUPPORTED_MODEL, format_spl_line, sha1_file
+from labconsole.samples import OK
+
+NOT_OFFICIAL = (
+    "This folder was written by labconsole from one of its own run bundles. It is NOT an official MLPerf "
+    "submission and NOT the output of MLPerf's power workflow: no power-dev client/server and no SPEC PTDaemon "
+    "produced it, it carries no source checksums, and the official compliance checker will reject it."
+)
+PHASE_FOLDERS = {"ranging": "ranging", "testing": "run_1"}
+MS = 1_000_000
+
+
+class ExportError(ValueError):
+    """The export cannot be done (message says why); nothing was written."""
+
+
+@dataclass
+class ExportResult:
+    out_dir: Path
+    files: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    session_name: str = ""
+
+
+def _session_name(record: RunRecord) -> str:
+    start = record.run_info.get("start")
+    try:
+        t = _dt.datetime.fromisoformat(str(start).replace("Z", "+00:00"))
+    except ValueError:
+        t = _dt.datetime.now(_dt.timezone.utc)
+    return t.strftime("%Y-%m-%d_%H-%M-%S") + "_labconsole"  # power-dev: time + "_" + label
+
+
+def _phase_spans(events: list[dict]) -> dict[str, list[float]]:
+    spans: dict[str, list[float]] = {}
+    for e in events:
+        ph = e.get("phase")
+        if ph in PHASE_FOLDERS and e.get("kind") == "phase_start":
+            spans[ph] = [e["wall_ns"] / 1e9, e["wall_ns"] / 1e9]
+        elif ph in spans and e.get("kind") == "phase_end":
+            spans[ph][1] = e["wall_ns"] / 1e9
+    return spans
+
+
+def spl_lines(frame: Any, mark: str, begin_ns: int | None) -> tuple[list[str], int]:
+    """PTD sample lines for one source's frame; returns (lines, samples re-stamped at the begin edge).
+
+    One channel: one line per sample. Several channels (a multichannel analyzer): lines merged
+    by index like power-dev's merge, the first group the sum, then `Ch<k>` groups.
+    """
+    channels = list(dict.fromkeys(frame["channel"].tolist()))
+    per = [frame[frame["channel"] == ch] for ch in channels]
+    n = min(len(p) for p in per) if per else 0
+    lines, moved = [], 0
+    cols = {ch: {k: p[k].to_numpy() for k in ("wall_ns", "watts", "volts", "amps", "pf", "status")} for ch, p in zip(channels, per)}
+    for i in range(n):
+        first = cols[channels[0]]
+        wall = int(first["wall_ns"][i])
+        if begin_ns is not None and begin_ns < wall < begin_ns + MS and wall // MS * MS <= begin_ns:
+            wall = begin_ns + MS  # keep it strictly after power_begin once truncated to ms
+            moved += 1
+        if len(channels) == 1:
+            ok = int(first["status"][i]) == OK and np.isfinite(first["watts"][i])
+            lines.append(format_spl_line(wall, first["watts"][i], first["volts"][i], first["amps"][i], first["pf"][i], mark, valid=ok))
+            continue
+        groups, total, all_ok = [], 0.0, True
+        for k, ch in enumerate(channels, start=1):
+            c = cols[ch]
+            ok = int(c["status"][i]) == OK and np.isfinite(c["watts"][i])
+            all_ok &= ok
+            total += float(c["watts"][i]) if ok else 0.0
+            g = format_spl_line(wall, c["watts"][i], c["volts"][i], c["amps"][i], c["pf"][i], "", valid=ok)
+            groups.append(f"Ch{k}," + g.split(",", 2)[2].rsplit(",Mark,", 1)[0])
+        head = format_spl_line(wall, total, float("nan"), float("nan"), float("nan"), mark, valid=all_ok)
+        lines.append(head + "," + ",".join(groups))
+    return lines, moved
+
+
+def _timeline_log(events: list[dict]) -> str:
+    out = []
+    level = {"warning": "WARNING", "error": "ERROR"}
+    for e in events:
+        if e.get("kind") == "progress":
+            continue
+        t = _dt.datetime.fromtimestamp(e["wall_ns"] / 1e9, tz=_dt.timezone.utc)
+        stamp = t.strftime("%Y-%m-%d %H:%M:%S") + f",{t.microsecond // 1000:03d}"
+        msg = str(e.get("message", "")).replace("\n", " | ")
+        out.append(f"labconsole {stamp} [{level.get(e.get('kind'), 'INFO')}] {msg}")
+    return "\n".join(out) + ("\n" if out else "")
+
+
+def export_mlperf(bundle: str | Path, out_dir: str | Path) -> ExportResult:
+    from labconsole.checks import bundle_events
+
+    record = open_run(bundle)
+    if record.kind != "bundle":
+        raise ExportError(f"{bundle}: already an MLPerf result folder; export reads labconsole bundles")
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ExportError(f"{out}: exists and is not an empty folder; choose a new folder (nothing is ever overwritten)")
+    if out.resolve().is_relative_to(record.path.resolve()):
+        raise ExportError(f"{out}: inside the bundle; a sealed bundle must not change")
+    testing = record.phases.get("testing")
+    if testing is None or testing.samples is None or testing.detail is None:
+        raise ExportError(f"{bundle}: no testing phase with samples and LoadGen logs to export")
+    prim = record.primary_source
+    session = _session_name(record)
+    res = ExportResult(out, session_name=session)
+    events = bundle_events(record)
+    tmp = out.with_name(out.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    try:
+        (tmp / "power").mkdir(parents=True)
+        results_client: dict[str, str] = {}
+        results_server: dict[str, str] = {}
+        for phase, sub in PHASE_FOLDERS.items():
+            ph = record.phases.get(phase)
+            if ph is None:
+                res.notes.append(f"{sub}/: the bundle has no {phase} phase")
+                continue
+            (tmp / sub).mkdir()
+            lg = record.path / "data" / phase / "loadgen"
+            for name in ("mlperf_log_detail.txt", "mlperf_log_summary.txt"):
+                src = lg / name
+                if src.is_file():
+                    shutil.copyfile(src, tmp / sub / name)
+                    results_client[f"{sub}/{name}"] = sha1_file(tmp / sub / name)
+                else:
+                    res.notes.append(f"{sub}/{name}: not in the bundle")
+            frame = ph.samples[ph.samples["source"] == prim] if ph.samples is not None else None
+            if frame is None or len(frame) == 0:
+                res.notes.append(f"{sub}/spl.txt: no samples of the primary source {prim} in {phase}")
+                continue
+            if frame["channel"].nunique() > 1:
+                res.notes.append(
+                    f"{sub}/spl.txt: {prim} has {frame['channel'].nunique()} channels, merged by index as power-dev merges analyzers;"
+                    " read back, the average of the sums may differ from labconsole's sum of channel averages"
+                )
+            begin = ph.detail.power_begin_ns if ph.detail is not None else None
+            lines, moved = spl_lines(frame, f"{session}_{'testing' if phase == 'testing' else 'ranging'}", begin)
+            if moved:
+                res.notes.append(f"{sub}/spl.txt: {moved} sample(s) recorded less than 1 ms after power_begin stamped 1 ms later, to stay inside the window")
+            # PTD's files end with an empty line (power-dev reference §2.4)
+            (tmp / sub / "spl.txt").write_text("\n".join(lines) + "\n\n", encoding="utf-8", newline="\n")
+            results_server[f"{sub}/spl.txt"] = sha1_file(tmp / sub / "spl.txt")
+        (tmp / "power" / "client.log").write_text(_timeline_log(events), encoding="utf-8", newline="\n")
+        results_client["power/client.log"] = sha1_file(tmp / "power" / "client.log")
+        transcripts = sorted(p for p in (record.path / "data").rglob("ptd*") if p.is_file() and p.suffix in (".txt", ".log"))
+        if transcripts:
+            parts = []
+            for i, p in enumerate(transcripts, start=1):
+                parts.append(f"Analyzer {i}\n" + p.read_text(encoding="utf-8", errors="replace"))
+            (tmp / "power" / "ptd_logs.txt").write_text("".join(parts), encoding="utf-8", newline="\n")
+            results_server["power/ptd_logs.txt"] = sha1_file(tmp / "power" / "ptd_logs.txt")
+        else:
+            res.notes.append("power/ptd_logs.txt: not written, the bundle holds no PTD transcript")
+        res.notes.append("power/server.log: not written, there was no power-dev server")
+        spans = _phase_spans(events)
+        phases = {ph: [[spans[ph][0]] * 2, [spans[ph][0]] * 2, [spans[ph][1]] * 2, [spans[ph][1]] * 2] for ph in PHASE_FOLDERS if ph in spans}
+        found = next((s for s in (record.environment.get("sources") or []) if isinstance(s, dict) and s.get("name") == prim), {})
+        ident = found.get("identity") or {}
+        model = str(ident.get("model", ""))
+        device_type = next((v for k, v in SUPPORTED_MODEL.items() if k.lower() == ("yokogawa" + model.replace(" ", "")).lower()), None)
+        run_id = str(record.run_info.get("id") or "")
+        base = {
+            "version": "1.0",
+            "timezone": 0,
+            "modules": {},
+            "sources": {},
+            "messages": [],
+            "uuid": {"client": run_id, "server": run_id},
+            "session_name": session,
+            "phases": phases,
+            "labconsole": {
+                "official": False,
+                "note": NOT_OFFICIAL,
+                "bundle": str(record.path),
+                "run_id": run_id,
+                "primary_source": prim,
+                "phases_note": "phase stamps are the console's phase start/end (wall clock, seconds); the monotonic column repeats the wall clock",
+            },
+        }
+        client = dict(base, results=dict(sorted(results_client.items())))
+        server = dict(
+            base,
+            results=dict(sorted(results_server.items())),
+            ptd_messages=[],
+            ptd_config=[{"command": [], "device_type": device_type, "interface_flag": None, "dc_flag": None, "device_port": ident.get("address"), "channel": None, "identity": ident, "driver": found.get("driver")}],
+        )
+        for name, obj in (("client.json", client), ("server.json", server)):
+            (tmp / "power" / name).write_text(json.dumps(obj, indent=4) + "\n", encoding="utf-8")
+        res.notes.append("client.json/server.json: no power-dev messages, source checksums or PTD messages (none exist for this run)")
+        res.notes.append("spl.txt: values with 6 decimals and times with milliseconds, as PTD writes them")
+        readme = [NOT_OFFICIAL, "", f"bundle: {record.path}", f"run id: {run_id}", f"session name: {session}", f"primary source: {prim}", "", "notes:"]
+        readme += [f"- {n}" for n in res.notes]
+        (tmp / "README-labconsole.txt").write_text("\n".join(readme) + "\n", encoding="utf-8")
+        if out.exists():
+            out.rmdir()
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    res.files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    return res

@@ -1,0 +1,584 @@
+"""MLPerf's power compliance checker, re-implemented: its eleven checks, in our own code.
+
+mlcommons/power-dev compliance/check.py (= mlcommons/inference tools/submission/power/
+power_checker.py) reads a power-dev session folder: power/client.json, server.json,
+ptd_logs.txt, and the LoadGen logs and spl.txt of ranging/ and run_1/. Each check below keeps
+the official name and does what the rule means; where the official tool has a known quirk
+(mlperf-power reference §5.1, §10), the message says how the official tool differs. What we
+cannot reproduce (the source-hash pinning to one power-dev release) is a warning that says so.
+
+On our own bundles, checks whose inputs only power-dev produces are `skip` with the reason;
+the time-window check and the meter check have bundle equivalents.
+"""
+
+from __future__ import annotations
+
+import uuid as _uuid
+from typing import Any
+
+from labconsole.bundle.reader import RunRecord
+from labconsole.checks import FAIL, OFFICIAL, PASS, SKIP, WARN, CheckResult, bundle_events, check
+from labconsole.loadgen_log import format_power_time
+from labconsole.powerdev import (
+    COMMON_ERROR_RANGING,
+    COMMON_ERROR_TESTING,
+    EARLIER_ACCEPTED_VERSIONS,
+    PROTOCOL_CLIENT_RE,
+    PROTOCOL_SERVER_RE,
+    REPLY_GO,
+    REPLY_RANGE_A,
+    REPLY_RANGE_V,
+    REPLY_STOP,
+    REPLY_STOP_IDLE,
+    REQUIRED_JSON_FIELDS,
+    RESULT_FILES,
+    SUPPORTED_DEVICE_TYPES,
+    SUPPORTED_MODEL,
+    SUPPORTED_VERSION,
+    TIME_DELTA_TOLERANCE_S,
+    UNCERTAINTY_ACTIVATED_RE,
+    UNCERTAINTY_OVER_LIMIT_RE,
+    initial_range,
+    parse_identify,
+    parse_ptd_log,
+    sha1_file,
+)
+
+NOT_POWERDEV = "not applicable to a labconsole bundle: it is not a power-dev client/server session"
+
+
+def _result(name: str, status: str, message: str) -> CheckResult:
+    return CheckResult(name, status, message, OFFICIAL)
+
+
+def _session(record: RunRecord, which: str) -> tuple[dict | None, str | None]:
+    """client.json / server.json, or the reason it cannot be used (missing, or a required field absent)."""
+    obj = record.power_json.get(which)
+    if not obj:
+        return None, f"power/{which} is missing or unreadable"
+    absent = [f for f in REQUIRED_JSON_FIELDS if f not in obj]
+    if absent:
+        return None, f"power/{which} lacks the required field(s) {', '.join(absent)}"
+    return obj, None
+
+
+def _both(record: RunRecord) -> tuple[dict | None, dict | None, str | None]:
+    c, why_c = _session(record, "client.json")
+    s, why_s = _session(record, "server.json")
+    why = "; ".join(x for x in (why_c, why_s) if x) or None
+    return c, s, why
+
+
+# --- 1, 2: sources checksum ---------------------------------------------------------------------
+@check
+def sources_checksum(record: RunRecord) -> list[CheckResult]:
+    names = ("Check client sources checksum", "Check server sources checksum")
+    if record.kind != "mlperf":
+        return [_result(n, SKIP, NOT_POWERDEV) for n in names]
+    out = []
+    c, _ = _session(record, "client.json")
+    s, _ = _session(record, "server.json")
+    for name, mine, other, label in ((names[0], c, s, "client"), (names[1], s, c, "server")):
+        if mine is None:
+            out.append(_result(name, WARN, f"power/{label}.json missing or incomplete: no source checksums to check"))
+            continue
+        src = mine.get("sources")
+        if not isinstance(src, dict) or not src:
+            out.append(_result(name, FAIL, f"{label}.json has no source checksums"))
+            continue
+        pinning = (
+            "; the official checker also requires this set to equal the one pinned in its sources_checksums.json"
+            " (the power-dev release current when it runs), which labconsole does not reproduce: run the official checker for that"
+        )
+        osrc = (other or {}).get("sources")
+        if isinstance(osrc, dict) and osrc:
+            diff = sorted(k for k in set(src) | set(osrc) if src.get(k) != osrc.get(k))
+            if diff:
+                out.append(_result(name, FAIL, f"client and server ran different power-dev sources ({', '.join(diff[:6])}{'...' if len(diff) > 6 else ''}): both cannot match the one pinned set"))
+                continue
+            out.append(_result(name, WARN, f"{len(src)} source files, identical on client and server" + pinning))
+        else:
+            out.append(_result(name, WARN, f"{len(src)} source files" + pinning))
+    return out
+
+
+# --- 3: PTD commands and replies ------------------------------------------------------------------
+def _ptd_blocks(msgs: list[dict]) -> list[list[dict]]:
+    """ptd_messages split per analyzer (each PTD start begins with Hello)."""
+    blocks: list[list[dict]] = []
+    for m in msgs:
+        if m.get("cmd") == "Hello" or not blocks:
+            blocks.append([])
+        blocks[-1].append(m)
+    return blocks
+
+
+@check
+def ptd_messages(record: RunRecord) -> list[CheckResult]:
+    name = "Check PTD commands and replies"
+    if record.kind != "mlperf":
+        return [_result(name, SKIP, NOT_POWERDEV + " (its PTD exchanges are checked by the ptd driver as they happen)")]
+    s, why = _session(record, "server.json")
+    if s is None:
+        return [_result(name, WARN, why or "server.json unusable")]
+    msgs = s.get("ptd_messages")
+    if not isinstance(msgs, list) or not msgs:
+        return [_result(name, FAIL, "server.json has no ptd_messages")]
+    msgs = [m if isinstance(m, dict) else {} for m in msgs]
+    fails: list[str] = []
+    warns: list[str] = []
+    seen: list[str] = []
+    blocks = _ptd_blocks(msgs)
+    for bi, block in enumerate(blocks, start=1):
+        tag = f"analyzer {bi}: " if len(blocks) > 1 else ""
+        ident = next((m.get("reply", "") for m in block if m.get("cmd") == "Identify"), "")
+        if not ident:
+            fails.append(tag + "there is no answer to the 'Identify' command")
+        else:
+            idr = parse_identify(ident)
+            if idr.model not in SUPPORTED_MODEL:
+                fails.append(tag + f"power meter {idr.model!r} is not one the checker supports ({', '.join(SUPPORTED_MODEL)})")
+            if idr.version in SUPPORTED_VERSION:
+                seen.append(f"{tag}{idr.model}, PTD {idr.version}")
+            elif idr.version in EARLIER_ACCEPTED_VERSIONS:
+                seen.append(f"{tag}{idr.model}, PTD {idr.version}")
+                warns.append(
+                    tag + f"PTD {idr.version} was accepted by earlier checker releases; the current official checker accepts only {', '.join(SUPPORTED_VERSION)} and fails it"
+                )
+            else:
+                fails.append(tag + f"PTD version {idr.version or '(none)'!r} is not supported (supported: {', '.join(SUPPORTED_VERSION)}; earlier: {', '.join(EARLIER_ACCEPTED_VERSIONS)})")
+        stops = 0
+        for m in block:
+            cmd, reply = str(m.get("cmd", "")), str(m.get("reply", ""))
+            expected = None
+            if cmd.startswith("SR,A"):
+                expected = REPLY_RANGE_A
+            elif cmd.startswith("SR,V"):
+                expected = REPLY_RANGE_V
+            elif cmd.startswith("Go,1000,"):
+                expected = REPLY_GO
+            elif cmd == "Stop":
+                expected = REPLY_STOP_IDLE if stops == 2 else REPLY_STOP
+                stops += 1
+            elif cmd.startswith("Go,"):
+                fails.append(tag + f"{cmd!r}: MLPerf samples at 1000 ms ('Go,1000,0,<mark>')")
+            if expected is not None and reply != expected:
+                fails.append(tag + f"wrong reply for {cmd!r}: expected {expected!r}, got {reply!r}")
+        # The initial ranges (RR's reply) must be restored when the session is done.
+        rr_index = next((i for i, m in enumerate(block) if m.get("cmd") == "RR"), None)
+        if rr_index is None:
+            fails.append(tag + "no 'RR' (read ranges) command: the initial ranges are unknown")
+            continue
+        rr = str(block[rr_index].get("reply", ""))
+        if rr_index != 2:
+            warns.append(tag + f"'RR' is message {rr_index + 1}; the official checker reads the initial ranges from the 3rd message")
+        init_a, init_v = initial_range(rr, 1), initial_range(rr, 3)
+        if init_a is None or init_v is None:
+            fails.append(tag + f"cannot read the initial ranges from {rr!r}")
+            continue
+        sr_a = [m.get("cmd") for m in block if str(m.get("cmd", "")).startswith("SR,A")]
+        sr_v = [m.get("cmd") for m in block if str(m.get("cmd", "")).startswith("SR,V")]
+        if not sr_a or sr_a[-1] != f"SR,A,{init_a}":
+            fails.append(tag + f"the current range is not restored to its initial {init_a!r} (last: {sr_a[-1] if sr_a else 'none'!r})")
+        elif not (len(sr_a) >= 3 and sr_a[2] == f"SR,A,{init_a}" or len(sr_a) >= 4 and sr_a[3] == f"SR,A,{init_a}"):
+            warns.append(tag + "the current range is restored, but not as the 3rd or 4th SR,A command where the official checker looks for it")
+        if not sr_v or sr_v[-1] != f"SR,V,{init_v}":
+            fails.append(tag + f"the voltage range is not restored to its initial {init_v!r} (last: {sr_v[-1] if sr_v else 'none'!r})")
+        elif not (len(sr_v) >= 3 and sr_v[2] == f"SR,V,{init_v}"):
+            warns.append(tag + "the voltage range is restored, but not as the 3rd SR,V command where the official checker looks for it")
+    head = "; ".join(seen) or "no analyzer identified"
+    if fails:
+        return [_result(name, FAIL, f"{head}: " + "; ".join(fails + warns))]
+    if warns:
+        return [_result(name, WARN, f"{head}: replies as expected; " + "; ".join(warns))]
+    return [_result(name, PASS, f"{head}: every reply as expected, initial ranges restored")]
+
+
+# --- 4, 5: UUID and session name ------------------------------------------------------------------
+@check
+def uuid_and_session(record: RunRecord) -> list[CheckResult]:
+    names = ("Check UUID", "Check session name")
+    if record.kind != "mlperf":
+        return [_result(n, SKIP, NOT_POWERDEV) for n in names]
+    c, s, why = _both(record)
+    if c is None or s is None:
+        return [_result(n, WARN, why or "") for n in names]
+    out = []
+    problems = []
+    ids = {}
+    for side in ("client", "server"):
+        try:
+            a = _uuid.UUID(str((c.get("uuid") or {}).get(side)))
+            b = _uuid.UUID(str((s.get("uuid") or {}).get(side)))
+        except (ValueError, TypeError, AttributeError):
+            problems.append(f"'{side}' uuid missing or not a UUID")
+            continue
+        ids[side] = a
+        if a != b:
+            problems.append(f"'{side} uuid' is not equal in client.json ({a}) and server.json ({b})")
+    # ours: the `new` exchange carries both UUIDs; they must be the ones recorded
+    new = next((m for m in c.get("messages") or [] if isinstance(m, dict) and str(m.get("cmd", "")).startswith("new,")), None)
+    if new and ids:
+        sent = str(new.get("cmd", "")).split(",")[-1]
+        got = str(new.get("reply", "")).split(",")[-1]
+        if "client" in ids and sent != str(ids["client"]):
+            problems.append(f"the client sent uuid {sent} in 'new', not the recorded {ids['client']}")
+        if "server" in ids and got != str(ids["server"]):
+            problems.append(f"the server answered uuid {got} to 'new', not the recorded {ids['server']}")
+    if problems:
+        out.append(_result(names[0], FAIL, "; ".join(problems)))
+    else:
+        out.append(_result(names[0], PASS, f"client {ids.get('client')} and server {ids.get('server')} UUIDs agree (and match the 'new' exchange)"))
+    sc, ss = c.get("session_name"), s.get("session_name")
+    if sc != ss:
+        out.append(_result(names[1], FAIL, f"session name is not equal: client {sc!r}, server {ss!r}"))
+        return out
+    problems = []
+    # ours: PTD's Go marks and the samples' Mark column belong to this session
+    marks = [str(m.get("cmd", "")).split(",", 3)[-1] for m in s.get("ptd_messages") or [] if isinstance(m, dict) and str(m.get("cmd", "")).startswith("Go,")]
+    for mark in marks:
+        if mark not in (f"{sc}_ranging", f"{sc}_testing"):
+            problems.append(f"PTD measurement mark {mark!r} is not {sc}_ranging/_testing")
+    for sub, mode in (("run_1", "testing"), ("ranging", "ranging")):
+        spl = record.path / sub / "spl.txt"
+        if spl.exists():
+            bad = _foreign_marks(spl, f"{sc}_{mode}")
+            if bad:
+                problems.append(f"{sub}/spl.txt has samples marked {', '.join(sorted(bad)[:3])!s}, not {sc}_{mode}")
+    if problems:
+        out.append(_result(names[1], FAIL, f"session {sc!r}: " + "; ".join(problems)))
+    else:
+        out.append(_result(names[1], PASS, f"session {sc!r} on both sides, in PTD's marks and in the samples' Mark column"))
+    return out
+
+
+def _foreign_marks(path, expected: str) -> set[str]:
+    out = set()
+    with open(path, encoding="utf-8", errors="replace", newline=None) as fh:
+        for line in fh:
+            if not line.startswith("Time"):
+                continue
+            parts = line.rstrip("\r\n").split(",")
+            if "Mark" in parts:
+                mark = parts[parts.index("Mark") + 1] if parts.index("Mark") + 1 < len(parts) else ""
+                if mark != expected:
+                    out.add(mark)
+    return out
+
+
+# --- 6: time difference ------------------------------------------------------------------------------
+@check
+def time_difference(record: RunRecord) -> list[CheckResult]:
+    name = "Check time difference"
+    if record.kind != "mlperf":
+        return _bundle_windows(record)
+    c, s, why = _both(record)
+    if c is None or s is None:
+        return [_result(name, WARN, why or "")]
+    fails, warns, info = [], [], []
+    phases_c, phases_s = c.get("phases") or {}, s.get("phases") or {}
+    for mode in ("ranging", "testing"):
+        pc, ps = phases_c.get(mode), phases_s.get(mode)
+        if not isinstance(pc, list) or not isinstance(ps, list):
+            fails.append(f"no {mode} phases in client.json/server.json")
+            continue
+        if len(pc) != len(ps):
+            fails.append(f"phases amount is not equal for {mode} ({len(pc)} vs {len(ps)})")
+            continue
+        worst_d = 0.0
+        for i, (a, b) in enumerate(zip(pc, ps)):
+            d = abs(float(a[0]) - float(b[0]))
+            worst_d = max(worst_d, d)
+            if d > TIME_DELTA_TOLERANCE_S:
+                fails.append(f"{mode} phase {i + 1}: client and server stamps differ by {d * 1000:.0f} ms (limit {TIME_DELTA_TOLERANCE_S * 1000:.0f} ms)")
+        info.append(f"{mode} client/server phase stamps within {worst_d * 1000:.0f} ms")
+    durations = {}
+    for mode, sub in (("ranging", "ranging"), ("testing", "run_1")):
+        ph = record.phases.get(mode)
+        pc = phases_c.get(mode)
+        if ph is None or ph.detail is None or ph.detail.power_begin_ns is None:
+            warns.append(f"cannot check the {mode} LoadGen window: {sub}/mlperf_log_detail.txt " + ("has no power_begin/power_end" if ph and ph.detail else "is missing"))
+            continue
+        b, e = ph.detail.power_begin_ns / 1e9, ph.detail.power_end_ns / 1e9
+        durations[mode] = e - b
+        if not isinstance(pc, list) or len(pc) < 3:
+            continue
+        lo, hi = float(pc[1][0]), float(pc[2][0])
+        inside = lo < b < hi and lo < e < hi
+        dst = lo < b - 3600 < hi and lo < e - 3600 < hi
+        if inside:
+            info.append(f"{mode} LoadGen window inside the client's phase")
+        elif dst:
+            warns.append(f"the {mode} LoadGen window lies inside the client's phase only 1 h earlier: accepted by the official checker's DST workaround, but the clocks disagree by an hour")
+        else:
+            fails.append(
+                f"the {mode} LoadGen window {ph.detail.power_begin}..{ph.detail.power_end} is not within the client's {mode} phase"
+                f" {format_power_time(int(lo * 1e9))}..{format_power_time(int(hi * 1e9))} (UTC)"
+            )
+    if "ranging" in durations and "testing" in durations and durations["ranging"] > 0:
+        diff = (durations["ranging"] - durations["testing"]) / durations["ranging"]
+        if diff > 0.5:
+            warns.append(
+                f"the testing run ({durations['testing']:.2f} s) is {diff:.0%} shorter than ranging ({durations['ranging']:.2f} s); they should run the same workload"
+                " (the official checker warns above 50 % but its message says '5 percent')"
+            )
+    tail = " (the -5 % power rule of this check is reported as 'ranging vs testing')"
+    if fails:
+        return [_result(name, FAIL, "; ".join(fails + warns) + tail)]
+    if warns:
+        return [_result(name, WARN, "; ".join(info + warns) + tail)]
+    return [_result(name, PASS, "; ".join(info) + tail)]
+
+
+def _bundle_windows(record: RunRecord) -> list[CheckResult]:
+    """Our equivalent: each LoadGen window lies inside the phase the console recorded."""
+    name = "Check time difference"
+    events = bundle_events(record)
+    spans: dict[str, list[int]] = {}
+    for e in events:
+        ph = e.get("phase")
+        if e.get("kind") == "phase_start" and ph:
+            spans.setdefault(ph, [int(e["wall_ns"]), 0])
+        elif e.get("kind") == "phase_end" and ph in spans:
+            spans[ph][1] = int(e["wall_ns"])
+    fails, warns, info = [], [], []
+    durations = {}
+    for mode in ("ranging", "testing"):
+        ph = record.phases.get(mode)
+        if ph is None or ph.detail is None or ph.detail.power_begin_ns is None:
+            (warns if mode == "ranging" else fails).append(f"no {mode} LoadGen window (detail log or power markers missing)")
+            continue
+        b, e = ph.detail.power_begin_ns, ph.detail.power_end_ns
+        durations[mode] = (e - b) / 1e9
+        span = spans.get(mode)
+        if not span or not span[1]:
+            warns.append(f"the timeline has no complete {mode} phase to compare the LoadGen window with")
+            continue
+        if span[0] < b and e < span[1]:
+            info.append(f"{mode} LoadGen window inside the recorded phase ({(b - span[0]) / 1e9:.2f} s after its start, {(span[1] - e) / 1e9:.2f} s before its end)")
+        else:
+            fails.append(f"the {mode} LoadGen window {ph.detail.power_begin}..{ph.detail.power_end} is not inside the recorded phase: host and LoadGen clocks disagree")
+    if "ranging" in durations and "testing" in durations and durations["ranging"] > 0:
+        diff = (durations["ranging"] - durations["testing"]) / durations["ranging"]
+        if diff > 0.5:
+            warns.append(f"the testing window ({durations['testing']:.2f} s) is {diff:.0%} shorter than ranging ({durations['ranging']:.2f} s)")
+    msg = "; ".join(fails + warns + info) or "nothing to compare"
+    return [_result(name, FAIL if fails else WARN if warns else PASS, msg)]
+
+
+# --- 7: client/server messages --------------------------------------------------------------------------
+@check
+def client_server_messages(record: RunRecord) -> list[CheckResult]:
+    name = "Check client server messages"
+    if record.kind != "mlperf":
+        return [_result(name, SKIP, NOT_POWERDEV)]
+    c, s, why = _both(record)
+    if c is None or s is None:
+        return [_result(name, WARN, why or "")]
+    mc, ms = c.get("messages") or [], s.get("messages") or []
+    if len(mc) != len(ms):
+        return [_result(name, FAIL, f"client commands list length ({len(mc)}) should equal the server's ({len(ms)})")]
+    if not mc:
+        return [_result(name, FAIL, "no client/server messages recorded")]
+    for i, (a, b) in enumerate(zip(mc, ms)):
+        if a.get("cmd") != b.get("cmd"):
+            return [_result(name, FAIL, f"commands {i} differ: server {b.get('cmd')!r}, client {a.get('cmd')!r}")]
+        if a.get("cmd") != "time" and a.get("reply") != b.get("reply"):
+            return [_result(name, FAIL, f"replies to {a.get('cmd')!r} differ: server {b.get('reply')!r}, client {a.get('reply')!r}")]
+    mcv = PROTOCOL_CLIENT_RE.search(str(ms[0].get("cmd", "")))
+    msv = PROTOCOL_SERVER_RE.search(str(ms[0].get("reply", "")))
+    if not mcv or not msv:
+        return [_result(name, FAIL, f"the first exchange is not the power-dev handshake: {ms[0].get('cmd')!r} -> {ms[0].get('reply')!r}")]
+    if mcv.group(1) != msv.group(1):
+        return [_result(name, FAIL, f"client.py protocol v{mcv.group(1)} is not server.py v{msv.group(1)}")]
+    return [_result(name, PASS, f"{len(mc)} messages identical on both sides (replies to 'time' excepted), protocol v{mcv.group(1)}")]
+
+
+# --- 8: results checksum -------------------------------------------------------------------------------
+@check
+def results_checksum(record: RunRecord) -> list[CheckResult]:
+    name = "Check results checksum"
+    if record.kind != "mlperf":
+        return [_result(name, SKIP, "labconsole bundles are checked by their SHA-256 manifest (see 'manifest')")]
+    c, s, why = _both(record)
+    if c is None or s is None:
+        return [_result(name, WARN, why or "")]
+    rc = {k: v for k, v in (c.get("results") or {}).items() if k in RESULT_FILES}
+    rs = {k: v for k, v in (s.get("results") or {}).items() if k in RESULT_FILES}
+    fails, absent, ok = [], [], []
+    for k in sorted(set(rc) & set(rs)):
+        if rc[k] != rs[k]:
+            fails.append(f"{k}: client.json says {rc[k]}, server.json {rs[k]}")
+    recorded = {**rc, **rs}
+    for k in RESULT_FILES:
+        path = record.path / k
+        on_disk = path.is_file()
+        if k not in recorded:
+            if on_disk:
+                fails.append(f"{k}: on disk but in neither client.json nor server.json results")
+            else:
+                fails.append(f"{k}: required, absent from the results lists and from disk")
+            continue
+        if not on_disk:
+            absent.append(k)
+            continue
+        got = sha1_file(path)
+        if got != recorded[k]:
+            fails.append(f"{k}: SHA-1 {got} on disk, {recorded[k]} recorded (the file was changed: line endings? re-encoding?)")
+        else:
+            ok.append(k)
+    text = f"{len(ok)} file(s) match their recorded SHA-1"
+    if fails:
+        return [_result(name, FAIL, text + "; " + "; ".join(fails) + (f"; absent: {', '.join(absent)}" if absent else ""))]
+    if absent:
+        return [_result(name, WARN, text + f"; absent from this folder, so unverified: {', '.join(absent)} (the official checker fails a folder with absent files)")]
+    return [_result(name, PASS, text + ", and client.json and server.json agree")]
+
+
+# --- 9: PTD log errors and warnings -----------------------------------------------------------------------
+@check
+def ptd_log_messages(record: RunRecord) -> list[CheckResult]:
+    name = "Check errors and warnings from PTD logs"
+    if record.kind != "mlperf":
+        return [_result(name, SKIP, NOT_POWERDEV)]
+    lines = record.power_texts.get("ptd_logs.txt")
+    if lines is None:
+        return [_result(name, WARN, "power/ptd_logs.txt is missing: PTD's errors, warnings and uncertainty checking cannot be verified")]
+    s, why = _session(record, "server.json")
+    if s is None:
+        return [_result(name, WARN, (why or "") + ": the session name (ranging mark) is unknown")]
+    testing = record.phases.get("testing")
+    if testing is None or testing.detail is None or testing.detail.power_begin_ns is None:
+        return [_result(name, WARN, "run_1/mlperf_log_detail.txt (the testing window) is missing")]
+    log = parse_ptd_log(lines)
+    mark = f"{s.get('session_name')}_ranging"
+    start = stop = None
+    for ln in log:
+        if ln.wall_ns is None:
+            continue
+        if start is None and ln.message == f": Go with mark {mark!r}":
+            start = ln.wall_ns
+        elif start is not None and ln.message == ": Completed test":
+            stop = ln.wall_ns
+            break
+    if start is None or stop is None:
+        return [_result(name, FAIL, f"cannot find the ranging run in ptd_logs.txt (': Go with mark {mark!r}' ... ': Completed test')")]
+    fails, warns = [], []
+    act = next((ln for ln in log if UNCERTAINTY_ACTIVATED_RE.search(ln.text)), None)
+    if act is None:
+        fails.append("'Uncertainty checking for Yokogawa... is activated' is not in ptd_logs.txt")
+    elif act.wall_ns is None:
+        fails.append("the 'Uncertainty checking ... is activated' line has no timestamp")
+    elif not act.wall_ns < start:
+        fails.append("uncertainty checking was activated after the ranging run started")
+    tb, te = testing.detail.power_begin_ns, testing.detail.power_end_ns
+    tol = int(TIME_DELTA_TOLERANCE_S * 1e9)
+    official_lo, official_hi = tb + 800 * 10**9, te - 800 * 10**9  # its 800 "ms" added to seconds
+    missed_by_official = 0
+    for ln in log:
+        body = ln.text
+        if "ERROR:" in body:
+            msg = body.split("ERROR:", 1)[1].strip()
+            if ln.wall_ns is None:
+                continue
+            if msg in COMMON_ERROR_TESTING:
+                warns.append(f"line {ln.lineno}: ERROR {msg!r}, accepted (treated as a warning)")
+            elif not start < ln.wall_ns < stop:
+                fails.append(f"line {ln.lineno}: {body.strip()!r} outside the ranging run")
+            elif not any(msg.startswith(c) for c in COMMON_ERROR_RANGING):
+                warns.append(f"line {ln.lineno}: uncommon error during ranging {msg!r}")
+        elif "WARNING:" in body:
+            if ln.wall_ns is None or not (tb - tol < ln.wall_ns < te + tol):
+                continue
+            msg = body.split("WARNING:", 1)[1].strip()
+            caught = official_lo < ln.wall_ns < official_hi
+            if UNCERTAINTY_OVER_LIMIT_RE.search(msg):
+                fails.append(f"line {ln.lineno}: {msg!r} during the testing run")
+                missed_by_official += 0 if caught else 1
+            else:
+                warns.append(f"line {ln.lineno}: warning during the testing run: {msg!r}")
+    note = ""
+    if missed_by_official:
+        note = (
+            f" (the official checker would miss {missed_by_official} of these: it adds its 800 ms tolerance as 800 s and only looks at"
+            f" WARNING lines from power_begin+800 s to power_end-800 s)"
+        )
+    shown_f = fails[:5] + ([f"... {len(fails) - 5} more"] if len(fails) > 5 else [])
+    shown_w = warns[:5] + ([f"... {len(warns) - 5} more"] if len(warns) > 5 else [])
+    if fails:
+        return [_result(name, FAIL, "; ".join(shown_f + shown_w) + note)]
+    if warns:
+        return [_result(name, WARN, "; ".join(shown_w) + " (the official checker stops at the first warning; all are listed here)")]
+    return [_result(name, PASS, f"uncertainty checking active before ranging; errors only the usual ones during ranging; no warnings in the testing window ({len(log)} lines)")]
+
+
+# --- 10: PTD configuration --------------------------------------------------------------------------------
+@check
+def ptd_config(record: RunRecord) -> list[CheckResult]:
+    name = "Check PTD configuration"
+    if record.kind != "mlperf":
+        return _bundle_meter(record)
+    s, why = _session(record, "server.json")
+    if s is None:
+        return [_result(name, WARN, why or "")]
+    cfg = s.get("ptd_config")
+    if cfg is None:
+        return [_result(name, FAIL, "server.json has no ptd_config")]
+    note = ""
+    if isinstance(cfg, dict):
+        cfg = [cfg]
+        note = " (pre-2024 single-analyzer form; the current official checker iterates ptd_config as a list and crashes on it)"
+    fails, seen = [], []
+    models = [parse_identify(str(m.get("reply", ""))).model for m in s.get("ptd_messages") or [] if isinstance(m, dict) and m.get("cmd") == "Identify"]
+    for i, an in enumerate(cfg):
+        if not isinstance(an, dict):
+            fails.append(f"analyzer {i + 1}: not a configuration object")
+            continue
+        dev = an.get("device_type")
+        seen.append(str(dev))
+        if dev not in SUPPORTED_DEVICE_TYPES:
+            fails.append(f"device type {dev} is not supported (supported: {', '.join(str(d) for d in sorted(SUPPORTED_DEVICE_TYPES))})")
+            continue
+        if dev == 77:
+            cmd = an.get("command") or []
+            chans = cmd[cmd.index("-c") + 1] if "-c" in cmd and cmd.index("-c") + 1 < len(cmd) else ""
+            if not (len(str(chans).split(",")) == 2 and an.get("channel") and len(an["channel"]) == 2):
+                fails.append("expected multichannel mode ('-c a,b' and two channels) for YokogawaWT330_multichannel")
+        if i < len(models) and models[i] in SUPPORTED_MODEL and SUPPORTED_MODEL[models[i]] != dev and not fails:
+            fails.append(f"device type {dev} does not match the identified meter {models[i]} (type {SUPPORTED_MODEL[models[i]]})")
+    if fails:
+        return [_result(name, FAIL, "; ".join(fails) + note)]
+    return [_result(name, PASS, f"device type(s) {', '.join(seen)} supported" + note)]
+
+
+def _bundle_meter(record: RunRecord) -> list[CheckResult]:
+    """Our equivalent: is the primary source a meter MLPerf accepts (a Yokogawa through PTD)?"""
+    name = "Check PTD configuration"
+    found = next((s for s in (record.environment.get("sources") or []) if isinstance(s, dict) and s.get("name") == record.primary_source), None)
+    ident = (found or {}).get("identity") or {}
+    model = str(ident.get("model", ""))
+    driver = str((found or {}).get("driver", ""))
+    if not found:
+        return [_result(name, WARN, f"no identity recorded for the primary source {record.primary_source} (environment.json)")]
+    compact = "Yokogawa" + model.replace(" ", "").replace("-", "").upper().replace("YOKOGAWA", "")
+    known = {k.upper(): k for k in SUPPORTED_MODEL}
+    match = known.get(compact.upper()) or (model if model in SUPPORTED_MODEL else None)
+    if match:
+        return [_result(name, PASS, f"primary source {record.primary_source}: {model} ({driver}) is a meter model MLPerf accepts (device type {SUPPORTED_MODEL[match]}); submissions still need PTD {SUPPORTED_VERSION[0]} and power-dev")]
+    return [_result(name, WARN, f"primary source {record.primary_source}: {model or 'unknown model'} ({driver}) is not a meter MLPerf accepts ({', '.join(SUPPORTED_MODEL)}): not submission grade")]
+
+
+# --- 11: debug ------------------------------------------------------------------------------------------------
+@check
+def debug_disabled(record: RunRecord) -> list[CheckResult]:
+    name = "Check debug is disabled on server-side"
+    if record.kind != "mlperf":
+        return [_result(name, SKIP, NOT_POWERDEV)]
+    s, why = _session(record, "server.json")
+    if s is None:
+        return [_result(name, WARN, why or "")]
+    dbg: Any = s.get("debug", False)
+    if dbg is False:
+        return [_result(name, PASS, "the server did not run in debug mode")]
+    return [_result(name, FAIL, f"the server ran in debug mode (debug: {dbg!r}; MLPP_DEBUG shortens PTD's settle times to 0.5 s)")]
+

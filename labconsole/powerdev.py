@@ -1,0 +1,234 @@
+"""The artefacts of MLPerf's power workflow (mlcommons/power-dev + SPEC PTDaemon), read and written.
+
+What the official tools expect, in one place: the compliance checker's constants
+(mlcommons/power-dev: compliance/check.py, byte-identical to mlcommons/inference:
+tools/submission/power/power_checker.py), PTD reply strings, the `ptd_logs.txt` line shape,
+the `spl.txt` sample line, and the replies whose fields we interpret (Identify, RR, Watts,
+Uncertainty). `checks_official` uses it to re-implement the checker; `bundle/export_mlperf`
+uses it to write the same formats.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from labconsole.loadgen_log import format_power_time, parse_power_time
+
+# --- the checker's constants (compliance/check.py at power-dev HEAD c4b3ad8) ------------------
+SUPPORTED_VERSION = ("1.11.1",)
+# Versions earlier checker releases accepted: ["1.9.1", "1.9.2"] (2022), ["1.10.0"] (2024-01, 8d5d010).
+EARLIER_ACCEPTED_VERSIONS = ("1.9.1", "1.9.2", "1.10.0")
+SUPPORTED_MODEL = {
+    "YokogawaWT210": 8,
+    "YokogawaWT500": 35,
+    "YokogawaWT500_multichannel": 48,
+    "YokogawaWT310": 49,
+    "YokogawaWT310E": 49,
+    "YokogawaWT330": 52,
+    "YokogawaWT330E": 52,
+    "YokogawaWT330_multichannel": 77,
+    "YokogawaWT210_DC": 508,
+    "YokogawaWT310_DC": 549,
+    "YokogawaWT330_DC": 586,
+}
+SUPPORTED_DEVICE_TYPES = frozenset(SUPPORTED_MODEL.values())
+REPLY_RANGE_A = "Range A changed"
+REPLY_RANGE_V = "Range V changed"
+REPLY_GO = "Starting untimed measurement, maximum 500000 samples at 1000ms with 0 rampup samples"
+REPLY_STOP = "Stopping untimed measurement"
+REPLY_STOP_IDLE = "Error: no measurement to stop"
+COMMON_ERROR_RANGING = (
+    "Can't evaluate uncertainty of this sample!",
+    "Bad watts reading nan from ",
+    "Bad amps reading nan from ",
+    "Bad pf reading nan from ",
+    "Bad volts reading nan from ",
+    "Current appears to be too high for set range",
+)
+COMMON_ERROR_TESTING = ("USB.",)
+UNCERTAINTY_OVER_LIMIT_RE = re.compile(r"Uncertainty \d+.\d+%, which is above 1.00% limit for the last sample!")
+UNCERTAINTY_ACTIVATED_RE = re.compile(r"Uncertainty checking for Yokogawa\S+ is activated")
+TIME_DELTA_TOLERANCE_S = 0.8  # client vs server phase stamps (TIME_DELTA_TOLERANCE = 800 "ms")
+CRITICAL_CLOCK_OFFSET_S = 0.4  # power-dev time_sync.CRITICAL_DIFFERENCE_TIME_MS
+REQUIRED_JSON_FIELDS = ("version", "timezone", "modules", "sources", "messages", "uuid", "session_name", "results", "phases")
+# Files whose SHA-1 the checker compares (RESULT_PATHS without client.json/server.json).
+RESULT_FILES = (
+    "power/client.log",
+    "power/ptd_logs.txt",
+    "power/server.log",
+    "ranging/mlperf_log_detail.txt",
+    "ranging/mlperf_log_summary.txt",
+    "ranging/spl.txt",
+    "run_1/mlperf_log_detail.txt",
+    "run_1/mlperf_log_summary.txt",
+    "run_1/spl.txt",
+)
+REQUIRED_POWER_FILES = ("client.json", "client.log", "ptd_logs.txt", "server.json", "server.log")
+PROTOCOL_CLIENT_RE = re.compile(r"mlcommons\/power client v(\d+)$")
+PROTOCOL_SERVER_RE = re.compile(r"mlcommons\/power server v(\d+)$")
+
+_PTD_LOG_TIME_RE = re.compile(r"^(\d\d-\d\d-\d\d\d\d \d\d:\d\d:\d\d.\d\d\d)")
+_NTP_LINE_RE = re.compile(r"NTP:offset = (-?\d+(?:\.\d+)?) s, delay = (-?\d+(?:\.\d+)?) s")
+
+
+def sha1_file(path: Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# --- PTD replies --------------------------------------------------------------------------------
+@dataclass
+class IdentifyReply:
+    model: str
+    version: str  # e.g. "1.10.0" (up to the first '-' after "version=", as the checker reads it)
+    raw: str
+    calibration_date: str | None = None  # PTD's calibration-date slot ("no_cal_date" when unset)
+    instrument: str | None = None  # the analyzer's own *IDN? answer, e.g. "YOKOGAWA;WT310E;C2YK12023V;F1.04"
+
+
+def parse_identify(reply: str) -> IdentifyReply:
+    fields = reply.split(",")
+    m = re.search(r"(?<=version=)(.+?)-", reply)
+    cal = next((f for f in fields if f == "no_cal_date" or re.fullmatch(r"\d{4}-\d\d-\d\d|\d\d-\d\d-\d{4}", f)), None)
+    instrument = fields[-1] if fields and ";" in fields[-1] else None
+    return IdentifyReply(model=fields[0].strip(), version=m.group(1) if m else "", raw=reply, calibration_date=cal, instrument=instrument)
+
+
+@dataclass
+class UncertaintyReply:
+    """`Uncertainty,<avg>,<min>,<max>,<samples>,<over>,<within>,<unknown>` (fractions, 0.0031 = 0.31 %).
+
+    The meaning of the last three counts is inferred from real replies (reference §2.2): in a
+    ranging run at Auto all samples are "unknown", in a clean testing run all are "within".
+    """
+
+    avg: float
+    min: float
+    max: float
+    samples: int
+    over_limit: int
+    within: int
+    unknown: int
+
+    @property
+    def known(self) -> bool:
+        return self.avg >= 0
+
+
+def parse_uncertainty(reply: str) -> UncertaintyReply | None:
+    parts = reply.strip().split(",")
+    if len(parts) < 8 or parts[0] != "Uncertainty":
+        return None
+    try:
+        return UncertaintyReply(float(parts[1]), float(parts[2]), float(parts[3]), int(parts[4]), int(parts[5]), int(parts[6]), int(parts[7]))
+    except ValueError:
+        return None
+
+
+@dataclass
+class WattsReply:
+    """`Watts,<avg>,<min>,<max>,<samples>,<errors>,<valid>` (PTD's own summary of a measurement)."""
+
+    avg: float
+    min: float
+    max: float
+    samples: int
+    errors: int
+    valid: int
+
+
+def parse_watts(reply: str) -> WattsReply | None:
+    parts = reply.strip().split(",")
+    if len(parts) < 7 or parts[0] != "Watts":
+        return None
+    try:
+        return WattsReply(float(parts[1]), float(parts[2]), float(parts[3]), int(parts[4]), int(parts[5]), int(parts[6]))
+    except ValueError:
+        return None
+
+
+def initial_range(rr_reply: str, index: int) -> str | None:
+    """The range PTD had before the session, from `Ranges,<A auto>,<A>,<V auto>,<V>` (index 1: A, 3: V).
+
+    The checker's `get_initial_range`: a range is restored by value only if autorange is "0"
+    and the value is > 0; otherwise the initial setting is "Auto". None if unreadable.
+    """
+    parts = rr_reply.split(",")
+    try:
+        if parts[index] == "0" and float(parts[index + 1]) > 0:
+            return parts[index + 1]
+    except (ValueError, IndexError):
+        return None
+    return "Auto"
+
+
+# --- ptd_logs.txt ---------------------------------------------------------------------------------
+@dataclass
+class PtdLogLine:
+    lineno: int
+    wall_ns: int | None  # None for lines without PTD's timestamp prefix
+    message: str  # the text after "MM-DD-YYYY HH:MM:SS.mmm"; starts with ": " for PTD's own lines
+    text: str
+
+
+def parse_ptd_log(lines: list[str]) -> list[PtdLogLine]:
+    out = []
+    for i, line in enumerate(lines, start=1):
+        m = _PTD_LOG_TIME_RE.match(line)
+        if not m:
+            out.append(PtdLogLine(i, None, line.strip(), line))
+            continue
+        try:
+            ns = parse_power_time(m.group(1))
+        except ValueError:
+            out.append(PtdLogLine(i, None, line.strip(), line))
+            continue
+        out.append(PtdLogLine(i, ns, line[m.end() :].strip(), line))
+    return out
+
+
+def ntp_offsets_from_client_log(lines: list[str]) -> list[tuple[float, float]]:
+    """(offset s, delay s) of every `NTP:offset = X s, delay = Y s` line power-dev's client logged."""
+    out = []
+    for line in lines:
+        m = _NTP_LINE_RE.search(line)
+        if m:
+            out.append((float(m.group(1)), float(m.group(2))))
+    return out
+
+
+def time_exchange_offsets(messages: list[dict]) -> list[float]:
+    """power-dev's `validate_remote`: for each `time` request, max(|t1 - remote|, |t2 - remote|)."""
+    out = []
+    for msg in messages:
+        if msg.get("cmd") != "time":
+            continue
+        try:
+            remote = float(msg["reply"])
+            t1, t2 = float(msg["cmd_time"]), float(msg["reply_time"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        out.append(max(abs(t1 - remote), abs(t2 - remote)))
+    return out
+
+
+# --- spl.txt --------------------------------------------------------------------------------------
+def _field(value: float) -> str:
+    """PTD's fixed-point field; -1.000000 marks an unknown or invalid value."""
+    if value is None or not math.isfinite(value):
+        return "-1.000000"
+    return f"{value:.6f}"
+
+
+def format_spl_line(wall_ns: int, watts: float, volts: float, amps: float, pf: float, mark: str, valid: bool = True) -> str:
+    """One `spl.txt` line as power-dev writes it (timestamp UTC, milliseconds; Mark appended)."""
+    if not valid:
+        watts = volts = amps = pf = float("nan")
+    return f"Time,{format_power_time(wall_ns)},Watts,{_field(watts)},Volts,{_field(volts)},Amps,{_field(amps)},PF,{_field(pf)},Mark,{mark}"
