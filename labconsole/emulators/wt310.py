@@ -35,6 +35,7 @@ import struct
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -46,6 +47,8 @@ from labconsole.ranges import AutoRanger
 from labconsole.sources.yokogawa_models import MODELS
 
 SPEC = MODELS["WT310E"]
+# The same meter for PyVISA-sim (identity and discovery tests): ResourceManager(f"{SIM_YAML}@sim").
+SIM_YAML = Path(__file__).with_name("wt310-sim.yaml")
 DEFAULT_PORT = 5025  # the usual port of SCPI raw sockets
 MAX_LINE = 65536
 
