@@ -223,6 +223,17 @@ def test_refused_setting_reports_the_meters_error_queue():
     assert src.meter_errors == err.value.errors
 
 
+def test_undefined_header_hints_at_the_wt200_command_set():
+    transcript = wt300_open()
+    transcript = transcript[: transcript.index(setter(":STATus:QMESsage ON"))] + [
+        setter(":STATus:QMESsage ON", '113,"Undefined header"'),
+        (":STATus:ERRor?", OK_ERR),
+    ]
+    with expected_protocol(YokogawaSource, transcript, sample_interval_s=0.1) as src:
+        with pytest.raises(MeterError, match="WT200 command set, switch it to WT300"):
+            src.open()
+
+
 def test_error_queue_drain():
     transcript = wt300_open() + [
         (":STATus:ERRor?", '113,"Undefined header"'),

@@ -155,11 +155,15 @@ def nr3(value: float, digits: int = 5) -> str:
         return f"{0:.{digits - 1}f}E+00"
     exp = int(math.floor(math.log10(abs(value)) / 3.0) * 3)
     mant = value / 10.0**exp  # 1 <= |mant| < 1000
-    int_digits = 1 if abs(mant) < 10 else 2 if abs(mant) < 100 else 3
-    text = f"{mant:.{max(0, digits - int_digits)}f}"
+    def fmt(m: float) -> str:
+        int_digits = 1 if abs(m) < 10 else 2 if abs(m) < 100 else 3
+        return f"{m:.{max(0, digits - int_digits)}f}"
+
+    text = fmt(mant)
     if abs(float(text)) >= 1000.0:  # rounding carried into a fourth integer digit
         exp += 3
-        text = f"{mant / 1000.0:.{digits - 1}f}"
+        mant /= 1000.0
+    text = fmt(float(fmt(mant)))  # re-format after rounding: 99.9999 -> 100.00, not 100.000
     return f"{text}E{'+' if exp >= 0 else '-'}{abs(exp):02d}"
 
 
@@ -270,7 +274,8 @@ class ScpiParser:
                 if value is None:
                     return None, new_path
                 if self.headers and cmd.header:
-                    spelled = ":".join(n.spelled(self.verbose, s) for n, s in zip(cmd.nodes, suffixes) if s is not None or not n.optional)
+                    # The reply names the full canonical header, optional nodes included.
+                    spelled = ":".join(n.spelled(self.verbose, s) for n, s in zip(cmd.nodes, suffixes))
                     value = f":{spelled} {value}"
                 return value, new_path
             if cmd.set is None:

@@ -248,8 +248,11 @@ class WT310EMeter:
         self.integ_time += seconds
 
     # --- message handling ----------------------------------------------------------------------------
+    lines_handled = 0  # messages received (a bench counts the driver's polls with it)
+
     def handle_line(self, line: str) -> str | None:
         with self.lock:
+            self.lines_handled += 1
             self.advance()
             return self.parser.handle_line(line)
 
@@ -321,6 +324,9 @@ class WT310EMeter:
         add("[:INPut]:WIRing", None, lambda _s, _a: "P1W2")
         add("[:INPut]:FILTer:LINE", *flag("line_filter", check=True))
         add("[:INPut]:FILTer:FREQuency", *flag("freq_filter", check=True))
+
+        # The command set (a WT300E can answer the WT200's instead; that is not emulated).
+        add(":SYSTem:COMMunicate:COMMand", lambda _s, a: self._command_set(one(a)), lambda _s, _a: "WT300")
 
         # Update rate and hold.
         add(":RATE", lambda _s, a: self._set_rate(one(a)), lambda _s, _a: nr3(self.rate, 4))
@@ -401,6 +407,10 @@ class WT310EMeter:
         if attr == "mode":
             self._settable()
         setattr(self, attr, parse_choice(text, choices))
+
+    def _command_set(self, text: str) -> None:
+        if parse_choice(text, ("WT200", "WT300")) != "WT300":
+            raise ScpiError(scpi.ILLEGAL_PARAMETER, "the WT200 command set is not emulated")
 
     def _set_range(self, which: str, text: str) -> None:
         self._settable()

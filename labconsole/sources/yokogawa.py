@@ -36,6 +36,9 @@ from labconsole.sources.yokogawa_models import MODELS, SUPPORTED, ModelSpec, for
 
 YOKOGAWA_USB_VID = 0x0B21
 ZERO_CHECK_TIMEOUT_S = 15.0  # *CAL? takes a few seconds on a real meter
+# Commands right after :INTEGrate:STARt can fail while the integrator gets busy (yoko-tool
+# waits 0.2 s there).
+INTEGRATION_START_PAUSE_S = 0.2
 _NAN_MARKER = 9.905e37  # 9.91E+37 (no data) is above, 9.9E+37 (over-range) below
 _OVER_MARKER = 9.9e37
 _MAX_GARBLED = 3  # consecutive malformed value replies before the link is declared broken
@@ -218,9 +221,13 @@ class YokogawaSource(Source):
         if errors:
             self.meter_errors.extend(errors)
             errors += self.read_error_queue()
-            model = self.spec.name if self.spec else "meter"
             shown = "; ".join(f'{c} "{m}"' for c, m in errors)
-            raise MeterError(f"{self._label()}: the {model} refused {cmd!r}: {shown}", errors)
+            hint = ""
+            if errors[0][0] == 113 and self.spec.dialect.name == "WT300":
+                # A WT300 can be set to answer the WT200 command set instead (front panel, or
+                # :SYSTem:COMMunicate:COMMand WT300).
+                hint = "; if the meter is set to the WT200 command set, switch it to WT300"
+            raise MeterError(f"{self._label()}: the {self.spec.name} refused {cmd!r}: {shown}{hint}", errors)
 
     # --- lifecycle ----------------------------------------------------------------------------
     def _open_resource(self) -> Any:
@@ -426,9 +433,15 @@ class YokogawaSource(Source):
             except MeterError:
                 self._set(d.integ_stop)
                 self._set(d.integ_reset)
+        self._restart_integration()
+
+    def _restart_integration(self) -> None:
+        assert self.spec is not None
+        d = self.spec.dialect
         for cmd in d.integ_setup:
             self._set(cmd)
         self._set(d.integ_start)
+        time.sleep(INTEGRATION_START_PAUSE_S)
         self._energy_offset_j = dict(self._last_energy_j)
         self._integrating = True
 
@@ -528,11 +541,7 @@ class YokogawaSource(Source):
                         self._set(d.curr_range.format(value=format_quantity(pick_range(amps, atable), "A")))
             finally:
                 if restart:
-                    for cmd in d.integ_setup:
-                        self._set(cmd)
-                    self._set(d.integ_start)
-                    self._energy_offset_j = dict(self._last_energy_j)
-                    self._integrating = True
+                    self._restart_integration()
             self._ranges = self._read_ranges()
             return self._ranges
 
