@@ -438,3 +438,45 @@ def test_options_are_validated():
     with pytest.raises(ValidationError):
         YokogawaSource.Options()
     assert YokogawaSource.Options(resource="X", model="wt333e").model == "WT333E"
+
+
+def test_wt500_uses_rms_functions_and_all_element_range_commands():
+    items = ("URMS,1", "IRMS,1", "P,1", "LAMBda,1")
+    transcript = [
+        ("*CLS;*IDN?", "YOKOGAWA,WT500,91M000001,F2.01"),
+        setter(":COMMunicate:REMote ON"),
+        setter(":COMMunicate:HEADer OFF"),
+        setter(":COMMunicate:VERBose ON"),
+        setter(":STATus:QMESsage ON"),
+        setter(":NUMeric:FORMat ASCii"),
+        (":INPut:CFACtor?", "3"),
+        setter(":NUMeric:NORMal:NUMber 4"),
+    ]
+    transcript += [setter(f":NUMeric:NORMal:ITEM{i} {item}") for i, item in enumerate(items, start=1)]
+    transcript += [
+        setter(":RATE 200MS"),
+        (":RATE?", "200.0E-03"),
+        setter(":STATus:FILTer1 FALL"),
+        (":INPut:VOLTage:RANGe:ELEMent1?", "300.0E+00"),
+        (":INPut:CURRent:RANGe:ELEMent1?", "2.000E+00"),
+        (":INPut:VOLTage:AUTO:ELEMent1?", "0"),
+        (":INPut:CURRent:AUTO:ELEMent1?", "0"),
+        (":STATus:EESR?", "0"),
+        setter(":INPut:VOLTage:AUTO:ALL OFF"),
+        setter(":INPut:CURRent:AUTO:ALL OFF"),
+        setter(":INPut:VOLTage:RANGe:ALL 300V"),
+        setter(":INPut:CURRent:RANGe:ALL 1A"),
+        (":INPut:VOLTage:RANGe:ELEMent1?", "300.0E+00"),
+        (":INPut:CURRent:RANGe:ELEMent1?", "1.000E+00"),
+        (":INPut:VOLTage:AUTO:ELEMent1?", "0"),
+        (":INPut:CURRent:AUTO:ELEMent1?", "0"),
+        (":STATus:EESR?", "1"),
+        (":NUMeric:NORMal:VALue?", "230.0E+00,0.5000E+00,100.00E+00,0.87"),
+    ]
+    with expected_protocol(YokogawaSource, transcript, options={"elements": [1]}, sample_interval_s=0.2) as src:
+        src.open()
+        assert src.identify().extra["unverified"]  # the WT500 tables are not checked on hardware
+        src.set_ranges(volts=230.0, amps=0.9, auto=False)
+        s = src.read(5.0)[0].samples[0]
+    # fixed ranges: the sample carries the ranges read back, no query per update
+    assert (s["watts"], s["range_v"], s["range_a"]) == (100.0, 300.0, 1.0)
