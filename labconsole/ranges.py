@@ -45,11 +45,18 @@ class AccuracySpec:
 
     reading_pct: float
     range_pct: float
+    # Extra error at power factor < 1, in % of the reading x tan(phi): the manual's
+    # "influence of power factor" (WT310E: 0.1 % of S at lambda = 0, 45-66 Hz). 0 ignores it.
+    pf_influence_pct: float = 0.0
 
-    def uncertainty_w(self, watts: float, range_v: float, range_a: float) -> float:
+    def uncertainty_w(self, watts: float, range_v: float, range_a: float, pf: float = float("nan")) -> float:
         if any(map(math.isnan, (watts, range_v, range_a))):
             return float("nan")
-        return abs(watts) * self.reading_pct / 100.0 + range_v * range_a * self.range_pct / 100.0
+        u = abs(watts) * self.reading_pct / 100.0 + range_v * range_a * self.range_pct / 100.0
+        if self.pf_influence_pct and not math.isnan(pf) and 0.0 < abs(pf) < 1.0:
+            tan_phi = math.sqrt(1.0 - pf * pf) / abs(pf)
+            u += abs(watts) * tan_phi * self.pf_influence_pct / 100.0
+        return u
 
 
 @dataclass

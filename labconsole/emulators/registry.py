@@ -15,10 +15,14 @@ import importlib
 from typing import Any, Protocol
 
 # emulator name (for `labconsole emulate NAME`) -> module
-EMULATORS: dict[str, str] = {}
+EMULATORS: dict[str, str] = {
+    "wt310": "labconsole.emulators.wt310",
+}
 
 # driver name (a profile's `driver:`) -> emulator name used when the source has `emulator:`
-FOR_DRIVER: dict[str, str] = {}
+FOR_DRIVER: dict[str, str] = {
+    "yokogawa": "wt310",
+}
 
 
 class EmulatorHandle(Protocol):
