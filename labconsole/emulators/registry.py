@@ -15,10 +15,14 @@ import importlib
 from typing import Any, Protocol
 
 # emulator name (for `labconsole emulate NAME`) -> module
-EMULATORS: dict[str, str] = {}
+EMULATORS: dict[str, str] = {
+    "lpm01a": "labconsole.emulators.lpm01a",
+}
 
 # driver name (a profile's `driver:`) -> emulator name used when the source has `emulator:`
-FOR_DRIVER: dict[str, str] = {}
+FOR_DRIVER: dict[str, str] = {
+    "lpm01a": "lpm01a",
+}
 
 
 class EmulatorHandle(Protocol):
