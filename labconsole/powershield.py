@@ -306,6 +306,7 @@ class BinaryStreamParser:
             return self._text.feed(data)
         buf = self._buf + data
         chunks: list[np.ndarray] = []
+        errs: list[int] = []  # positions of damaged words kept as ERROR samples
         marks: list[Mark] = []
         n_samples = 0
         i = 0
@@ -335,8 +336,21 @@ class BinaryStreamParser:
                 words = np.frombuffer(buf, dtype=">u2", count=run // 2, offset=i)
                 bad = np.flatnonzero((words >> 12) == 0xF)
                 if len(bad):
-                    # lost alignment inside the run: keep the good words before it, skip one byte
                     k = int(bad[0])
+                    at = i + 2 * k
+                    if k and buf[at - 1] == META and META_ERROR <= buf[at] <= META_VOLTAGE:
+                        # A frame at an odd offset: a byte was lost before it. The word that ate
+                        # the frame's F0 is damaged; the frame itself puts us back in step.
+                        if k > 1:
+                            chunks.append(decode_binary_words(words[: k - 1]))
+                            n_samples += k - 1
+                        chunks.append(np.array([math.nan]))
+                        errs.append(n_samples)
+                        n_samples += 1
+                        marks.append(Mark(n_samples, "garbage", "lost byte: frame out of step"))
+                        i = at - 1
+                        continue
+                    # lost alignment inside the run: keep the good words before it, skip one byte
                     if k:
                         chunks.append(decode_binary_words(words[:k]))
                         n_samples += k
@@ -363,9 +377,9 @@ class BinaryStreamParser:
             if self._ended:
                 rest = self._text.feed(buf[i:])
                 self._buf = b""
-                return _merge(chunks, n_samples, marks, rest)
+                return _merge(chunks, n_samples, marks, rest, errs)
         self._buf = buf[i:]
-        return _merge(chunks, n_samples, marks, None)
+        return _merge(chunks, n_samples, marks, None, errs)
 
     def flush(self) -> Parsed:
         rest, self._buf = self._buf, b""
@@ -415,9 +429,10 @@ class BinaryStreamParser:
         return 4 if buf[j + 2 : j + 4] == META_TAIL else 2
 
 
-def _merge(chunks: list[np.ndarray], n: int, marks: list[Mark], rest: Parsed | None) -> Parsed:
+def _merge(chunks: list[np.ndarray], n: int, marks: list[Mark], rest: Parsed | None, errs: list[int]) -> Parsed:
     values = np.concatenate(chunks) if chunks else np.empty(0, np.float64)
     status = np.zeros(len(values), np.uint8)
+    status[errs] = ERROR
     out = Parsed(values, status, marks)
     if rest is not None:
         for m in rest.marks:

@@ -175,6 +175,7 @@ class Lpm01aSource(Source):
         self._pending_error: str | None = None
         self._pending_error_text: str | None = None
         self._stalled = False
+        self._early: np.ndarray | None = None
         self.events: deque[BoardEvent] = deque(maxlen=10000)
         self.unexpected_lines: deque[str] = deque(maxlen=50)
         self.transcript: deque[tuple[str, str]] = deque(maxlen=200)  # (">"|"<", text) of command exchanges
@@ -257,8 +258,7 @@ class Lpm01aSource(Source):
         self._last_rx_mono = time.monotonic() + o.trigger_delay_ms / 1000.0
         self.counters["acquisitions"] += 1
         rest, self._rx = self._rx, b""
-        if rest:  # stream bytes that came in with the ack
-            self._consume(rest, now_ns())
+        self._early = self._consume(rest, now_ns()) if rest else None  # stream bytes that came with the ack
 
     def close(self) -> None:
         with self.io_lock:
@@ -297,17 +297,21 @@ class Lpm01aSource(Source):
         wait = min(1.0, self.options.stop_timeout_s) if self._stalled else self.options.stop_timeout_s
         deadline = time.monotonic() + wait
         parser = self._parser or ps.AsciiStreamParser()
+        tail = self._rx
         while time.monotonic() < deadline:
             data = self._read_some()
             if not data:
                 continue
-            parsed = parser.feed(data)
-            self.counters["discarded_after_stop"] += len(parsed.values)
-            for m in parsed.marks:
-                if m.kind == "completed":
-                    self._rx = b""
-                    self.transcript.append(("<", "Acquisition completed"))
-                    return
+            self.counters["discarded_after_stop"] += len(parser.feed(data).values)
+            # Looked for in the raw bytes: a binary stream may not even have synchronised yet.
+            tail = tail[-64:] + data
+            cut = tail.find(b"Acquisition completed")
+            if cut >= 0:
+                rest = tail[cut:]
+                eol = rest.find(b"\n")
+                self._rx = rest[eol + 1 :] if eol >= 0 else b""
+                self.transcript.append(("<", "Acquisition completed"))
+                return
         raise SourceError(f"{self.name}: no 'Acquisition completed' within {wait:g} s after stop")
 
     def _quiesce(self) -> None:
@@ -435,13 +439,19 @@ class Lpm01aSource(Source):
         with self.io_lock:
             if self._port is None or self._parser is None:
                 raise SourceError(f"{self.name}: read() on a closed source")
+            parts: list[np.ndarray] = []
+            if self._early is not None:
+                if len(self._early):
+                    parts.append(self._early)
+                self._early = None
             if self._pending_error:
+                if parts:  # deliver what came before the board stopped, fail on the next call
+                    return [ChannelBatch(CHANNEL, parts[0])]
                 reason, self._pending_error = self._pending_error, None
                 self._acquiring = False
                 raise SourceError(reason)
             start = time.monotonic()
             deadline = start + max(0.0, timeout)
-            parts: list[np.ndarray] = []
             while True:
                 data = self._read_some()
                 now = time.monotonic()
