@@ -53,6 +53,11 @@ class Lpm01aOptions(DriverOptions):
     stall_timeout_s: float = Field(2.0, gt=0, le=600, description="silence while acquiring after which the board counts as lost")
     enforce_board_limits: bool = Field(True, description="refuse settings the firmware documents as impossible (ascii_dec above 5 kHz continuous); off only for emulators")
 
+    @field_validator("events", mode="before")
+    @classmethod
+    def _yaml_off(cls, v: Any) -> Any:
+        return "off" if v is False else v  # YAML 1.1 reads a bare `off` as false
+
     @field_validator("frequency_hz")
     @classmethod
     def _allowed_frequency(cls, v: int) -> int:
