@@ -222,3 +222,12 @@ def test_silence_while_acquiring_raises_instead_of_hanging():
     with pytest.raises(SourceError):
         src.close()
     src.fake.assert_done(src)
+
+
+def test_a_version_on_the_line_after_its_ack_is_taken_too():
+    script = setup_script()
+    script[2] = (b"version\r\n", ack("version") + b"PowerShield > 1.0.6\r\n")
+    src = opened(script + teardown_script())
+    assert src.identify().firmware == "1.0.6"
+    src.close()
+    src.fake.assert_done(src)

@@ -226,8 +226,8 @@ class Lpm01aSource(Source):
         self._stalled = False
         self._quiesce()
         self.command("htc")
-        board_id = self.command("powershield")
-        version = self.command("version")
+        board_id = self._query("powershield")
+        version = self._query("version")
         self._identity = Identity(
             driver=self.driver,
             vendor="STMicroelectronics",
@@ -398,6 +398,21 @@ class Lpm01aSource(Source):
                 said = msg + (f" ({detail})" if detail else "")
                 raise SourceError(f"{self.name}: the board refused '{command}': {said}")
             self.unexpected_lines.append(msg[:120])
+
+    def _query(self, command: str) -> str:
+        """A command whose answer is text: on the ack line, or (firmware variants) on the next line."""
+        payload = self.command(command)
+        if payload:
+            return payload
+        deadline = time.monotonic() + 0.3
+        while True:
+            line = self._next_line(deadline)
+            if line is None:
+                return ""
+            msg = ps.strip_prompt(line)
+            if msg:
+                self.transcript.append(("<", msg))
+                return msg
 
     def _error_detail(self, deadline: float) -> str:
         while True:
@@ -607,10 +622,10 @@ class Lpm01aSource(Source):
     # -- extras ----------------------------------------------------------------------------------
     def take_events(self) -> list[BoardEvent]:
         """Board events (D7 edges, errors, drops) since the last call, oldest first."""
-        with self.io_lock:
-            out = list(self.events)
-            self.events.clear()
-            return out
+        out = []
+        while self.events:  # deque pops are atomic: no need to wait for a read() in progress
+            out.append(self.events.popleft())
+        return out
 
     def diagnostics(self) -> dict[str, Any]:
         return {
@@ -696,8 +711,8 @@ def _probe(device: str, why: str, timeout: float) -> Discovered:
             port.reset_input_buffer()
         except Exception:  # noqa: BLE001
             pass
-        board = _board_id(probe.command("powershield"))
-        version = probe.command("version").strip()
+        board = _board_id(probe._query("powershield"))
+        version = probe._query("version").strip()
     except SourceError as exc:
         return Discovered("lpm01a", device, model="", status="error", detail=f"{why}; not a PowerShield? {exc}", profile_snippet=snippet)
     finally:
