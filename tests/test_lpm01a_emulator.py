@@ -275,3 +275,33 @@ def test_emulate_command_prints_the_tty_and_stops_on_ctrl_c(clean, tmp_path):
     assert proc.returncode == 0, err
     assert "stopped after 1 acquisition(s)" in out
     assert not link.exists()
+
+
+def test_the_emulator_speaks_the_boards_framing_byte_for_byte(emu):
+    import serial
+
+    e = emu()
+    port = serial.Serial(e.path, 3686400, timeout=0.05)
+
+    def exchange(command: bytes, expect: bytes) -> None:
+        port.write(command + b"\r\n")
+        got = b""
+        deadline = time.monotonic() + 2
+        while len(got) < len(expect) and time.monotonic() < deadline:
+            got += port.read(len(expect) - len(got))
+        assert got == expect
+        time.sleep(0.05)
+        assert port.read(256) == b""  # nothing more
+
+    try:
+        exchange(b"freq 1k", b"\r\nPowerShield > error freq 1k\r\n\r\nError detail: host control required (send htc first)\r\n")
+        exchange(b"htc", b"\r\nPowerShield > ack htc\r\n\r\n")
+        exchange(b"freq 3k", b"\r\nPowerShield > error freq 3k\r\n\r\nError detail: value not in list {100k, 50k, 20k, 10k, 5k, 2k, 1k, 500, 200, 100, 50, 20, 10, 5, 2, 1}\r\n")
+        exchange(b"volt 3600m", b"\r\nPowerShield > error volt 3600m\r\n\r\nError detail: value out of range [1800m; 3300m]\r\n")
+        exchange(b"volt", b"\r\nPowerShield > error volt\r\n\r\nError detail: missing argument\r\n")
+        exchange(b"volt 1800m", b"\r\nPowerShield > ack volt 1800m\r\n\r\n")
+        exchange(b"frobnicate", b"\r\nPowerShield > error frobnicate\r\n\r\nError detail: unknown command (type help)\r\n")
+        exchange(b"echo ABC", b"\r\nPowerShield > echo ABC\r\n")
+        exchange(b"hrc", b"\r\nPowerShield > ack hrc\r\n\r\n")
+    finally:
+        port.close()

@@ -26,6 +26,7 @@ sources:
       port: /dev/ttyACM0
       frequency_hz: {freq}
       format: {fmt}
+      acquisition_mode: {mode}
 workload:
   type: loadgen
   sut: "null"
@@ -34,15 +35,16 @@ workload:
 
 
 @pytest.mark.parametrize(
-    "freq, fmt, words",
+    "freq, fmt, mode, words",
     [
-        (3000, "ascii_dec", "not one of the PowerShield's frequencies"),
-        (10000, "ascii_dec", "use format: bin_hexa"),
-        (20000, "bin_hexa", "output energy integrates for at least 100 us"),
+        (3000, "ascii_dec", "dyn", "not one of the PowerShield's frequencies"),
+        (10000, "ascii_dec", "dyn", "use format: bin_hexa"),
+        (20000, "bin_hexa", "dyn", "output energy integrates for at least 100 us"),
+        (1000, "ascii_dec", "stat", "cannot stream"),
     ],
 )
-def test_impossible_settings_are_profile_errors_with_their_line(tmp_path, freq, fmt, words):
-    path = write_profile(tmp_path, BAD.format(freq=freq, fmt=fmt))
+def test_impossible_settings_are_profile_errors_with_their_line(tmp_path, freq, fmt, mode, words):
+    path = write_profile(tmp_path, BAD.format(freq=freq, fmt=fmt, mode=mode))
     with pytest.raises(ProfileError) as err:
         load_profile(path)
     text = str(err.value)

@@ -263,7 +263,9 @@ class PowerShieldEmulator:
             return self._error(line, "unknown command (type help)")
         try:
             handler(line, args)
-        except (ValueError, IndexError) as exc:
+        except IndexError:
+            self._error(line, "missing argument")
+        except ValueError as exc:
             self._error(line, str(exc) or "invalid argument")
 
     def _cmd_help(self, line: str, args: list[str]) -> None:

@@ -41,7 +41,7 @@ class Lpm01aOptions(DriverOptions):
     baud: int = Field(ps.DEFAULT_BAUD, ge=9600, le=12_000_000, description="3686400 for the PowerShield (USB CDC: the value is ignored by the board)")
     voltage_mv: int = Field(3300, ge=ps.VOLT_MIN_MV, le=ps.VOLT_MAX_MV, description="supply voltage given to the device under test (mV)")
     frequency_hz: int = Field(1000, description="sampling frequency: one of 100000, 50000, 20000, 10000, 5000, 2000, 1000, 500, 200, 100, 50, 20, 10, 5, 2, 1")
-    acquisition_mode: Literal["dyn"] = Field("dyn", description="dyn: current may vary (100 nA-10 mA per the firmware help); 'stat' gives one reading per start and cannot stream")
+    acquisition_mode: Literal["dyn", "stat"] = Field("dyn", description="dyn: current may vary (100 nA-10 mA per the firmware help); stat cannot stream")
     function_mode: Literal["optim", "high"] | None = Field(None, description="dynamic-mode optimisation (current output only); not sent when unset")
     output: Literal["current", "energy"] = Field("energy", description="energy (MLPerf Tiny: joules per sample period) or instantaneous current")
     format: Literal["ascii_dec", "bin_hexa"] = Field("ascii_dec", description="ascii_dec up to 5 kHz continuous; bin_hexa up to 100 kHz")
@@ -67,6 +67,11 @@ class Lpm01aOptions(DriverOptions):
 
     @model_validator(mode="after")
     def _board_limits(self) -> "Lpm01aOptions":
+        if self.acquisition_mode == "stat":
+            raise ValueError(
+                "acquisition_mode stat measures one constant current per `start` (2 nA-200 mA) and cannot stream; "
+                "this driver streams in dyn mode (100 nA-10 mA)"
+            )
         if self.output == "energy" and self.frequency_hz > ps.ENERGY_MAX_HZ:
             raise ValueError(f"output energy integrates for at least 100 us: frequency_hz must be at most {ps.ENERGY_MAX_HZ}")
         if self.enforce_board_limits and self.format == "ascii_dec" and self.frequency_hz > ps.ASCII_CONTINUOUS_MAX_HZ:
