@@ -102,7 +102,7 @@ def encode_ascii_tokens(values: np.ndarray) -> list[str]:
     carry = mant >= 10000
     mant[carry] //= 10
     exp[carry] += 1
-    return [f"{m:04d}{'-' if e < 0 else '+'}{abs(e):02d}" for m, e in zip(mant.tolist(), exp.tolist())]
+    return [f"{m:04d}{'-' if e < 0 else '+'}{abs(e):02d}" for m, e in zip(mant.tolist(), exp.tolist(), strict=True)]
 
 
 def decode_ascii_token(token: str) -> float:

@@ -71,6 +71,8 @@ def test_a_short_run_on_the_emulated_lpm01a_passes_check(tmp_path):
     run = json.loads((bundles[0] / "data" / "run.json").read_text())
     counts = run["acquisition"]["sources"]["dut"]
     assert counts["read"] > 2000 and counts["invalid"] == 0 and counts["errors"] == 0
+    diag = run["acquisition"]["diagnostics"]["dut"]["counters"]
+    assert diag["dropped"] == 0 and diag["protocol_errors"] == 0 and diag["timestamps"] >= 2
     env = json.loads((bundles[0] / "data" / "environment.json").read_text())
     blob = json.dumps(env)
     assert "EMULATOR-LABCONSOLE-0001" in blob and "X-NUCLEO-LPM01A" in blob

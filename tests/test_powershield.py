@@ -43,7 +43,7 @@ def test_numbers_and_frequencies():
 @given(st.lists(currents, max_size=200))
 def test_ascii_tokens_round_trip_to_four_digits(values):
     tokens = ps.encode_ascii_tokens(np.array(values))
-    for v, tok in zip(values, tokens):
+    for v, tok in zip(values, tokens, strict=True):
         assert ps.decode_ascii_token(tok) == pytest.approx(v, rel=6e-4)
 
 

@@ -28,7 +28,7 @@ from pydantic import Field, field_validator, model_validator
 
 from labconsole import powershield as ps
 from labconsole.ranges import AccuracySpec
-from labconsole.samples import ERROR, GAP, OK, OVERRANGE, ChannelBatch, empty_batch, now_ns
+from labconsole.samples import GAP, OK, OVERRANGE, ChannelBatch, empty_batch, now_ns
 from labconsole.sources.base import Capabilities, Discovered, DriverOptions, Identity, Source, SourceError, SourceUnavailable
 
 CHANNEL = "main"
