@@ -305,3 +305,21 @@ def test_the_emulator_speaks_the_boards_framing_byte_for_byte(emu):
         exchange(b"hrc", b"\r\nPowerShield > ack hrc\r\n\r\n")
     finally:
         port.close()
+
+
+def test_an_active_device_idles_while_no_benchmark_runs(emu):
+    e = emu(utilisation="active")
+    src = source(e)
+    src.open()
+    try:
+        batch = collect(src, 0.5)
+    finally:
+        src.close()
+    assert batch["watts"].mean() == pytest.approx(0.005, abs=0.0005)
+
+
+def test_bad_emulator_options_are_named():
+    with pytest.raises(ValueError, match=r"lpm01a emulator options: idle_mw"):
+        emulator.start({"idle_mw": -1})
+    with pytest.raises(ValueError, match=r"frobnicate"):
+        emulator.start({"frobnicate": 1})

@@ -40,6 +40,7 @@ HELP_TEXT = (
     "help echo powershield version range status htc hrc lcd psrst volt freq acqtime acqmode funcmode "
     "output format trigsrc trigdelay currthres eventsrc pwr pwrend start stop targrst temp autotest calib"
 )
+ACTIVE_THRESHOLD = 0.02  # benchmark CPU share above which an 'active' device counts as busy
 QUERIES = {"help", "echo", "powershield", "version", "range", "status", "temp", "htc", "hrc"}
 DURING_ACQUISITION = {"stop", "pwr", "targrst", "help", "echo", "powershield", "version", "status", "temp"}
 
@@ -52,7 +53,11 @@ class EmulatorOptions(BaseModel):
     idle_mw: float = Field(5.0, ge=0, le=600, description="device power with the SUT idle (mW)")
     dynamic_mw: float = Field(20.0, ge=0, le=600, description="extra power at full utilisation (mW)")
     noise_mw: float = Field(0.2, ge=0, le=100, description="standard deviation of the noise (mW)")
-    utilisation: Literal["workload", "host"] | float = Field("workload", description="what the load follows")
+    utilisation: Literal["active", "workload", "host"] | float = Field(
+        "workload",
+        description="active: the device runs flat out while the benchmark computes, idles otherwise (an MCU's inference loop); "
+        "workload: the benchmark's CPU share; host: the machine's; a number fixes it",
+    )
     seed: int | None = None
     board_id: str = Field("EMULATOR-LABCONSOLE-0001", max_length=64, pattern=r"^[\x21-\x7e]+$")
     firmware: str = Field("1.0.6-emulator", max_length=32, pattern=r"^[\x21-\x7e]+$")
@@ -85,7 +90,10 @@ class PowerShieldEmulator:
     def __init__(self, options: EmulatorOptions | None = None):
         self.options = options or EmulatorOptions()
         o = self.options
-        if o.utilisation == "workload":
+        if o.utilisation == "active":
+            work = workload_utilisation()
+            util = lambda: 1.0 if work() > ACTIVE_THRESHOLD else 0.0  # noqa: E731
+        elif o.utilisation == "workload":
             util = workload_utilisation()
         elif o.utilisation == "host":
             util = host_utilisation()
