@@ -66,7 +66,7 @@ def _live_line(proc) -> str | None:
         last = ring.last
         if last is not None and not math.isnan(float(last["watts"])):
             label = src if ch == "main" else f"{src}/{ch}"
-            parts.append(f"{label} {float(last['watts']):.1f} W")
+            parts.append(f"{label} {float(last['watts']):.4g} W")
     return "  ".join(parts)
 
 
@@ -166,12 +166,12 @@ def _print_report_lines(rep: dict) -> None:
     if m:
         print(f"  metric: {m['name']} = {m['value']:.6g} {m['unit']}")
     if p:
-        print(f"  average power: {p.get('avg_watts', float('nan')):.3f} W over {p.get('window_s', float('nan')):.3f} s ({p.get('samples_in_window')} samples in the window)")
+        print(f"  average power: {p.get('avg_watts', float('nan')):.6g} W over {p.get('window_s', float('nan')):.3f} s ({p.get('samples_in_window')} samples in the window)")
     if rep.get("samples_per_joule") is not None:
         print(f"  efficiency: {rep['samples_per_joule']:.6g} samples/J")
     idle = rep.get("idle_baseline") or {}
     if idle.get("avg_watts") is not None:
-        print(f"  idle baseline: {idle['avg_watts']:.3f} W")
+        print(f"  idle baseline: {idle['avg_watts']:.6g} W")
     if rep.get("ranging_delta_pct") is not None:
         print(f"  testing vs ranging: {rep['ranging_delta_pct']:+.2f} %")
     unc = rep.get("uncertainty") or {}
@@ -272,8 +272,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"{record.path} ({'MLPerf result folder' if record.kind == 'mlperf' else 'bundle, ' + str(record.exit_status)})")
         _print_report_lines(rep)
         for name, s in (rep.get("sources") or {}).items():
-            extra = f", counter {s['counter_avg_watts']:.3f} W" if s.get("counter_avg_watts") else ""
-            print(f"  source {name}: {s['avg_watts']:.3f} W ({s['samples_in_window']} samples){extra}")
+            extra = f", counter {s['counter_avg_watts']:.6g} W" if s.get("counter_avg_watts") else ""
+            print(f"  source {name}: {s['avg_watts']:.6g} W ({s['samples_in_window']} samples){extra}")
     return EXIT_OK
 
 

@@ -17,11 +17,13 @@ from typing import Any, Protocol
 # emulator name (for `labconsole emulate NAME`) -> module
 EMULATORS: dict[str, str] = {
     "wt310": "labconsole.emulators.wt310",
+    "lpm01a": "labconsole.emulators.lpm01a",
 }
 
 # driver name (a profile's `driver:`) -> emulator name used when the source has `emulator:`
 FOR_DRIVER: dict[str, str] = {
     "yokogawa": "wt310",
+    "lpm01a": "lpm01a",
 }
 
 

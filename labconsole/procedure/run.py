@@ -442,7 +442,9 @@ class RunProcedure:
         self._emulators.clear()
         if self.recorder is not None and self.bundle is not None:
             counts = self.recorder.counts()
-            self.bundle.update_run(acquisition={"sources": counts, "samples_written": self.recorder.written})
+            # Drivers that keep their own counters (lost samples, protocol errors) report them too.
+            diagnostics = {n: s.diagnostics() for n, s in self.sources.items() if callable(getattr(s, "diagnostics", None))}
+            self.bundle.update_run(acquisition={"sources": counts, "samples_written": self.recorder.written, "diagnostics": diagnostics})
 
     def _finish(self, status: str, reason: str) -> RunOutcome:
         from labconsole import analysis, checks

@@ -13,6 +13,7 @@ from labconsole.sources.base import Source
 DRIVERS: dict[str, str] = {
     "simulated": "labconsole.sources.simulated:SimulatedSource",
     "yokogawa": "labconsole.sources.yokogawa:YokogawaSource",
+    "lpm01a": "labconsole.sources.lpm01a:Lpm01aSource",
 }
 
 
