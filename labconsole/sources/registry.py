@@ -12,6 +12,8 @@ from labconsole.sources.base import Source
 # name -> "module:Class". New drivers register here (one line each).
 DRIVERS: dict[str, str] = {
     "simulated": "labconsole.sources.simulated:SimulatedSource",
+    "nvml": "labconsole.sources.nvml:NvmlSource",
+    "rapl": "labconsole.sources.rapl:RaplSource",
 }
 
 
