@@ -192,12 +192,24 @@ def scan_zones(root: Path) -> list[_Zone]:
     return list(zones.values())
 
 
-def _ancestors(zone: _Zone, by_id: dict[str, _Zone]) -> list[_Zone]:
+def _containers(zone: _Zone, zones: list[_Zone]) -> list[_Zone]:
+    """The zones whose energy already includes `zone`'s.
+
+    Core and uncore are inside their package; DRAM sits in the package's folder but is not part
+    of the package's energy (RAPL reports it beside it); an MMIO package zone is the same package
+    read another way; psys (the platform) contains everything.
+    """
+    by_id = {z.zone_id: z for z in zones}
     out = []
-    p = zone.parent
-    while p is not None and p in by_id:
-        out.append(by_id[p])
-        p = by_id[p].parent
+    if zone.kind != "dram":
+        p = zone.parent
+        while p is not None and p in by_id:
+            out.append(by_id[p])
+            p = by_id[p].parent
+    if zone.mmio:
+        out.extend(z for z in zones if not z.mmio and z.name == zone.name and z.parent is None)
+    if zone.kind != "psys":
+        out.extend(z for z in zones if z.kind == "psys")
     return out
 
 
@@ -265,15 +277,11 @@ class RaplSource(PollingSource):
     def _select(self, zones: list[_Zone]) -> list[_Zone]:
         if not zones:
             raise SourceUnavailable(_absent_message(self.root, self.name))
-        by_id = {z.zone_id: z for z in zones}
         listing = ", ".join(f"{z.channel} ({z.zone_id})" for z in zones)
         wanted = self.options.domains
         if not wanted:
             chosen = [z for z in zones if not z.mmio and z.kind in ("package", "dram")]
-            chosen = [z for z in chosen if not any(a in chosen for a in _ancestors(z, by_id))]
-            if not chosen:
-                chosen = [z for z in zones if z.kind == "psys"][:1] or [zones[0]]
-            return chosen
+            return chosen or [z for z in zones if z.kind == "psys"][:1] or [zones[0]]
         chosen = []
         for ref in wanted:
             hits = [z for z in zones if ref in (z.channel, z.zone_id, z.kind)]
@@ -281,18 +289,12 @@ class RaplSource(PollingSource):
                 raise SourceUnavailable(f"{self.name}: options.domains: no RAPL domain {ref!r} here (domains: {listing})")
             chosen.extend(z for z in hits if z not in chosen)
         for z in chosen:
-            for a in _ancestors(z, by_id):
-                if a in chosen:
+            for c in _containers(z, zones):
+                if c in chosen:
                     raise SourceError(
-                        f"{self.name}: options.domains: {z.channel} is part of {a.channel}; a source's channels are added up, "
+                        f"{self.name}: options.domains: {z.channel} is part of {c.channel}; a source's channels are added up, "
                         "so list only one of them (or measure the other in a second source)"
                     )
-        psys = [z for z in chosen if z.kind == "psys"]
-        if psys and len(chosen) > len(psys):
-            raise SourceError(
-                f"{self.name}: options.domains: psys (the whole platform) already contains the other domains "
-                f"({', '.join(z.channel for z in chosen if z.kind != 'psys')}); measure it in a source of its own"
-            )
         return chosen
 
     def _open_zone(self, z: _Zone) -> None:
