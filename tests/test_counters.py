@@ -117,3 +117,21 @@ def test_a_gap_long_enough_to_hide_several_wraps_is_flagged():
     c.observe(2_000_000_000, 400_000 * MS)  # 400 s later: could have wrapped 0, 1 or 2 times
     w, e, s = c.take_sample()
     assert s == ERROR and c.ambiguous == 1
+
+
+def test_a_stalled_poll_does_not_shorten_the_update_period():
+    # 25 ms updates polled every 1 ms, but the host stalls from 70 to 82 ms: the update at 75 ms
+    # is seen at 82 ms, so the next interval (to the update at 100 ms) looks 18 ms long
+    times, values = [], []
+    t = 0
+    while t <= 300:
+        if 70 < t < 82:
+            t = 82
+        times.append(t * MS)
+        values.append(t // 25)
+        t += 1
+    seen = [times[i] for i in range(1, len(times)) if values[i] != values[i - 1]]
+    assert min(b - a for a, b in zip(seen, seen[1:])) == 18 * MS  # what a plain minimum would say
+    up = infer_update_period(times, values)
+    assert up.period_s == pytest.approx(0.025)
+    assert up.median_s == pytest.approx(0.025)

@@ -60,12 +60,16 @@ def infer_update_period(times_ns: Sequence[int], values: Sequence[Any]) -> Updat
     window_s = (times_ns[n - 1] - times_ns[0]) / 1e9 if n >= 2 else 0.0
     gaps = [(times_ns[i] - times_ns[i - 1]) / 1e9 for i in range(1, n)]
     poll_gap = statistics.median(gaps) if gaps else None
-    change_times = [times_ns[i] for i in range(1, n) if values[i] != values[i - 1]]
-    intervals = [(b - a) / 1e9 for a, b in zip(change_times, change_times[1:])]
-    intervals = [x for x in intervals if x > 0]
+    # (time a change was first seen, how late it may have been seen: the gap since the poll before)
+    changes = [(times_ns[i], gaps[i - 1]) for i in range(1, n) if values[i] != values[i - 1]]
+    intervals = [((b - a) / 1e9, max(ua, ub)) for (a, ua), (b, ub) in zip(changes, changes[1:]) if b > a]
     if not intervals:
-        return UpdatePeriod(None, None, len(change_times), n, window_s, poll_gap)
-    return UpdatePeriod(min(intervals), statistics.median(intervals), len(change_times), n, window_s, poll_gap)
+        return UpdatePeriod(None, None, len(changes), n, window_s, poll_gap)
+    # A stalled poll (a busy host) sees a change late and makes the next interval look short:
+    # the minimum is taken over the intervals whose both ends were seen promptly.
+    prompt = max(2 * (poll_gap or 0.0), 0.001)
+    sharp = [x for x, late in intervals if late <= prompt] or [x for x, _ in intervals]
+    return UpdatePeriod(min(sharp), statistics.median(x for x, _ in intervals), len(changes), n, window_s, poll_gap)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -162,7 +166,7 @@ class EnergyCounter:
         return self._watts, self.energy_j, OK
 
     def as_dict(self) -> dict[str, Any]:
-        return {"energy_j": self.energy_j, "wraps": self.wraps, "resets": self.resets, "ambiguous_intervals": self.ambiguous}
+        return {"wraps": self.wraps, "resets": self.resets, "ambiguous_intervals": self.ambiguous}
 
 
 # ---------------------------------------------------------------------------------------------

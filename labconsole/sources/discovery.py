@@ -141,11 +141,13 @@ def _run_driver(name: str, hints: dict[str, Any], box: dict[str, Any]) -> None:
         box["seconds"] = time.monotonic() - started
 
 
-def discover_everything(hints: dict[str, Any] | None = None, drivers: list[str] | None = None, time_limit_s: float = DRIVER_TIME_LIMIT_S) -> DiscoveryResult:
+def discover_everything(hints: dict[str, Any] | None = None, drivers: list[str] | None = None, time_limit_s: float | None = None) -> DiscoveryResult:
     """Every driver's discover(), concurrently, each given `time_limit_s` (threads are daemons:
     a driver stuck in I/O is reported and left behind, never waited for at exit)."""
     from labconsole.sources.registry import driver_names
 
+    if time_limit_s is None:
+        time_limit_s = DRIVER_TIME_LIMIT_S
     hints = dict(hints or {})
     hints.setdefault("timeout_s", IO_TIMEOUT_S)
     names = drivers if drivers is not None else driver_names()

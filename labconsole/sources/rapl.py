@@ -148,7 +148,9 @@ def scan_zones(root: Path) -> list[_Zone]:
 
     def visit(folder: Path, depth: int) -> None:
         try:
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            # zones before the control-type folders, so the flat /sys/class/powercap/intel-rapl:N
+            # paths are the ones shown
+            entries = sorted(os.scandir(folder), key=lambda e: (not ZONE_RE.match(e.name), e.name))
         except OSError:
             return
         for e in entries:
