@@ -187,3 +187,16 @@ def test_a_full_run_through_the_nvml_driver_on_fake_gpus(tmp_path):
     assert [g["power_kind"] for g in gpus] == ["counter", "counter"]
     caps = env_json["sources"][0]["capabilities"]
     assert caps["power_kind"] == "counter" and caps["measured_update_period_s"] == pytest.approx(0.1, abs=0.02)
+
+
+def test_loading_the_drivers_does_not_load_nvml():
+    """Profiles name `nvml` without needing the package: it is imported when a GPU is opened."""
+    code = (
+        "import sys\n"
+        "import labconsole.sources.nvml, labconsole.sources.rapl, labconsole.sources.discovery\n"
+        "from labconsole.profile import parse_profile_text\n"
+        "parse_profile_text(b'name: g\\nsources:\\n  - {name: g, driver: nvml, options: {gpus: [0]}}\\n')\n"
+        "sys.exit(1 if 'pynvml' in sys.modules else 0)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=str(ROOT), capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
