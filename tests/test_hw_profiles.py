@@ -45,3 +45,30 @@ def test_example_profile_without_the_hardware_fails_clearly(tmp_path, name, usab
     assert out.returncode == 1, text
     assert "Traceback" not in text
     assert "run failed: " + expected in text
+
+
+def test_option_mistakes_are_reported_with_file_and_line(tmp_path):
+    from conftest import write_profile
+    from labconsole.profile import ProfileError
+
+    path = write_profile(tmp_path, """
+        name: hw
+        sources:
+          - name: gpus
+            driver: nvml
+            options:
+              gpus: [card0]
+              power: mean
+          - name: cpu
+            driver: rapl
+            options:
+              domains: []
+              rooot: /sys/class/powercap
+    """)
+    with pytest.raises(ProfileError) as err:
+        load_profile(path)
+    text = str(err.value)
+    assert f"{path}:6: sources[0].options.gpus[0]" in text
+    assert f"{path}:7: sources[0].options.power" in text
+    assert f"{path}:11: sources[1].options.domains" in text
+    assert f"{path}:12: sources[1].options.rooot: unknown key" in text

@@ -33,7 +33,7 @@ from labconsole.samples import ERROR, OK, ChannelBatch, one_sample
 from labconsole.sources.base import Capabilities, Discovered, DriverOptions, Identity, SourceError, SourceUnavailable
 from labconsole.sources.counters import EnergyCounter, PollingSource, UpdatePeriod, infer_update_period
 
-GpuRef = Annotated[int, Field(ge=0, le=1023)] | Annotated[str, Field(pattern=r"^(GPU|MIG)-[0-9A-Za-z-]{8,80}$")]
+GpuRef = Annotated[int, Field(ge=0, le=1023)] | Annotated[str, Field(pattern=r"^GPU-[0-9A-Za-z-]{8,80}$")]
 
 # GA100 (A100, A800, A30) is the Ampere exception: nvmlDeviceGetPowerUsage is instantaneous there.
 _GA100_NAME = re.compile(r"\b(A100|A800|A30)\b")
@@ -41,7 +41,7 @@ AVERAGING_WINDOW_S = 1.0  # nvmlDeviceGetPowerUsage on Ampere+ (NVIDIA's documen
 
 
 class NvmlOptions(DriverOptions):
-    gpus: list[GpuRef] | None = Field(None, description="GPUs by NVML index (PCI order) or UUID ('GPU-...'); default: all")
+    gpus: Annotated[list[GpuRef], Field(min_length=1, max_length=64)] | None = Field(None, description="GPUs by NVML index (PCI order) or UUID ('GPU-...'); default: all")
     power: Literal["auto", "counter", "instant", "average", "usage"] = Field(
         "auto",
         description="auto: the energy counter where the GPU has one, else instant power, else averaged; "

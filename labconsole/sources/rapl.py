@@ -22,7 +22,7 @@ import platform
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -49,7 +49,7 @@ PERMISSION_HELP = (
 
 
 class RaplOptions(DriverOptions):
-    domains: list[str] | None = Field(
+    domains: Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]], Field(min_length=1, max_length=64)] | None = Field(
         None,
         description="domains by channel name (package-0, package-0.dram), zone (intel-rapl:0:1) or kind "
         "(package, core, uncore, dram, psys); default: every package and dram domain",
