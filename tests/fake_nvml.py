@@ -93,6 +93,7 @@ class FakeGpu:
     counter_at_start_mj: int = 987_654_321  # energy since the driver loaded, before the test
     noise_w: float = 0.7  # sensor noise on the power readings (deterministic per update)
     lost_after_s: float | None = None
+    handle_error: int = NVML_SUCCESS  # e.g. NO_PERMISSION: a GPU this user may not open
     reload_at_s: float | None = None  # the driver reloads: the counter restarts from 0
 
     # -- the physics -----------------------------------------------------------------------------------
@@ -255,6 +256,8 @@ class FakeNvmlLib:
         i = index.value
         if not 0 <= i < len(self.gpus):
             return E_INVALID
+        if self.gpus[i].handle_error != NVML_SUCCESS:
+            return self.gpus[i].handle_error
         handle_ref._obj.contents = pynvml.struct_c_nvmlDevice_t.from_address(ctypes.addressof(self._handles[i]))
         return NVML_SUCCESS
 

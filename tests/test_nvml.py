@@ -260,6 +260,17 @@ def test_unknown_gpus_are_named_with_what_exists(gpus):
     assert lib.initialised == 0
 
 
+def test_a_gpu_that_cannot_be_opened_stops_all_but_not_a_list_without_it(gpus):
+    lib, clock = gpus([fk.h100(0), fk.h100(1, handle_error=pynvml.NVML_ERROR_NO_PERMISSION)])
+    with pytest.raises(SourceUnavailable, match=r"GPU 1: no permission .*list the GPUs to measure in options.gpus"):
+        opened(clock)
+    with pytest.raises(SourceUnavailable, match=r"GPU 1: no permission"):
+        opened(clock, gpus=[1])
+    src = opened(clock, gpus=[0], infer_update_period=False)
+    assert src.capabilities().channels == ("gpu0",)
+    src.close()
+
+
 def test_profile_options_are_checked():
     from pydantic import ValidationError
 
@@ -373,6 +384,21 @@ def test_discover_without_a_driver_is_a_note_and_without_permission_an_entry(gpu
     gpus([fk.h100(0)], init_error=pynvml.NVML_ERROR_LIBRARY_NOT_FOUND)
     res = discover_everything({}, drivers=["nvml"])
     assert res.found == [] and "no NVIDIA driver" in res.notes["nvml"]
+
+
+def test_discover_with_a_driver_and_no_gpu_is_a_note(gpus):
+    from labconsole.sources.discovery import discover_everything
+
+    lib, _ = gpus([])
+    res = discover_everything({}, drivers=["nvml"])
+    assert res.found == [] and res.notes["nvml"] == "NVML: the NVIDIA driver 550.54.15 is loaded but lists no GPU"
+    assert lib.initialised == 0
+
+
+def test_discover_lists_a_gpu_it_may_not_open_beside_the_others(gpus):
+    gpus([fk.h100(0), fk.h100(1, handle_error=pynvml.NVML_ERROR_NO_PERMISSION)])
+    found = NvmlSource.discover({})
+    assert [(d.address, d.status) for d in found] == [("GPU-5d3c1a2b-0000-4000-8000-000000000000", "available"), ("nvml:1", "no-permission")]
 
 
 def test_discover_reports_no_permission_as_a_find(gpus):

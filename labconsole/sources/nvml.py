@@ -221,14 +221,20 @@ class NvmlSource(PollingSource):
             raise SourceUnavailable(explain_nvml_error(nv, exc, f"{self.name}: counting GPUs")) from None
         if count == 0:
             raise SourceUnavailable(f"{self.name}: NVML found no NVIDIA GPU on this host (the driver is loaded, but `nvidia-smi -L` lists nothing)")
-        handles = {}
+        handles, broken = {}, {}
         for i in range(count):
             try:
                 handles[i] = nv.nvmlDeviceGetHandleByIndex(i)
             except nv.NVMLError as exc:
-                raise SourceUnavailable(explain_nvml_error(nv, exc, f"{self.name}: GPU {i}")) from None
+                broken[i] = exc
         wanted = self.options.gpus
         if not wanted:
+            if broken:
+                # Measuring fewer GPUs than there are would under-count "all" without a word.
+                i, exc = next(iter(broken.items()))
+                raise SourceUnavailable(
+                    explain_nvml_error(nv, exc, f"{self.name}: GPU {i}") + "; list the GPUs to measure in options.gpus to leave it out"
+                ) from None
             return sorted(handles.items())
         uuids = {}
         for i, h in handles.items():
@@ -239,6 +245,8 @@ class NvmlSource(PollingSource):
         out: list[int] = []
         for ref in wanted:
             if isinstance(ref, int):
+                if ref in broken:
+                    raise SourceUnavailable(explain_nvml_error(nv, broken[ref], f"{self.name}: GPU {ref}")) from None
                 if ref not in handles:
                     raise SourceUnavailable(f"{self.name}: options.gpus: no GPU with index {ref}; this host has {count} ({listing})")
                 idx = ref
@@ -482,10 +490,18 @@ class NvmlSource(PollingSource):
         try:
             src._driver_version = src._optional(nv.nvmlSystemGetDriverVersion) or ""
             try:
-                handles = src._selected_handles()
-            except SourceUnavailable:
-                return []
-            for i, h in handles:
+                count = nv.nvmlDeviceGetCount()
+            except nv.NVMLError as exc:
+                raise SourceUnavailable(explain_nvml_error(nv, exc, "NVML: counting GPUs")) from None
+            if count == 0:
+                raise SourceUnavailable(f"NVML: the NVIDIA driver {src._driver_version} is loaded but lists no GPU")
+            for i in range(count):
+                try:
+                    h = nv.nvmlDeviceGetHandleByIndex(i)
+                except nv.NVMLError as exc:
+                    status = "no-permission" if exc.value == getattr(nv, "NVML_ERROR_NO_PERMISSION", None) else "error"
+                    found.append(Discovered(driver=cls.driver, address=f"nvml:{i}", status=status, detail=explain_nvml_error(nv, exc, f"GPU {i}")))
+                    continue
                 try:
                     g = src._open_gpu(i, h)
                 except SourceUnavailable as exc:
