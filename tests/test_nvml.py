@@ -378,7 +378,7 @@ def test_discover_lists_gpus_with_snippets_that_load_as_a_profile(gpus, tmp_path
     assert [s.options["gpus"] for s in profile.sources] == [[found[0].address], [found[1].address]]
 
 
-def test_discover_without_a_driver_is_a_note_and_without_permission_an_entry(gpus):
+def test_discover_without_a_driver_is_a_note(gpus):
     from labconsole.sources.discovery import discover_everything
 
     gpus([fk.h100(0)], init_error=pynvml.NVML_ERROR_LIBRARY_NOT_FOUND)
