@@ -72,6 +72,11 @@ class Capabilities:
     auto_range: bool = False
     update_periods_s: tuple[float, ...] = ()  # the periods the source can be set to
     accuracy: AccuracySpec | None = None
+    # A sensor whose update period the hardware fixes (GPU, RAPL): the slowest channel's period
+    # as measured at open (Zeus's method), for calibration to compare with the sample interval.
+    measured_update_period_s: float | None = None
+    # Per-channel labels where channels differ: power_kind, scope, the API read, update period.
+    channel_info: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def has_ranges(self) -> bool:

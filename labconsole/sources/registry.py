@@ -14,6 +14,8 @@ DRIVERS: dict[str, str] = {
     "simulated": "labconsole.sources.simulated:SimulatedSource",
     "yokogawa": "labconsole.sources.yokogawa:YokogawaSource",
     "lpm01a": "labconsole.sources.lpm01a:Lpm01aSource",
+    "nvml": "labconsole.sources.nvml:NvmlSource",
+    "rapl": "labconsole.sources.rapl:RaplSource",
 }
 
 

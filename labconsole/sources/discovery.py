@@ -1,0 +1,253 @@
+"""`labconsole discover`: ask every registered driver what is attached, and say how to use it.
+
+Each driver's `discover(hints)` classmethod returns what it found (`Discovered`: driver, address,
+model, serial, status, detail, and a profile snippet). It returns [] when there is nothing of its
+kind, or raises `SourceUnavailable` to say why not (no NVIDIA driver, no powercap): that becomes a
+note, not an entry. Any other exception, a missing package, or no answer within the time limit
+becomes an entry with status `error`; discovery itself never crashes and never hangs.
+
+The hints every driver receives (all keys optional; a driver uses those it understands):
+  ptd             ["HOST:PORT", ...]  PTDaemon addresses (from --ptd and the profile)
+  visa_resources  ["TCPIP::127.0.0.1::5025::SOCKET", "USB0::...", ...]  VISA resources the profile names
+  serial_ports    ["/dev/ttyACM0", "COM3", ...]  serial ports the profile names
+  pyvisa_sim      ["/path/meter.yaml", ...]  PyVISA-sim definitions (a profile's "PATH@sim")
+  sources         [{"name", "driver", "options"}, ...]  the profile's sources as written
+  rapl_root       the powercap folder when the profile sets one
+  timeout_s       the limit for each single I/O exchange (seconds)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from labconsole.sources.base import Discovered, SourceUnavailable
+
+DRIVER_TIME_LIMIT_S = 20.0  # each driver's discover() as a whole
+IO_TIMEOUT_S = 2.0  # suggested to drivers for each exchange
+EXIT_OK, EXIT_USAGE = 0, 2
+
+# import name -> the package a person installs
+PACKAGES = {"pynvml": "nvidia-ml-py", "pyvisa": "pyvisa", "pyvisa_py": "pyvisa-py", "pyvisa_sim": "pyvisa-sim", "serial": "pyserial"}
+
+_VISA_RE = re.compile(r"^(TCPIP|USB|GPIB|ASRL|VXI|VICP|PRLGX-TCPIP|PRLGX-ASRL)\d*::", re.IGNORECASE)
+_SERIAL_RE = re.compile(r"^(/dev/(tty|cu)[\w.-]+|/dev/serial/by-(id|path)/\S+|/dev/pts/\d+|COM\d+)$")
+
+
+@dataclass
+class DiscoveryResult:
+    found: list[Discovered] = field(default_factory=list)  # finds, and drivers that failed (status error)
+    notes: dict[str, str] = field(default_factory=dict)  # driver -> why it found nothing
+    seconds: dict[str, float] = field(default_factory=dict)  # driver -> time its discover took
+
+
+# ---------------------------------------------------------------------------------------------
+# Hints
+
+
+def _add(hints: dict[str, Any], key: str, value: str) -> None:
+    items = hints.setdefault(key, [])
+    if value not in items:
+        items.append(value)
+
+
+def hints_from_profile(profile: Any, base_dir: Path | None = None) -> dict[str, Any]:
+    """What a profile names that discovery should look at (addresses, ports, simulation files)."""
+    hints: dict[str, Any] = {"sources": []}
+    for src in profile.sources:
+        options = dict(src.options or {})
+        hints["sources"].append({"name": src.name, "driver": src.driver, "options": options})
+        if src.driver == "ptd":
+            host, port = options.get("host"), options.get("port")
+            if isinstance(host, str) and isinstance(port, int):
+                _add(hints, "ptd", f"{host}:{port}")
+            addr = options.get("address")
+            if isinstance(addr, str) and _parse_hostport(addr):
+                _add(hints, "ptd", addr)
+        if src.driver == "rapl" and isinstance(options.get("root"), str):
+            hints["rapl_root"] = options["root"]
+        for value in _strings(options):
+            if _VISA_RE.match(value):
+                _add(hints, "visa_resources", value)
+            elif _SERIAL_RE.match(value):
+                _add(hints, "serial_ports", value)
+            elif value.endswith("@sim") and value != "@sim":
+                path = Path(value[: -len("@sim")])
+                if base_dir is not None and not path.is_absolute():
+                    path = base_dir / path
+                _add(hints, "pyvisa_sim", str(path))
+    return hints
+
+
+def _strings(value: Any):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _strings(v)
+
+
+def _parse_hostport(text: str) -> tuple[str, int] | None:
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return None
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not host or not 0 < int(port) < 65536:
+        return None
+    return host, int(port)
+
+
+# ---------------------------------------------------------------------------------------------
+# Running the drivers
+
+
+def _missing_package(exc: ImportError) -> str:
+    name = (exc.name or "").split(".")[0]
+    package = PACKAGES.get(name, name or "?")
+    return f"a package it needs is missing ({name or exc}): pip install {package}"
+
+
+def _run_driver(name: str, hints: dict[str, Any], box: dict[str, Any]) -> None:
+    from labconsole.sources.registry import get_driver
+
+    started = time.monotonic()
+    try:
+        cls = get_driver(name)
+        result = cls.discover(hints)
+        entries = []
+        for item in result or []:
+            if not isinstance(item, Discovered):
+                raise TypeError(f"discover() returned {type(item).__name__}, not Discovered")
+            if not item.driver:
+                item.driver = name
+            entries.append(item)
+        box["found"] = entries
+    except ImportError as exc:
+        box["error"] = _missing_package(exc)
+    except SourceUnavailable as exc:
+        box["absent"] = str(exc)
+    except Exception as exc:  # noqa: BLE001 - one driver's failure must not stop the others
+        box["error"] = f"{type(exc).__name__}: {exc}"
+    finally:
+        box["seconds"] = time.monotonic() - started
+
+
+def discover_everything(hints: dict[str, Any] | None = None, drivers: list[str] | None = None, time_limit_s: float | None = None) -> DiscoveryResult:
+    """Every driver's discover(), concurrently, each given `time_limit_s` (threads are daemons:
+    a driver stuck in I/O is reported and left behind, never waited for at exit)."""
+    from labconsole.sources.registry import driver_names
+
+    if time_limit_s is None:
+        time_limit_s = DRIVER_TIME_LIMIT_S
+    hints = dict(hints or {})
+    hints.setdefault("timeout_s", IO_TIMEOUT_S)
+    names = drivers if drivers is not None else driver_names()
+    boxes: dict[str, dict[str, Any]] = {n: {} for n in names}
+    threads = {}
+    for n in names:
+        t = threading.Thread(target=_run_driver, args=(n, hints, boxes[n]), name=f"discover-{n}", daemon=True)
+        t.start()
+        threads[n] = t
+    deadline = time.monotonic() + time_limit_s
+    out = DiscoveryResult()
+    for n in names:
+        threads[n].join(max(0.0, deadline - time.monotonic()))
+        box = boxes[n]
+        if threads[n].is_alive():
+            out.found.append(Discovered(driver=n, address="", status="error", detail=f"no answer within {time_limit_s:g} s; skipped"))
+            out.seconds[n] = time_limit_s
+            continue
+        out.seconds[n] = box.get("seconds", 0.0)
+        if "error" in box:
+            out.found.append(Discovered(driver=n, address="", status="error", detail=box["error"]))
+        elif "absent" in box:
+            out.notes[n] = box["absent"]
+        else:
+            out.found.extend(box.get("found", []))
+    return out
+
+
+def discover_all(hints: dict[str, Any] | None = None) -> list[Discovered]:
+    """What every registered driver found (errors included as entries with status `error`)."""
+    return discover_everything(hints).found
+
+
+# ---------------------------------------------------------------------------------------------
+# The command
+
+
+def _snippet_yaml(snippet: dict[str, Any], indent: str) -> str:
+    import yaml
+
+    text = yaml.safe_dump([snippet], sort_keys=False, default_flow_style=False, allow_unicode=True)
+    return "".join(indent + line + "\n" for line in text.rstrip("\n").splitlines())
+
+
+def format_human(result: DiscoveryResult) -> str:
+    lines: list[str] = []
+    finds = [d for d in result.found if d.status != "error" or d.address]
+    failures = [d for d in result.found if d.status == "error" and not d.address]
+    for d in finds:
+        title = " ".join(p for p in (d.model or "?", f"s/n {d.serial}" if d.serial else "") if p)
+        lines.append(f"[{d.status}] {d.driver}: {title}")
+        if d.address:
+            lines.append(f"    address: {d.address}")
+        if d.detail:
+            lines.append(f"    {d.detail}")
+        if d.profile_snippet and d.status in ("available", "busy", "no-permission"):
+            lines.append("    in a profile, under `sources:`")
+            lines.append(_snippet_yaml(d.profile_snippet, "      ").rstrip("\n"))
+        lines.append("")
+    if failures:
+        lines.append("Drivers that failed to look:")
+        lines.extend(f"  {d.driver}: {d.detail}" for d in failures)
+        lines.append("")
+    if result.notes:
+        lines.append("Not found:")
+        lines.extend(f"  {drv}: {why}" for drv, why in sorted(result.notes.items()))
+        lines.append("")
+    if not finds:
+        from labconsole.emulators.registry import EMULATORS
+
+        lines.append("Nothing attached was found.")
+        if EMULATORS:
+            names = ", ".join(sorted(EMULATORS))
+            emu = f"or start a loopback meter emulator with `labconsole emulate NAME` ({names}) and point a profile at it"
+        else:
+            emu = "or start a loopback meter emulator with `labconsole emulate NAME` where this build has one"
+        lines.append(f"To use the console without hardware: `labconsole run` measures the built-in simulated bench, {emu}.")
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def main(args: Any) -> int:
+    """`labconsole discover [--json] [--ptd HOST:PORT ...] [--profile PATH]`."""
+    hints: dict[str, Any] = {}
+    if getattr(args, "profile", None):
+        from labconsole.profile import ProfileError, load_profile
+
+        try:
+            loaded = load_profile(args.profile)
+        except ProfileError as exc:
+            print(str(exc), file=sys.stderr, flush=True)
+            return EXIT_USAGE
+        hints = hints_from_profile(loaded.profile, base_dir=loaded.path.parent)
+    for addr in getattr(args, "ptd", None) or []:
+        if _parse_hostport(addr) is None:
+            print(f"--ptd: {addr!r} is not HOST:PORT (for example 192.168.1.20:8888)", file=sys.stderr, flush=True)
+            return EXIT_USAGE
+        _add(hints, "ptd", addr)
+    result = discover_everything(hints)
+    if getattr(args, "json", False):
+        print(json.dumps([d.as_dict() for d in result.found], indent=2, default=str))
+    else:
+        print(format_human(result), end="", flush=True)
+    return EXIT_OK
