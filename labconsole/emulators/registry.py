@@ -15,10 +15,14 @@ import importlib
 from typing import Any, Protocol
 
 # emulator name (for `labconsole emulate NAME`) -> module
-EMULATORS: dict[str, str] = {}
+EMULATORS: dict[str, str] = {
+    "ptd": "labconsole.emulators.ptd",
+}
 
 # driver name (a profile's `driver:`) -> emulator name used when the source has `emulator:`
-FOR_DRIVER: dict[str, str] = {}
+FOR_DRIVER: dict[str, str] = {
+    "ptd": "ptd",
+}
 
 
 class EmulatorHandle(Protocol):
