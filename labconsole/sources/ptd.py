@@ -508,6 +508,10 @@ class PtdSource(Source):
         self._pending: list[ChannelBatch] = []
         self._delivered = threading.Condition(threading.Lock())
         self._wake = threading.Event()
+        # Samples drained at a phase edge are handed to the reader; the hand-off is complete when
+        # the reader comes back for more (it has filed them in the phase they belong to).
+        self._handoff = False
+        self._handoff_taken = False
         self._closed = threading.Event()
         self._closed.set()
         self._next_poll = 0.0
@@ -720,17 +724,19 @@ class PtdSource(Source):
         if reply.startswith("Stopping"):
             batches = self._poll_locked()
             if deliver and batches:
-                self._pending.extend(batches)
+                with self._delivered:
+                    self._pending.extend(batches)
+                    self._handoff, self._handoff_taken = True, False
                 self._wake.set()
         elif not (missing_ok and reply.startswith("Error: no measurement")):
             raise SourceError(f"{self.name}: PTDaemon refused to stop the measurement: {reply!r}")
 
     def _await_delivery(self) -> None:
         """Give the acquisition thread a moment to collect samples drained at a phase edge, so
-        they land in the phase they were measured in."""
+        they land in the phase they were measured in (bounded: a source nobody reads goes on)."""
         deadline = time.monotonic() + min(2.0, self.interval_s + 0.5)
         with self._delivered:
-            while self._pending and not self._closed.is_set():
+            while self._handoff and not self._closed.is_set():
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return
@@ -771,11 +777,15 @@ class PtdSource(Source):
 
     def read(self, timeout: float) -> list[ChannelBatch]:
         end = time.monotonic() + timeout
+        with self._delivered:
+            if self._handoff_taken:  # the caller has filed what it took last time
+                self._handoff = self._handoff_taken = False
+                self._delivered.notify_all()
         while True:
             with self._delivered:
                 if self._pending:
                     out, self._pending = self._pending, []
-                    self._delivered.notify_all()
+                    self._handoff_taken = self._handoff
                     return out
             if self._closed.is_set():
                 raise SourceError(f"{self.name}: read() on a closed source")
@@ -793,7 +803,7 @@ class PtdSource(Source):
             with self._delivered:
                 if self._pending:  # drained at a phase edge meanwhile: those are older
                     batches, self._pending = self._pending + batches, []
-                    self._delivered.notify_all()
+                    self._handoff_taken = self._handoff
             return batches
 
     def _read_reply_header(self) -> tuple[str, str]:
@@ -1020,5 +1030,5 @@ def _describe_summary(s: dict[str, Any]) -> str:
             parts.append(f"uncertainty avg {u['avg'] * 100:.2f} % (max {u['max'] * 100:.2f} %; {u['invalid']} over the limit, {u['unknown']} unknown)")
     off = s.get("clock_offset_s")
     if off is not None:
-        parts.append(f"PTD clock offset {off * 1000:+.0f} ms")
+        parts.append(f"PTD clock offset {off * 1000:+.1f} ms")
     return "; ".join(parts) or "no summary"
