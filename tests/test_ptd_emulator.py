@@ -372,6 +372,12 @@ def test_discover_finds_the_emulator(inproc):
 
 
 def test_emulator_options_and_cli_errors(tmp_path):
+    from labconsole.profile import ProfileError, load_profile
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((ROOT / "profiles" / "emu-ptd.yaml").read_text().replace("utilisation: workload", "utilisaton: workload"))
+    with pytest.raises(ProfileError, match=r"bad.yaml:\d+: sources\[0\].emulator.utilisaton: unknown key"):
+        load_profile(bad)
     with pytest.raises(ValueError, match="PTD emulator options: bogus: Extra inputs are not permitted"):
         emu.start({"bogus": 1})
     with pytest.raises(ValueError, match="device type 8 is not emulated"):

@@ -102,6 +102,9 @@ class PtdEmulatorOptions(BaseModel):
     max_samples: int = Field(MAX_SAMPLES, ge=1, le=10_000_000)
 
 
+Options = PtdEmulatorOptions  # checked by the profile loader for a source's `emulator:` block
+
+
 def ptd_time(ns: int) -> str:
     secs, rest = divmod(int(ns), 1_000_000_000)
     return time.strftime("%m-%d-%Y %H:%M:%S", time.gmtime(secs)) + f".{rest // 1_000_000:03d}"
