@@ -434,3 +434,96 @@ def test_probe_for_discovery(peers):
     silent.stop()
     assert probe(f"127.0.0.1:{port}", 1).status == "error"  # nothing listens any more
     assert probe("no-port-here:xx").status == "error"
+
+
+def test_nothing_unread_is_not_an_error_and_ptd_timestamps_kept_as_they_are(peers):
+    line = "Time,07-06-2023 00:12:00.447,Watts,10.000000,Volts,230.000000,Amps,0.050000,PF,0.870000"
+    script = open_script() + [
+        ("RL,*,*", "Invalid number of parameters"), ("RL", "No unread samples"),
+        ("RL", "Error: insufficient unread samples"), ("RL", ["Last 1 sample", line]),
+    ] + close_script()
+    peer = peers(script)
+    src = make(peer, timestamps="ptd")
+    src.open()
+    assert src.read(0.5) == [] and src.read(0.5) == []
+    s = read_until(src, 1)["main"]
+    assert int(s["wall_ns"][0]) == parse_ptd_time("07-06-2023 00:12:00.447")  # MLPerf's way: PTD's clock as is
+    assert src.clock_offset_s() < -1e8  # ... while the offset still says how far off it is
+    src.close()
+    peer.assert_complete()
+
+
+def test_phase_summary_warns_about_a_clock_offset_over_400_ms(peers):
+    def rl():
+        t = time.time_ns() - 900_000_000  # the PTD host is 0.9 s behind
+        return ["Last 1 sample", f"Time,{format_ptd_time(t)},Watts,10.000000,Volts,230.000000,Amps,0.050000,PF,0.870000"]
+
+    script = open_script() + [("RL,*,*", "Invalid number of parameters"), ("RL", rl),
+                              ("Watts", "Watts,10.000000,10.000000,10.000000,1,0,1"), ("Uncertainty", "Uncertainty,0.002000,0.002000,0.002000,1,0,1,0"),
+                              ("Stop", STOPPING), ("RL", "Last 0 samples"), ("Go,50,0,t_standby", started())] + close_script()
+    peer = peers(script)
+    src = make(peer)
+    src.open()
+    read_until(src, 1)
+    src._next_poll = time.monotonic() + 3600
+    summary = src.end_phase("testing")
+    assert summary["warning"] and -1.0 < summary["clock_offset_s"] < -0.9
+    assert "above the 400 ms MLPerf allows" in summary["message"]
+    src.close()
+    peer.assert_complete()
+
+
+DUMMY = "Dummy,1000,1,1,1,1,1,1,0,version=9.9.9-1fee1ded-20161226,OS=Linux,mode=power,1,1,1,0,0,no_cal_date,SPECpower's Dummy Analyzer v1.0"
+
+
+def _procedure_with(src: PtdSource, max_v: float, max_a: float):
+    from conftest import ROOT
+    from labconsole.events import EventBus
+    from labconsole.procedure.run import RunProcedure
+    from labconsole.profile import load_profile
+    from labconsole.recorder import SegmentStats
+
+    class Stats:
+        def stats_for(self, phase):
+            return {("wall", "main"): SegmentStats(samples=10, max_v=max_v, max_a=max_a)} if phase == "ranging" else {}
+
+    proc = RunProcedure(load_profile(ROOT / "profiles" / "emu-ptd.yaml"), bus=EventBus())
+    proc.recorder = Stats()
+    proc.sources = {"wall": src}
+    seen = []
+    proc.bus.add_sink(seen.append)
+    return proc, seen
+
+
+def test_procedure_sends_mlperf_raw_ranges_to_a_meter_without_a_range_table(peers):
+    script = open_script(DUMMY) + [
+        ("SR,V,119.470000", "Range V changed"), ("SR,A,0.152658", "Range A changed"), ("RR", "Ranges,0,0.200000,0,150.000000"),
+    ] + close_script()
+    peer = peers(script)
+    src = make(peer)
+    src.open()
+    caps = src.capabilities()
+    assert caps.voltage_ranges == () and caps.ranges_rounded_by_meter and caps.accuracy is None
+    proc, seen = _procedure_with(src, 119.47, 0.13878)
+    proc._choose_ranges()
+    chosen = proc.ranges_chosen["wall"]
+    assert chosen["requested"] == {"volts": 119.47, "amps": pytest.approx(0.152658)}
+    assert chosen["read_back"] == {"volts": 150.0, "amps": 0.2, "auto_v": False, "auto_a": False}
+    assert any(e.kind == "result" and "fixed ranges 150 V / 0.2 A" in e.message for e in seen)
+    src.close()
+    peer.assert_complete()
+
+
+def test_procedure_fails_when_ptd_picks_another_range_than_the_table(peers):
+    script = open_script() + [
+        ("SR,V,231.000000", "Range V changed"), ("SR,A,0.660000", "Range A changed"), ("RR", "Ranges,0,5.000000,0,300.000000"),
+    ] + close_script()
+    peer = peers(script)
+    src = make(peer)
+    src.open()
+    proc, seen = _procedure_with(src, 231.0, 0.6)
+    with pytest.raises(Exception, match="did not accept the fixed ranges"):
+        proc._choose_ranges()
+    assert any(e.kind == "error" and "reads back 300 V / 5 A" in e.message for e in seen)
+    src.close()
+    peer.assert_complete()

@@ -362,7 +362,8 @@ class RunProcedure:
             if summary:
                 out[name] = summary
                 if summary.get("message"):
-                    self.bus.emit(ev.INFO, f"{name}: {phase}: {summary['message']}", phase=phase, source=name, meter_summary=summary)
+                    kind = ev.WARNING if summary.get("warning") else ev.INFO
+                    self.bus.emit(kind, f"{name}: {phase}: {summary['message']}", phase=phase, source=name, meter_summary=summary)
         return out
 
     def _watch_fatal(self, runner: Any) -> None:

@@ -317,6 +317,12 @@ def parse_sample_line(line: str) -> tuple[int, list[tuple[float, float, float, f
     return t, groups
 
 
+def _no_unread(reply: str) -> bool:
+    """PTD's "nothing new yet" to RL (util.pl knows `No unread...` and `Insufficient unread...`;
+    the exact wording is not public, so any reply about unread samples counts)."""
+    return "unread" in reply.lower()
+
+
 def is_error_reply(reply: str) -> bool:
     """PTD's error replies start with Error / Invalid / Unknown (util.pl, power-dev)."""
     return reply.startswith(("Error", "Invalid", "Unknown", "Null channel", "Channel number out", "Meter busy"))
@@ -482,6 +488,11 @@ class PtdOptions(DriverOptions):
     connect_timeout_s: float = Field(5.0, gt=0, le=120)
     mark_prefix: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="marks are <prefix>_<phase>; default: the UTC time of the first open")
     restore_ranges: bool = Field(True, description="on close, put back the ranges PTD had when we first connected")
+    timestamps: Literal["corrected", "ptd"] = Field(
+        "corrected",
+        description="corrected: PTD's sample times moved onto our clock by the estimated offset; ptd: PTD's times as they are (what MLPerf does, right only when both hosts follow NTP)",
+    )
+    max_clock_offset_s: float = Field(0.4, gt=0, le=3600, description="warn in the phase summary above this PTD clock offset (MLPerf: 400 ms)")
 
 
 class PtdSource(Source):
@@ -766,7 +777,14 @@ class PtdSource(Source):
             self._go(self._mark)
         offset = self.clock_offset_s()
         summary["clock_offset_s"] = offset
+        summary["timestamps"] = self.options.timestamps
+        summary["warning"] = offset is not None and abs(offset) > self.options.max_clock_offset_s
         summary["message"] = _describe_summary(summary)
+        if summary["warning"]:
+            summary["message"] += (
+                f": above the {self.options.max_clock_offset_s * 1000:.0f} ms MLPerf allows; does the PTD host follow the same NTP server"
+                " and run PTDaemon with TZ=UTC?"
+            )
         self._await_delivery()
         return summary
 
@@ -818,7 +836,7 @@ class PtdSource(Source):
             if cmd in ("RL,*,*", "RL") and header.startswith("Unknown command"):
                 cmd = "DC-RL"
                 header = self._cmd(cmd, self.options.timeout_s + self.interval_s)
-            if header.startswith(("Last ", "No unread", "Insufficient unread")):
+            if header.startswith("Last ") or _no_unread(header):
                 self._read_cmd = cmd
         return cmd, header
 
@@ -828,7 +846,7 @@ class PtdSource(Source):
             raise SourceError(f"{self.name}: PTDaemon at {self.address} is not connected")
         cmd, header = self._read_reply_header()
         self.counters["polls"] += 1
-        if header.startswith(("No unread", "Insufficient unread")):
+        if _no_unread(header):
             return []
         m = re.fullmatch(r"Last (\d+) samples?", header)
         if m is None:
@@ -864,7 +882,7 @@ class PtdSource(Source):
             newest = t if newest is None else max(newest, t)
         if newest is not None:
             self.clock.add(newest, recv_wall)
-        offset = self.clock.offset_ns() or 0
+        offset = (self.clock.offset_ns() or 0) if self.options.timestamps == "corrected" else 0
         names = self._channel_names()
         fixed = not (self._ranges.auto_v or self._ranges.auto_a)
         rv = self._ranges.volts if fixed else math.nan
