@@ -527,3 +527,17 @@ def test_procedure_fails_when_ptd_picks_another_range_than_the_table(peers):
     assert any(e.kind == "error" and "reads back 300 V / 5 A" in e.message for e in seen)
     src.close()
     peer.assert_complete()
+
+
+def test_error_reply_to_rl_drops_the_connection_and_reconnect_changes_no_range(peers):
+    conn1 = open_script() + [("RL,*,*", "Invalid number of parameters"), ("RL", "Error: measurement aborted by the analyzer")]
+    conn2 = open_script(stop=NO_MEAS) + close_script()
+    peer = peers(conn1, conn2)
+    src = make(peer)
+    src.open()
+    with pytest.raises(SourceError, match="refused RL: 'Error: measurement aborted by the analyzer'"):
+        read_until(src, 1)
+    src.close()  # what the recorder does: nothing may be sent (no Stop, no range restore) ...
+    src.open()  # ... and a fresh measurement starts
+    src.close()
+    peer.assert_complete()

@@ -529,7 +529,6 @@ class PtdSource(Source):
         self._rng = random.Random()
         self.clock = ClockOffsetEstimator()
         self._last_wall_ns = 0
-        self.transcript: deque[tuple[str, str]] = deque(maxlen=200)  # last exchanges, for diagnostics
         self.counters = {"polls": 0, "samples": 0, "invalid": 0, "garbage_lines": 0, "reconnects": 0}
 
     # --- I/O helpers (callers hold io_lock) ----------------------------------------------------
@@ -540,9 +539,7 @@ class PtdSource(Source):
     def _cmd(self, command: str, timeout_s: float | None = None) -> str:
         if self._conn is None or not self._conn.connected:
             raise SourceError(f"{self.name}: PTDaemon at {self.address} is not connected")
-        reply = self._conn.command(command, timeout_s)
-        self.transcript.append((command, reply))
-        return reply
+        return self._conn.command(command, timeout_s)
 
     def _expect(self, command: str, ok: str | tuple[str, ...], what: str) -> str:
         reply = self._cmd(command)
@@ -850,8 +847,11 @@ class PtdSource(Source):
             return []
         m = re.fullmatch(r"Last (\d+) samples?", header)
         if m is None:
+            # Either way the measurement is not what we think: drop the connection, so that the
+            # recorder's reconnect (close + open) starts a clean one and close() sends nothing
+            # (no range restore in the middle of a phase).
             if is_error_reply(header):
-                raise SourceError(f"{self.name}: PTDaemon refused {cmd}: {header!r}")
+                raise self._conn._fail(f"refused {cmd}: {header[:80]!r}")
             raise self._conn._fail(f"unexpected reply to {cmd}: {header[:80]!r}")
         n = int(m.group(1))
         lines: list[str] = []
