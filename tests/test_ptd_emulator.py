@@ -270,7 +270,7 @@ def test_multichannel_analyzer(inproc):
     src.open()
     assert src.identify().model == "YokogawaWT330_multichannel" and src.capabilities().channels == ("ch1", "ch2", "ch3")
     reader = Reader(src)
-    time.sleep(1.0)
+    time.sleep(1.5)
     reader.stop()
     assert src._read_cmd == "RL,*,*"
     chans = {c: reader.samples("standby", c) for c in ("ch1", "ch2", "ch3")}
