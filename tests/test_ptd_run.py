@@ -11,12 +11,16 @@ from labconsole.samples import read_sample_stream
 
 
 def test_emu_ptd_profile_full_procedure(tmp_path):
-    # The shipped profile, with one change: a constant load, so that the ranging-vs-testing
-    # check cannot fail because other processes on a shared machine took the SUT's CPU.
+    # The shipped profile with a load that other processes on a shared machine cannot disturb:
+    # a constant utilisation for the emulated meter (ranging vs testing) and the sleep SUT,
+    # whose capacity does not depend on free CPU (LoadGen's 'auto' QPS probe stays right).
     text = (ROOT / "profiles" / "emu-ptd.yaml").read_text()
-    assert "utilisation: workload" in text
+    for old, new in (("utilisation: workload", "utilisation: 0.5"), ("sut: matmul", "sut: sleep"),
+                     ("    size: 256\n    threads: 0\n", "    latency_ms: 2\n    concurrency: 8\n")):
+        assert old in text
+        text = text.replace(old, new)
     profile = tmp_path / "emu-ptd.yaml"
-    profile.write_text(text.replace("utilisation: workload", "utilisation: 0.5"))
+    profile.write_text(text)
     out = run_cli("run", "--profile", str(profile), "--duration", "3", "--out", str(tmp_path / "rec"), "--quiet", timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     bundle = Path(out.stdout.strip().splitlines()[-1])
