@@ -363,6 +363,15 @@ def _check_plugins(profile: Profile, file: str, lines: dict) -> list[ProfileIssu
                 known = ", ".join(sorted(FOR_DRIVER)) or "none"
                 issues.append(ProfileIssue(file, _line_for(lines, path), _fmt_path(path), f"driver {src.driver!r} has no emulator (emulators exist for: {known})"))
                 continue
+            from labconsole.emulators.registry import module_for
+
+            # An emulator module may declare `Options` (a pydantic model) for its `emulator:` block.
+            emulator_options = getattr(module_for(FOR_DRIVER[src.driver]), "Options", None)
+            if emulator_options is not None:
+                try:
+                    emulator_options.model_validate(src.emulator)
+                except ValidationError as exc:
+                    issues.extend(_pydantic_issues(exc, file, lines, prefix=("sources", i, "emulator")))
         try:
             cls.Options.model_validate(src.options)
         except ValidationError as exc:

@@ -18,12 +18,14 @@ from typing import Any, Protocol
 EMULATORS: dict[str, str] = {
     "wt310": "labconsole.emulators.wt310",
     "lpm01a": "labconsole.emulators.lpm01a",
+    "ptd": "labconsole.emulators.ptd",
 }
 
 # driver name (a profile's `driver:`) -> emulator name used when the source has `emulator:`
 FOR_DRIVER: dict[str, str] = {
     "yokogawa": "wt310",
     "lpm01a": "lpm01a",
+    "ptd": "ptd",
 }
 
 

@@ -27,7 +27,7 @@ from labconsole.bundle.writer import BundleWriter, iso_utc
 from labconsole.events import EventBus
 from labconsole.locks import LockBusy, instrument_lock, recordings_lock
 from labconsole.profile import CommandWorkload, LoadedProfile, LoadGenWorkload
-from labconsole.ranges import mlperf_fixed_ranges
+from labconsole.ranges import CURRENT_MARGIN, mlperf_fixed_ranges
 from labconsole.recorder import Recorder
 from labconsole.sources.base import Source
 from labconsole.workload.runner import CommandRun, LoadGenRun, ProgressPoint, WorkloadResult
@@ -345,6 +345,7 @@ class RunProcedure:
         folder = self.bundle.phase_dir(phase)
         self._set_phase(phase)
         self.progress[phase] = []
+        self._phase_hook("begin", phase)
         self.recorder.begin_segment(phase, folder)
         self.bus.emit(ev.PHASE_START, f"{phase}: {self.scenario}, {self.duration_s:g} s", phase=phase, scenario=self.scenario, duration_s=self.duration_s)
 
@@ -365,14 +366,16 @@ class RunProcedure:
             runner.abort(self._abort_reason)
         watcher = threading.Thread(target=self._watch_fatal, args=(runner,), daemon=True)
         watcher.start()
+        summaries: dict[str, dict] = {}
         try:
             result: WorkloadResult = runner.run()
         finally:
             with self._lock:
                 self._workload = None
+            summaries = self._phase_hook("end", phase)
             self.recorder.end_segment()
         stats = {f"{s}/{c}": st.as_dict() for (s, c), st in self.recorder.stats_for(phase).items()}
-        self.bundle.write_json(f"{phase}/phase.json", {"workload": result.as_dict(), "samples": stats, "ranges": {n: self.sources[n].get_ranges().as_dict() for n in self._ranged_sources()}})
+        self.bundle.write_json(f"{phase}/phase.json", {"workload": result.as_dict(), "samples": stats, "ranges": {n: self.sources[n].get_ranges().as_dict() for n in self._ranged_sources()}, "meter_summaries": summaries})
         if result.status == "completed":
             self.bus.emit(ev.PHASE_END, f"{phase} done", phase=phase, workload=result.as_dict())
             return
@@ -383,6 +386,27 @@ class RunProcedure:
         msg = f"{phase}: {result.reason}" + (f"\nlast lines of the worker:\n{tail}" if tail else "")
         self.bus.emit(ev.ERROR, msg, phase=phase, workload=result.as_dict())
         raise _PhaseFailed(f"{phase}: {result.reason}")
+
+    def _phase_hook(self, which: str, phase: str) -> dict[str, dict]:
+        """Tell the sources a phase begins/ends (PTD starts a marked measurement); collect the
+        meters' own summaries at the end. A failing source is reported, not fatal here: its
+        acquisition thread reconnects or gives up by the profile's on_failure policy."""
+        out: dict[str, dict] = {}
+        for name, src in self.sources.items():
+            try:
+                if which == "begin":
+                    src.begin_phase(phase)
+                    continue
+                summary = src.end_phase(phase)
+            except Exception as exc:  # noqa: BLE001
+                self.bus.emit(ev.WARNING, f"{name}: could not {which} the {phase} phase on the meter: {exc}", phase=phase, source=name)
+                continue
+            if summary:
+                out[name] = summary
+                if summary.get("message"):
+                    kind = ev.WARNING if summary.get("warning") else ev.INFO
+                    self.bus.emit(kind, f"{name}: {phase}: {summary['message']}", phase=phase, source=name, meter_summary=summary)
+        return out
 
     def _watch_fatal(self, runner: Any) -> None:
         while True:
@@ -407,10 +431,21 @@ class RunProcedure:
             if math.isnan(max_v) or math.isnan(max_a):
                 self.bus.emit(ev.WARNING, f"{name}: no valid volts/amps while ranging; keeping auto-range for testing (not MLPerf-grade)", source=name)
                 continue
-            want_v, want_a = mlperf_fixed_ranges(max_v, max_a, caps.voltage_ranges, caps.current_ranges)
-            got = src.set_ranges(volts=want_v, amps=want_a, auto=False)
-            self.ranges_chosen[name] = {"max_volts": max_v, "max_amps": max_a, "requested": {"volts": want_v, "amps": want_a}, "read_back": got.as_dict()}
-            ok = (got.volts == want_v and got.amps == want_a and not got.auto_v and not got.auto_a)
+            rounded = caps.ranges_rounded_by_meter
+            known = bool(caps.voltage_ranges and caps.current_ranges) or not rounded
+            if known:
+                want_v, want_a = mlperf_fixed_ranges(max_v, max_a, caps.voltage_ranges, caps.current_ranges)
+            # A meter that rounds up itself gets MLPerf's raw values, as power-dev sends them
+            # (SR,V,<max V>; SR,A,<1.1 x max A>); otherwise the range picked from the table.
+            req_v, req_a = (max_v, max_a * CURRENT_MARGIN) if rounded else (want_v, want_a)
+            got = src.set_ranges(volts=req_v, amps=req_a, auto=False)
+            self.ranges_chosen[name] = {"max_volts": max_v, "max_amps": max_a, "requested": {"volts": req_v, "amps": req_a}, "read_back": got.as_dict()}
+            if known:
+                ok = got.volts == want_v and got.amps == want_a
+            else:  # no range table for this meter: what it chose must at least hold the request
+                ok = got.volts >= req_v and got.amps >= req_a
+                want_v, want_a = got.volts, got.amps
+            ok = ok and not got.auto_v and not got.auto_a
             kind = ev.RESULT if ok else ev.ERROR
             self.bus.emit(
                 kind,

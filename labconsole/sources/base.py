@@ -77,10 +77,13 @@ class Capabilities:
     measured_update_period_s: float | None = None
     # Per-channel labels where channels differ: power_kind, scope, the API read, update period.
     channel_info: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # set_ranges() takes any value and the meter picks the smallest range that holds it (PTD
+    # does): the procedure then sends MLPerf's raw values (max V, 1.1 x max A), as power-dev does.
+    ranges_rounded_by_meter: bool = False
 
     @property
     def has_ranges(self) -> bool:
-        return bool(self.voltage_ranges or self.current_ranges)
+        return bool(self.voltage_ranges or self.current_ranges or self.ranges_rounded_by_meter)
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -151,6 +154,16 @@ class Source(ABC):
     @abstractmethod
     def read(self, timeout: float) -> list[ChannelBatch]:
         """Block until the next sample(s) arrive or `timeout` seconds pass (then return [])."""
+
+    # -- phases (optional) ---------------------------------------------------------------------------
+    def begin_phase(self, label: str) -> None:
+        """A measured phase (ranging, testing) starts. Meters with per-measurement state start
+        one here (PTDaemon: Go with a mark per phase)."""
+
+    def end_phase(self, label: str) -> dict[str, Any] | None:
+        """The phase's workload ended: the meter's own summary of the phase (kept in the phase's
+        phase.json), with an optional one-line `message`; None when the meter keeps none."""
+        return None
 
     # -- optional ----------------------------------------------------------------------------------
     def zero_check(self) -> dict[str, Any] | None:

@@ -16,6 +16,7 @@ DRIVERS: dict[str, str] = {
     "lpm01a": "labconsole.sources.lpm01a:Lpm01aSource",
     "nvml": "labconsole.sources.nvml:NvmlSource",
     "rapl": "labconsole.sources.rapl:RaplSource",
+    "ptd": "labconsole.sources.ptd:PtdSource",
 }
 
 
