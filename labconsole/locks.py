@@ -1,8 +1,8 @@
 """Exclusive locks: one console per recordings folder and per meter, with a clear refusal.
 
 Two consoles writing into one recordings folder, or polling one meter, would interleave data
-and commands. A run takes an advisory `flock` on `<recordings>/.labconsole.lock` and, for each
-physical instrument, on a lock file named after its address in a per-user runtime folder. The
+and commands. A run takes an advisory `flock` on a lock file named after the recordings folder and, for
+each physical instrument, one named after its address, both in a per-user runtime folder. The
 kernel drops the locks when the process dies (even by SIGKILL), so a crash never leaves a
 stale lock behind; the file only keeps who held it last, for the message.
 """
@@ -80,7 +80,10 @@ def runtime_dir() -> Path:
 
 
 def recordings_lock(recordings: Path) -> FileLock:
-    return FileLock(Path(recordings) / ".labconsole.lock", f"the recordings folder {recordings}")
+    """Kept in the runtime folder, keyed by the folder's real path, so `recordings/` holds bundles only."""
+    real = str(Path(recordings).resolve())
+    digest = hashlib.sha1(real.encode("utf-8")).hexdigest()[:16]
+    return FileLock(runtime_dir() / f"recordings-{digest}.lock", f"the recordings folder {recordings}")
 
 
 def instrument_lock(key: str) -> FileLock:

@@ -93,7 +93,8 @@ def test_missing_discovery_module_or_a_failing_probe_is_nothing_attached(in_tmp,
 def test_nothing_attached_offers_the_emulators_and_one_can_be_chosen(in_tmp, monkeypatch, capsys):
     from labconsole.emulators.registry import EMULATORS, FOR_DRIVER
 
-    monkeypatch.setitem(EMULATORS, "simemu", "tests_do_not_import_me")
+    # Any importable module without an `Options` model: the loader accepts any emulator options.
+    monkeypatch.setitem(EMULATORS, "simemu", "labconsole.emulators.registry")
     monkeypatch.setitem(FOR_DRIVER, "simulated", "simemu")
     fake_discovery(monkeypatch, [])
     assert init("--name", "emu", "--source", "emulator:simemu,idle_w=70", "--duration", "3") == 0
@@ -225,6 +226,11 @@ def test_wizard_core_steps_offers_and_choices(tmp_path):
     wiz = SetupWizard(target=tmp_path / "p.yaml", discover=lambda hints: FINDS)
     assert [s.key for s in wiz.steps] == ["sources", "workload", "procedure", "save"]
     offers = wiz.discover()
+    from labconsole.emulators.registry import EMULATORS
+
+    emulators = [o for o in offers if o.key.startswith("emulator:")]
+    assert sorted(o.key for o in emulators) == sorted(f"emulator:{n}" for n in EMULATORS)
+    offers = [o for o in offers if o not in emulators]
     assert [o.key for o in offers] == ["1", "2", "3", "simulated"]
     assert [o.usable for o in offers] == [True, True, False, True]
     assert not wiz.nothing_attached

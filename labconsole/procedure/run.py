@@ -369,6 +369,10 @@ class RunProcedure:
         summaries: dict[str, dict] = {}
         try:
             result: WorkloadResult = runner.run()
+            if result.status == "completed":
+                # Keep recording a moment past LoadGen's end, so every source has samples on
+                # both sides of power_end (energy counters are interpolated at the edges).
+                self.wait(self._tail_s())
         finally:
             with self._lock:
                 self._workload = None
@@ -407,6 +411,10 @@ class RunProcedure:
                     kind = ev.WARNING if summary.get("warning") else ev.INFO
                     self.bus.emit(kind, f"{name}: {phase}: {summary['message']}", phase=phase, source=name, meter_summary=summary)
         return out
+
+    def _tail_s(self) -> float:
+        slowest = max((src.sample_interval_s for src in self.sources.values()), default=0.1)
+        return min(2.0, max(0.2, 2 * slowest))
 
     def _watch_fatal(self, runner: Any) -> None:
         while True:
