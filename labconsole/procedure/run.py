@@ -53,8 +53,12 @@ class RunAborted(Exception):
 
 
 class RunProcedure:
-    def __init__(self, loaded: LoadedProfile, options: RunOptions | None = None, bus: EventBus | None = None):
+    def __init__(self, loaded: LoadedProfile, options: RunOptions | None = None, bus: EventBus | None = None, step_runner: Any = None):
+        """`step_runner`: drives the calibration steps instead of running them all in order
+        (the TUI's guided calibration, `labconsole.procedure.guided.GuidedCalibration`); it is
+        called on this procedure's thread as `step_runner.drive(calibration, should_stop)`."""
         self.loaded = loaded
+        self.step_runner = step_runner
         self.profile = loaded.profile
         self.options = options or RunOptions()
         self.bus = bus or EventBus()
@@ -248,9 +252,12 @@ class RunProcedure:
             wait=self.wait,
         )
         self.calibration = Calibration(ctx)
-        for step in self.calibration.applicable():
-            self._check_abort()
-            self.calibration.run_step(step)
+        if self.step_runner is not None:
+            self.step_runner.drive(self.calibration, lambda: self.aborted or bool(self.recorder and self.recorder.fatal))
+        else:
+            for step in self.calibration.applicable():
+                self._check_abort()
+                self.calibration.run_step(step)
         self.bundle.write_json("calibration.json", self.calibration.as_dict())
 
     def _probe_workload(self) -> None:

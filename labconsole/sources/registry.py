@@ -12,6 +12,7 @@ from labconsole.sources.base import Source
 # name -> "module:Class". New drivers register here (one line each).
 DRIVERS: dict[str, str] = {
     "simulated": "labconsole.sources.simulated:SimulatedSource",
+    "replay": "labconsole.sources.replay:ReplaySource",
 }
 
 
