@@ -130,6 +130,36 @@ def rasterise(lo: np.ndarray, hi: np.ndarray, ymin: float, ymax: float, rows: in
     return (r >= top[None, :]) & (r <= bot[None, :])
 
 
+def fill_short_gaps(lo: np.ndarray, hi: np.ndarray, max_gap: int) -> tuple[np.ndarray, np.ndarray]:
+    """Join columns across runs of at most `max_gap` empty columns (a sparse series, e.g.
+    10 progress points a second on a wide plot); longer runs stay gaps (the source was silent)."""
+    valid = np.isfinite(lo) & np.isfinite(hi)
+    n = len(lo)
+    if max_gap < 1 or valid.sum() < 2 or valid.all():
+        return lo, hi
+    idx = np.arange(n)
+    prev = np.maximum.accumulate(np.where(valid, idx, -1))
+    nxt = np.minimum.accumulate(np.where(valid, idx, n)[::-1])[::-1]
+    fill = ~valid & (prev >= 0) & (nxt < n) & (nxt - prev - 1 <= max_gap)
+    if not fill.any():
+        return lo, hi
+    vi = idx[valid]
+    lo, hi = lo.copy(), hi.copy()
+    lo[fill] = np.interp(idx[fill], vi, lo[vi])
+    hi[fill] = np.interp(idx[fill], vi, hi[vi])
+    return lo, hi
+
+
+def typical_spacing(t: np.ndarray) -> float:
+    """Median time between the newest samples of a series (how sparse it is)."""
+    tail = np.asarray(t[-2000:], dtype=np.float64)
+    if len(tail) < 2:
+        return 0.0
+    d = np.diff(tail)
+    d = d[d > 0]
+    return float(np.median(d)) if len(d) else 0.0
+
+
 def braille_codes(mask: np.ndarray) -> np.ndarray:
     """(4h x 2w) dot mask -> (h x w) braille pattern codes 0..255."""
     rows, cols = mask.shape
@@ -217,8 +247,11 @@ class TimePlot(Widget):
         # Cell keys: 0 empty, 1+i series i; +32 inside a span; +64 a marker column.
         key = np.zeros((ph, pw), dtype=np.int64)
         code = np.zeros((ph, pw), dtype=np.int64)
+        col_dt = (x1 - x0) / dots_w
         for i, env in envs:
-            c = braille_codes(rasterise(env.lo, env.hi, ymin, ymax, dots_h))
+            spacing = typical_spacing(fr.series[i].t)
+            lo, hi = fill_short_gaps(env.lo, env.hi, int(math.ceil(3 * spacing / col_dt)) if spacing > 0 else 0)
+            c = braille_codes(rasterise(lo, hi, ymin, ymax, dots_h))
             code |= c
             key = np.where(c > 0, i + 1, key)
         cell_t = x0 + (np.arange(pw) + 0.5) * (x1 - x0) / pw
@@ -235,6 +268,13 @@ class TimePlot(Widget):
         chars = _BRAILLE[code]
         for col in marker_cols:
             chars[code[:, col] == 0, col] = "│"
+        for mk, col in zip([m for m in fr.markers if x0 <= m.t <= x1], marker_cols):
+            # The phase name beside its line on the top row, where nothing is drawn.
+            text = mk.label[: max(0, pw - col - 1)]
+            seg = slice(col + 1, col + 1 + len(text))
+            if text and (code[0, seg] == 0).all() and (key[0, seg] & 64 == 0).all():
+                chars[0, seg] = list(text)
+                key[0, seg] = (key[0, seg] & 32) | 64
         styles: dict[int, Style] = {}
 
         def style_for(k: int) -> Style:
