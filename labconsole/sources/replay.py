@@ -37,10 +37,10 @@ def parse_speed(value: str | float) -> float:
     if isinstance(value, (int, float)):
         v = float(value)
     else:
-        text = str(value).strip().lower().rstrip("x×")
+        text = str(value).strip().lower()
         if text in ("max", "inf", "fast", "0"):
             return MAX
-        v = float(text)
+        v = float(text.rstrip("x×"))
     if v == 0:
         return MAX
     if not (0 < v <= 1e6) or math.isnan(v):
@@ -257,8 +257,8 @@ class ReplaySource(Source):
         return Capabilities(channels=tuple(data) or ("main",), quantities=("watts", "volts", "amps", "pf"), power_kind="meter", has_energy_counter=bool(has_energy))
 
     def _reposition(self) -> None:
-        now = self.clock.now_ns()
-        self._cursor = {ch: int(np.searchsorted(a["wall_ns"], now, side="right")) for ch, a in (self._data or {}).items()}
+        now = self.clock.now_ns()  # a sample stamped exactly now is still to come
+        self._cursor = {ch: int(np.searchsorted(a["wall_ns"], now, side="left")) for ch, a in (self._data or {}).items()}
         self._gen = self.clock.generation
 
     def seek_to(self, wall_ns: int) -> None:

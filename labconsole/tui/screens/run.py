@@ -36,10 +36,10 @@ class RunScreen(Screen):
         Binding("v", "results", "Results"),
         Binding("z", "zoom", "Zoom", show=False),
         Binding("space", "pause", "Pause"),
-        Binding("1", "speed(1)", "1x"),
-        Binding("2", "speed(10)", "10x"),
-        Binding("3", "speed(100)", "100x"),
-        Binding("4", "speed(0)", "max"),
+        Binding("1", "speed(1)", "1x", show=False),
+        Binding("2", "speed(10)", "10x", show=False),
+        Binding("3", "speed(100)", "100x", show=False),
+        Binding("4", "speed(0)", "max", show=False),
         Binding("left", "seek(-0.05)", "-5%", show=False),
         Binding("right", "seek(0.05)", "+5%", show=False),
         Binding("home", "seek_start", "Start", show=False),
@@ -235,7 +235,8 @@ class RunScreen(Screen):
         for e in new:
             if e.kind != ev.PROGRESS:
                 log.write(event_markup(e))
-        top.update(f"[b]{'REPLAY' if s.kind == 'replay' else 'RUN'}[/]  {s.title}  {status_markup(s.status)}")
+        hint = "  [dim]space pause · 1/2/3/4 speed · ←/→ seek[/]" if s.kind == "replay" and self.size.width >= 100 else ""
+        top.update(f"[b]{'REPLAY' if s.kind == 'replay' else 'RUN'}[/]  {s.title}  {status_markup(s.status)}{hint}")
         pc = s.phase_clock()
         self.query_one("#run-phase", Static).update(f"[b]{pc.phase}[/]")
         bar = self.query_one("#run-progress", ProgressBar)
