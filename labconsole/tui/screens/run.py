@@ -28,7 +28,7 @@ REPLAY_ACTIONS = {"pause", "speed", "seek", "seek_start", "seek_end"}
 
 
 class RunScreen(Screen):
-    AUTO_FOCUS = None  # keys go to the screen; Tab reaches the setup fields
+    AUTO_FOCUS = ""  # nothing: keys go to the screen; Tab reaches the setup fields
     BINDINGS = [
         Binding("s", "start", "Start"),
         Binding("g", "start_guided", "Guided start", show=False),
