@@ -5,7 +5,9 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from rich.text import Text
 from textual.screen import ModalScreen
+from textual.widget import Widget
 from textual.widgets import Button, Static
 
 from labconsole.live import LiveSession, SeriesHistory, qps_series
@@ -14,7 +16,34 @@ from labconsole.tui.plot import Marker, Series
 import numpy as np
 
 
-class TopBar(Static):
+class LiveText(Widget):
+    """Text that changes on every tick, in a box of fixed size.
+
+    `Static.update()` asks Textual for a new layout of the whole screen each time (measured:
+    most of a frame's cost at 160x48); this only repaints its own region, and only when the
+    text changed. Give it a fixed height (and width) in the stylesheet.
+    """
+
+    DEFAULT_CSS = "LiveText { height: 1; }"
+
+    def __init__(self, text: str = "", *, id: str | None = None, classes: str | None = None):
+        super().__init__(id=id, classes=classes)
+        self._markup = text
+
+    @property
+    def markup(self) -> str:
+        return self._markup
+
+    def update(self, markup: str) -> None:
+        if markup != self._markup:
+            self._markup = markup
+            self.refresh()
+
+    def render(self) -> Text:
+        return Text.from_markup(self._markup, overflow="ellipsis")
+
+
+class TopBar(LiveText):
     """One line: where you are, on which bench, and what is going on."""
 
     DEFAULT_CSS = "TopBar { height: 1; }"

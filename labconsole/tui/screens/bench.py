@@ -20,7 +20,7 @@ from textual.widgets import Footer, Sparkline, Static
 
 from labconsole.live import SeriesHistory
 from labconsole.tui.format import num
-from labconsole.tui.widgets import TopBar
+from labconsole.tui.widgets import LiveText, TopBar
 
 TICK_S = 0.25
 TREND_S = 30.0
@@ -32,7 +32,7 @@ class SourceRow(Horizontal):
         self.source_name = name
 
     def compose(self) -> ComposeResult:
-        yield Static(classes="source-info")
+        yield LiveText(classes="source-info")
         yield Sparkline([], classes="source-trend")
 
 
@@ -148,7 +148,7 @@ class BenchScreen(Screen):
                 f"  {escape(who)}  [{stc}]{escape(st)}[/]\n"
                 f"  [b]{' '.join(readings) or '-'}[/]"
             )
-            row.query_one(".source-info", Static).update(info)
+            row.query_one(".source-info", LiveText).update(info)
             row.query_one(Sparkline).data = trend
 
     # --- discovery ---------------------------------------------------------------------------------

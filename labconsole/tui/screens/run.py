@@ -20,7 +20,7 @@ from textual.widgets import Button, Footer, Input, Label, ProgressBar, RichLog, 
 from labconsole.sources.replay import MAX, speed_label
 from labconsole.tui.format import duration, event_markup, num, status_markup
 from labconsole.tui.plot import Series, Span, TimePlot
-from labconsole.tui.widgets import LiveData, TopBar
+from labconsole.tui.widgets import LiveData, LiveText, TopBar
 
 SCENARIOS = ("Offline", "Server", "SingleStream", "MultiStream")
 TICK_S = 0.2
@@ -52,7 +52,8 @@ class RunScreen(Screen):
         self.zoom_recent = False
         self._ticker = None
         self._done_seen = False
-        self.tick_times: list[float] = []  # (for the responsiveness bench) wall time each tick took
+        self.tick_times: list[float] = []  # ms each tick took (bench/tui_responsiveness.py reads these)
+        self.tick_starts: list[float] = []  # perf_counter at each tick (timer slip)
 
     def compose(self) -> ComposeResult:
         yield TopBar(id="run-top")
@@ -64,15 +65,15 @@ class RunScreen(Screen):
             yield Button("Start (s)", id="run-start", variant="success", compact=True)
             yield Button("Guided (g)", id="run-guided", compact=True)
         with Horizontal(id="run-status"):
-            yield Static(id="run-phase")
+            yield LiveText(id="run-phase")
             yield ProgressBar(id="run-progress", show_eta=False, show_percentage=False)
-            yield Static(id="run-clock")
+            yield LiveText(id="run-clock")
         with Horizontal(id="run-body"):
             with Vertical(id="run-plots"):
                 yield TimePlot("Power", "W", id="run-power")
                 yield TimePlot("QPS", "q/s", id="run-qps")
             with Vertical(id="run-side"):
-                yield Static(id="run-stats")
+                yield LiveText(id="run-stats")
                 yield RichLog(id="run-log", markup=True, wrap=True, max_lines=2000)
         yield Footer(compact=True, show_command_palette=False)
 
@@ -204,6 +205,8 @@ class RunScreen(Screen):
     # --- the timer ---------------------------------------------------------------------------
     def tick(self) -> None:
         t_start = time.perf_counter()
+        self.tick_starts.append(t_start)
+        del self.tick_starts[:-500]
         app = self.app
         s = app.session
         if self.live.attach(s):
@@ -219,9 +222,9 @@ class RunScreen(Screen):
         top = self.query_one("#run-top", TopBar)
         if s is None:
             top.update(f"[b]RUN[/]  {app.loaded.profile.name}  [dim]set the scenario and duration, then press s to start (g: guided calibration first)[/]")
-            self.query_one("#run-phase", Static).update("[dim]no run[/]")
-            self.query_one("#run-clock", Static).update("")
-            self.query_one("#run-stats", Static).update(self._hint())
+            self.query_one("#run-phase", LiveText).update("[dim]no run[/]")
+            self.query_one("#run-clock", LiveText).update("")
+            self.query_one("#run-stats", LiveText).update(self._hint())
             self.query_one("#run-power", TimePlot).show([])
             self.query_one("#run-qps", TimePlot).show([])
             return
@@ -238,13 +241,13 @@ class RunScreen(Screen):
         hint = "  [dim]space pause · 1/2/3/4 speed · ←/→ seek[/]" if s.kind == "replay" and self.size.width >= 100 else ""
         top.update(f"[b]{'REPLAY' if s.kind == 'replay' else 'RUN'}[/]  {s.title}  {status_markup(s.status)}{hint}")
         pc = s.phase_clock()
-        self.query_one("#run-phase", Static).update(f"[b]{pc.phase}[/]")
+        self.query_one("#run-phase", LiveText).update(f"[b]{pc.phase}[/]")
         bar = self.query_one("#run-progress", ProgressBar)
         if s.kind == "replay":
             c = s.clock
             bar.update(total=max(1, c.end_ns - c.start_ns), progress=c.now_ns() - c.start_ns)
             left = (c.end_ns - c.now_ns()) / 1e9
-            self.query_one("#run-clock", Static).update(
+            self.query_one("#run-clock", LiveText).update(
                 f"{duration((c.now_ns() - c.start_ns) / 1e9)} / {duration((c.end_ns - c.start_ns) / 1e9)}  {speed_label(c.speed)}{' paused' if c.paused else ''}  [dim]-{duration(left)}[/]"
             )
         else:
@@ -253,7 +256,7 @@ class RunScreen(Screen):
             else:
                 bar.update(total=None)
             rem = pc.remaining_s
-            self.query_one("#run-clock", Static).update(f"{duration(pc.elapsed_s)}" + (f"  [dim]left {duration(rem)}[/]" if rem is not None else ""))
+            self.query_one("#run-clock", LiveText).update(f"{duration(pc.elapsed_s)}" + (f"  [dim]left {duration(rem)}[/]" if rem is not None else ""))
         self._draw(s)
         if s.finished and not self._done_seen:
             self._done_seen = True
@@ -283,7 +286,7 @@ class RunScreen(Screen):
         last_q = qy[np.isfinite(qy)][-1:] if len(qy) else []
         qlabel = f"{last_q[0]:,.1f}" if len(last_q) else "-"
         self.query_one("#run-qps", TimePlot).show([Series("QPS", qt, qy, color="#58a6ff", value_text=qlabel)], x_range, origin=origin, y_floor=0.0, markers=marks, spans=spans)
-        self.query_one("#run-stats", Static).update(self._stats(s))
+        self.query_one("#run-stats", LiveText).update(self._stats(s))
 
     def _stats(self, s) -> str:
         pc = s.phase_clock()
