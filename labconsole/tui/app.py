@@ -9,7 +9,10 @@ readings all happen in threads, and the screens pull what they show on their own
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -57,10 +60,33 @@ class LabConsole(App[int]):
 
     # --- start and stop ---------------------------------------------------------------------------
     def on_mount(self) -> None:
+        try:  # a closed terminal (SIGHUP) or a kill (SIGTERM) still ends the run sealed
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGHUP, signal.SIGTERM):
+                loop.add_signal_handler(sig, self._on_signal, sig)
+        except (NotImplementedError, RuntimeError, AttributeError):  # pragma: no cover - not on Unix
+            pass
         self.switch_mode(self._start_mode)
         if self._initial_replay is not None:
             self.start_replay(*self._initial_replay)
         self.call_after_refresh(self._painted)
+
+    def _on_signal(self, sig) -> None:
+        session = self.session if self.run_in_progress else None
+        if session is not None:
+            session.abort(f"the console got {signal.Signals(sig).name}")
+        if sig == signal.SIGHUP:
+            # The terminal is gone, and Textual's shutdown can block writing to it: once the
+            # run is sealed (or at once, with none), end the process from a thread.
+            def finish() -> None:
+                if session is not None:
+                    session.join(120)
+                else:
+                    time.sleep(2)
+                os._exit(128 + int(sig))
+
+            threading.Thread(target=finish, name="hangup", daemon=True).start()
+        self.exit(0)
 
     def _painted(self) -> None:
         self.first_paint_s = time.perf_counter() - self._t0
@@ -291,6 +317,13 @@ class LabConsole(App[int]):
             scr.action_pause()
 
 
+def _say(text: str) -> None:
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except OSError:
+        pass
+
+
 def run_tui(profile: str | None = None, replay: str | None = None, speed: float = 1.0) -> int:
     """Open the console (the `labconsole` and `labconsole tui` commands)."""
     from labconsole.profile import ProfileError, default_profile_path, load_profile
@@ -301,5 +334,20 @@ def run_tui(profile: str | None = None, replay: str | None = None, speed: float 
         print(str(exc), file=sys.stderr)
         return 2
     app = LabConsole(loaded, replay=replay, speed=speed)
-    result = app.run()
+    try:
+        result = app.run()
+    finally:
+        # Never leave a run unsealed: if the console went away mid-run, stop it and wait
+        # for the seal (the procedure thread does it) before the process ends.
+        s = app.session
+        if isinstance(s, ProcedureSession) and s.alive:
+            s.abort("the console was closed")
+            try:  # the terminal may be gone (SIGHUP): a second hangup or a dead tty must not stop the seal
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            except (ValueError, AttributeError):  # pragma: no cover
+                pass
+            _say("stopping the run and sealing the bundle...")
+            s.join(120)
+            if s.outcome is not None:
+                _say(f"run {s.outcome.exit_status}: {s.outcome.bundle}")
     return int(result or 0)

@@ -72,7 +72,7 @@ class RecordingsScreen(Screen):
         Binding("enter", "open_results", "Results", show=True),
         Binding("p", "replay", "Replay"),
         Binding("f", "focus_path", "Open path"),
-        Binding("f5", "reload", "Reload"),
+        Binding("f5", "reload", "Reload", show=False),
         Binding("escape", "leave_path", "Back", show=False),
     ]
 
@@ -170,15 +170,15 @@ class RecordingsScreen(Screen):
         if msg.summary is None:
             row["error"] = msg.error
             t.update_cell(msg.key, "metric", "-")
-            t.update_cell(msg.key, "checks", verdict_markup("fail", "unreadable"))
+            t.update_cell(msg.key, "checks", verdict_markup("fail", "unreadable"), update_width=True)
         else:
             s = msg.summary
             row.update(s)
             c = s["counts"]
-            t.update_cell(msg.key, "scenario", escape(s["scenario"]))
-            t.update_cell(msg.key, "status", status_markup(s["status"]))
-            t.update_cell(msg.key, "metric", escape(s["metric"]))
-            t.update_cell(msg.key, "checks", verdict_markup(s["checks"], f"{s['checks'].upper()} {c['pass']}/{c['warn']}/{c['fail']}"))
+            t.update_cell(msg.key, "scenario", escape(s["scenario"]), update_width=True)
+            t.update_cell(msg.key, "status", status_markup(s["status"]), update_width=True)
+            t.update_cell(msg.key, "metric", escape(s["metric"]), update_width=True)
+            t.update_cell(msg.key, "checks", verdict_markup(s["checks"], f"{s['checks'].upper()} {c['pass']}/{c['warn']}/{c['fail']}"), update_width=True)
         self._show_detail()
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:

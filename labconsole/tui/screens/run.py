@@ -84,7 +84,7 @@ class RunScreen(Screen):
         self.query_one("#run-scenario", Select).value = prof.workload.scenario
         self.query_one("#run-duration", Input).value = f"{prof.workload.duration_s:g}"
         self.query_one("#run-qps", TimePlot).empty_text = "QPS appears when LoadGen runs"
-        self._ticker = self.set_interval(TICK_S, self.tick, pause=True)
+        self._ticker = self.set_interval(TICK_S, self._timer_tick, pause=True)
         self._apply_width()
 
     def on_screen_resume(self) -> None:
@@ -203,10 +203,13 @@ class RunScreen(Screen):
             r.seek_fraction(1.0)
 
     # --- the timer ---------------------------------------------------------------------------
+    def _timer_tick(self) -> None:
+        self.tick_starts.append(time.perf_counter())
+        del self.tick_starts[:-500]
+        self.tick()
+
     def tick(self) -> None:
         t_start = time.perf_counter()
-        self.tick_starts.append(t_start)
-        del self.tick_starts[:-500]
         app = self.app
         s = app.session
         if self.live.attach(s):
