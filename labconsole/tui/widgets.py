@@ -43,6 +43,13 @@ class LiveText(Widget):
         return Text.from_markup(self._markup, overflow="ellipsis")
 
 
+def update_static(widget: Static, content: str) -> None:
+    """`Static.update` only when the text changed (each update re-lays-out the screen)."""
+    if getattr(widget, "_shown_text", None) != content:
+        widget._shown_text = content
+        widget.update(content)
+
+
 class TopBar(LiveText):
     """One line: where you are, on which bench, and what is going on."""
 

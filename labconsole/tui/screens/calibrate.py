@@ -18,7 +18,7 @@ from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Static
 
 from labconsole.tui.format import flatten, num, status_markup, verdict_markup
-from labconsole.tui.widgets import LiveData, TopBar
+from labconsole.tui.widgets import LiveData, TopBar, update_static
 
 TICK_S = 0.25
 
@@ -42,6 +42,7 @@ class CalibrateScreen(Screen):
         self._rows: list[str] = []
         self._done_notified = None
         self._last_idx = -2
+        self._binding_state = None
 
     def compose(self) -> ComposeResult:
         yield TopBar(id="cal-top")
@@ -207,15 +208,18 @@ class CalibrateScreen(Screen):
             self._done_notified = g
             self.notify("Calibration finished: the run goes on to ranging and testing (r shows it)", timeout=6)
             app.calibration_finished()
-        self.refresh_bindings()
+        state = (g is not None and g.waiting, g is not None and g.done.is_set(), app.run_in_progress)
+        if state != self._binding_state:  # the footer follows what can be done now
+            self._binding_state = state
+            self.refresh_bindings()
 
     def _show_step(self, step, res, running) -> None:
         if step is None:
             for wid in ("#cal-title", "#cal-instructions", "#cal-live", "#cal-verdict"):
-                self.query_one(wid, Static).update("")
+                update_static(self.query_one(wid, Static), "")
             return
-        self.query_one("#cal-title", Static).update(f"[b]{escape(step.title)}[/]")
-        self.query_one("#cal-instructions", Static).update(escape(step.instructions))
+        update_static(self.query_one("#cal-title", Static), f"[b]{escape(step.title)}[/]")
+        update_static(self.query_one("#cal-instructions", Static), escape(step.instructions))
         live_lines = []
         t0 = self._step_started.get(step.key)
         for (src, ch), h in self.live.histories.items():
@@ -225,11 +229,11 @@ class CalibrateScreen(Screen):
                 line += f"  mean since start {num(h.mean_since(t0), '.2f', 'W')}"
             live_lines.append(line)
         head = "[b]Live[/]" + ("  [cyan]measuring...[/]" if running == step.key else "")
-        self.query_one("#cal-live", Static).update(head + "\n" + ("\n".join(live_lines) if live_lines else "[dim]no readings yet (the sources open when the run starts)[/]"))
+        update_static(self.query_one("#cal-live", Static), head + "\n" + ("\n".join(live_lines) if live_lines else "[dim]no readings yet (the sources open when the run starts)[/]"))
         if res is None:
-            self.query_one("#cal-verdict", Static).update("[b]Verdict[/]\n[dim]not run yet[/]")
+            update_static(self.query_one("#cal-verdict", Static), "[b]Verdict[/]\n[dim]not run yet[/]")
             return
         lines = [f"[b]Verdict[/] {verdict_markup(res.status)}  [dim]attempt {res.attempts}[/]", escape(res.reason)]
         for k, v in flatten(res.measured, limit=12):
             lines.append(f"  [dim]{escape(k)}[/] {escape(v)}")
-        self.query_one("#cal-verdict", Static).update("\n".join(lines))
+        update_static(self.query_one("#cal-verdict", Static), "\n".join(lines))
