@@ -228,6 +228,9 @@ async def test_bench_shows_live_readings_and_help_lists_the_keys(sim_profile):
         await wait_for(pilot, lambda: " W" in screen_text(app) and "SIM-0001" in screen_text(app), 30, "a live reading")
         keys = ("r Run", "c Calibrate", "o Recordings", "? Help", "q Quit")
         await wait_for(pilot, lambda: all(k in screen_text(app).splitlines()[-1] for k in keys), 10, "the keys in the footer")
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        for title in ("Start a run", "Start a run with guided calibration", "Abort the run", "Recordings", "Replay speed 100x", "Help"):
+            assert title in titles  # everything is in the command palette too
         await pilot.press("question_mark")
         await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), 10, "help")
         await pilot.press("escape")
