@@ -141,12 +141,13 @@ class BenchScreen(Screen):
                     i = int(np.searchsorted(h.t, now - TREND_S))
                     y = h.y[i:]
                     trend = [float(v) for v in y[np.isfinite(y)][-400:]]
+            span = f"  [dim]last {TREND_S:g} s: {min(trend):.1f} to {max(trend):.1f} W[/]" if trend else ""
             stc = "green" if st in ("ok", "in the run") else ("yellow" if st == "opening" else "red")
             primary = " [b]primary[/]" if spec.name == app.loaded.profile.primary_source.name else ""
             info = (
                 f"[b]{escape(name)}[/]{primary} [dim]{escape(spec.driver)} · {spec.scope} · every {spec.sample_interval_s:g} s[/]\n"
                 f"  {escape(who)}  [{stc}]{escape(st)}[/]\n"
-                f"  [b]{' '.join(readings) or '-'}[/]"
+                f"  [b]{' '.join(readings) or '-'}[/]{span}"
             )
             row.query_one(".source-info", LiveText).update(info)
             row.query_one(Sparkline).data = trend
