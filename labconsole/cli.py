@@ -349,6 +349,25 @@ def cmd_tui(args: argparse.Namespace) -> int:
     return run_tui(profile=getattr(args, "profile", None))
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    from labconsole.bundle.reader import RunOpenError, open_run
+    from labconsole.sources.replay import parse_speed
+
+    try:
+        speed = parse_speed(args.speed)
+    except ValueError as exc:
+        _err(f"--speed: {exc}")
+        return EXIT_USAGE
+    try:
+        open_run(args.path, load_samples=False)  # a clear error before the console opens
+    except RunOpenError as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    from labconsole.tui.app import run_tui
+
+    return run_tui(profile=args.profile, replay=args.path, speed=speed)
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -413,6 +432,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ptd", action="append", default=[], metavar="HOST:PORT", help="also ask a PTDaemon at this address (repeatable)")
     p.add_argument("--profile", help="also probe the addresses this profile names")
     p.set_defaults(func=cmd_discover)
+
+    p = sub.add_parser("replay", help="play a bundle or an MLPerf result folder back in the console")
+    p.add_argument("path", help="a bundle folder or an MLPerf power result folder")
+    p.add_argument("--speed", default="1", help="1, 10, 100, ... or max (as fast as it goes); default 1")
+    p.add_argument("--profile", help="profile for the rest of the console (default: the built-in simulated bench)")
+    p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("emulate", help="start a loopback instrument emulator (wt310, ptd, lpm01a) for training and tests")
     p.add_argument("name", help="which emulator")

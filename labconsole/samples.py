@@ -145,6 +145,21 @@ class ChannelRing:
             out = out[-last_n:]
         return out
 
+    def tail(self, n: int) -> tuple[np.ndarray, int]:
+        """The newest `n` samples (copying only those) and `total` at that moment.
+
+        Live views call this on a timer with n = total - what they already have, so a full
+        ring of a fast source is not copied five times a second.
+        """
+        with self._lock:
+            n = max(0, min(int(n), self._size))
+            start = self._head - n
+            if start >= 0:
+                out = self._buf[start : self._head].copy()
+            else:
+                out = np.concatenate((self._buf[start:], self._buf[: self._head]))
+            return out, self.total
+
 
 # ---------------------------------------------------------------------------------------------
 # The sample stream on disk: append-only CSV, one file per source, all its channels in it.

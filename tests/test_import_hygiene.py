@@ -22,6 +22,11 @@ CORE_MODULES = [
     "labconsole.workload.worker",
     "labconsole.sources.registry",
     "labconsole.sources.simulated",
+    "labconsole.sources.replay",
+    "labconsole.decimate",
+    "labconsole.live",
+    "labconsole.replay",
+    "labconsole.procedure.guided",
 ]
 
 

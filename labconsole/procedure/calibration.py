@@ -507,6 +507,9 @@ class Calibration:
         self.ctx = ctx
         self.steps = steps if steps is not None else [cls() for cls in DEFAULT_STEPS]
         self.results: dict[str, StepResult] = {}
+        # Called after every stored result (the run writes calibration.json each time, so a run
+        # stopped part-way keeps what was measured, whether steps run headless or guided).
+        self.on_change: Callable[[], None] | None = None
 
     def applicable(self) -> list[Step]:
         return [s for s in self.steps if s.applies(self.ctx)]
@@ -524,6 +527,8 @@ class Calibration:
             res.history = prev.history + [{"status": prev.status, "reason": prev.reason, "ended_wall_ns": prev.ended_wall_ns}]
         res.instructions = step.instructions
         self.results[step.key] = res
+        if self.on_change is not None:
+            self.on_change()
         return res
 
     def run_step(self, step: Step) -> StepResult:

@@ -63,8 +63,12 @@ class RunRefused(RuntimeError):
 
 
 class RunProcedure:
-    def __init__(self, loaded: LoadedProfile, options: RunOptions | None = None, bus: EventBus | None = None):
+    def __init__(self, loaded: LoadedProfile, options: RunOptions | None = None, bus: EventBus | None = None, step_runner: Any = None):
+        """`step_runner`: drives the calibration steps instead of running them all in order
+        (the TUI's guided calibration, `labconsole.procedure.guided.GuidedCalibration`); it is
+        called on this procedure's thread as `step_runner.drive(calibration, should_stop)`."""
         self.loaded = loaded
+        self.step_runner = step_runner
         self.profile = loaded.profile
         self.options = options or RunOptions()
         self.bus = bus or EventBus()
@@ -277,14 +281,17 @@ class RunProcedure:
             wait=self.wait,
         )
         self.calibration = Calibration(ctx)
+        self.calibration.on_change = lambda: self.bundle.write_json("calibration.json", self.calibration.as_dict())
         for step in self.calibration.steps:
-            self._check_abort()
-            if step.applies(ctx):
-                self.calibration.run_step(step)
-            else:
+            if not step.applies(ctx):
                 self.calibration.mark_not_applicable(step)
-            # written after every step, so a run stopped part-way keeps what was measured
-            self.bundle.write_json("calibration.json", self.calibration.as_dict())
+        if self.step_runner is not None:  # the console guides the operator step by step
+            self.step_runner.drive(self.calibration, lambda: self.aborted or bool(self.recorder and self.recorder.fatal))
+        else:
+            for step in self.calibration.applicable():
+                self._check_abort()
+                self.calibration.run_step(step)
+        self.bundle.write_json("calibration.json", self.calibration.as_dict())
         verdict = self.calibration.verdict()
         self.bus.emit(ev.RESULT if verdict == "pass" else ev.WARNING, f"calibration: {verdict.upper()}", phase="calibration", verdict=verdict)
 

@@ -1,0 +1,402 @@
+"""What a live view reads: one protocol for a run in progress and for a recorded run played back.
+
+The console's Run screen draws a `LiveSession`: the phase and its clock, the ring buffers of
+every channel, the LoadGen progress series and the event timeline. `ProcedureSession` wraps a
+`RunProcedure` running in its own thread; `labconsole.replay.ReplaySession` plays a bundle or
+an MLPerf result folder through the `replay` source. Everything here is pulled by the viewer
+on its own timer (nothing is pushed into a UI), and nothing here imports a UI toolkit, so the
+same objects serve the TUI, the CLI and tests.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from labconsole import events as ev
+from labconsole.decimate import minmax_pairs
+from labconsole.events import Event
+from labconsole.samples import OK, ChannelRing
+
+# Phases in which the workload or the idle baseline runs (they get a progress bar).
+TIMED_PHASES = ("idle", "ranging", "testing")
+
+
+@dataclass
+class PhaseClock:
+    phase: str
+    elapsed_s: float
+    expected_s: float | None  # None when the phase has no known length
+
+    @property
+    def remaining_s(self) -> float | None:
+        if self.expected_s is None:
+            return None
+        return max(0.0, self.expected_s - self.elapsed_s)
+
+    @property
+    def fraction(self) -> float | None:
+        if not self.expected_s:
+            return None
+        return min(1.0, max(0.0, self.elapsed_s / self.expected_s))
+
+
+class SeriesHistory:
+    """The whole history of one channel (time s, watts), kept outside any widget.
+
+    `sync(ring)` copies only what the ring gained since the last call. Invalid samples are
+    kept as NaN so gaps stay visible. Above `cap` points the history is halved by keeping
+    each bucket's min and max, so memory stays bounded and no spike is lost.
+    """
+
+    def __init__(self, cap: int = 2_000_000):
+        self.cap = cap
+        self._t = np.empty(4096, dtype=np.float64)
+        self._y = np.empty(4096, dtype=np.float64)
+        self._n = 0
+        self._ring: ChannelRing | None = None
+        self._seen = 0
+        self.last_range: tuple[float, float] | None = None  # (range_v, range_a) of the newest sample
+
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def t(self) -> np.ndarray:
+        return self._t[: self._n]
+
+    @property
+    def y(self) -> np.ndarray:
+        return self._y[: self._n]
+
+    def clear(self) -> None:
+        self._n = 0
+        self._seen = 0
+
+    def extend(self, t: np.ndarray, y: np.ndarray) -> None:
+        k = len(t)
+        if k == 0:
+            return
+        need = self._n + k
+        if need > len(self._t):
+            size = max(need, 2 * len(self._t))
+            self._t = np.resize(self._t, size)
+            self._y = np.resize(self._y, size)
+        self._t[self._n : need] = t
+        self._y[self._n : need] = y
+        self._n = need
+        if self._n > self.cap:
+            tt, yy = minmax_pairs(self.t, self.y, self.cap // 2)
+            self._n = len(tt)
+            self._t[: self._n] = tt
+            self._y[: self._n] = yy
+
+    def extend_samples(self, batch: np.ndarray) -> None:
+        if len(batch) == 0:
+            return
+        watts = np.where(batch["status"] == OK, batch["watts"], np.nan)
+        self.extend(batch["wall_ns"] / 1e9, watts)
+        last = batch[-1]
+        self.last_range = (float(last["range_v"]), float(last["range_a"]))
+
+    def sync(self, ring: ChannelRing) -> int:
+        """Take what `ring` gained; a different ring (a replay seek) restarts the history."""
+        if ring is not self._ring:
+            self._ring = ring
+            self.clear()
+        new = ring.total - self._seen
+        if new <= 0:
+            return 0
+        batch, total = ring.tail(new)
+        self._seen = total
+        self.extend_samples(batch)
+        return len(batch)
+
+    def mean_since(self, t0: float) -> float:
+        i = int(np.searchsorted(self.t, t0, side="left"))
+        y = self.y[i:]
+        y = y[np.isfinite(y)]
+        return float(y.mean()) if len(y) else float("nan")
+
+    def last_valid(self) -> float:
+        y = self.y[-64:]
+        y = y[np.isfinite(y)]
+        return float(y[-1]) if len(y) else float("nan")
+
+
+def qps_series(wall_ns: np.ndarray, completed: np.ndarray, window_s: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Completed queries per second at each progress point, over the preceding `window_s`.
+
+    (completed[i] - completed[j]) / (t[i] - t[j]) with j the first point at most `window_s`
+    earlier; the first point of a series has no rate and is left out.
+    """
+    t = np.asarray(wall_ns, dtype=np.float64) / 1e9
+    c = np.asarray(completed, dtype=np.float64)
+    if len(t) < 2:
+        return np.empty(0), np.empty(0)
+    j = np.searchsorted(t, t - window_s, side="left")
+    j = np.minimum(j, np.arange(len(t)) - 1)
+    ok = j >= 0
+    i = np.nonzero(ok)[0]
+    j = j[ok]
+    dt = t[i] - t[j]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.where(dt > 0, (c[i] - c[j]) / dt, np.nan)
+    return t[i], q
+
+
+class LiveSession(ABC):
+    """What the Run screen needs, whatever drives it (a run, a replay)."""
+
+    kind = "live"
+    title = ""
+
+    @abstractmethod
+    def start(self) -> None: ...
+
+    @abstractmethod
+    def phase_clock(self) -> PhaseClock: ...
+
+    @abstractmethod
+    def rings(self) -> dict[tuple[str, str], ChannelRing]: ...
+
+    @abstractmethod
+    def progress(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Per phase: (wall_ns, completed) of the LoadGen progress points so far."""
+
+    @abstractmethod
+    def poll_events(self, limit: int = 500) -> tuple[bool, list[Event]]:
+        """(reset, new events): `reset` means the timeline restarted (a seek) and the log must be cleared."""
+
+    @property
+    @abstractmethod
+    def finished(self) -> bool: ...
+
+    @property
+    @abstractmethod
+    def status(self) -> str:
+        """running | completed | aborted | failed | paused | created."""
+
+    def now_s(self) -> float:
+        """The wall time the view is at (for a replay: the recorded time being played)."""
+        return time.time()
+
+    def start_s(self) -> float | None:
+        """Wall time of the session's start (the x-axis origin of whole-run plots)."""
+        return None
+
+    def bundle_path(self) -> Path | None:
+        return None
+
+    def power_window(self) -> tuple[float, float] | None:
+        """(begin, end) wall seconds of the testing run's power window, once known."""
+        return None
+
+    def abort(self, reason: str) -> None:  # pragma: no cover - replay has nothing to abort
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+class ProcedureSession(LiveSession):
+    """A `RunProcedure` in a thread of its own, seen through the live-view protocol."""
+
+    kind = "live"
+
+    def __init__(self, loaded, options=None, step_runner=None):
+        from labconsole.events import EventBus
+        from labconsole.procedure.run import RunProcedure
+
+        self.bus = EventBus()
+        self._queue: queue.Queue[Event] = self.bus.subscribe()
+        self.proc = RunProcedure(loaded, options, self.bus, step_runner=step_runner)
+        self.title = f"{loaded.profile.name}: {self.proc.scenario}, {self.proc.duration_s:g} s"
+        self.step_runner = step_runner
+        self.outcome = None
+        self.crash: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self._started_s: float | None = None
+        self._phase_started: dict[str, float] = {}
+
+    def start(self) -> None:
+        self._started_s = time.time()
+        self._thread = threading.Thread(target=self._target, name="procedure", daemon=True)
+        self._thread.start()
+
+    def _target(self) -> None:
+        try:
+            self.outcome = self.proc.run()
+        except BaseException as exc:  # noqa: BLE001 - reported to the viewer, never lost
+            self.crash = exc
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def finished(self) -> bool:
+        return self._thread is not None and not self._thread.is_alive()
+
+    @property
+    def status(self) -> str:
+        if self._thread is None:
+            return "created"
+        if self.alive:
+            return "stopping" if self.proc.aborted else "running"
+        if self.crash is not None:
+            return "failed"
+        return self.outcome.exit_status if self.outcome else self.proc.state
+
+    def phase_clock(self) -> PhaseClock:
+        phase = self.proc.phase
+        elapsed = time.monotonic() - self.proc.phase_started_mono
+        expected = None
+        if phase == "idle":
+            expected = float(self.proc.profile.procedure.idle_s)
+        elif phase in ("ranging", "testing"):
+            expected = float(self.proc.duration_s)
+        return PhaseClock(phase, elapsed, expected)
+
+    def rings(self) -> dict[tuple[str, str], ChannelRing]:
+        rec = self.proc.recorder
+        return dict(rec.rings) if rec is not None else {}
+
+    def progress(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        out = {}
+        for phase, points in list(self.proc.progress.items()):
+            pts = list(points)  # appended by the procedure thread; a copy is consistent
+            out[phase] = (np.array([p.wall_ns for p in pts], dtype=np.int64), np.array([p.completed for p in pts], dtype=np.int64))
+        return out
+
+    def poll_events(self, limit: int = 500) -> tuple[bool, list[Event]]:
+        out: list[Event] = []
+        while len(out) < limit:
+            try:
+                e = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if e.kind == ev.PHASE_START and e.phase:
+                self._phase_started[e.phase] = e.wall_ns / 1e9
+            out.append(e)
+        return False, out
+
+    def start_s(self) -> float | None:
+        return self._started_s
+
+    def bundle_path(self) -> Path | None:
+        b = self.proc.bundle
+        return b.root if b is not None else None
+
+    def abort(self, reason: str = "aborted by the operator") -> None:
+        self.proc.abort(reason)
+
+    def join(self, timeout: float | None = None) -> bool:
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self.finished
+
+    def close(self) -> None:
+        if self.alive:
+            self.proc.abort("the console was closed")
+
+
+def identity_of(source: Any) -> dict:
+    try:
+        return source.identify().as_dict()
+    except Exception as exc:  # noqa: BLE001
+        return {"error": str(exc)}
+
+
+class BenchMonitor:
+    """Live readings of a profile's sources while no run holds them (the Bench screen).
+
+    Opens each source (starting its loopback emulator where the profile asks for one) and
+    runs a `Recorder` with no segment: rings only, nothing written. All of it happens in a
+    thread; `stop()` closes everything so a run can open the same instruments.
+    """
+
+    def __init__(self, loaded):
+        from labconsole.events import EventBus
+
+        self.loaded = loaded
+        self.bus = EventBus()
+        self.recorder = None
+        self.status: dict[str, str] = {s.name: "opening" for s in loaded.profile.sources}
+        self.identities: dict[str, dict] = {}
+        self._sources: list = []
+        self._emulators: list = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.stopped = threading.Event()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._target, name="bench-monitor", daemon=True)
+        self._thread.start()
+
+    def _target(self) -> None:
+        from labconsole.recorder import Recorder
+        from labconsole.sources.registry import create_source
+
+        opened = []
+        try:
+            for spec in self.loaded.profile.sources:
+                if self._stop.is_set():
+                    return
+                try:
+                    options = dict(spec.options)
+                    if spec.emulator is not None:
+                        from labconsole.emulators.registry import start_for_source
+
+                        handle = start_for_source(spec.driver, dict(spec.emulator))
+                        self._emulators.append(handle)
+                        options.update(handle.source_options())
+                    src = create_source(spec.name, spec.driver, options, spec.sample_interval_s)
+                    src.open()
+                    self._sources.append(src)
+                    self.identities[spec.name] = identity_of(src)
+                    self.status[spec.name] = "ok"
+                    opened.append((src, "continue"))
+                except Exception as exc:  # noqa: BLE001 - shown on the bench, not a crash
+                    self.status[spec.name] = f"unavailable: {exc}"
+            if opened and not self._stop.is_set():
+                self.recorder = Recorder(opened, self.bus, ring_capacity=1 << 14, fsync=False)
+                self.recorder.start()
+            self._stop.wait()
+        finally:
+            self._close()
+            self.stopped.set()
+
+    def _close(self) -> None:
+        if self.recorder is not None:
+            self.recorder.stop()
+        for src in self._sources:
+            try:
+                src.close()
+            except Exception:  # noqa: BLE001
+                pass
+        for h in self._emulators:
+            try:
+                h.stop()
+            except Exception:  # noqa: BLE001
+                pass
+        self._sources.clear()
+        self._emulators.clear()
+
+    def rings(self) -> dict[tuple[str, str], ChannelRing]:
+        rec = self.recorder
+        return dict(rec.rings) if rec is not None else {}
+
+    def stop(self) -> None:
+        """Ask the thread to close everything (returns at once; `stopped` is set when done)."""
+        self._stop.set()

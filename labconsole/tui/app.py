@@ -1,0 +1,353 @@
+"""The lab console: a Textual app over the headless core.
+
+The app holds at most one session (a live run or a replay) and switches between screens
+(Textual modes: bench, calibrate, run, recordings; results and help are pushed on top).
+It never does I/O on its loop: runs, replays, discovery, reading recordings and the bench
+readings all happen in threads, and the screens pull what they show on their own timers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from labconsole.live import BenchMonitor, LiveSession, ProcedureSession
+from labconsole.tui.screens.bench import BenchScreen
+from labconsole.tui.screens.calibrate import CalibrateScreen
+from labconsole.tui.screens.help import HelpScreen
+from labconsole.tui.screens.recordings import RecordingsScreen
+from labconsole.tui.screens.results import ResultsScreen
+from labconsole.tui.screens.run import RunScreen
+from labconsole.tui.widgets import ConfirmScreen
+
+CSS_FILES = ["app.tcss"]
+
+
+class LabConsole(App[int]):
+    TITLE = "labconsole"
+    CSS_PATH = CSS_FILES
+    MODES = {"bench": BenchScreen, "calibrate": CalibrateScreen, "run": RunScreen, "recordings": RecordingsScreen}
+    BINDINGS = [
+        Binding("r", "show_run", "Run"),
+        Binding("c", "show_calibrate", "Calibrate"),
+        Binding("o", "show_recordings", "Recordings"),
+        Binding("b", "show_bench", "Bench"),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("q", "quit_console", "Quit"),
+    ]
+
+    def __init__(self, loaded, *, replay: str | Path | None = None, speed: float = 1.0, start_mode: str = "bench"):
+        super().__init__()
+        self.loaded = loaded
+        self.session: LiveSession | None = None
+        self.guide = None
+        self.bench_monitor: BenchMonitor | None = None
+        self.extra_recordings: list[str] = []
+        self._initial_replay = (Path(replay), speed) if replay is not None else None
+        self._start_mode = "run" if replay is not None else start_mode
+        self.first_paint_s: float | None = None
+        self.run_screen: RunScreen | None = None
+        self._t0 = time.perf_counter()
+
+    # --- start and stop ---------------------------------------------------------------------------
+    def on_mount(self) -> None:
+        try:  # a closed terminal (SIGHUP) or a kill (SIGTERM) still ends the run sealed
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGHUP, signal.SIGTERM):
+                loop.add_signal_handler(sig, self._on_signal, sig)
+        except (NotImplementedError, RuntimeError, AttributeError):  # pragma: no cover - not on Unix
+            pass
+        self.switch_mode(self._start_mode)
+        if self._initial_replay is not None:
+            self.start_replay(*self._initial_replay)
+        self.call_after_refresh(self._painted)
+
+    def _on_signal(self, sig) -> None:
+        session = self.session if self.run_in_progress else None
+        if session is not None:
+            session.abort(f"the console got {signal.Signals(sig).name}")
+        if sig == signal.SIGHUP:
+            # The terminal is gone, and Textual's shutdown can block writing to it: once the
+            # run is sealed (or at once, with none), end the process from a thread.
+            def finish() -> None:
+                if session is not None:
+                    session.join(120)
+                else:
+                    time.sleep(2)
+                os._exit(128 + int(sig))
+
+            threading.Thread(target=finish, name="hangup", daemon=True).start()
+        self.exit(0)
+
+    def _painted(self) -> None:
+        self.first_paint_s = time.perf_counter() - self._t0
+
+    def on_unmount(self) -> None:
+        self._close_sessions()
+
+    def _close_sessions(self) -> None:
+        if self.bench_monitor is not None:
+            self.bench_monitor.stop()
+            self.bench_monitor = None
+        if self.session is not None:
+            self.session.close()
+
+    # --- navigation -------------------------------------------------------------------------------
+    def _leave_pushed(self) -> None:
+        """Pop results/help screens so the mode's own screen shows."""
+        while len(self.screen_stack) > 1 and isinstance(self.screen, (ResultsScreen, HelpScreen)):
+            self.pop_screen()
+
+    def _show(self, mode: str) -> None:
+        self._leave_pushed()
+        if self.current_mode != mode:
+            self.switch_mode(mode)
+
+    def action_show_run(self) -> None:
+        self._show("run")
+
+    def action_show_calibrate(self) -> None:
+        self._show("calibrate")
+
+    def action_show_recordings(self) -> None:
+        self._show("recordings")
+
+    def action_show_bench(self) -> None:
+        self._show("bench")
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def show_results(self, path: Path) -> None:
+        if isinstance(self.screen, ResultsScreen):
+            self.pop_screen()
+        self.push_screen(ResultsScreen(Path(path)))
+
+    # --- runs ---------------------------------------------------------------------------------------
+    @property
+    def run_in_progress(self) -> bool:
+        s = self.session
+        return s is not None and s.kind == "live" and not s.finished
+
+    def start_run(self, scenario: str | None, duration_s: float | None, guided: bool = False) -> None:
+        if self.run_in_progress:
+            self.notify("A run is already going (x aborts it)", severity="warning")
+            return
+        from labconsole.procedure.guided import GuidedCalibration
+        from labconsole.procedure.run import RunOptions
+
+        if self.session is not None:
+            self.session.close()
+        self.guide = GuidedCalibration() if guided else None
+        session = ProcedureSession(self.loaded, RunOptions(scenario=scenario, duration_s=duration_s), step_runner=self.guide)
+        self.session = session
+        monitor = self.bench_monitor
+        self.bench_monitor = None
+        self._start_session(session, monitor)
+        self._show("calibrate" if guided else "run")
+        self.notify(f"run started: {session.title}" + ("; guide the calibration here" if guided else ""), timeout=4)
+
+    def _start_session(self, session: ProcedureSession, monitor: BenchMonitor | None) -> None:
+        # The bench monitor holds the instruments: close it first, off the loop.
+        def target() -> None:
+            if monitor is not None:
+                monitor.stop()
+                monitor.stopped.wait(10)
+            session.start()
+
+        if monitor is None:
+            session.start()
+        else:
+            self.run_worker(target, thread=True, exit_on_error=False, group="start-run")
+
+    def session_finished(self, session: LiveSession) -> None:
+        """Called by the Run screen when a live run has ended (sealed)."""
+        if self.current_mode == "bench":
+            self.ensure_bench_monitor()
+
+    def calibration_finished(self) -> None:
+        if self.current_mode == "calibrate" and not isinstance(self.screen, (ResultsScreen, HelpScreen, ConfirmScreen)):
+            self._show("run")
+
+    def action_abort_run(self) -> None:
+        if not self.run_in_progress:
+            self.notify("No run is going")
+            return
+
+        def answer(yes: bool | None) -> None:
+            if yes and self.run_in_progress:
+                self.session.abort("aborted by the operator")
+                self.notify("aborting: stopping the workload and sealing the bundle...", severity="warning")
+
+        self.push_screen(ConfirmScreen("Abort the run?\n\nThe workload stops; what was recorded is sealed as [b]aborted[/]."), answer)
+
+    # --- replay -------------------------------------------------------------------------------------
+    def start_replay(self, path: str | Path, speed: float | None = None) -> None:
+        if self.run_in_progress:
+            self.notify("A run is going: abort it (x) or wait before replaying", severity="warning")
+            return
+        self.notify(f"opening {Path(path).name} for replay...", timeout=3)
+        self.run_worker(lambda: self._open_replay(Path(path), speed or 1.0), thread=True, exit_on_error=False, group="open-replay")
+
+    def _open_replay(self, path: Path, speed: float) -> None:
+        from labconsole.replay import ReplaySession
+
+        try:
+            session = ReplaySession(path, speed=speed)
+            session.start()
+        except Exception as exc:  # noqa: BLE001 - a bad folder is a message, not a crash
+            self.call_from_thread(self.notify, f"cannot replay {path}: {exc}", severity="error", timeout=8)
+            return
+        self.call_from_thread(self._replay_ready, session)
+
+    def _replay_ready(self, session) -> None:
+        old = self.session
+        if self.run_in_progress:
+            session.close()
+            return
+        self.session = session
+        self.guide = None
+        if old is not None:
+            old.close()
+        self._show("run")
+
+    # --- bench readings ------------------------------------------------------------------------------
+    def ensure_bench_monitor(self) -> None:
+        if self.bench_monitor is None and not self.run_in_progress:
+            self.bench_monitor = BenchMonitor(self.loaded)
+            self.bench_monitor.start()
+
+    def stop_bench_monitor(self) -> None:
+        if self.bench_monitor is not None:
+            self.bench_monitor.stop()
+            self.bench_monitor = None
+
+    # --- quit ---------------------------------------------------------------------------------------
+    def action_quit_console(self) -> None:
+        if not self.run_in_progress:
+            self._close_sessions()
+            self.exit(0)
+            return
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.run_worker(self._abort_and_exit(), exclusive=True, group="quit")
+
+        self.push_screen(ConfirmScreen("A run is going. Abort it and quit?\n\nWhat was recorded is sealed as [b]aborted[/]."), answer)
+
+    async def _abort_and_exit(self) -> None:
+        s = self.session
+        s.abort("the console was closed")
+        self.notify("stopping the workload and sealing the bundle...", severity="warning", timeout=30)
+        deadline = time.monotonic() + 60
+        while not s.finished and time.monotonic() < deadline:  # poll; never join on the loop
+            await asyncio.sleep(0.1)
+        self._close_sessions()
+        self.exit(0)
+
+    # --- command palette ---------------------------------------------------------------------------
+    def get_system_commands(self, screen: Screen):
+        yield SystemCommand("Bench", "the profile's sources and their live readings", self.action_show_bench)
+        yield SystemCommand("Run screen", "set up, start and follow a run", self.action_show_run)
+        yield SystemCommand("Start a run", "with the scenario and duration set on the Run screen (calibration runs by itself)", self._palette_start)
+        yield SystemCommand("Start a run with guided calibration", "run, retry or skip each calibration step yourself", self._palette_guided)
+        yield SystemCommand("Calibrate", "the calibration steps and their verdicts", self.action_show_calibrate)
+        yield SystemCommand("Abort the run", "stop the workload; the bundle is sealed as aborted", self.action_abort_run)
+        yield SystemCommand("Recordings", "bundles under the recordings folder", self.action_show_recordings)
+        yield SystemCommand("Replay the newest recording", "play the last bundle back through the Run screen", self._palette_replay_latest)
+        yield SystemCommand("Results of the current run or replay", "metrics, checks, whole-run plots", self._palette_results)
+        for label, factor in (("1x", 1.0), ("10x", 10.0), ("100x", 100.0), ("as fast as it goes", 0.0)):
+            yield SystemCommand(f"Replay speed {label}", "for the replay on the Run screen", lambda f=factor: self._palette_speed(f))
+        yield SystemCommand("Pause or resume the replay", "space on the Run screen", self._palette_pause)
+        yield SystemCommand("Help", "keys and screens", self.action_help)
+        yield from super().get_system_commands(screen)
+
+    def _run_screen(self) -> RunScreen | None:
+        return self.run_screen  # set by the Run screen when it mounts
+
+    def _palette_start(self) -> None:
+        self._show("run")
+        scr = self._run_screen()
+        if scr is not None:
+            scr.action_start()
+        else:
+            self.start_run(None, None)
+
+    def _palette_guided(self) -> None:
+        self.start_run(None, None, guided=True)
+
+    def _palette_replay_latest(self) -> None:
+        from labconsole.tui.screens.recordings import list_bundles
+
+        def find() -> None:
+            rows = list_bundles(Path(self.loaded.profile.recordings).expanduser())
+            if rows:
+                self.call_from_thread(self.start_replay, rows[0]["path"])
+            else:
+                self.call_from_thread(self.notify, "no recordings yet")
+
+        self.run_worker(find, thread=True, exit_on_error=False, group="replay-latest")
+
+    def _palette_results(self) -> None:
+        s = self.session
+        p = s.bundle_path() if s is not None else None
+        if p is None or (s.kind == "live" and not s.finished):
+            self.notify("no finished run or replay to show")
+            return
+        self.show_results(p)
+
+    def _palette_speed(self, factor: float) -> None:
+        scr = self._run_screen()
+        if scr is not None:
+            scr.action_speed(factor)
+
+    def _palette_pause(self) -> None:
+        scr = self._run_screen()
+        if scr is not None:
+            scr.action_pause()
+
+
+def _say(text: str) -> None:
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except OSError:
+        pass
+
+
+def run_tui(profile: str | None = None, replay: str | None = None, speed: float = 1.0) -> int:
+    """Open the console (the `labconsole` and `labconsole tui` commands)."""
+    from labconsole.profile import ProfileError, default_profile_path, load_profile
+
+    try:
+        loaded = load_profile(profile or default_profile_path())
+    except (ProfileError, FileNotFoundError) as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    app = LabConsole(loaded, replay=replay, speed=speed)
+    try:
+        result = app.run()
+    finally:
+        # Never leave a run unsealed: if the console went away mid-run, stop it and wait
+        # for the seal (the procedure thread does it) before the process ends.
+        s = app.session
+        if isinstance(s, ProcedureSession) and s.alive:
+            s.abort("the console was closed")
+            try:  # the terminal may be gone (SIGHUP): a second hangup or a dead tty must not stop the seal
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            except (ValueError, AttributeError):  # pragma: no cover
+                pass
+            _say("stopping the run and sealing the bundle...")
+            s.join(120)
+            if s.outcome is not None:
+                _say(f"run {s.outcome.exit_status}: {s.outcome.bundle}")
+    return int(result or 0)

@@ -1,0 +1,89 @@
+"""Text for the console: events, numbers, verdicts (no Textual here, only rich markup)."""
+
+from __future__ import annotations
+
+import math
+import time
+
+from rich.markup import escape
+
+from labconsole import events as ev
+
+VERDICT_STYLE = {"pass": "green", "warn": "yellow", "fail": "red", "skip": "dim", "running": "cyan", "pending": "dim"}
+VERDICT_ICON = {"pass": "✔", "warn": "▲", "fail": "✘", "skip": "↷", "running": "●", "pending": "·"}
+STATUS_STYLE = {"completed": "green", "replayed": "green", "aborted": "yellow", "recovered": "yellow", "failed": "red", "running": "cyan", "stopping": "yellow"}
+
+_EVENT_TAG = {
+    ev.WARNING: ("WARN", "yellow"),
+    ev.ERROR: ("ERROR", "bold red"),
+    ev.RESULT: ("RESULT", "bold green"),
+    ev.PHASE_START: (">>", "bold cyan"),
+    ev.PHASE_END: ("<<", "cyan"),
+    ev.STEP: ("step", "magenta"),
+}
+
+
+def event_markup(e: ev.Event) -> str:
+    stamp = time.strftime("%H:%M:%S", time.localtime(e.wall_ns / 1e9))
+    tag, style = _EVENT_TAG.get(e.kind, ("", ""))
+    parts = [f"[dim]{stamp}[/]"]
+    if tag:
+        parts.append(f"[{style}]{tag}[/]")
+    if e.phase:
+        parts.append(f"[dim]\\[{escape(e.phase)}][/]")
+    msg = escape(e.message.splitlines()[0] if e.message else "")
+    parts.append(msg)
+    return " ".join(parts)
+
+
+def verdict_markup(status: str, text: str | None = None) -> str:
+    style = VERDICT_STYLE.get(status, "")
+    icon = VERDICT_ICON.get(status, "")
+    return f"[{style}]{icon} {escape(text if text is not None else status.upper())}[/]"
+
+
+def status_markup(status: str | None) -> str:
+    status = status or "?"
+    style = next((v for k, v in STATUS_STYLE.items() if status.startswith(k)), "")
+    return f"[{style}]{escape(status)}[/]" if style else escape(status)
+
+
+def num(v, fmt: str = ".1f", unit: str = "") -> str:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return "-"
+    if not math.isfinite(f):
+        return "-"
+    return f"{f:{fmt}}" + (f" {unit}" if unit else "")
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    s = max(0, int(round(seconds)))
+    if s < 60:
+        return f"{seconds:.1f} s" if seconds < 10 else f"{s} s"
+    m, s = divmod(s, 60)
+    if m < 60:
+        return f"{m}:{s:02d}"
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}"
+
+
+def flatten(d: dict, prefix: str = "", limit: int = 24) -> list[tuple[str, str]]:
+    """Nested measurement dicts as (key, value) lines for a verdict panel."""
+    out: list[tuple[str, str]] = []
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.extend(flatten(v, key + ".", limit))
+        elif isinstance(v, float):
+            out.append((key, num(v, ".4g")))
+        elif isinstance(v, (list, tuple)):
+            out.append((key, ", ".join(str(x) for x in v[:6]) + (" ..." if len(v) > 6 else "")))
+        else:
+            out.append((key, str(v)))
+        if len(out) >= limit:
+            break
+    return out[:limit]

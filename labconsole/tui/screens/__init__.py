@@ -1,0 +1,1 @@
+"""The console's screens: bench, calibrate, run (live and replay), results, recordings, help."""

@@ -1,0 +1,57 @@
+"""Help: what each screen is for and every key, in one page (? opens it, Escape closes it)."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Markdown
+
+HELP = """\
+# labconsole
+
+Measures the energy efficiency of ML inference the way MLPerf Power does:
+**calibration → ranging run → testing run** of the real MLPerf LoadGen while the
+power meters record, then metrics, checks and a sealed bundle under `recordings/`.
+
+## Screens (keys work everywhere)
+
+| key | screen | what it does |
+|---|---|---|
+| `b` | Bench | the profile, each source with its identity, status and live reading; `d` discovers what else is attached |
+| `c` | Calibrate | the calibration steps and their verdicts; `g` starts a run whose calibration you guide |
+| `r` | Run | choose scenario and duration, `s` start; phase, progress, live power and QPS, stats, events; `x` abort |
+| `o` | Recordings | bundles, newest first; `Enter` results, `p` replay, `f` open a bundle or MLPerf folder by path |
+| `?` | Help | this page |
+| `q` | Quit | asks first if a run is going (the bundle is sealed as *aborted*) |
+
+`ctrl+p` opens the command palette: every action is there by name.
+
+## Calibrate (guided)
+
+`t` run the current step (again: retry) · `k` skip it · `n` accept and go to the next ·
+`a` run all the remaining steps. After the last step the run goes on by itself.
+
+## Replay (on the Run screen)
+
+`space` pause · `1` 1× · `2` 10× · `3` 100× · `4` as fast as it goes ·
+`←`/`→` seek 5 % · `Home`/`End`. Events appear when they happened. `v` shows the results.
+
+## Plots
+
+Each column shows the lowest and the highest sample that fell in it, so a one-sample
+spike stays visible. Vertical marks are phase starts; the shaded band is LoadGen's power
+window (what the metric averages). `z` switches between the whole run and the last 60 s.
+"""
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,q,question_mark", "close", "Close")]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help-box"):
+            yield Markdown(HELP)
+
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,252 @@
+"""Recordings: the bundles under the profile's recordings folder (and MLPerf folders opened by path).
+
+Newest first, with scenario, metric and check status. Listing reads only each bundle's
+run.json (fast); the metric and the checks (which read every sample and hash every file)
+are computed afterwards in a worker thread, one row at a time, and filled in as they come.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.markup import escape
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Static
+
+from labconsole.tui.format import status_markup, verdict_markup
+from labconsole.tui.widgets import TopBar
+
+
+def list_bundles(folder: Path) -> list[dict]:
+    """Bundles in `folder`, newest first, from their run.json only."""
+    rows = []
+    if not folder.is_dir():
+        return rows
+    for d in folder.iterdir():
+        run = d / "data" / "run.json"
+        if not d.is_dir() or not run.exists():
+            continue
+        try:
+            info = json.loads(run.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            info = {}
+        rows.append(
+            {
+                "path": d,
+                "start": str(info.get("start") or d.name[:20]),
+                "profile": str((info.get("profile") or {}).get("name") or "?"),
+                "scenario": str(info.get("scenario") or "?"),
+                "status": str(info.get("exit_status") or "?"),
+            }
+        )
+    rows.sort(key=lambda r: (r["start"], r["path"].name), reverse=True)
+    return rows
+
+
+def summarise(path: Path) -> dict:
+    """Metric and check verdicts of one recording (slow: reads and hashes everything)."""
+    from labconsole import analysis, checks
+    from labconsole.bundle.reader import open_run
+
+    record = open_run(path)
+    rep = analysis.compute_report(record)
+    results = checks.run_checks(record)
+    counts = {s: sum(1 for r in results if r.status == s) for s in ("pass", "warn", "fail")}
+    m = rep.get("metric")
+    return {
+        "metric": f"{m['value']:.4g} {m['unit']}" if m else "-",
+        "checks": "fail" if counts["fail"] else ("warn" if counts["warn"] else "pass"),
+        "counts": counts,
+        "scenario": rep.get("scenario") or "?",
+        "status": record.exit_status if record.kind == "bundle" else "MLPerf",
+    }
+
+
+class RecordingsScreen(Screen):
+    BINDINGS = [
+        Binding("enter", "open_results", "Results", show=True),
+        Binding("p", "replay", "Replay"),
+        Binding("f", "focus_path", "Open path"),
+        Binding("f5", "reload", "Reload", show=False),
+        Binding("escape", "leave_path", "Back", show=False),
+    ]
+
+    class Summary(Message):
+        """A row's metric and checks, computed in the worker thread (posted, thread-safe)."""
+
+        def __init__(self, key: str, summary: dict | None, error: str | None = None):
+            super().__init__()
+            self.key, self.summary, self.error = key, summary, error
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: dict[str, dict] = {}
+        self._select_first = False
+
+    def compose(self) -> ComposeResult:
+        yield TopBar(id="rec-top")
+        yield DataTable(id="rec-table", cursor_type="row")
+        yield Static(id="rec-detail")
+        yield Input(placeholder="open a bundle or an MLPerf result folder by path, then Enter", id="rec-path", compact=True)
+        yield Footer(compact=True, show_command_palette=False)
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.app.loaded.profile.recordings).expanduser()
+
+    def on_mount(self) -> None:
+        t = self.query_one("#rec-table", DataTable)
+        t.add_column("Started (UTC)", key="start")
+        t.add_column("Profile", key="profile")
+        t.add_column("Scenario", key="scenario")
+        t.add_column("Status", key="status")
+        t.add_column("Metric", key="metric")
+        t.add_column("Checks", key="checks")
+
+    def on_screen_resume(self) -> None:
+        self.action_reload()
+        self.query_one("#rec-table", DataTable).focus()
+
+    class Listed(Message):
+        def __init__(self, rows: list[dict]):
+            super().__init__()
+            self.rows = rows
+
+    def action_reload(self) -> None:
+        self.query_one("#rec-top", TopBar).update(f"[b]RECORDINGS[/]  {escape(str(self.folder))}  [dim]reading...[/]")
+        self._scan(list(self.app.extra_recordings), self.folder)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="recordings")
+    def _scan(self, extra_paths: list[str], folder: Path) -> None:
+        """List (run.json only), post the rows, then summarise each row (slow) and post that."""
+        from textual.worker import get_current_worker
+
+        worker = get_current_worker()
+        extra = [{"path": Path(p), "start": "", "profile": "(opened by path)", "scenario": "?", "status": "?"} for p in extra_paths]
+        rows = extra + list_bundles(folder)
+        self.post_message(self.Listed(rows))
+        for r in rows:
+            if worker.is_cancelled:
+                return
+            key = str(r["path"])
+            try:
+                self.post_message(self.Summary(key, summarise(Path(key))))
+            except Exception as exc:  # noqa: BLE001 - a broken recording is a row that says so
+                self.post_message(self.Summary(key, None, f"{type(exc).__name__}: {exc}"))
+
+    def on_recordings_screen_listed(self, msg: "RecordingsScreen.Listed") -> None:
+        t = self.query_one("#rec-table", DataTable)
+        keep = t.cursor_row
+        t.clear()
+        self.rows.clear()
+        for r in msg.rows:
+            key = str(r["path"])
+            if key in self.rows:
+                continue
+            self.rows[key] = r
+            start = r["start"].replace("T", " ").rstrip("Z")[:19] or r["path"].name[:19]
+            t.add_row(escape(start), escape(r["profile"]), escape(r["scenario"]), status_markup(r["status"]), "[dim]...[/]", "[dim]...[/]", key=key)
+        n = len(self.rows)
+        self.query_one("#rec-top", TopBar).update(
+            f"[b]RECORDINGS[/]  {escape(str(self.folder))}  [dim]{n} recording{'s' if n != 1 else ''}; Enter results · p replay · f open a path[/]"
+        )
+        if n and self._select_first:
+            t.move_cursor(row=0)
+            self._select_first = False
+        elif n and keep is not None:
+            t.move_cursor(row=min(keep, n - 1))
+        self._show_detail()
+
+    def on_recordings_screen_summary(self, msg: "RecordingsScreen.Summary") -> None:
+        t = self.query_one("#rec-table", DataTable)
+        if msg.key not in self.rows:
+            return
+        row = self.rows[msg.key]
+        if msg.summary is None:
+            row["error"] = msg.error
+            t.update_cell(msg.key, "metric", "-")
+            t.update_cell(msg.key, "checks", verdict_markup("fail", "unreadable"), update_width=True)
+        else:
+            s = msg.summary
+            row.update(s)
+            c = s["counts"]
+            t.update_cell(msg.key, "scenario", escape(s["scenario"]), update_width=True)
+            t.update_cell(msg.key, "status", status_markup(s["status"]), update_width=True)
+            t.update_cell(msg.key, "metric", escape(s["metric"]), update_width=True)
+            t.update_cell(msg.key, "checks", verdict_markup(s["checks"], f"{s['checks'].upper()} {c['pass']}/{c['warn']}/{c['fail']}"), update_width=True)
+        self._show_detail()
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_detail()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_open_results()
+
+    def _selected(self) -> Path | None:
+        t = self.query_one("#rec-table", DataTable)
+        if not self.rows or t.cursor_row is None:
+            return None
+        try:
+            key = t.coordinate_to_cell_key((t.cursor_row, 0)).row_key.value
+        except Exception:  # noqa: BLE001 - empty table
+            return None
+        return Path(key) if key else None
+
+    def _show_detail(self) -> None:
+        p = self._selected()
+        detail = self.query_one("#rec-detail", Static)
+        if p is None:
+            detail.update(f"[dim]no recordings in {escape(str(self.folder))} yet: run one (r), or open a folder by path (f)[/]")
+            return
+        row = self.rows.get(str(p), {})
+        extra = f"  [red]{escape(row['error'])}[/]" if row.get("error") else ""
+        detail.update(f"[dim]{escape(str(p))}[/]{extra}")
+
+    def action_open_results(self) -> None:
+        p = self._selected()
+        if p is not None:
+            self.app.show_results(p)
+
+    def action_replay(self) -> None:
+        p = self._selected()
+        if p is not None:
+            self.app.start_replay(p)
+
+    def action_focus_path(self) -> None:
+        self.query_one("#rec-path", Input).focus()
+
+    def action_leave_path(self) -> None:
+        self.query_one("#rec-table", DataTable).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        text = event.value.strip()
+        if text:
+            self._check_path(str(Path(text).expanduser()))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="open-path")
+    def _check_path(self, text: str) -> None:
+        from labconsole.bundle.reader import RunOpenError, find_mlperf_performance_dir
+
+        path = Path(text)
+        try:
+            ok = path.is_dir() and ((path / "data" / "run.json").exists() or find_mlperf_performance_dir(path) is not None)
+            error = None if ok else f"{path}: not a bundle or an MLPerf power result folder"
+        except (RunOpenError, OSError) as exc:
+            error = str(exc)
+        self.app.call_from_thread(self._path_checked, text, error)
+
+    def _path_checked(self, text: str, error: str | None) -> None:
+        if error:
+            self.notify(error, severity="error")
+            return
+        if text not in self.app.extra_recordings:
+            self.app.extra_recordings.insert(0, text)
+        self.query_one("#rec-path", Input).value = ""
+        self.query_one("#rec-table", DataTable).focus()
+        self._select_first = True
+        self.action_reload()

@@ -1,0 +1,172 @@
+"""Results: a recorded run's metrics, every check with its verdict, and whole-run plots.
+
+Reading the record, the analysis and the checks (which hash every file of a sealed bundle)
+run in a worker thread; the screen shows "reading..." until they are done.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from rich.markup import escape
+from rich.table import Table
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from labconsole.tui.format import num, status_markup, verdict_markup
+from labconsole.tui.plot import Marker, Series, Span, TimePlot
+from labconsole.tui.widgets import TopBar
+
+
+def load_results(path: Path) -> dict:
+    """Everything the screen shows, computed off the UI loop."""
+    from labconsole import analysis, checks
+    from labconsole.bundle.reader import open_run
+    from labconsole.live import qps_series
+    from labconsole.replay import recorded_progress
+    from labconsole.sources.replay import recorded_samples
+
+    record = open_run(path)
+    report = analysis.compute_report(record)
+    check_list = checks.run_checks(record)
+    power = []
+    for (src, ch), arr in recorded_samples(record).items():
+        ok = arr["status"] == 0
+        power.append((src if ch == "main" else f"{src}/{ch}", arr["wall_ns"] / 1e9, np.where(ok, arr["watts"], np.nan)))
+    qt, qy = [], []
+    for _, (w, c) in sorted(recorded_progress(record).items(), key=lambda kv: int(kv[1][0][0])):
+        t, q = qps_series(w, c)
+        if len(t):
+            qt += [t, [t[-1] + 1e-6]]
+            qy += [q, [np.nan]]
+    marks = []
+    for name, ph in record.phases.items():
+        if ph.samples is not None and len(ph.samples):
+            marks.append(Marker(float(ph.samples["wall_ns"].min()) / 1e9, name))
+    window = None
+    t = record.phases.get("testing")
+    if t is not None and t.detail is not None and t.detail.power_begin_ns is not None:
+        window = (t.detail.power_begin_ns / 1e9, t.detail.power_end_ns / 1e9)
+    return {
+        "record": record,
+        "report": report,
+        "checks": check_list,
+        "power": power,
+        "qps": (np.concatenate(qt), np.concatenate(qy)) if qt else (np.empty(0), np.empty(0)),
+        "marks": sorted(marks, key=lambda m: m.t),
+        "window": window,
+    }
+
+
+class ResultsScreen(Screen):
+    BINDINGS = [
+        Binding("escape", "back", "Back"),
+        Binding("p", "replay", "Replay"),
+    ]
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path = Path(path)
+        self.data: dict | None = None
+        self.error: str | None = None
+
+    def compose(self) -> ComposeResult:
+        yield TopBar(id="res-top")
+        with VerticalScroll(id="res-body"):
+            with Horizontal(id="res-tables"):
+                yield Static("[dim]reading the record, computing the metrics and the checks...[/]", id="res-metrics")
+                yield Static(id="res-checks")
+            yield TimePlot("Power, whole run", "W", id="res-power")
+            yield TimePlot("QPS, whole run", "q/s", id="res-qps")
+        yield Footer(compact=True, show_command_palette=False)
+
+    def on_mount(self) -> None:
+        self.query_one("#res-top", TopBar).update(f"[b]RESULTS[/]  {escape(str(self.path))}")
+        self.query_one("#res-power", TimePlot).empty_text = "reading..."
+        self.query_one("#res-qps", TimePlot).empty_text = "reading..."
+        self.set_class(self.app.size.width >= 120, "wide")
+        self._load()
+
+    def on_resize(self) -> None:
+        self.set_class(self.size.width >= 120, "wide")
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="results")
+    def _load(self) -> None:
+        try:
+            data = load_results(self.path)
+        except Exception as exc:  # noqa: BLE001 - shown on the screen
+            self.app.call_from_thread(self._show_error, f"{type(exc).__name__}: {exc}")
+            return
+        self.app.call_from_thread(self._show, data)
+
+    def _show_error(self, msg: str) -> None:
+        self.error = msg
+        self.query_one("#res-metrics", Static).update(f"[red]cannot read {escape(str(self.path))}:[/] {escape(msg)}")
+
+    def _show(self, data: dict) -> None:
+        self.data = data
+        record, rep = data["record"], data["report"]
+        kind = "MLPerf result folder" if record.kind == "mlperf" else "bundle"
+        self.query_one("#res-top", TopBar).update(f"[b]RESULTS[/]  {escape(record.path.name)}  [dim]{kind}[/]  {status_markup(record.exit_status)}")
+        m = Table(box=None, show_header=False, padding=(0, 1), expand=True)
+        m.add_column(style="dim", no_wrap=True)
+        m.add_column()
+        metric = rep.get("metric")
+        p = rep.get("power") or {}
+        m.add_row("scenario", f"{rep.get('scenario') or '-'}  (LoadGen: {rep.get('result_validity') or '-'})")
+        m.add_row("[b]metric[/]", f"[b]{metric['name']} = {metric['value']:.6g} {metric['unit']}[/]" if metric else "[red]none[/]")
+        if rep.get("samples_per_joule") is not None:
+            m.add_row("efficiency", f"{rep['samples_per_joule']:.6g} samples/J")
+        perf = rep.get("performance")
+        if perf:
+            m.add_row("performance", f"{perf['key']} = {perf['value']:.6g}")
+        if p:
+            m.add_row("average power", f"{num(p.get('avg_watts'), '.3f', 'W')} over {num(p.get('window_s'), '.3f', 's')}")
+            m.add_row("samples", f"{p.get('samples_in_window')} in the window, {p.get('invalid_in_window')} invalid")
+        idle = rep.get("idle_baseline") or {}
+        if idle.get("avg_watts") is not None:
+            m.add_row("idle baseline", num(idle["avg_watts"], ".3f", "W"))
+        if rep.get("ranging_delta_pct") is not None:
+            m.add_row("testing vs ranging", f"{rep['ranging_delta_pct']:+.2f} %")
+        energy = rep.get("energy")
+        if energy:
+            m.add_row("energy", f"{energy['joules']:.6g} J ({energy['kind']})")
+        unc = rep.get("uncertainty")
+        if unc:
+            m.add_row("uncertainty", f"mean {unc['mean_pct']:.3f} %, max {unc['max_pct']:.3f} %")
+        if rep.get("missing"):
+            m.add_row("missing", "[yellow]" + escape(", ".join(rep["missing"])) + "[/]")
+        self.query_one("#res-metrics", Static).update(m)
+        c = Table(box=None, show_header=False, padding=(0, 1), expand=True)
+        c.add_column(no_wrap=True)
+        c.add_column(no_wrap=True, style="b")
+        c.add_column(ratio=1)
+        # What needs the operator's attention first: failures, then warnings, then the rest.
+        order = {"fail": 0, "warn": 1, "pass": 2, "skip": 3}
+        counts = {k: sum(1 for r in data["checks"] if r.status == k) for k in order}
+        summary = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
+        c.add_row("", "[b]checks[/]", escape(summary))
+        for r in sorted(data["checks"], key=lambda r: order.get(r.status, 9)):
+            c.add_row(verdict_markup(r.status, r.status.upper()), escape(r.name), escape(r.message))
+        self.query_one("#res-checks", Static).update(c)
+        origin = min((float(t[0]) for _, t, _ in data["power"] if len(t)), default=0.0)
+        spans = [Span(*data["window"], "power window")] if data["window"] else []
+        qt, qy = data["qps"]
+        qps_plot = self.query_one("#res-qps", TimePlot)
+        qps_plot.empty_text = "no progress series in this recording" if record.kind == "bundle" else "MLPerf result folders hold no progress series"
+        xr = None
+        if data["power"] and any(len(t) for _, t, _ in data["power"]):
+            xr = (origin, max(float(t[-1]) for _, t, _ in data["power"] if len(t)))
+        qps_plot.show([Series("QPS", qt, qy, color="#58a6ff")] if len(qt) else [], xr, origin=origin, y_floor=0.0, markers=data["marks"], spans=spans)
+        self.query_one("#res-power", TimePlot).show([Series(lbl, t, y) for lbl, t, y in data["power"]], xr, origin=origin, markers=data["marks"], spans=spans)
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_replay(self) -> None:
+        self.app.start_replay(self.path)

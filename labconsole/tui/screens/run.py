@@ -1,0 +1,334 @@
+"""Run: set up and start a run, then follow it live (or a replay of a recorded one).
+
+Everything shown is pulled from the session on one timer (5 Hz) that runs only while the
+screen is visible: new events into the log, new samples into histories kept outside the
+plots, the phase clock, the stats. The procedure itself runs in its own thread.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Input, Label, ProgressBar, RichLog, Select, Static
+
+from labconsole.sources.replay import MAX, speed_label
+from labconsole.tui.format import duration, event_markup, num, status_markup
+from labconsole.tui.plot import Series, Span, TimePlot
+from labconsole.tui.widgets import LiveData, LiveText, TopBar
+
+SCENARIOS = ("Offline", "Server", "SingleStream", "MultiStream")
+TICK_S = 0.2
+REPLAY_ACTIONS = {"pause", "speed", "seek", "seek_start", "seek_end"}
+
+
+class RunScreen(Screen):
+    AUTO_FOCUS = ""  # nothing: keys go to the screen; Tab reaches the setup fields
+    BINDINGS = [
+        Binding("s", "start", "Start"),
+        Binding("g", "start_guided", "Guided start", show=False),
+        Binding("x", "abort", "Abort"),
+        Binding("v", "results", "Results"),
+        Binding("z", "zoom", "Zoom", show=False),
+        Binding("space", "pause", "Pause"),
+        Binding("1", "speed(1)", "1x", show=False),
+        Binding("2", "speed(10)", "10x", show=False),
+        Binding("3", "speed(100)", "100x", show=False),
+        Binding("4", "speed(0)", "max", show=False),
+        Binding("left", "seek(-0.05)", "-5%", show=False),
+        Binding("right", "seek(0.05)", "+5%", show=False),
+        Binding("home", "seek_start", "Start", show=False),
+        Binding("end", "seek_end", "End", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live = LiveData()
+        self.zoom_recent = False
+        self._ticker = None
+        self._done_seen = False
+        self.tick_times: list[float] = []  # ms each tick took (bench/tui_responsiveness.py reads these)
+        self.tick_starts: list[float] = []  # perf_counter at each tick (timer slip)
+
+    def compose(self) -> ComposeResult:
+        yield TopBar(id="run-top")
+        with Horizontal(id="run-setup"):
+            yield Label("Scenario", classes="field-label")
+            yield Select([(s, s) for s in SCENARIOS], allow_blank=False, id="run-scenario", compact=True)
+            yield Label("Duration (s)", classes="field-label")
+            yield Input(id="run-duration", type="number", compact=True)
+            yield Button("Start (s)", id="run-start", variant="success", compact=True)
+            yield Button("Guided (g)", id="run-guided", compact=True)
+        with Horizontal(id="run-status"):
+            yield LiveText(id="run-phase")
+            yield ProgressBar(id="run-progress", show_eta=False, show_percentage=False)
+            yield LiveText(id="run-clock")
+        with Horizontal(id="run-body"):
+            with Vertical(id="run-plots"):
+                yield TimePlot("Power", "W", id="run-power")
+                yield TimePlot("QPS", "q/s", id="run-qps")
+            with Vertical(id="run-side"):
+                yield LiveText(id="run-stats")
+                yield RichLog(id="run-log", markup=True, wrap=True, max_lines=2000)
+        yield Footer(compact=True, show_command_palette=False)
+
+    # --- life cycle ---------------------------------------------------------------------------
+    def on_mount(self) -> None:
+        self.app.run_screen = self
+        prof = self.app.loaded.profile
+        self.query_one("#run-scenario", Select).value = prof.workload.scenario
+        self.query_one("#run-duration", Input).value = f"{prof.workload.duration_s:g}"
+        self.query_one("#run-qps", TimePlot).empty_text = "QPS appears when LoadGen runs"
+        self._ticker = self.set_interval(TICK_S, self._timer_tick, pause=True)
+        self._apply_width()
+
+    def on_screen_resume(self) -> None:
+        self.tick()
+        if self._ticker is not None:
+            self._ticker.resume()
+
+    def on_screen_suspend(self) -> None:
+        if self._ticker is not None:
+            self._ticker.pause()
+
+    def on_resize(self) -> None:
+        self._apply_width()
+
+    def _apply_width(self) -> None:
+        self.set_class(self.size.width >= 120, "wide")
+        self.set_class(self.size.height < 30, "short")
+
+    # --- actions ----------------------------------------------------------------------------------
+    def _setup_values(self) -> tuple[str | None, float | None] | None:
+        scenario = self.query_one("#run-scenario", Select).value
+        text = self.query_one("#run-duration", Input).value.strip()
+        dur = None
+        if text:
+            try:
+                dur = float(text)
+            except ValueError:
+                dur = math.nan
+            if not (0 < dur <= 7 * 86400):
+                self.notify("Duration: a number of seconds above 0 (up to a week)", severity="error")
+                return None
+        return (scenario if isinstance(scenario, str) else None), dur
+
+    def action_start(self) -> None:
+        vals = self._setup_values()
+        if vals is not None:
+            self.app.start_run(*vals, guided=False)
+
+    def action_start_guided(self) -> None:
+        vals = self._setup_values()
+        if vals is not None:
+            self.app.start_run(*vals, guided=True)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "run-start":
+            self.action_start()
+        elif event.button.id == "run-guided":
+            self.action_start_guided()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.set_focus(None)  # back to the keys; s starts
+
+    def action_abort(self) -> None:
+        self.app.action_abort_run()
+
+    def action_results(self) -> None:
+        s = self.app.session
+        path = s.bundle_path() if s is not None else None
+        if s is None or path is None:
+            self.notify("No run to show yet: start one (s) or open a recording (o)")
+            return
+        if s.kind == "live" and not s.finished:
+            self.notify("The run is still going; results come when it is sealed")
+            return
+        self.app.show_results(path)
+
+    def action_zoom(self) -> None:
+        self.zoom_recent = not self.zoom_recent
+        self.notify("Plots: the last 60 s" if self.zoom_recent else "Plots: the whole session")
+        self.tick()
+
+    def _replay(self):
+        s = self.app.session
+        return s if s is not None and s.kind == "replay" else None
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action in REPLAY_ACTIONS:
+            return self._replay() is not None
+        s = self.app.session
+        running = s is not None and s.kind == "live" and not s.finished
+        if action in ("start", "start_guided"):
+            return not running
+        if action == "abort":
+            return running
+        if action == "results":
+            return s is not None and s.bundle_path() is not None and (s.kind == "replay" or s.finished)
+        return True
+
+    def action_pause(self) -> None:
+        r = self._replay()
+        if r is not None:
+            paused = r.toggle_pause()
+            self.notify("paused" if paused else f"playing at {speed_label(r.speed)}", timeout=2)
+
+    def action_speed(self, factor: float) -> None:
+        r = self._replay()
+        if r is not None:
+            r.set_speed(MAX if factor == 0 else float(factor))
+            if r.clock.paused:
+                r.toggle_pause()
+            self.notify(f"replay speed {speed_label(r.speed)}", timeout=2)
+
+    def action_seek(self, fraction: float) -> None:
+        r = self._replay()
+        if r is not None:
+            r.seek_fraction(r.clock.fraction + fraction)
+
+    def action_seek_start(self) -> None:
+        r = self._replay()
+        if r is not None:
+            r.seek_fraction(0.0)
+
+    def action_seek_end(self) -> None:
+        r = self._replay()
+        if r is not None:
+            r.seek_fraction(1.0)
+
+    # --- the timer ---------------------------------------------------------------------------
+    def _timer_tick(self) -> None:
+        self.tick_starts.append(time.perf_counter())
+        del self.tick_starts[:-500]
+        self.tick()
+
+    def tick(self) -> None:
+        t_start = time.perf_counter()
+        app = self.app
+        s = app.session
+        if self.live.attach(s):
+            self.query_one("#run-log", RichLog).clear()
+            self._done_seen = False
+            self.refresh_bindings()
+        setup = self.query_one("#run-setup")
+        show_setup = s is None or (s.kind == "live" and s.finished)
+        if setup.display != show_setup:
+            if not show_setup and self.focused is not None and setup in self.focused.ancestors:
+                self.set_focus(None)
+            setup.display = show_setup
+        top = self.query_one("#run-top", TopBar)
+        if s is None:
+            top.update(f"[b]RUN[/]  {app.loaded.profile.name}  [dim]set the scenario and duration, then press s to start (g: guided calibration first)[/]")
+            self.query_one("#run-phase", LiveText).update("[dim]no run[/]")
+            self.query_one("#run-clock", LiveText).update("")
+            self.query_one("#run-stats", LiveText).update(self._hint())
+            self.query_one("#run-power", TimePlot).show([])
+            self.query_one("#run-qps", TimePlot).show([])
+            return
+        reset, new = self.live.pull()
+        log = self.query_one("#run-log", RichLog)
+        if reset:
+            log.clear()
+            new = list(self.live.events)
+        from labconsole import events as ev
+
+        for e in new:
+            if e.kind != ev.PROGRESS:
+                log.write(event_markup(e))
+        hint = "  [dim]space pause · 1/2/3/4 speed · ←/→ seek[/]" if s.kind == "replay" and self.size.width >= 100 else ""
+        top.update(f"[b]{'REPLAY' if s.kind == 'replay' else 'RUN'}[/]  {s.title}  {status_markup(s.status)}{hint}")
+        pc = s.phase_clock()
+        self.query_one("#run-phase", LiveText).update(f"[b]{pc.phase}[/]")
+        bar = self.query_one("#run-progress", ProgressBar)
+        if s.kind == "replay":
+            c = s.clock
+            bar.update(total=max(1, c.end_ns - c.start_ns), progress=c.now_ns() - c.start_ns)
+            left = (c.end_ns - c.now_ns()) / 1e9
+            self.query_one("#run-clock", LiveText).update(
+                f"{duration((c.now_ns() - c.start_ns) / 1e9)} / {duration((c.end_ns - c.start_ns) / 1e9)}  {speed_label(c.speed)}{' paused' if c.paused else ''}  [dim]-{duration(left)}[/]"
+            )
+        else:
+            if pc.expected_s:
+                bar.update(total=pc.expected_s, progress=min(pc.elapsed_s, pc.expected_s))
+            else:
+                bar.update(total=None)
+            rem = pc.remaining_s
+            self.query_one("#run-clock", LiveText).update(f"{duration(pc.elapsed_s)}" + (f"  [dim]left {duration(rem)}[/]" if rem is not None else ""))
+        self._draw(s)
+        if s.finished and not self._done_seen:
+            self._done_seen = True
+            self.refresh_bindings()
+            if s.kind == "live":
+                status = s.status
+                self.notify(f"run {status}: press v for the results", severity="information" if status == "completed" else "warning", timeout=8)
+                app.session_finished(s)
+        self.tick_times.append((time.perf_counter() - t_start) * 1e3)
+        del self.tick_times[:-500]
+
+    def _draw(self, s) -> None:
+        now = s.now_s()
+        if s.kind == "live" and s.finished:
+            ends = [float(h.t[-1]) for h in self.live.histories.values() if len(h)]
+            now = max(ends) if ends else now  # a finished run's plots stop where its data stops
+        origin = s.start_s() or now
+        x0 = max(origin, now - 60) if self.zoom_recent else origin
+        x_range = (x0, max(now, x0 + 1))
+        spans = []
+        pw = s.power_window()
+        if pw is not None:
+            spans.append(Span(pw[0], min(pw[1], now), "power window"))
+        marks = self.live.phase_marks
+        self.query_one("#run-power", TimePlot).show(self.live.power_series(), x_range, origin=origin, markers=marks, spans=spans)
+        qt, qy = self.live.qps()
+        last_q = qy[np.isfinite(qy)][-1:] if len(qy) else []
+        qlabel = f"{last_q[0]:,.1f}" if len(last_q) else "-"
+        self.query_one("#run-qps", TimePlot).show([Series("QPS", qt, qy, color="#58a6ff", value_text=qlabel)], x_range, origin=origin, y_floor=0.0, markers=marks, spans=spans)
+        self.query_one("#run-stats", LiveText).update(self._stats(s))
+
+    def _stats(self, s) -> str:
+        pc = s.phase_clock()
+        phase_t0 = next((m.t for m in reversed(self.live.phase_marks) if m.label == pc.phase), None)
+        if phase_t0 is None and self.live.phase_marks:
+            phase_t0 = self.live.phase_marks[-1].t  # between phases / done: the last phase's average
+        lines = []
+        rings = s.rings()
+        for key, h in self.live.histories.items():
+            src, ch = key
+            ring = rings.get(key)
+            label = src if ch == "main" else f"{src}/{ch}"
+            now_w = h.last_valid()
+            avg = h.mean_since(phase_t0) if phase_t0 is not None else float("nan")
+            total = ring.total if ring is not None else len(h)
+            bad = ring.invalid if ring is not None else 0
+            lines.append(f"[b]{label}[/] {num(now_w, '.1f', 'W')}  avg {num(avg, '.1f', 'W')}")
+            rng = ""
+            if h.last_range and all(math.isfinite(v) for v in h.last_range):
+                rng = f"  range {h.last_range[0]:g} V {h.last_range[1]:g} A"
+            lines.append(f"  n {total}" + (f" [red]invalid {bad}[/]" if bad else " invalid 0") + rng)
+        qt, qy = self.live.qps()
+        progs = s.progress()
+        prog = progs.get(pc.phase)
+        if prog is None and progs:  # between phases, or done: the last phase that had progress
+            prog = max(progs.values(), key=lambda wc: int(wc[0][0]) if len(wc[0]) else 0)
+        if prog is not None and len(prog[0]) >= 2:
+            w, c = prog
+            avg_q = (c[-1] - c[0]) / ((w[-1] - w[0]) / 1e9) if w[-1] > w[0] else float("nan")
+            last_q = qy[np.isfinite(qy)][-1] if np.isfinite(qy).any() else float("nan")
+            lines.append(f"[b]QPS[/] {num(last_q, ',.0f')}  avg {num(avg_q, ',.0f')}  done {int(c[-1]):,}")
+        return "\n".join(lines) or "[dim]waiting for samples...[/]"
+
+    def _hint(self) -> str:
+        prof = self.app.loaded.profile
+        wl = prof.workload
+        return (
+            f"[b]{prof.name}[/]: {len(prof.sources)} source(s), workload {getattr(wl, 'sut', wl.type)}, "
+            f"idle {prof.procedure.idle_s:g} s, ranging {'on' if prof.procedure.ranging else 'off'}.\n"
+            "[dim]s starts a run (calibration runs by itself); g starts one with guided calibration.\n"
+            "o opens a recording to replay.[/]"
+        )

@@ -1,0 +1,152 @@
+"""Small pieces shared by the screens: the top bar, a confirmation dialog, live-data helpers."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from rich.text import Text
+from textual.screen import ModalScreen
+from textual.widget import Widget
+from textual.widgets import Button, Static
+
+from labconsole.live import LiveSession, SeriesHistory, qps_series
+from labconsole.tui.plot import Marker, Series
+
+import numpy as np
+
+
+class LiveText(Widget):
+    """Text that changes on every tick, in a box of fixed size.
+
+    `Static.update()` asks Textual for a new layout of the whole screen each time (measured:
+    most of a frame's cost at 160x48); this only repaints its own region, and only when the
+    text changed. Give it a fixed height (and width) in the stylesheet.
+    """
+
+    DEFAULT_CSS = "LiveText { height: 1; }"
+
+    def __init__(self, text: str = "", *, id: str | None = None, classes: str | None = None):
+        super().__init__(id=id, classes=classes)
+        self._markup = text
+
+    @property
+    def markup(self) -> str:
+        return self._markup
+
+    def update(self, markup: str) -> None:
+        if markup != self._markup:
+            self._markup = markup
+            self.refresh()
+
+    def render(self) -> Text:
+        return Text.from_markup(self._markup, overflow="ellipsis")
+
+
+def update_static(widget: Static, content: str) -> None:
+    """`Static.update` only when the text changed (each update re-lays-out the screen)."""
+    if getattr(widget, "_shown_text", None) != content:
+        widget._shown_text = content
+        widget.update(content)
+
+
+class TopBar(LiveText):
+    """One line: where you are, on which bench, and what is going on."""
+
+    DEFAULT_CSS = "TopBar { height: 1; }"
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    BINDINGS = [
+        Binding("y", "answer(True)", "Yes"),
+        Binding("n,escape", "answer(False)", "No"),
+    ]
+
+    def __init__(self, question: str, yes: str = "Yes", no: str = "No"):
+        super().__init__()
+        self.question = question
+        self.yes, self.no = yes, no
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm-box"):
+            yield Static(self.question, id="confirm-question")
+            with Horizontal(id="confirm-buttons"):
+                yield Button(f"{self.yes} (y)", variant="error", id="confirm-yes")
+                yield Button(f"{self.no} (n)", variant="primary", id="confirm-no")
+
+    def on_mount(self) -> None:
+        self.query_one("#confirm-no", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "confirm-yes")
+
+    def action_answer(self, value: bool) -> None:
+        self.dismiss(value)
+
+
+class LiveData:
+    """The histories of one live session, pulled on a screen's timer (never pushed).
+
+    Both the Run and the Calibrate screens use it, for a live run and a replay alike.
+    """
+
+    def __init__(self) -> None:
+        self.session: LiveSession | None = None
+        self.histories: dict[tuple[str, str], SeriesHistory] = {}
+        self.phase_marks: list[Marker] = []
+        self.events = []
+
+    def attach(self, session: LiveSession | None) -> bool:
+        """Follow `session`; True when it is a different one (the caller clears its views)."""
+        if session is self.session:
+            return False
+        self.session = session
+        self.reset()
+        return True
+
+    def reset(self) -> None:
+        self.histories.clear()
+        self.phase_marks.clear()
+        self.events = []
+
+    def pull(self) -> tuple[bool, list]:
+        """Take new samples and events; returns (timeline reset, new events)."""
+        s = self.session
+        if s is None:
+            return False, []
+        reset, new = s.poll_events()
+        if reset:
+            self.phase_marks.clear()
+            self.events = []
+        from labconsole import events as ev
+
+        for e in new:
+            if e.kind == ev.PHASE_START and e.phase:
+                self.phase_marks.append(Marker(e.wall_ns / 1e9, e.phase))
+        self.events.extend(e for e in new if e.kind != ev.PROGRESS)
+        for key, ring in s.rings().items():
+            self.histories.setdefault(key, SeriesHistory()).sync(ring)
+        return reset, new
+
+    def power_series(self) -> list[Series]:
+        out = []
+        for (src, ch), h in self.histories.items():
+            label = src if ch == "main" else f"{src}/{ch}"
+            last = h.last_valid()
+            out.append(Series(label, h.t, h.y, value_text=f"{last:.1f} W" if np.isfinite(last) else "-"))
+        return out
+
+    def qps(self) -> tuple[np.ndarray, np.ndarray]:
+        """QPS over the whole session: each phase's series, NaN between phases (a gap, not a ramp)."""
+        s = self.session
+        if s is None:
+            return np.empty(0), np.empty(0)
+        ts, qs = [], []
+        for phase, (w, c) in sorted(s.progress().items(), key=lambda kv: int(kv[1][0][0]) if len(kv[1][0]) else 0):
+            t, q = qps_series(w, c)
+            if len(t):
+                ts += [t, [t[-1] + 1e-6]]
+                qs += [q, [np.nan]]
+        if not ts:
+            return np.empty(0), np.empty(0)
+        return np.concatenate(ts), np.concatenate(qs)

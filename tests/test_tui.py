@@ -1,0 +1,260 @@
+"""The console driven with Textual's Pilot, at 80x24: run, guided calibration with abort,
+recordings -> results -> replay at 100x, an MLPerf folder replayed, bench readings, help.
+
+Each test waits on state with a generous deadline (the machine is shared); none asserts on time.
+"""
+
+from __future__ import annotations
+
+import re
+
+import json
+import math
+import time
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from conftest import FIXTURES, run_cli
+from labconsole import events as ev
+
+MLPERF = FIXTURES / "mlperf-results" / "v4.0__Dell__XR8620_L4x1_MaxQ_TRT_MaxQ__resnet50__Offline"
+SIZE = (80, 24)
+
+
+async def wait_for(pilot, cond, timeout: float = 60.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        await pilot.pause(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def console(profile_path: Path, **kw):
+    from labconsole.profile import load_profile
+    from labconsole.tui.app import LabConsole
+
+    return LabConsole(load_profile(profile_path), **kw)
+
+
+def screen_text(app) -> str:
+    """What the terminal shows now, as plain text (for asserting on visible words)."""
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
+def test_tcss_files_referenced_by_the_code_are_in_the_package():
+    from labconsole.tui import app as app_module
+
+    pkg = resources.files("labconsole.tui")
+    assert app_module.CSS_FILES
+    for name in app_module.CSS_FILES:
+        assert (pkg / name).is_file(), f"{name} is referenced by LabConsole.CSS_PATH but not in labconsole/tui"
+
+
+async def test_a_run_advances_through_its_phases_fills_the_plots_and_shows_results(sim_profile):
+    from labconsole.tui.plot import TimePlot
+    from labconsole.tui.screens.results import ResultsScreen
+    from labconsole.tui.screens.run import RunScreen
+
+    app = console(sim_profile())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), 10, "the Run screen")
+        assert "press s to start" in screen_text(app)
+        await pilot.press("s")
+        await wait_for(pilot, lambda: app.session is not None, 10, "a session")
+        phases = []
+        while not app.session.finished:
+            ph = app.session.phase_clock().phase
+            if not phases or phases[-1] != ph:
+                phases.append(ph)
+            await pilot.pause(0.1)
+            assert len(phases) < 50
+        await pilot.pause(0.5)  # a last tick after the seal
+        assert app.session.status == "completed", app.session.outcome
+        # The phases advance in order (the short idle may fall between two looks).
+        order = [p for p in phases if p in ("calibration", "idle", "ranging", "testing", "done")]
+        assert order.index("ranging") < order.index("testing")
+        run = app.screen
+        log_text = "\n".join(line.text for line in run.query_one("#run-log").lines)
+        for phase in ("idle", "ranging", "testing"):
+            assert f"[{phase}] {phase}" in log_text or f">> [{phase}]" in log_text
+        power = run.query_one("#run-power", TimePlot)
+        qps = run.query_one("#run-qps", TimePlot)
+        assert power.builds > 3 and qps.builds > 3
+        n_power = sum(len(s.t) for s in power._frame.series)
+        assert n_power > 50
+        assert any(len(s.t) > 10 for s in qps._frame.series)
+        drawn = "\n".join(strip.text for strip in power._strips or [])
+        assert any(0x2800 < ord(ch) <= 0x28FF for ch in drawn), "no braille dots in the power plot"
+        assert any(p in drawn for p in ("idle", "ranging", "testing"))  # phase markers, labelled where there is room
+        assert len(power._frame.markers) >= 3
+        # Results of the run: metric and checks, computed off the loop.
+        await pilot.press("v")
+        await wait_for(pilot, lambda: isinstance(app.screen, ResultsScreen) and app.screen.data is not None, 60, "results")
+        text = screen_text(app)
+        assert "avg_power" in text
+        # the checks' summary line is on screen; every check is in the (scrollable) list
+        assert re.search(r"checks\s+\d+ (fail|warn|pass)", text), text
+        names = {r.name for r in app.screen.data["checks"]}
+        assert {"manifest", "power window", "loadgen validity"} <= names
+        res = app.screen
+        assert res.query_one("#res-power", TimePlot)._frame.spans  # the power window is marked
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), 10, "back on the Run screen")
+
+
+async def test_guided_calibration_run_retry_skip_then_abort_seals_the_bundle_as_aborted(sim_profile):
+    from labconsole.tui.screens.calibrate import CalibrateScreen
+    from labconsole.tui.widgets import ConfirmScreen
+
+    app = console(sim_profile(idle=0.3, duration=30))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, CalibrateScreen), 10, "the Calibrate screen")
+        await pilot.press("g")
+        await wait_for(pilot, lambda: app.guide is not None and app.guide.waiting, 60, "the first step to wait for the operator")
+        g = app.guide
+        keys = [st.key for st in g.steps]
+        assert "idle_baseline" in keys
+        while g.current.key != "idle_baseline":  # skip the steps before it (identity, certificate, ...)
+            before = g.current.key
+            await pilot.press("k")
+            await wait_for(pilot, lambda: g.waiting and g.current.key != before, 60, "the next step")
+            assert g.calibration.results[before].status == "skip"
+        await pilot.press("t")  # run
+        await wait_for(pilot, lambda: g.waiting and g.result(g.current) is not None, 60, "the step's verdict")
+        assert g.result(g.current).status in ("pass", "warn")
+        await pilot.pause(0.4)
+        assert "Verdict" in screen_text(app) and "attempt 1" in screen_text(app)
+        await pilot.press("t")  # retry
+        await wait_for(pilot, lambda: g.waiting and g.result(g.current).attempts == 2, 60, "the retry's verdict")
+        steps = list(g.steps)
+        for _ in steps:  # skip whatever steps there are (more may be added to the default list)
+            await wait_for(pilot, lambda: g.waiting or g.done.is_set(), 60, "the next step")
+            if g.done.is_set():
+                break
+            await pilot.press("k")
+            await pilot.pause(0.3)
+        await wait_for(pilot, lambda: g.done.is_set(), 60, "calibration to finish")
+        assert g.calibration.results["idle_baseline"].status == "skip"
+        assert g.calibration.results["idle_baseline"].attempts == 3
+        # The run goes on (Run screen); abort it with a confirmation.
+        await wait_for(pilot, lambda: app.current_mode == "run", 10, "the Run screen after calibration")
+        await wait_for(pilot, lambda: app.session.proc.phase in ("probe", "ranging", "testing"), 60, "the workload phases")
+        await pilot.press("x")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 10, "the confirmation")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: app.session.finished, 90, "the aborted run to seal")
+        bundle = app.session.bundle_path()
+    run = json.loads((bundle / "data" / "run.json").read_text())
+    assert run["exit_status"] == "aborted" and "operator" in run["reason"]
+    assert (bundle / "bagit.txt").exists()
+    cal = json.loads((bundle / "data" / "calibration.json").read_text())
+    idle = next(s for s in cal["steps"] if s["key"] == "idle_baseline")
+    assert idle["status"] == "skip" and idle["attempts"] == 3
+    out = run_cli("check", str(bundle), "--json")
+    checks = {c["name"]: c["status"] for c in json.loads(out.stdout)["checks"]}
+    assert checks["manifest"] == "pass" and checks["run status"] == "fail"
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    """A profile whose recordings folder holds one completed bundle."""
+    from conftest import SIM_PROFILE, write_profile
+    from labconsole.procedure.run import RunProcedure
+    from labconsole.profile import load_profile
+
+    folder = tmp_path_factory.mktemp("recorded")
+    prof = write_profile(
+        folder,
+        SIM_PROFILE.format(recordings=folder / "recordings", scenario="Offline", duration=2, sut="matmul", sut_options="{size: 128, threads: 0}", idle=0.5, interval=0.05, workload_extra=""),
+    )
+    out = RunProcedure(load_profile(prof)).run()
+    assert out.exit_status == "completed", out.reason
+    return prof, out.bundle
+
+
+async def test_recordings_open_results_then_replay_at_100x_to_the_end(recorded):
+    from textual.widgets import DataTable
+
+    from labconsole.tui.screens.recordings import RecordingsScreen
+    from labconsole.tui.screens.results import ResultsScreen
+    from labconsole.tui.screens.run import RunScreen
+
+    prof, bundle = recorded
+    app = console(prof)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("o")
+        await wait_for(pilot, lambda: isinstance(app.screen, RecordingsScreen) and str(bundle) in app.screen.rows, 30, "the bundle in the list")
+        rec = app.screen
+        await wait_for(pilot, lambda: "checks" in rec.rows[str(bundle)], 60, "the row's checks")
+        table = rec.query_one("#rec-table", DataTable)
+        row = table.get_row(str(bundle))
+        assert "avg_power" not in str(row)  # the metric column shows the value and unit
+        assert " W" in str(row[4]) and "PASS" in str(row[5]) or "WARN" in str(row[5]) or "FAIL" in str(row[5])
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ResultsScreen) and app.screen.data is not None, 60, "results")
+        assert app.screen.path == bundle
+        await pilot.press("p")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen) and app.session is not None and app.session.kind == "replay", 30, "the replay")
+        await pilot.press("3")
+        assert app.session.speed == 100.0
+        await wait_for(pilot, lambda: app.session.finished, 60, "the replay to reach the end")
+        await pilot.pause(0.5)
+        assert app.session.status == "replayed"
+        log_text = "\n".join(line.text for line in app.screen.query_one("#run-log").lines)
+        assert "run completed" in log_text and "RESULT" in log_text
+        ring = app.session.rings()[("wall", "main")]
+        assert ring.total == len(app.session.samples[("wall", "main")])
+        # Seeking back restarts the timeline at that point.
+        await pilot.press("space")
+        await pilot.press("home")
+        await wait_for(pilot, lambda: app.session.clock.fraction < 0.01 and app.session.rings()[("wall", "main")] is not ring, 10, "the seek")
+
+
+async def test_an_mlperf_result_folder_replays_with_a_synthesized_timeline(sim_profile):
+    from labconsole.tui.plot import TimePlot
+
+    app = console(sim_profile(), replay=MLPERF, speed=math.inf)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.session is not None and app.session.finished, 60, "the replay")
+        await pilot.pause(0.5)
+        run = app.screen
+        log_text = "\n".join(line.text for line in run.query_one("#run-log").lines)
+        assert "power_begin" in log_text and "avg_power" in log_text
+        power = run.query_one("#run-power", TimePlot)
+        assert power._frame.spans and sum(len(s.t) for s in power._frame.series) == 718
+
+
+async def test_bench_shows_live_readings_and_help_lists_the_keys(sim_profile):
+    from labconsole.tui.screens.bench import BenchScreen
+    from labconsole.tui.screens.help import HelpScreen
+
+    app = console(sim_profile())
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, BenchScreen), 10, "the Bench screen")
+        await wait_for(pilot, lambda: app.bench_monitor is not None and app.bench_monitor.status.get("wall") == "ok", 30, "the source to open")
+        await wait_for(pilot, lambda: " W" in screen_text(app) and "SIM-0001" in screen_text(app), 30, "a live reading")
+        keys = ("r Run", "c Calibrate", "o Recordings", "? Help", "q Quit")
+        await wait_for(pilot, lambda: all(k in screen_text(app).splitlines()[-1] for k in keys), 10, "the keys in the footer")
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        for title in ("Start a run", "Start a run with guided calibration", "Abort the run", "Recordings", "Replay speed 100x", "Help"):
+            assert title in titles  # everything is in the command palette too
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), 10, "help")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, BenchScreen), 10, "back from help")
+        monitor = app.bench_monitor
+        await pilot.press("q")
+    assert monitor.stopped.wait(10)
+
+
+def test_replay_command_reports_a_bad_path_without_opening_the_console(tmp_path):
+    out = run_cli("replay", str(tmp_path / "nowhere"))
+    assert out.returncode == 2
+    assert "no such file or folder" in out.stderr and "Traceback" not in out.stderr
+    out = run_cli("replay", str(MLPERF), "--speed", "fast-ish")
+    assert out.returncode == 2 and "--speed" in out.stderr
