@@ -101,7 +101,7 @@ def test_hanging_sut_is_stopped_and_the_bundle_sealed_failed(sim_profile, tmp_pa
 def test_sigterm_aborts_cleanly_and_keeps_what_was_recorded(sim_profile, tmp_path):
     profile = sim_profile(duration=30)
     proc = start_run(profile)
-    wait_for_line(proc, ">> [testing]")
+    wait_for_line(proc, ">> [ranging]")
     time.sleep(2.0)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
@@ -112,7 +112,7 @@ def test_sigterm_aborts_cleanly_and_keeps_what_was_recorded(sim_profile, tmp_pat
     assert "SIGTERM" in run["reason"]
     assert verify(bundle).ok
     rec = open_run(bundle)
-    assert len(rec.phases["testing"].samples) > 20  # the testing samples up to the abort are kept
+    assert len(rec.phases["ranging"].samples) > 20  # the samples up to the abort are kept
     # every sample read was written: the recorder's own count equals what is on disk
     on_disk = sum(len(p.samples) for p in rec.phases.values() if p.samples is not None)
     assert run["acquisition"]["samples_written"] == on_disk
@@ -126,7 +126,7 @@ def test_sigterm_aborts_cleanly_and_keeps_what_was_recorded(sim_profile, tmp_pat
 def test_sigkill_leaves_a_readable_unsealed_bundle_that_recover_seals(sim_profile, tmp_path):
     profile = sim_profile(duration=30, interval=0.02)
     proc = start_run(profile)
-    wait_for_line(proc, ">> [testing]")
+    wait_for_line(proc, ">> [ranging]")
     time.sleep(3.0)
     kill_ns = time.time_ns()
     proc.kill()
@@ -138,7 +138,7 @@ def test_sigkill_leaves_a_readable_unsealed_bundle_that_recover_seals(sim_profil
     manifest = [c for c in json.loads(chk.stdout)["checks"] if c["name"] == "manifest"][0]
     assert "not sealed" in manifest["message"]
     rec = open_run(bundle)
-    last = int(rec.phases["testing"].samples["wall_ns"].max())
+    last = int(rec.phases["ranging"].samples["wall_ns"].max())
     lost_s = (kill_ns - last) / 1e9
     assert lost_s < 1.6, f"{lost_s:.2f} s of samples lost (the recorder flushes about once a second)"
     rcv = run_cli("recover", str(bundle))
@@ -148,10 +148,10 @@ def test_sigkill_leaves_a_readable_unsealed_bundle_that_recover_seals(sim_profil
     assert run["exit_status"] == "recovered"
     rep = run_cli("report", str(bundle), "--json")
     assert rep.returncode == 0, rep.stderr
-    testing = json.loads(rep.stdout)["phases"]["testing"]
-    assert testing["samples"] == len(rec.phases["testing"].samples)
-    assert testing["power_window"] is False  # LoadGen never finished: a phase average only
-    assert testing["avg_watts"] > 0
+    ranging = json.loads(rep.stdout)["phases"]["ranging"]
+    assert ranging["samples"] == len(rec.phases["ranging"].samples)
+    assert ranging["power_window"] is False  # LoadGen never finished: a phase average only
+    assert ranging["avg_watts"] > 0
 
 
 def test_full_disk_stops_the_run_with_a_clear_error(sim_profile, tmp_path):
