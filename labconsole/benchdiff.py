@@ -40,7 +40,7 @@ def _changed(key: str, then: Any, now: Any, severity: str, what: str) -> Differe
     return Difference(severity, key, then, now, f"{what}: {_shown(then)} -> {_shown(now)}")
 
 
-def _get(d: Any, *path: str) -> Any:
+def dig(d: Any, *path: str) -> Any:
     for p in path:
         if not isinstance(d, dict):
             return None
@@ -118,8 +118,8 @@ def _diff_source(name: str, a: dict, b: dict, then_env: dict, now_env: dict) -> 
         out.append(_changed(f"{key}.scope", a.get("scope"), b.get("scope"), WARNING, f"source {name}: what it measures"))
     # The calibration certificate the profile declares, and whether it was still valid each time.
     ca, cb = a.get("calibration"), b.get("calibration")
-    da, db = _get(ca, "certificate_date"), _get(cb, "certificate_date")
-    if (ca is not None or cb is not None) and (da != db or _get(ca, "interval_days") != _get(cb, "interval_days")):
+    da, db = dig(ca, "certificate_date"), dig(cb, "certificate_date")
+    if (ca is not None or cb is not None) and (da != db or dig(ca, "interval_days") != dig(cb, "interval_days")):
         out.append(_changed(f"{key}.calibration", da, db, WARNING, f"source {name}: calibration certificate date"))
     due_a, due_b = _certificate_due(ca), _certificate_due(cb)
     when_a, when_b = _env_date(then_env), _env_date(now_env)
@@ -128,7 +128,7 @@ def _diff_source(name: str, a: dict, b: dict, then_env: dict, now_env: dict) -> 
             Difference(WARNING, f"{key}.calibration_due", str(due_a) if due_a else None, str(due_b),
                        f"source {name}: calibration certificate expired on {due_b} (it was valid for the earlier run)")
         )
-    pa, pb = _get(a, "capabilities", "power_kind"), _get(b, "capabilities", "power_kind")
+    pa, pb = dig(a, "capabilities", "power_kind"), dig(b, "capabilities", "power_kind")
     if pa and pb and pa != pb:
         out.append(_changed(f"{key}.power_kind", pa, pb, WARNING, f"source {name}: what its watts are (instant/average/counter/meter)"))
     return out
@@ -165,7 +165,7 @@ def diff_environments(then: dict | None, now: dict | None, missing_source: str =
             ident = b.get("identity") or {}
             out.append(Difference(INFO, f"sources.{name}", None, ident.get("model") or b.get("driver"), f"source {name} ({b.get('driver')}) is new"))
     for path, what, severity in HOST_FIELDS:
-        va, vb = _get(then, *path), _get(now, *path)
+        va, vb = dig(then, *path), dig(now, *path)
         if va != vb:
             out.append(_changed(".".join(path), va, vb, severity, what))
     pa, pb = then.get("packages") or {}, now.get("packages") or {}

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from labconsole.benchdiff import WARNING, Difference, diff_environments, record_environment
+from labconsole.benchdiff import WARNING, Difference, diff_environments, record_environment, dig
 
 
 @dataclass
@@ -116,14 +116,6 @@ def _num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _get(d: Any, *path: str) -> Any:
-    for p in path:
-        if not isinstance(d, dict):
-            return None
-        d = d.get(p)
-    return d
-
-
 def _side(record: Any, report: dict, checks: list) -> RunSide:
     from labconsole.checks import passed
 
@@ -132,7 +124,7 @@ def _side(record: Any, report: dict, checks: list) -> RunSide:
         path=str(record.path),
         kind=record.kind,
         id=info.get("id"),
-        profile=_get(info, "profile", "name"),
+        profile=dig(info, "profile", "name"),
         scenario=report.get("scenario"),
         exit_status=record.exit_status,
         start=info.get("start"),
@@ -160,7 +152,7 @@ def figures_of(ra: dict, rb: dict) -> tuple[list[Figure], list[str]]:
         figs.append(Figure("metric", f"metric ({name})", unit, ma.get("value"), None, "lower"))
     else:
         figs.append(Figure("metric", f"metric ({name})", unit, ma.get("value"), mb.get("value"), "lower"))
-    figs.append(Figure("avg_power", "average power (testing window)", "W", _get(ra, "power", "avg_watts"), _get(rb, "power", "avg_watts"), "lower"))
+    figs.append(Figure("avg_power", "average power (testing window)", "W", dig(ra, "power", "avg_watts"), dig(rb, "power", "avg_watts"), "lower"))
     figs.append(Figure("samples_per_joule", "samples per joule", "samples/J", ra.get("samples_per_joule"), rb.get("samples_per_joule"), "higher"))
     epq = [m.get("value") if m.get("name") == "energy_per_query" else None for m in (ma, mb)]
     if any(v is not None for v in epq):
@@ -173,16 +165,16 @@ def figures_of(ra: dict, rb: dict) -> tuple[list[Figure], list[str]]:
         figs.append(Figure("performance", f"performance ({pkey})", punit, pa.get("value"), None, pbetter))
     else:
         figs.append(Figure("performance", f"performance ({pkey or 'QPS'})", punit, pa.get("value"), pb.get("value"), pbetter))
-    figs.append(Figure("window_s", "power window", "s", _get(ra, "power", "window_s"), _get(rb, "power", "window_s")))
-    figs.append(Figure("samples_in_window", "samples in the window", "", _get(ra, "power", "samples_in_window"), _get(rb, "power", "samples_in_window")))
-    figs.append(Figure("energy_j", "energy in the window", "J", _get(ra, "energy", "joules"), _get(rb, "energy", "joules"), "lower"))
-    figs.append(Figure("idle_baseline", "idle baseline", "W", _get(ra, "idle_baseline", "avg_watts"), _get(rb, "idle_baseline", "avg_watts"), "lower"))
-    figs.append(Figure("uncertainty_mean_pct", "uncertainty (mean of samples)", "%", _get(ra, "uncertainty", "mean_pct"), _get(rb, "uncertainty", "mean_pct"), "lower"))
-    figs.append(Figure("uncertainty_max_pct", "uncertainty (worst sample)", "%", _get(ra, "uncertainty", "max_pct"), _get(rb, "uncertainty", "max_pct"), "lower"))
+    figs.append(Figure("window_s", "power window", "s", dig(ra, "power", "window_s"), dig(rb, "power", "window_s")))
+    figs.append(Figure("samples_in_window", "samples in the window", "", dig(ra, "power", "samples_in_window"), dig(rb, "power", "samples_in_window")))
+    figs.append(Figure("energy_j", "energy in the window", "J", dig(ra, "energy", "joules"), dig(rb, "energy", "joules"), "lower"))
+    figs.append(Figure("idle_baseline", "idle baseline", "W", dig(ra, "idle_baseline", "avg_watts"), dig(rb, "idle_baseline", "avg_watts"), "lower"))
+    figs.append(Figure("uncertainty_mean_pct", "uncertainty (mean of samples)", "%", dig(ra, "uncertainty", "mean_pct"), dig(rb, "uncertainty", "mean_pct"), "lower"))
+    figs.append(Figure("uncertainty_max_pct", "uncertainty (worst sample)", "%", dig(ra, "uncertainty", "max_pct"), dig(rb, "uncertainty", "max_pct"), "lower"))
     figs.append(Figure("ranging_delta_pct", "testing vs ranging", "%", ra.get("ranging_delta_pct"), rb.get("ranging_delta_pct")))
     sa, sb = ra.get("sources") or {}, rb.get("sources") or {}
     for src in list(dict.fromkeys(list(sa) + list(sb))):
-        figs.append(Figure(f"source.{src}.avg_watts", f"source {src}: average power", "W", _get(sa, src, "avg_watts"), _get(sb, src, "avg_watts"), "lower"))
+        figs.append(Figure(f"source.{src}.avg_watts", f"source {src}: average power", "W", dig(sa, src, "avg_watts"), dig(sb, src, "avg_watts"), "lower"))
     if ra.get("scenario") != rb.get("scenario"):
         notes.append(f"the scenarios differ ({ra.get('scenario')} against {rb.get('scenario')})")
     return figs, notes
@@ -219,7 +211,7 @@ def compare_runs(a: Any, b: Any) -> Comparison:
     ca, cb = checks.run_checks(ra_rec), checks.run_checks(rb_rec)
     figs, notes = figures_of(ra, rb)
     env = diff_environments(record_environment(ra_rec), record_environment(rb_rec), missing_source=WARNING)
-    rerun = _get(rb_rec.run_info, "rerun_of", "id")
+    rerun = dig(rb_rec.run_info, "rerun_of", "id")
     if rerun and rerun == (ra_rec.run_info or {}).get("id"):
         notes.insert(0, "B is a rerun of A (labconsole run --from)")
     for side, rec in (("A", ra_rec), ("B", rb_rec)):

@@ -186,6 +186,27 @@ class LoadModel:
         return (self.idle_w + self.dynamic_w + 4 * self.noise_w) / (self.volts * min(self.pf_idle, self.pf_load))
 
 
+ACTIVE_THRESHOLD = 0.02  # "active": the benchmark uses more than this share of the machine
+
+
+def utilisation_source(value: "str | float") -> Callable[[], float]:
+    """What a load model follows, by the name a profile or emulator option gives it.
+
+    'workload': the running benchmark's CPU use (in-process tracker); 'host': the whole
+    machine's; 'active': 1 while the benchmark computes at all, else 0 (a microcontroller
+    running its inference loop draws its active power whatever a host CPU share says);
+    a number: that constant utilisation.
+    """
+    if value == "workload":
+        return workload_utilisation()
+    if value == "host":
+        return host_utilisation()
+    if value == "active":
+        work = workload_utilisation()
+        return lambda: 1.0 if work() > ACTIVE_THRESHOLD else 0.0
+    return constant_utilisation(float(value))
+
+
 def constant_utilisation(value: float) -> Callable[[], float]:
     """A fixed utilisation, for tests that must not depend on the host's load."""
     if not 0.0 <= value <= 1.0 or math.isnan(value):

@@ -103,11 +103,7 @@ def test_current_mode_binary_at_50khz(emu):
         src.close()
     assert len(batch) > 20000
     assert np.all(batch["status"] == OK)
-    steps = np.diff(batch["mono_ns"])
-    # Samples are 20 us apart; the clock's anchor may move earlier a few times when data
-    # arrives sooner than the first estimate allowed (a busy host), never backwards in time.
-    assert np.all(steps > 0)
-    assert np.mean(steps == 20_000) > 0.99
+    assert_regular(batch["mono_ns"], 20_000)
     assert batch["watts"].mean() == pytest.approx(0.015, abs=0.0005)
     assert batch["amps"].mean() == pytest.approx(0.015 / 1.8, rel=0.03)
     assert src.counters["protocol_errors"] == 0 and src.counters["dropped"] == 0
@@ -212,6 +208,14 @@ def test_d7_events_come_through_the_side_channel(emu):
     assert np.all(np.abs(gaps - 200) <= 1)
 
 
+def assert_regular(mono_ns, step_ns: int) -> None:
+    """Samples `step_ns` apart. The driver's clock anchor may move earlier a few times when
+    data arrives sooner than its first estimate allowed (a busy host); never backwards."""
+    steps = np.diff(mono_ns)
+    assert np.all(steps > 0)
+    assert np.mean(steps == step_ns) > 0.99
+
+
 def test_the_emulator_refuses_what_the_firmware_refuses(emu):
     e = emu()
     src = source(e, frequency_hz=10000, enforce_board_limits=False)
@@ -225,7 +229,8 @@ def test_the_emulator_refuses_what_the_firmware_refuses(emu):
         batch = collect(fast, 0.5)
     finally:
         fast.close()
-    assert len(batch) > 3000 and np.all(np.diff(batch["mono_ns"]) == 100_000)
+    assert len(batch) > 3000
+    assert_regular(batch["mono_ns"], 100_000)
 
 
 def test_discover_identifies_named_ports_and_rejects_silent_ones(emu, tmp_path):

@@ -34,13 +34,12 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from labconsole import powershield as ps
-from labconsole.loadmodel import LoadModel, constant_utilisation, host_utilisation, workload_utilisation
+from labconsole.loadmodel import LoadModel, utilisation_source
 
 HELP_TEXT = (
     "help echo powershield version range status htc hrc lcd psrst volt freq acqtime acqmode funcmode "
     "output format trigsrc trigdelay currthres eventsrc pwr pwrend start stop targrst temp autotest calib"
 )
-ACTIVE_THRESHOLD = 0.02  # benchmark CPU share above which an 'active' device counts as busy
 QUERIES = {"help", "echo", "powershield", "version", "range", "status", "temp", "htc", "hrc"}
 DURING_ACQUISITION = {"stop", "pwr", "targrst", "help", "echo", "powershield", "version", "status", "temp"}
 
@@ -90,15 +89,7 @@ class PowerShieldEmulator:
     def __init__(self, options: EmulatorOptions | None = None):
         self.options = options or EmulatorOptions()
         o = self.options
-        if o.utilisation == "active":
-            work = workload_utilisation()
-            util = lambda: 1.0 if work() > ACTIVE_THRESHOLD else 0.0  # noqa: E731
-        elif o.utilisation == "workload":
-            util = workload_utilisation()
-        elif o.utilisation == "host":
-            util = host_utilisation()
-        else:
-            util = constant_utilisation(float(o.utilisation))
+        util = utilisation_source(o.utilisation)
         self.model = LoadModel(idle_w=o.idle_mw / 1000, dynamic_w=o.dynamic_mw / 1000, noise_w=o.noise_mw / 1000, volts=3.3, pf_idle=1.0, pf_load=1.0, seed=o.seed, utilisation=util)
         self._rng = np.random.default_rng(o.seed)
         self.cfg = _Config()

@@ -35,7 +35,7 @@ from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from labconsole.loadmodel import LoadModel, constant_utilisation, host_utilisation, workload_utilisation
+from labconsole.loadmodel import LoadModel, utilisation_source
 from labconsole.ranges import OVERRANGE_FACTOR, AutoRanger, pick_range
 from labconsole.sources.ptd import PTD_MODELS, MeterSpec
 
@@ -157,12 +157,7 @@ class PtdEmulator:
             raise ValueError(f"device type {o.device_type} is not emulated (emulated: {known})")
         self.device = DEVICES[o.device_type]
         self.spec = self.device.spec
-        if o.utilisation == "workload":
-            util = workload_utilisation()
-        elif o.utilisation == "host":
-            util = host_utilisation()
-        else:
-            util = constant_utilisation(float(o.utilisation))
+        util = utilisation_source(o.utilisation)
         self.model = LoadModel(
             idle_w=o.idle_w, dynamic_w=o.dynamic_w, noise_w=o.noise_w, volts=o.volts,
             pf_idle=o.pf_idle, pf_load=o.pf_load, seed=o.seed, utilisation=util,

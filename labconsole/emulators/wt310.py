@@ -42,7 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from labconsole.emulators import scpi
 from labconsole.emulators.scpi import ErrorQueue, ScpiError, ScpiParser, nr3, parse_bool, parse_choice, parse_number
-from labconsole.loadmodel import LoadModel, constant_utilisation, host_utilisation, workload_utilisation
+from labconsole.loadmodel import LoadModel, utilisation_source
 from labconsole.ranges import AutoRanger
 from labconsole.sources.yokogawa_models import MODELS
 
@@ -97,14 +97,6 @@ class EmulatorOptions(BaseModel):
         return v
 
 
-def _utilisation(value: Any):
-    if value == "workload":
-        return workload_utilisation()
-    if value == "host":
-        return host_utilisation()
-    return constant_utilisation(float(value))
-
-
 class WT310EMeter:
     """The instrument: state, SCPI command table, update clock. No sockets (see WT310EServer)."""
 
@@ -112,7 +104,7 @@ class WT310EMeter:
         self.options = options
         self.model = model or LoadModel(
             idle_w=options.idle_w, dynamic_w=options.dynamic_w, noise_w=options.noise_w, volts=options.volts,
-            pf_idle=options.pf_idle, pf_load=options.pf_load, seed=options.seed, utilisation=_utilisation(options.utilisation),
+            pf_idle=options.pf_idle, pf_load=options.pf_load, seed=options.seed, utilisation=utilisation_source(options.utilisation),
         )
         self.clock = clock
         self.lock = threading.Lock()

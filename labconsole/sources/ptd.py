@@ -49,7 +49,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from labconsole.ranges import WT310E_CURRENT_RANGES, WT310E_VOLTAGE_RANGES, AccuracySpec, RangeState
+from labconsole.ranges import AccuracySpec, RangeState
 from labconsole.samples import ERROR, NO_DATA, OK, SAMPLE_DTYPE, ChannelBatch, empty_batch, now_ns
 from labconsole.sources.base import Capabilities, Discovered, DriverOptions, Identity, Source, SourceError
 
@@ -59,10 +59,10 @@ INVALID = -1.0  # PTD writes -1.000000 in every field of a sample it could not r
 MAX_LINE_BYTES = 64 * 1024  # a sample line is < 1 KiB even with many channels: more is garbage
 
 # What the driver knows about the analyzers behind a PTD model name (Identify's first field):
-# range tables for the procedure and the accuracy spec for per-sample uncertainty. WT310E:
-# +-(0.1 % of reading + 0.05 % of range) at 45-66 Hz (IM WT310E-02EN p. 7-7); the older WT310:
-# +-(0.1 % + 0.1 %) (IM WT310-02EN p. 7-7). Unknown models still work: PTD rounds ranges itself,
-# the samples then carry no uncertainty (PTD's own `Uncertainty` summary still does).
+# range tables for the procedure and the accuracy spec for per-sample uncertainty, taken from
+# the Yokogawa driver's per-model tables (crest factor 3), so each model's numbers exist once.
+# Unknown models still work: PTD rounds ranges itself, the samples then carry no uncertainty
+# (PTD's own `Uncertainty` summary still does).
 
 
 @dataclass(frozen=True)
@@ -72,13 +72,32 @@ class MeterSpec:
     accuracy: AccuracySpec
 
 
-WT310E_ACCURACY = AccuracySpec(reading_pct=0.1, range_pct=0.05)
-PTD_MODELS: dict[str, MeterSpec] = {
-    "YokogawaWT310E": MeterSpec(WT310E_VOLTAGE_RANGES, WT310E_CURRENT_RANGES, WT310E_ACCURACY),
-    "YokogawaWT310": MeterSpec(WT310E_VOLTAGE_RANGES, WT310E_CURRENT_RANGES, AccuracySpec(reading_pct=0.1, range_pct=0.1)),
-    # WT332E/WT333E elements: current ranges 0.5..20 A at crest factor 3 (IM WT310E-01EN p. 2-7).
-    "YokogawaWT330_multichannel": MeterSpec(WT310E_VOLTAGE_RANGES, (0.5, 1.0, 2.0, 5.0, 10.0, 20.0), WT310E_ACCURACY),
+# PTD's analyzer names (MLPerf's SUPPORTED_MODEL keys, AC personalities) -> *IDN? model names.
+PTD_MODEL_NAMES = {
+    "YokogawaWT210": "WT210",
+    "YokogawaWT310": "WT310",
+    "YokogawaWT310E": "WT310E",
+    "YokogawaWT330": "WT330",
+    "YokogawaWT330E": "WT330E",
+    "YokogawaWT330_multichannel": "WT330E",
+    "YokogawaWT500": "WT500",
+    "YokogawaWT500_multichannel": "WT500",
 }
+
+
+def _ptd_models() -> dict[str, MeterSpec]:
+    from labconsole.sources.yokogawa_models import lookup_model
+
+    out: dict[str, MeterSpec] = {}
+    for ptd_name, idn_model in PTD_MODEL_NAMES.items():
+        spec = lookup_model(idn_model)
+        if spec is not None:
+            volts, amps = spec.ranges(3)
+            out[ptd_name] = MeterSpec(volts, amps, spec.accuracy_at(3))
+    return out
+
+
+PTD_MODELS: dict[str, MeterSpec] = _ptd_models()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,18 +16,18 @@ from typing import Literal
 from pydantic import Field
 
 from labconsole import __version__
-from labconsole.loadmodel import LoadModel, constant_utilisation, host_utilisation, workload_utilisation
+from labconsole.loadmodel import LoadModel, utilisation_source
 from labconsole.ranges import (
     OVERRANGE_FACTOR,
     WT310E_CURRENT_RANGES,
     WT310E_VOLTAGE_RANGES,
-    AccuracySpec,
     AutoRanger,
     RangeState,
     pick_range,
 )
 from labconsole.samples import NO_DATA, OK, OVERRANGE, ChannelBatch, now_ns, one_sample
 from labconsole.sources.base import Capabilities, DriverOptions, Identity, Source, SourceError
+from labconsole.sources.yokogawa_models import lookup_model
 
 
 class SimulatedOptions(DriverOptions):
@@ -51,19 +51,15 @@ class SimulatedSource(Source):
     Options = SimulatedOptions
     options: SimulatedOptions
 
-    ACCURACY = AccuracySpec(reading_pct=0.1, range_pct=0.1)
+    # Behaves like a WT310E, so it has that meter's accuracy: +-(0.1 % of reading + 0.05 % of range)
+    ACCURACY = lookup_model("WT310E").accuracy_at(3)
 
     def __init__(self, name: str, options: SimulatedOptions | None = None, sample_interval_s: float = 0.1):
         super().__init__(name, options, sample_interval_s)
         o = self.options
         if isinstance(o.utilisation, float) and not 0.0 <= o.utilisation <= 1.0:  # pragma: no cover
             raise SourceError(f"{name}: utilisation must be 'host' or a number in [0, 1]")
-        if o.utilisation == "workload":
-            util = workload_utilisation()
-        elif o.utilisation == "host":
-            util = host_utilisation()
-        else:
-            util = constant_utilisation(float(o.utilisation))
+        util = utilisation_source(o.utilisation)
         self.model = LoadModel(
             idle_w=o.idle_w,
             dynamic_w=o.dynamic_w,
@@ -167,7 +163,7 @@ class SimulatedSource(Source):
         if status == OK:
             sample = one_sample(
                 wall, mono, r.watts, volts=r.volts, amps=r.amps, pf=r.pf, energy_j=energy,
-                uncertainty_w=self.ACCURACY.uncertainty_w(r.watts, rv, ra), range_v=rv, range_a=ra,
+                uncertainty_w=self.ACCURACY.uncertainty_w(r.watts, rv, ra, r.pf), range_v=rv, range_a=ra,
             )
         else:
             sample = one_sample(wall, mono, math.nan, energy_j=energy, range_v=rv, range_a=ra, status=status)

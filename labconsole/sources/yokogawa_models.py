@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from labconsole.ranges import AccuracySpec
+from labconsole.ranges import WT310E_CURRENT_RANGES, WT310E_VOLTAGE_RANGES, AccuracySpec
 
 # ---------------------------------------------------------------------------------------------
 # Command dialects. Long forms as the manuals spell them (meters accept long or short forms in
@@ -186,9 +186,9 @@ class ModelSpec:
 
 # WT300E family tables (IM WT310E-01EN p. 2-7; voltage split per crest factor from memory of the
 # same manual, confirmed by the WT310E command reference's <Voltage> list).
-_WT300_V = {3: (15.0, 30.0, 60.0, 150.0, 300.0, 600.0), 6: (7.5, 15.0, 30.0, 75.0, 150.0, 300.0)}
+_WT300_V = {3: WT310E_VOLTAGE_RANGES, 6: (7.5, 15.0, 30.0, 75.0, 150.0, 300.0)}
 _WT310_I = {
-    3: (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0),
+    3: WT310E_CURRENT_RANGES,
     6: (0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 }
 _WT310H_I = {3: (1.0, 2.0, 5.0, 10.0, 20.0, 40.0), 6: (0.5, 1.0, 2.5, 5.0, 10.0, 20.0)}
