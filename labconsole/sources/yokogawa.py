@@ -660,16 +660,19 @@ class YokogawaSource(Source):
                 if old is not None:
                     self._res.timeout = old
         ok = reply.strip() == "0"
-        return {"command": self.spec.dialect.zero_q, "reply": reply, "ok": ok, "detail": "zero-level compensation done" if ok else "the meter reports a failure"}
+        message = "zero-level compensation done" if ok else f"the meter reports a failure ({self.spec.dialect.zero_q} -> {reply.strip()!r})"
+        return {"command": self.spec.dialect.zero_q, "reply": reply, "ok": ok, "message": message}
 
     # --- discovery ------------------------------------------------------------------------------------
     @classmethod
     def discover(cls, hints: dict[str, Any] | None = None) -> list[Discovered]:
         """Yokogawa meters among the VISA resources, identified by *IDN?.
 
-        hints: visa_library (str or list; default '@py'), resources (extra addresses to try,
-        e.g. TCPIP::host::port::SOCKET, which no VISA library can list), timeout_s (per
-        resource, default 1), probe_serial (also ask serial ports; default False).
+        hints (the keys `labconsole.sources.discovery` passes): visa_resources (addresses to
+        try, e.g. TCPIP::host::port::SOCKET, which no VISA library can list), pyvisa_sim
+        (PyVISA-sim YAML paths, listed as extra VISA libraries), timeout_s (per exchange,
+        default 1); and, for direct use, visa_library (str or list; default '@py'),
+        resources (an alias of visa_resources), probe_serial (also ask serial ports).
         """
         import pyvisa
 
@@ -677,8 +680,9 @@ class YokogawaSource(Source):
         libs = hints.get("visa_library") or ["@py"]
         if isinstance(libs, str):
             libs = [libs]
+        libs = list(libs) + [p if str(p).endswith("@sim") else f"{p}@sim" for p in hints.get("pyvisa_sim") or []]
         timeout_s = float(hints.get("timeout_s", 1.0))
-        extra = list(hints.get("resources") or [])
+        extra = list(hints.get("visa_resources") or []) + list(hints.get("resources") or [])
         found: list[Discovered] = []
         for lib in libs:
             try:
