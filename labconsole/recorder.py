@@ -2,9 +2,10 @@
 
 Each source is read in its own thread; every batch goes to (1) a bounded ring per channel that
 the UI snapshots on its own timer and (2) the current segment's append-only stream in the
-bundle (`<phase>/samples-<source>.csv`), which a flusher thread writes and fsyncs about once a
-second. A source that stops answering is retried with bounded back-off; the gap is recorded
-as an event with its length. A disk that refuses writes stops the run with a clear error.
+bundle (`<phase>/samples-<source>.csv`, or `.bin` above 1 kHz), which a flusher thread writes
+and fsyncs about once a second. A source that stops answering is retried with bounded
+back-off; the gap is recorded as an event with its length. A disk that refuses writes stops
+the run with a clear error.
 """
 
 from __future__ import annotations
@@ -19,11 +20,17 @@ import numpy as np
 
 from labconsole import events as ev
 from labconsole.events import EventBus
-from labconsole.samples import OK, ChannelRing, SampleStreamWriter
+from labconsole.samples import OK, ChannelRing, open_sample_stream, stream_format_for, stream_path
 from labconsole.sources.base import Source
 
 FLUSH_INTERVAL_S = 1.0
 RECONNECT_BACKOFF_S = (0.5, 1.0, 2.0, 4.0)
+
+
+def _known(values: np.ndarray) -> np.ndarray:
+    """The values that are not NaN (the array itself when none is: no copy)."""
+    nan = np.isnan(values)
+    return values[~nan] if nan.any() else values
 
 
 @dataclass
@@ -44,22 +51,22 @@ class SegmentStats:
         n = len(batch)
         if n == 0:
             return
-        valid = batch[batch["status"] == OK]
+        ok = batch["status"] == OK
+        nvalid = int(np.count_nonzero(ok))
+        all_ok = nvalid == n  # the usual case: use the fields as they are, copy nothing
         self.samples += n
-        self.invalid += n - len(valid)
+        self.invalid += n - nvalid
         if self.first_wall_ns is None:
             self.first_wall_ns = int(batch["wall_ns"][0])
         self.last_wall_ns = int(batch["wall_ns"][-1])
-        if len(valid):
-            w = valid["watts"]
-            w = w[~np.isnan(w)]
+        if nvalid:
+            w = _known(batch["watts"] if all_ok else batch["watts"][ok])
             if len(w):
                 self.sum_w += float(w.sum())
                 self.max_w = float(np.nanmax([self.max_w, w.max()]))
                 self.min_w = float(np.nanmin([self.min_w, w.min()]))
             for name, attr in (("volts", "max_v"), ("amps", "max_a")):
-                col = valid[name]
-                col = col[~np.isnan(col)]
+                col = _known(batch[name] if all_ok else batch[name][ok])
                 if len(col):
                     cur = getattr(self, attr)
                     setattr(self, attr, float(col.max()) if math.isnan(cur) else max(cur, float(col.max())))
@@ -102,14 +109,28 @@ class RecorderFatal(RuntimeError):
 
 
 class Recorder:
-    def __init__(self, sources: list[tuple[Source, str]], bus: EventBus, ring_capacity: int = 1 << 18, fsync: bool = True):
-        """`sources`: (opened source, on_failure policy 'stop'|'continue')."""
+    def __init__(
+        self,
+        sources: list[tuple[Source, str]],
+        bus: EventBus,
+        ring_capacity: int = 1 << 18,
+        fsync: bool = True,
+        stream_formats: dict[str, str] | None = None,
+    ):
+        """`sources`: (opened source, on_failure policy 'stop'|'continue').
+
+        `stream_formats`: per source name, 'csv', 'binary' or 'auto' (the default: CSV up to
+        1 kHz, binary above; see samples.py).
+        """
+        self.stream_formats = {
+            s.name: stream_format_for(s.sample_interval_s, (stream_formats or {}).get(s.name, "auto")) for s, _ in sources
+        }
         self.bus = bus
         self.fsync = fsync
         self.states: dict[str, SourceState] = {s.name: SourceState(s, policy) for s, policy in sources}
         self.rings: dict[tuple[str, str], ChannelRing] = {}
         self._ring_capacity = ring_capacity
-        self._writers: dict[str, SampleStreamWriter] = {}
+        self._writers: dict = {}  # source name -> its stream writer in the current segment
         self._segment: str | None = None
         self.segment_stats: dict[str, dict[tuple[str, str], SegmentStats]] = {}
         self._lock = threading.Lock()
@@ -143,7 +164,7 @@ class Recorder:
     # --- segments (one per phase) ----------------------------------------------------------------
     def begin_segment(self, label: str, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        new = {name: SampleStreamWriter(folder / f"samples-{name}.csv", fsync=self.fsync) for name in self.states}
+        new = {name: self._open_writer(folder, name) for name in self.states}
         with self._lock:
             old, self._writers = self._writers, new
             self._segment = label
@@ -156,7 +177,10 @@ class Recorder:
             self._segment = None
         self._close_writers(old)
 
-    def _close_writers(self, writers: dict[str, SampleStreamWriter]) -> None:
+    def _open_writer(self, folder: Path, name: str):
+        return open_sample_stream(stream_path(folder, name, self.stream_formats[name]), fsync=self.fsync)
+
+    def _close_writers(self, writers: dict) -> None:
         for w in writers.values():
             try:
                 w.close()

@@ -126,7 +126,11 @@ class RunProcedure:
             self._start_bundle()
             self._open_sources()
             self._check_abort()
-            self.recorder = Recorder([(s, self.profile_spec(n).on_failure) for n, s in self.sources.items()], self.bus)
+            self.recorder = Recorder(
+                [(s, self.profile_spec(n).on_failure) for n, s in self.sources.items()],
+                self.bus,
+                stream_formats={n: self.profile_spec(n).stream for n in self.sources},
+            )
             self.recorder.start()
             self._calibrate()
             self._check_abort()
