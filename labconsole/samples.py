@@ -289,11 +289,11 @@ class _StreamWriter:
             if self._fsync:
                 os.fsync(self._fh.fileno())
         except BaseException:
-            if wrote:
-                try:
+            try:  # whatever reached the file of this flush goes (a write may fail part-way)
+                if os.stat(self.path).st_size != self._size:
                     os.truncate(self.path, self._size)
-                except OSError:
-                    pass
+            except OSError:
+                pass
             raise
         self._size += wrote
 
