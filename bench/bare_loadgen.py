@@ -6,14 +6,17 @@ The pattern measured in reference/loadgen.md (section 5, Appendix A): the SUT co
 sample inside the issue callback, Offline in chunks of 10,000; trace off; the audit.config
 path points nowhere. The settings are the ones labconsole's worker would use for the same
 config (scenario, min duration and query count, seeds, target QPS, latency bound), so the two
-differ only in what labconsole adds. Writes LoadGen's logs into the config's `outdir`.
+differ only in what labconsole adds. Writes LoadGen's logs into the config's `outdir`, and on
+stdout the CPU and wall time of the test itself, {"test_cpu_s": ..., "test_wall_s": ...}.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import resource
 import sys
+import time
 
 
 def main(argv: list[str]) -> int:
@@ -47,7 +50,11 @@ def main(argv: list[str]) -> int:
     ls.enable_trace = False
     sut = lg.ConstructSUT(issue_queries, lambda: None)
     qsl = lg.ConstructQSL(int(cfg["total_sample_count"]), int(cfg["performance_sample_count"]), lambda i: None, lambda i: None)
+    r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     lg.StartTestWithLogSettings(sut, qsl, ts, ls, os.path.join(cfg["outdir"], "no-audit-config", "audit.config"))
+    t1, r1 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    print(json.dumps({"test_cpu_s": cpu, "test_wall_s": t1 - t0}), flush=True)
     lg.DestroyQSL(qsl)
     lg.DestroySUT(sut)
     return 0

@@ -17,13 +17,14 @@ settings (`bench/bare_loadgen.py`). Runs alternate.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-from bench.core import ROOT, Context, Result, median
+from bench.core import ROOT, ChildCpu, Context, CpuClock, Result, median
 from labconsole import events as ev
 from labconsole.events import EventBus
 from labconsole.loadgen_log import parse_detail_log
@@ -35,6 +36,7 @@ from labconsole.workload.runner import LoadGenRun, ProgressPoint
 RATIO_TARGET = 0.95
 OFFLINE_QPS = 1e6  # offline_expected_qps: one query of 1.1 x this x duration samples (as in the reference)
 SERVER_START_QPS = 200_000.0
+FIXED_QPS = 100_000.0  # below the knee both ways: compares cost per query and tail latency, not luck
 
 
 def workload(scenario: str, qps: float, duration_s: float) -> LoadGenWorkload:
@@ -71,8 +73,24 @@ class ConsoleSide:
         self._stop = threading.Event()
         self._ui = threading.Thread(target=self._render, name="bench-console", daemon=True)
         self._last: ProgressPoint | None = None
+        self.runner: LoadGenRun | None = None
+        self.first_cpu: tuple[float, int] | None = None
+        self.last_cpu: tuple[float, int] | None = None
+
+    def test_cpu_per_sample(self) -> float | None:
+        if self.first_cpu is None or self.last_cpu is None or self.last_cpu[1] <= self.first_cpu[1]:
+            return None
+        return (self.last_cpu[0] - self.first_cpu[0]) / (self.last_cpu[1] - self.first_cpu[1])
 
     def on_progress(self, point: ProgressPoint) -> None:
+        # The worker's CPU between its first and last progress points (the test itself, without
+        # the interpreter's start), from /proc like the simulated meter's load model.
+        if self.runner is not None and self.runner.proc is not None:
+            cpu = _proc_cpu_s(self.runner.proc.pid)
+            if cpu is not None:
+                if self.first_cpu is None:
+                    self.first_cpu = (cpu, point.completed)
+                self.last_cpu = (cpu, point.completed)
         self._last = point
         self.bus.emit(ev.PROGRESS, f"{point.completed} completed", phase="testing", issued=point.issued, completed=point.completed)
 
@@ -105,15 +123,30 @@ class ConsoleSide:
 def run_labconsole(scenario: str, qps: float, duration_s: float, folder: Path) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    with ConsoleSide(folder) as console:
+    with ConsoleSide(folder) as console, CpuClock() as console_cpu, ChildCpu() as worker_cpu:
         runner = LoadGenRun(workload(scenario, qps, duration_s), folder, console.on_progress, scenario=scenario, duration_s=duration_s)
+        console.runner = runner
         result = runner.run()
     if not result.ok:
         raise RuntimeError(f"labconsole's LoadGen run {result.status}: {result.reason} {result.stderr_tail[-5:]}")
     out = _outcome(folder / "loadgen", time.perf_counter() - t0, "labconsole")
     out["progress_points"] = len(runner.progress)
     out["meter_samples"] = console.rec.written
+    out["process_cpu_s"] = worker_cpu.cpu_s
+    per = console.test_cpu_per_sample()
+    out["loadgen_cpu_us_per_sample"] = 1e6 * per if per is not None else None
+    out["console_cpu_pct"] = 100.0 * console_cpu.cpu_s / console_cpu.wall_s
     return out
+
+
+def _proc_cpu_s(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return None
+    fields = data[data.rfind(b")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_bare(scenario: str, qps: float, duration_s: float, folder: Path) -> dict:
@@ -126,11 +159,16 @@ def run_bare(scenario: str, qps: float, duration_s: float, folder: Path) -> dict
     }
     (folder / "bare.json").write_text(json.dumps(cfg), encoding="utf-8")
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "bench.bare_loadgen", str(folder / "bare.json")], cwd=str(ROOT),
-                          capture_output=True, text=True, timeout=30 * duration_s + 120, check=False)
+    with ChildCpu() as cpu:
+        proc = subprocess.run([sys.executable, "-m", "bench.bare_loadgen", str(folder / "bare.json")], cwd=str(ROOT),
+                              capture_output=True, text=True, timeout=30 * duration_s + 120, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"bare LoadGen failed ({proc.returncode}): {proc.stderr[-800:]}")
-    return _outcome(folder / "loadgen", time.perf_counter() - t0, "bare")
+    out = _outcome(folder / "loadgen", time.perf_counter() - t0, "bare")
+    out["process_cpu_s"] = cpu.cpu_s
+    test = json.loads(proc.stdout.strip().splitlines()[-1])
+    out["loadgen_cpu_us_per_sample"] = 1e6 * test["test_cpu_s"] / out["samples"] if out.get("samples") else None
+    return out
 
 
 def _clear(folder: Path) -> Path:
@@ -161,6 +199,7 @@ def run(ctx: Context) -> Result:
     res = Result("harness", 1, "Harness overhead: null SUT through labconsole's LoadGen worker vs bare LoadGen")
     off_dur = ctx.pick(10.0, 1.0)
     off_reps = ctx.pick(3, 1)
+    fixed_reps = ctx.pick(4, 2)
     srv_dur = ctx.pick(10.0, 1.0)
     srv_steps = ctx.pick(6, 3)
     srv_tol = ctx.pick(0.05, 0.25)
@@ -178,6 +217,24 @@ def run(ctx: Context) -> Result:
     lab, bare = median([r["value"] for r in offline["labconsole"]]), median([r["value"] for r in offline["bare"]])
     res.add("Offline samples/s (LoadGen's result)", lab, "/s", anchor=bare, anchor_label="bare LoadGen",
             target=f">= {RATIO_TARGET} x bare", met=bare > 0 and lab / bare >= RATIO_TARGET)
+
+    ctx.log(f"Server at a fixed {FIXED_QPS:,.0f} QPS: CPU per query of the LoadGen process and p99, {fixed_reps} alternating runs each")
+    fixed: dict[str, list[dict]] = {k: [] for k in ways}
+    for i in range(fixed_reps):
+        for how in (list(ways) if i % 2 == 0 else list(ways)[::-1]):
+            out = ways[how]("Server", FIXED_QPS, srv_dur, _clear(base / f"fixed-{how}"))
+            fixed[how].append(out)
+            ctx.log(f"Server {how} @ {FIXED_QPS:,.0f}: {out['validity']}, {out['loadgen_cpu_us_per_sample']:.2f} us CPU per query, p99 {out['p99_ms']:.1f} ms")
+    lab_us = median([r["loadgen_cpu_us_per_sample"] for r in fixed["labconsole"]])
+    bare_us = median([r["loadgen_cpu_us_per_sample"] for r in fixed["bare"]])
+    res.add(f"Server @ {FIXED_QPS / 1e3:g} k QPS: LoadGen process CPU per query, during the test", lab_us, "us", anchor=bare_us, anchor_label="bare LoadGen",
+            target="<= 1/0.95 x bare", met=lab_us <= bare_us / RATIO_TARGET,
+            note="the issue thread's cost per query sets the Server knee; robust to the machine's load")
+    res.add(f"Server @ {FIXED_QPS / 1e3:g} k QPS: p99 latency", median([r["p99_ms"] for r in fixed["labconsole"]]), "ms",
+            anchor=median([r["p99_ms"] for r in fixed["bare"]]), anchor_label="bare LoadGen",
+            note="what decides VALID near the knee (bound 100 ms)")
+    res.add("console process CPU while LoadGen runs (meter, progress, live line)",
+            median([r["console_cpu_pct"] for r in offline["labconsole"] + fixed["labconsole"]]), "%")
 
     ctx.log(f"Server: highest VALID target QPS, min duration {srv_dur:g} s, searches interleaved, {srv_reps} repetition(s)")
     server: dict[str, list] = {"labconsole": [], "bare": []}
@@ -206,7 +263,7 @@ def run(ctx: Context) -> Result:
     met = None if not (lab_q and bare_q) else lab_q / bare_q >= RATIO_TARGET
     res.add("Server: highest VALID target QPS", lab_q, "QPS", anchor=bare_q, anchor_label="bare LoadGen",
             target=f">= {RATIO_TARGET} x bare", met=met)
-    res.details = {"offline": offline, "server_runs": server, "server_best": best,
+    res.details = {"offline": offline, "server_fixed_qps": fixed, "server_runs": server, "server_best": best,
                    "settings": {"offline_qps": OFFLINE_QPS, "offline_duration_s": off_dur, "server_duration_s": srv_dur,
                                 "server_steps": srv_steps, "server_tolerance": srv_tol, "meter_interval_s": 0.01}}
     res.notes.append(f"Server search resolution: +-{srv_tol * 100:.0f} % ({srv_steps} steps from {SERVER_START_QPS:,.0f} QPS); "

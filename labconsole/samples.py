@@ -240,6 +240,7 @@ class _StreamWriter:
         self.written = 0  # samples on disk (flushed)
         self.appended = 0  # samples handed to the writer
         self.flushes = 0  # flushes that wrote samples
+        self._flush_no = 0  # the number of the last flush in the file (binary blocks carry it)
         try:
             if self._size == 0:
                 self._write_all([self._file_header()])
@@ -319,6 +320,7 @@ class _StreamWriter:
                 raise
             self.written += n
             self.flushes += 1
+            self._flush_no += 1
             return n
 
     def close(self) -> None:
@@ -392,10 +394,21 @@ class BinarySampleStreamWriter(_StreamWriter):
         return BINARY_MAGIC + np.array([BINARY_VERSION, len(body)], dtype="<u4").tobytes() + body
 
     def _check_existing(self) -> None:
+        """Appending to a stream a previous writer left (the samples read between phases go
+        to one stream across several writers): continue its flush numbers, so the reader's
+        "last flush" stays one flush, and cut off a torn end a crash left, which the reader
+        would drop anyway, so that new blocks never follow a broken one."""
         with open(self.path, "rb") as fh:
             head = fh.read(len(BINARY_MAGIC))
-        if head != BINARY_MAGIC:
-            raise StreamFormatError(f"{self.path}: exists and is not a binary sample stream; not appending to it")
+            if head != BINARY_MAGIC:
+                raise StreamFormatError(f"{self.path}: exists and is not a binary sample stream; not appending to it")
+            scan = _scan_binary(fh.fileno(), self.path)
+        if scan is None:
+            raise StreamFormatError(f"{self.path}: a binary stream torn while it was created; not appending to it")
+        self._flush_no = scan.blocks[-1].flush if scan.blocks else 0
+        if scan.end < self._size:
+            os.truncate(self.path, scan.end)
+            self._size = scan.end
 
     def _encode(self, todo: list[ChannelBatch]) -> list:
         import zlib
@@ -405,7 +418,7 @@ class BinarySampleStreamWriter(_StreamWriter):
         for cb in todo:
             by_channel.setdefault(cb.channel, []).append(cb.samples)
         parts: list = []
-        flush_no = self.flushes + 1
+        flush_no = self._flush_no + 1
         for channel, batches in by_channel.items():
             for group in _groups_of_at_most(batches, MAX_BLOCK_SAMPLES):
                 parts.extend(self._block(channel, group, flush_no, zlib.crc32))
@@ -516,6 +529,8 @@ def read_sample_stream(path: Path, verify: str = "tail", columns: tuple[str, ...
             raise ValueError(f"unknown sample columns: {', '.join(sorted(unknown))}")
     if head == BINARY_MAGIC:
         return _read_binary(path, verify, wanted, constant_views)
+    if path.suffix == STREAM_SUFFIXES["binary"] and BINARY_MAGIC.startswith(head):
+        return _empty_result(path, wanted)  # torn while being created: no samples
     return _read_csv(path, wanted)
 
 
@@ -577,70 +592,92 @@ class _Block:
     name_len: int
 
 
-def _read_binary(path: Path, verify: str = "tail", wanted: set[str] | None = None, constant_views: bool = False) -> StreamReadResult:
-    """Two passes: walk the block headers (small reads), then read each column's values straight
-    into its final array: one copy from the page cache, whatever the number of blocks."""
+@dataclass
+class _Scan:
+    columns: list[tuple[str, np.dtype]]
+    blocks: list[_Block]
+    torn: bool  # something after the last good block was dropped
+    end: int  # byte offset just after the last good block (where a writer may append)
+
+
+def _scan_binary(fd: int, path: Path, verify: str = "tail") -> _Scan | None:
+    """Walk a binary stream's blocks (small reads of their headers and end markers) and check
+    the CRCs of the last flush (or of all blocks); None when the stream was torn while it was
+    being created (no complete header). A crash's torn end is cut off and reported; damage
+    with an intact block after it is an error naming the byte."""
     import json
     import zlib
 
+    size = os.fstat(fd).st_size
+    head = os.pread(fd, 16, 0)
+    if len(head) < 16:
+        return None
+    version, meta_len = (int(x) for x in np.frombuffer(head, dtype="<u4", count=2, offset=8))
+    if version != BINARY_VERSION:
+        raise StreamFormatError(f"{path}: byte 8: binary stream version {version}; this labconsole reads version {BINARY_VERSION}")
+    if size < 16 + meta_len:
+        return None
+    meta_raw = os.pread(fd, meta_len, 16)
+    try:
+        columns = [(str(c), np.dtype(str(t))) for c, t in json.loads(meta_raw.decode("utf-8"))["columns"]]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StreamFormatError(f"{path}: byte 16: unreadable stream header ({exc})") from None
+    blocks: list[_Block] = []
+    torn = False
+    pos = 16 + meta_len
+    while pos < size:
+        hb = os.pread(fd, _BLOCK_HEADER_SIZE, pos)
+        bad = None
+        if len(hb) < _BLOCK_HEADER_SIZE:
+            bad = "a block header cut short"
+        else:
+            h = np.frombuffer(hb, dtype=_BLOCK_HEADER)[0]
+            end = pos + _BLOCK_HEADER_SIZE + int(h["payload"]) + _BLOCK_END_SIZE
+            if bytes(h["magic"]) != BLOCK_MAGIC:
+                bad = "no block marker"
+            elif end > size:
+                bad = "a block cut short"
+            elif os.pread(fd, _BLOCK_END_SIZE, end - _BLOCK_END_SIZE) != BLOCK_END + np.uint32(h["n"]).tobytes():
+                bad = "no block end marker"
+        if bad is not None:
+            # A crash can only tear the end. Damage with an intact block after it is not a
+            # crash's torn end but a damaged file: say so rather than drop good samples.
+            if _valid_block_after(fd, pos, size):
+                raise StreamFormatError(f"{path}: byte {pos}: {bad} in the middle of the stream (the file is damaged)")
+            torn = True
+            break
+        blocks.append(_Block(pos, int(h["n"]), int(h["payload"]), int(h["crc"]), int(h["flush"]), int(h["name_len"])))
+        pos = end
+    # CRCs: of the last flush's blocks (the only ones a crash can leave half on disk), or all.
+    tail = len(blocks)  # the last flush: the run of blocks at the end with the last flush number
+    while tail > 0 and blocks[tail - 1].flush == blocks[-1].flush:
+        tail -= 1
+    for i, b in enumerate(blocks if verify == "all" else blocks[tail:], start=0 if verify == "all" else tail):
+        if zlib.crc32(os.pread(fd, b.payload, b.offset + _BLOCK_HEADER_SIZE)) != b.crc:
+            if i < tail:
+                raise StreamFormatError(f"{path}: byte {b.offset}: block CRC mismatch (damaged file)")
+            torn = True  # the last flush did not fully reach the disk: drop it from here
+            blocks = blocks[:i]
+            break
+    end = blocks[-1].offset + _BLOCK_HEADER_SIZE + blocks[-1].payload + _BLOCK_END_SIZE if blocks else 16 + meta_len
+    return _Scan(columns, blocks, torn, end)
+
+
+def _read_binary(path: Path, verify: str = "tail", wanted: set[str] | None = None, constant_views: bool = False) -> StreamReadResult:
+    """Walk the blocks, then read each column's values straight into its final array: one copy
+    from the page cache, whatever the number of blocks."""
     import pandas as pd
 
     if verify not in ("tail", "all"):
         raise ValueError(f"verify must be 'tail' or 'all', not {verify!r}")
     with open(path, "rb") as fh:
         fd = fh.fileno()
-        size = os.fstat(fd).st_size
-        head = os.pread(fd, 16, 0)
-        if len(head) < 16:
-            raise StreamFormatError(f"{path}: byte 0: torn binary stream header (crash at creation?)")
-        version, meta_len = (int(x) for x in np.frombuffer(head, dtype="<u4", count=2, offset=8))
-        if version != BINARY_VERSION:
-            raise StreamFormatError(f"{path}: byte 8: binary stream version {version}; this labconsole reads version {BINARY_VERSION}")
-        meta_raw = os.pread(fd, meta_len, 16)
-        try:
-            columns = [(str(c), str(t)) for c, t in json.loads(meta_raw.decode("utf-8"))["columns"]]
-            col_dtypes = [np.dtype(t) for _, t in columns]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise StreamFormatError(f"{path}: byte 16: unreadable stream header ({exc})") from None
-        # Pass 1: the blocks, and where a torn tail starts.
-        blocks: list[_Block] = []
-        torn = False
-        pos = 16 + meta_len
-        while pos < size:
-            hb = os.pread(fd, _BLOCK_HEADER_SIZE, pos)
-            bad = None
-            if len(hb) < _BLOCK_HEADER_SIZE:
-                bad = "a block header cut short"
-            else:
-                h = np.frombuffer(hb, dtype=_BLOCK_HEADER)[0]
-                end = pos + _BLOCK_HEADER_SIZE + int(h["payload"]) + _BLOCK_END_SIZE
-                if bytes(h["magic"]) != BLOCK_MAGIC:
-                    bad = "no block marker"
-                elif end > size:
-                    bad = "a block cut short"
-                elif os.pread(fd, _BLOCK_END_SIZE, end - _BLOCK_END_SIZE) != BLOCK_END + np.uint32(h["n"]).tobytes():
-                    bad = "no block end marker"
-            if bad is not None:
-                # A crash can only tear the end. Damage with an intact block after it is not a
-                # crash's torn end but a damaged file: say so rather than drop good samples.
-                if _valid_block_after(fd, pos, size):
-                    raise StreamFormatError(f"{path}: byte {pos}: {bad} in the middle of the stream (the file is damaged)")
-                torn = True
-                break
-            blocks.append(_Block(pos, int(h["n"]), int(h["payload"]), int(h["crc"]), int(h["flush"]), int(h["name_len"])))
-            pos = end
-        # CRCs: of the last flush's blocks (the only ones a crash can leave half on disk), or all.
-        if blocks:
-            last_flush = blocks[-1].flush
-            check = blocks if verify == "all" else [b for b in blocks if b.flush == last_flush]
-            for b in check:
-                data = os.pread(fd, b.payload, b.offset + _BLOCK_HEADER_SIZE)
-                if zlib.crc32(data) != b.crc:
-                    if b.flush == last_flush:
-                        torn = True  # the last flush did not fully reach the disk: drop it from here
-                        blocks = blocks[: blocks.index(b)]
-                        break
-                    raise StreamFormatError(f"{path}: byte {b.offset}: block CRC mismatch (damaged file)")
+        scan = _scan_binary(fd, path, verify)
+        if scan is None:  # a crash while the stream was created: it holds no samples
+            return _empty_result(path, wanted)
+        columns = [(name, dt.str) for name, dt in scan.columns]
+        col_dtypes = [dt for _, dt in scan.columns]
+        blocks, torn = scan.blocks, scan.torn
         # Pass 2: where each block keeps each column, and which columns never change.
         total = sum(b.n for b in blocks)
         ntags = _pad8(len(columns))
@@ -704,6 +741,23 @@ def _read_binary(path: Path, verify: str = "tail", wanted: set[str] | None = Non
         else:  # a column this file predates: unknown
             frame_cols[col] = np.full(total, np.nan)
     return StreamReadResult(frame=pd.DataFrame(frame_cols, copy=False), torn_tail=torn, path=path)
+
+
+def _empty_result(path: Path, wanted: set[str] | None) -> StreamReadResult:
+    """What a binary stream torn while it was being created holds: nothing, reported as torn."""
+    import pandas as pd
+
+    cols: dict[str, object] = {}
+    for col in CSV_COLUMNS:
+        if wanted is not None and col not in wanted:
+            continue
+        if col == "channel":
+            cols[col] = pd.Categorical([])
+        elif col in ("wall_ns", "mono_ns", "status"):
+            cols[col] = np.empty(0, dtype=np.int64)
+        else:
+            cols[col] = np.empty(0, dtype=np.float64)
+    return StreamReadResult(frame=pd.DataFrame(cols), torn_tail=True, path=path)
 
 
 def _pread_into(fd: int, view: memoryview, offset: int) -> int:

@@ -173,6 +173,31 @@ def test_a_new_writer_appends_to_an_existing_stream(tmp_path):
         BinarySampleStreamWriter(other)
 
 
+def test_a_stream_torn_while_created_holds_nothing(tmp_path):
+    for k, content in enumerate((b"", b"\x89LC", b"\x89LCS\r\n\x1a\n\x01\x00")):
+        path = tmp_path / f"samples-s{k}.bin"
+        path.write_bytes(content)
+        res = read_sample_stream(path)
+        assert res.torn_tail and len(res.frame) == 0 and list(res.frame.columns) == list(CSV_COLUMNS)
+
+
+def test_appending_after_a_crash_cuts_the_torn_end_and_keeps_counting_flushes(tmp_path):
+    path = stream_path(tmp_path, "between", "binary")
+    write(path, [[("main", batch(0, 100))], [("main", batch(100, 100))]])
+    os.truncate(path, path.stat().st_size - 50)  # the crash tore the second flush
+    write(path, [[("main", batch(200, 100))]])  # the next writer (the next gap between phases)
+    res = read_sample_stream(path, verify="all")
+    assert not res.torn_tail
+    assert list(res.frame["mono_ns"]) == list(batch(0, 100)["mono_ns"]) + list(batch(200, 100)["mono_ns"])
+    # flush numbers went on (1, then 2): damage in the first writer's block is not "the last flush"
+    data = bytearray(path.read_bytes())
+    data[data.index(b"LCSB") + 200] ^= 0xFF
+    path.write_bytes(bytes(data))
+    assert len(read_sample_stream(path).frame) == 200  # the default check does not drop good blocks
+    with pytest.raises(StreamFormatError, match="CRC mismatch"):
+        read_sample_stream(path, verify="all")
+
+
 class HalfThenFail:
     """A file that takes part of a write, then reports a full disk (and can be healed)."""
 
