@@ -164,7 +164,7 @@ def _m(runs: list[dict], key: str) -> float:
 
 def run(ctx: Context, seconds: float | None = None, reps: int | None = None, csv_too: bool | None = None) -> Result:
     res = Result("acquisition", 2, "Acquisition: synthetic sources through the recorder into the bundle's stream")
-    seconds = seconds or ctx.pick(10.0, 3.0)
+    seconds = seconds or ctx.pick(10.0, 2.0)
     reps = reps or ctx.pick(3, 1)
     csv_too = (not ctx.quick) if csv_too is None else csv_too
     folder = ctx.folder("acq")

@@ -2,9 +2,10 @@
 
     python -m bench.tail_latency [--qps 280000] [--duration 2] [--reps 3]
 
-One JSON line: each run's validity and p99, and the medians. Run it with an older labconsole
-first on PYTHONPATH (e.g. `git archive` of a commit into a folder) for a before/after: the
-worker is spawned from whichever labconsole is imported. Near the knee, a few milliseconds of
+One JSON line: each run's validity and p99, and the medians. For a before/after, run it from
+outside the checkout with an older labconsole first on the path (`git archive` of a commit
+into OLD; `cd /tmp && PYTHONPATH=OLD:REPO python -m bench.tail_latency`): the worker is spawned
+from whichever labconsole is imported, and the output names it. Near the knee, a few milliseconds of
 stall in the issue thread decide VALID or INVALID; this is where the worker's own overhead
 shows first (see RESULTS.md, harness).
 """

@@ -339,6 +339,19 @@ class SampleStreamWriter(_StreamWriter):
     def _file_header(self) -> bytes:
         return CSV_HEADER.encode("ascii")
 
+    def _check_existing(self) -> None:
+        """Appending to a stream a previous writer left: cut off a half line a crash left (the
+        reader drops it anyway), so the next line does not get glued to it."""
+        with open(self.path, "rb") as fh:
+            fh.seek(max(0, self._size - 65536))
+            tail = fh.read()
+        if tail and not tail.endswith(b"\n"):
+            cut = tail.rfind(b"\n")
+            keep = self._size - len(tail) + cut + 1 if cut >= 0 else 0
+            if keep > 0:
+                os.truncate(self.path, keep)
+                self._size = keep
+
     def _encode(self, todo: list[ChannelBatch]) -> list:
         return ["".join(format_csv(cb.channel, cb.samples) for cb in todo).encode("utf-8")]
 

@@ -198,6 +198,17 @@ def test_appending_after_a_crash_cuts_the_torn_end_and_keeps_counting_flushes(tm
         read_sample_stream(path, verify="all")
 
 
+def test_appending_to_a_csv_stream_after_a_crash_cuts_the_half_line(tmp_path):
+    path = stream_path(tmp_path, "between", "csv")
+    write(path, [[("main", batch(0, 10))]])
+    with open(path, "ab") as fh:
+        fh.write(b"1700000000000100000,100000,main,0.5")  # a crash in the middle of a line
+    write(path, [[("main", batch(10, 10))]])
+    res = read_sample_stream(path)
+    assert not res.torn_tail
+    assert list(res.frame["mono_ns"]) == list(batch(0, 20)["mono_ns"])
+
+
 class HalfThenFail:
     """A file that takes part of a write, then reports a full disk (and can be healed)."""
 
