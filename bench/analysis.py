@@ -161,7 +161,8 @@ def report_in_process(bundle: Path) -> dict:
 
 def _env() -> dict:
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    # this checkout for `bench`; a PYTHONPATH given first (an older labconsole, for a before/after) wins
+    env["PYTHONPATH"] = (env["PYTHONPATH"] + os.pathsep if env.get("PYTHONPATH") else "") + str(ROOT)
     return env
 
 

@@ -22,7 +22,7 @@ def _key(figure: str) -> str:
 
 
 def compare(before: Path, after: Path, names: list[str] | None = None) -> str:
-    lines = ["| benchmark | figure | before | after | after / before |", "|---|---|---|---|---|"]
+    lines = ["| benchmark | figure | before | after | after / before | ratio to anchor, before | after |", "|---|---|---|---|---|---|---|"]
     for path in sorted(after.glob("*.json")):
         name = path.stem
         if names and name not in names:
@@ -37,8 +37,9 @@ def compare(before: Path, after: Path, names: list[str] | None = None) -> str:
             if o is None or o["value"] is None or r["value"] is None:
                 continue
             ratio = r["value"] / o["value"] if o["value"] else None
+            ra, rb = o.get("ratio"), r.get("ratio")
             lines.append(f"| {name} | {r['figure']} | {fmt(o['value'], o['unit'])} | {fmt(r['value'], r['unit'])} | "
-                         f"{f'{ratio:.3g}' if ratio is not None else '-'} |")
+                         f"{f'{ratio:.3g}' if ratio is not None else '-'} | {f'{ra:.3g}' if ra is not None else '-'} | {f'{rb:.3g}' if rb is not None else '-'} |")
     return "\n".join(lines)
 
 

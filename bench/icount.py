@@ -4,8 +4,8 @@
 
 On a shared, noisy machine a wall or CPU time moves with the neighbours; an instruction count
 does not. Each operation runs twice under `valgrind --tool=callgrind` in a fresh interpreter,
-with N samples and with none, and the difference divided by N is what one sample costs (the
-interpreter's start and the imports cancel out). `--labconsole DIR` counts another copy of the
+with N samples and with one, and the difference divided by N - 1 is what one sample costs
+(the interpreter's start, the imports and the per-call costs cancel out). `--labconsole DIR` counts another copy of the
 package (e.g. `git archive` of an older commit) for before/after figures. Needs valgrind.
 
 Operations: csv_write, bin_write (append + flush of a 100 k-sample stream in 10 k batches),
@@ -63,11 +63,11 @@ w.close()
 """,
     "csv_read": """
 from labconsole.samples import read_sample_stream
-read_sample_stream(folder / ("s.csv" if N else "empty.csv"))
+read_sample_stream(folder / ("s.csv" if N > 1 else "one.csv"))
 """,
     "bin_read": """
 from labconsole.samples import read_sample_stream
-read_sample_stream(folder / ("s.bin" if N else "empty.bin"))
+read_sample_stream(folder / ("s.bin" if N > 1 else "one.bin"))
 """,
     "stats": """
 from labconsole.recorder import SegmentStats
@@ -79,7 +79,7 @@ for i in range(0, N, 1000):
 import pandas as pd
 from labconsole.analysis import window_average
 frame = pd.DataFrame({k: data[k] for k in ("wall_ns", "watts", "status")}).assign(channel=pd.Categorical(["main"] * N))
-window_average(frame, int(data["wall_ns"][0]) if N else 0, int(data["wall_ns"][-1]) if N else 1)
+window_average(frame, int(data["wall_ns"][0]) - 1, int(data["wall_ns"][-1]) + 1)
 """,
 }
 PREPARE = {  # files the read operations need, written with the same labconsole
@@ -99,7 +99,7 @@ def instructions(code: str, n: int, folder: Path, env: dict) -> int:
     out = folder / f"cg.{n}.out"
     subprocess.run(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-c", code, str(n), str(folder)],
-        env=env, capture_output=True, text=True, timeout=3600, check=True,
+        env=env, cwd=str(folder), capture_output=True, text=True, timeout=3600, check=True,  # cwd: not the checkout, so PYTHONPATH decides
     )
     text = out.read_text(errors="replace")
     m = re.search(r"^summary:\s*(\d+)", text, re.M) or re.search(r"^totals:\s*(\d+)", text, re.M)
@@ -113,24 +113,19 @@ def count(op: str, labconsole: Path | None = None, n: int = N) -> dict:
     folder = Path(tempfile.mkdtemp(prefix="icount-"))
     try:
         if op in PREPARE:
-            subprocess.run([sys.executable, "-c", SETUP + OPS[PREPARE[op]], str(n), str(folder)], env=env, check=True, timeout=600)
-            # and an empty stream of the same format for the N = 0 run
-            _write_empty(folder / ("empty.csv" if op == "csv_read" else "empty.bin"), env)
+            subprocess.run([sys.executable, "-c", SETUP + OPS[PREPARE[op]], str(n), str(folder)], env=env, cwd=str(folder), check=True, timeout=600)
+            # and a one-sample stream of the same format for the base run
+            one = folder / "one"
+            one.mkdir()
+            subprocess.run([sys.executable, "-c", SETUP + OPS[PREPARE[op]], "1", str(one)], env=env, cwd=str(folder), check=True, timeout=600)
+            for f in one.iterdir():
+                f.rename(folder / ("one" + f.suffix))
         full = instructions(SETUP + OPS[op], n, folder, env)
-        base = instructions(SETUP + OPS[op], 0, folder, env)
-        return {"op": op, "n": n, "instructions": full - base, "per_sample": (full - base) / n,
+        base = instructions(SETUP + OPS[op], 1, folder, env)  # one sample: the same code paths, once
+        return {"op": op, "n": n, "instructions": full - base, "per_sample": (full - base) / (n - 1),
                 "labconsole": str(labconsole or ROOT / "labconsole")}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def _write_empty(path: Path, env: dict) -> None:
-    code = ("import sys\nfrom pathlib import Path\nfrom labconsole.samples import SampleStreamWriter\n"
-            "p = Path(sys.argv[1])\n"
-            "try:\n    from labconsole.samples import open_sample_stream\n    w = open_sample_stream(p, fsync=False)\n"
-            "except ImportError:\n    w = SampleStreamWriter(p, fsync=False)\n"
-            "w.close()\n")
-    subprocess.run([sys.executable, "-c", code, str(path)], env=env, check=True, timeout=120)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("ops", nargs="*", default=list(OPS), help=f"operations ({', '.join(OPS)}); default all")
     ap.add_argument("--labconsole", type=Path, help="a folder holding another labconsole package to count")
     ap.add_argument("-n", type=int, default=N, help=f"samples (default {N})")
+    ap.add_argument("--out", type=Path, help="also append the JSON lines to this file")
     args = ap.parse_args(argv)
     if shutil.which("valgrind") is None:
         print("python -m bench.icount: valgrind is not installed", file=sys.stderr)
@@ -152,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"op": op, "error": (exc.stderr or "")[-300:]}), flush=True)
             continue
         print(json.dumps(res), flush=True)
+        if args.out:
+            with open(args.out, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(res) + "\n")
     return 0
 
 

@@ -36,7 +36,8 @@ def labconsole_argv() -> list[str]:
 
 def _env() -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    # this checkout for `bench`; a PYTHONPATH given first (an older labconsole, for a before/after) wins
+    env["PYTHONPATH"] = (env["PYTHONPATH"] + os.pathsep if env.get("PYTHONPATH") else "") + str(ROOT)
     return env
 
 

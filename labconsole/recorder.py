@@ -27,12 +27,6 @@ FLUSH_INTERVAL_S = 1.0
 RECONNECT_BACKOFF_S = (0.5, 1.0, 2.0, 4.0)
 
 
-def _known(values: np.ndarray) -> np.ndarray:
-    """The values that are not NaN (the array itself when none is: no copy)."""
-    nan = np.isnan(values)
-    return values[~nan] if nan.any() else values
-
-
 @dataclass
 class SegmentStats:
     """Running statistics of one channel within one segment (phase)."""
@@ -48,6 +42,8 @@ class SegmentStats:
     last_wall_ns: int | None = None
 
     def add(self, batch: np.ndarray) -> None:
+        """Fold a batch in with a handful of numpy calls whatever its size: a 100 kHz source
+        delivers a hundred batches a second, a flat-out one a few 64 k-sample ones."""
         n = len(batch)
         if n == 0:
             return
@@ -59,17 +55,28 @@ class SegmentStats:
         if self.first_wall_ns is None:
             self.first_wall_ns = int(batch["wall_ns"][0])
         self.last_wall_ns = int(batch["wall_ns"][-1])
-        if nvalid:
-            w = _known(batch["watts"] if all_ok else batch["watts"][ok])
-            if len(w):
-                self.sum_w += float(w.sum())
-                self.max_w = float(np.nanmax([self.max_w, w.max()]))
-                self.min_w = float(np.nanmin([self.min_w, w.min()]))
-            for name, attr in (("volts", "max_v"), ("amps", "max_a")):
-                col = _known(batch[name] if all_ok else batch[name][ok])
-                if len(col):
-                    cur = getattr(self, attr)
-                    setattr(self, attr, float(col.max()) if math.isnan(cur) else max(cur, float(col.max())))
+        if not nvalid:
+            return
+        w = batch["watts"] if all_ok else batch["watts"][ok]
+        total = float(w.sum())
+        if math.isnan(total):  # NaN watts among the valid (or +inf and -inf): leave the NaNs out
+            w = w[~np.isnan(w)]
+            total = float(w.sum()) if len(w) else 0.0
+        if len(w):
+            self.sum_w += total
+            hi, lo = float(w.max()), float(w.min())
+            self.max_w = hi if math.isnan(self.max_w) else max(self.max_w, hi)
+            self.min_w = lo if math.isnan(self.min_w) else min(self.min_w, lo)
+        for name, attr in (("volts", "max_v"), ("amps", "max_a")):
+            col = batch[name] if all_ok else batch[name][ok]
+            hi = float(col.max())
+            if math.isnan(hi):  # max() is NaN when any is: take the largest known one, if any
+                col = col[~np.isnan(col)]
+                if not len(col):
+                    continue
+                hi = float(col.max())
+            cur = getattr(self, attr)
+            setattr(self, attr, hi if math.isnan(cur) else max(cur, hi))
 
     @property
     def valid(self) -> int:

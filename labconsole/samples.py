@@ -743,12 +743,16 @@ def _read_binary(path: Path, verify: str = "tail", wanted: set[str] | None = Non
             continue
         if col == "channel":
             categories = list(dict.fromkeys(name for name, _ in layout))
-            codes = np.empty(total, dtype=np.int16)
-            at = 0
-            for b, (name, _) in zip(blocks, layout):
-                codes[at : at + b.n] = categories.index(name)
-                at += b.n
-            frame_cols[col] = pd.Categorical.from_codes(codes, categories)
+            code_dt = np.int8 if len(categories) < 128 else np.int16  # pandas' own choice: no recast
+            if len(categories) <= 1:
+                codes = np.zeros(total, dtype=code_dt)  # one channel: pages nobody may ever touch
+            else:
+                codes = np.empty(total, dtype=code_dt)
+                at = 0
+                for b, (name, _) in zip(blocks, layout):
+                    codes[at : at + b.n] = categories.index(name)
+                    at += b.n
+            frame_cols[col] = pd.Categorical.from_codes(codes, categories, validate=False)  # built right above
         elif col in arrays:
             frame_cols[col] = arrays[col]
         else:  # a column this file predates: unknown

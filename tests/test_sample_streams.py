@@ -367,3 +367,32 @@ def test_report_is_the_same_from_either_format(tmp_path):
     assert reports[0]["power"]["invalid_in_window"] == 1
     assert set(reports[0]["power"]["channels"]) == {"main", "aux"}
     assert all(r == reports[0] for r in reports[1:])
+
+
+def test_segment_stats_are_those_of_the_valid_known_values():
+    from labconsole.recorder import SegmentStats
+
+    rng = np.random.default_rng(5)
+    batches = []
+    for k in range(20):
+        b = batch(k * 500, 500, seed=k)
+        b["volts"] = 229 + rng.random(500)
+        if k % 3 == 0:
+            b["status"][rng.integers(0, 500, 20)] = 1
+        if k % 4 == 1:
+            b["watts"][rng.integers(0, 500, 7)] = np.nan
+            b["volts"][rng.integers(0, 500, 7)] = np.nan
+        if k == 7:
+            b["amps"] = np.nan
+        batches.append(b)
+    st = SegmentStats()
+    for b in batches:
+        st.add(b)
+    allb = np.concatenate(batches)
+    valid = allb[allb["status"] == 0]
+    w = valid["watts"][~np.isnan(valid["watts"])]
+    assert st.samples == len(allb) and st.invalid == len(allb) - len(valid)
+    assert st.max_w == w.max() and st.min_w == w.min()
+    assert st.max_v == np.nanmax(valid["volts"]) and st.max_a == np.nanmax(valid["amps"])
+    assert abs(st.sum_w - w.sum()) < 1e-9 * w.sum()
+    assert st.first_wall_ns == allb["wall_ns"][0] and st.last_wall_ns == allb["wall_ns"][-1]

@@ -204,8 +204,9 @@ def _read_bundle_samples(phase: PhaseRecord, folder: Path, columns: tuple[str, .
     channels = list(dict.fromkeys(c for _, f in read if "channel" in f.columns for c in f["channel"].cat.categories))
     frames = []
     for source, frame in read:
-        codes = np.full(len(frame), names.index(source), dtype=np.int16)
-        frame.insert(0, "source", pd.Categorical.from_codes(codes, names))
+        index = names.index(source)
+        codes = np.zeros(len(frame), dtype=np.int8) if index == 0 else np.full(len(frame), index, dtype=np.int8 if len(names) < 128 else np.int16)
+        frame.insert(0, "source", pd.Categorical.from_codes(codes, names, validate=False))
         if len(read) > 1 and "channel" in frame.columns:  # one set of categories: concat keeps them
             frame["channel"] = frame["channel"].cat.set_categories(channels)
         frames.append(frame)
