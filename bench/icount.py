@@ -8,7 +8,8 @@ with N samples and with one, and the difference divided by N - 1 is what one sam
 (the interpreter's start, the imports and the per-call costs cancel out). `--labconsole DIR` counts another copy of the
 package (e.g. `git archive` of an older commit) for before/after figures. Needs valgrind.
 
-Operations: csv_write, bin_write (append + flush of a 100 k-sample stream in 10 k batches),
+Cheap operations need a large N (the counts of the two runs differ by a few million
+instructions whatever N is). Operations: csv_write, bin_write (append + flush of a 100 k-sample stream in 10 k batches),
 csv_read, bin_read (read it back), stats (the recorder's per-segment statistics of 1 k
 batches), window (the power-window average of a phase).
 """
@@ -78,7 +79,7 @@ for i in range(0, N, 1000):
     "window": """
 import pandas as pd
 from labconsole.analysis import window_average
-frame = pd.DataFrame({k: data[k] for k in ("wall_ns", "watts", "status")}).assign(channel=pd.Categorical(["main"] * N))
+frame = pd.DataFrame({k: data[k] for k in ("wall_ns", "watts", "status")}).assign(channel=pd.Categorical.from_codes(np.zeros(N, np.int8), ["main"]))
 window_average(frame, int(data["wall_ns"][0]) - 1, int(data["wall_ns"][-1]) + 1)
 """,
 }
@@ -92,6 +93,7 @@ def _env(labconsole: Path | None) -> dict:
     env = dict(os.environ)
     paths = ([str(labconsole)] if labconsole else []) + [str(ROOT)]
     env["PYTHONPATH"] = os.pathsep.join(paths + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    env["PYTHONHASHSEED"] = "0"  # the same dict and set layouts in every run: counts repeat exactly
     return env
 
 
