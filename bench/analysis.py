@@ -202,7 +202,7 @@ def run(ctx: Context, n: int | None = None, reps: int | None = None) -> Result:
     if fmt == "csv":
         csv_bundle = b
     else:
-        ctx.log(f"building the same samples as CSV (the baseline's input, and a CSV-stream bundle)")
+        ctx.log("building the same samples as CSV (the baseline's input, and a CSV-stream bundle)")
         t0 = time.perf_counter()
         csv_bundle = make_bundle(ctx.folder("bundle-csv"), n, "csv")
         ctx.log(f"  written in {time.perf_counter() - t0:.1f} s ({csv_bundle['bytes_testing'] / 1e6:.0f} MB per phase)")

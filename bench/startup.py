@@ -137,7 +137,7 @@ def import_breakdown(argv_tail: list[str], top: int = 8) -> list[tuple[str, floa
         m = pat.match(line)
         if not m:
             continue
-        self_us, _cum, indent, name = int(m.group(1)), int(m.group(2)), m.group(3), m.group(4)
+        self_us, name = int(m.group(1)), m.group(4)
         per[name.split(".")[0]] = per.get(name.split(".")[0], 0.0) + self_us / 1e6
     return sorted(per.items(), key=lambda kv: -kv[1])[:top]
 

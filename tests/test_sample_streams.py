@@ -17,7 +17,6 @@ from labconsole.samples import (
     CSV_COLUMNS,
     BinarySampleStreamWriter,
     ChannelBatch,
-    SampleStreamWriter,
     StreamFormatError,
     empty_batch,
     find_sample_streams,
