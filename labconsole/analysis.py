@@ -25,10 +25,56 @@ SAMPLES_PER_QUERY = {"SingleStream": 1, "MultiStream": 8}  # the submission chec
 
 
 def sequential_sum(values: np.ndarray) -> float:
-    """Left-to-right float sum (what Python's `sum()` of a list of floats gives before 3.12)."""
-    if len(values) == 0:
+    """Left-to-right float sum (what Python's `sum()` of a list of floats gives before 3.12).
+
+    Accumulated in cache-sized chunks, each starting from the running total, so the result is
+    the same bit for bit as one `np.add.accumulate` over everything, without its big array.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    n = len(values)
+    if n == 0:
         return 0.0
-    return float(np.add.accumulate(np.asarray(values, dtype=np.float64))[-1])
+    if n <= _SUM_CHUNK:
+        return float(np.add.accumulate(values)[-1])
+    buf = np.empty(_SUM_CHUNK, dtype=np.float64)
+    total = 0.0
+    for i in range(0, n, _SUM_CHUNK):
+        chunk = values[i : i + _SUM_CHUNK]
+        out = buf[: len(chunk)]
+        out[:] = chunk
+        if i:
+            out[0] = total + out[0]  # the same step a sequential sum takes
+        total = float(np.add.accumulate(out, out=out)[-1])
+    return total
+
+
+_SUM_CHUNK = 1 << 15
+
+# What `report` reads of each stream (the rest is not loaded; see bundle.reader.open_run).
+REPORT_COLUMNS = ("wall_ns", "channel", "watts", "status", "uncertainty_w", "energy_j")
+
+
+def channel_codes(frame: Any) -> tuple[np.ndarray, list[str]]:
+    """(integer code per row, channel names): cheap for the categorical columns bundles have,
+    `np.unique` for others (MLPerf's spl.txt frames are small)."""
+    col = frame["channel"]
+    if hasattr(col, "cat"):
+        return col.cat.codes.to_numpy(), [str(c) for c in col.cat.categories]
+    names, codes = np.unique(col.to_numpy().astype(str), return_inverse=True)
+    return codes, [str(c) for c in names]
+
+
+def _channels_in_order(codes: np.ndarray, names: list[str]) -> list[tuple[int, str]]:
+    """(code, name) of the channels present, in the order they first appear."""
+    if len(codes) == 0:
+        return []
+    if len(names) == 1:
+        return [(0, names[0])]
+    present = np.flatnonzero(np.bincount(codes[codes >= 0], minlength=len(names)))
+    if len(present) == 1:
+        return [(int(present[0]), names[int(present[0])])]
+    first = {int(c): int(np.argmax(codes == c)) for c in present}
+    return [(c, names[c]) for c in sorted(first, key=first.get)]
 
 
 @dataclass
@@ -50,7 +96,39 @@ class WindowStats:
 
 
 def window_mask(wall_ns: np.ndarray, begin_ns: int, end_ns: int) -> np.ndarray:
-    return (wall_ns > begin_ns) & (wall_ns < end_ns)
+    inside = np.greater(wall_ns, begin_ns)
+    inside &= np.less(wall_ns, end_ns)
+    return inside
+
+
+def valid_mask(frame: Any, inside: np.ndarray) -> np.ndarray:
+    """`inside` and status OK and watts > 0: the samples MLPerf averages (a new array)."""
+    watts = frame["watts"].to_numpy()
+    good = np.greater(watts, 0.0)
+    good &= inside
+    status = frame["status"].to_numpy()
+    if not (status.strides == (0,) and len(status) and status[0] == OK):  # a read-only all-OK view: nothing to mask
+        good &= status == OK
+    return good
+
+
+def masked_sequential_sum(values: np.ndarray, mask: np.ndarray) -> tuple[float, int]:
+    """(left-to-right sum, count) of values[mask], chunk by chunk: the same bits as
+    sequential_sum(values[mask]) without a copy of every selected value (80 MB at 10 M)."""
+    total, count = 0.0, 0
+    buf = np.empty(_SUM_CHUNK, dtype=np.float64)
+    for i in range(0, len(values), _SUM_CHUNK):
+        m = mask[i : i + _SUM_CHUNK]
+        k = int(np.count_nonzero(m))
+        if not k:
+            continue
+        out = buf[:k]
+        out[:] = values[i : i + _SUM_CHUNK][m] if k < len(m) else values[i : i + _SUM_CHUNK]
+        if count:
+            out[0] = total + out[0]  # the same step a sequential sum takes
+        total = float(np.add.accumulate(out, out=out)[-1])
+        count += k
+    return total, count
 
 
 def window_average(frame: Any, begin_ns: int, end_ns: int) -> WindowStats:
@@ -62,27 +140,25 @@ def window_average(frame: Any, begin_ns: int, end_ns: int) -> WindowStats:
     window_s = (end_ns - begin_ns) / 1e9
     if frame is None or len(frame) == 0:
         return WindowStats(0, math.nan, 0, window_s)
-    wall = frame["wall_ns"].to_numpy()
-    inside = window_mask(wall, begin_ns, end_ns)
+    inside = window_mask(frame["wall_ns"].to_numpy(), begin_ns, end_ns)
     watts = frame["watts"].to_numpy()
-    status = frame["status"].to_numpy()
-    good = inside & (status == OK) & (watts > 0)
-    channels = frame["channel"].to_numpy()
+    good = valid_mask(frame, inside)
+    codes, names = channel_codes(frame)
     per: dict[str, dict] = {}
     total_avg = 0.0
     total_n = 0
-    names = list(dict.fromkeys(channels[inside].tolist())) if inside.any() else list(dict.fromkeys(channels.tolist()))
-    for ch in names:
-        sel = good & (channels == ch)
-        vals = watts[sel]
-        n = int(len(vals))
-        avg = sequential_sum(vals) / n if n else math.nan
+    any_inside = bool(inside.any())
+    order = _channels_in_order(codes[inside] if any_inside and len(names) > 1 else codes, names)
+    for code, ch in order:
+        sel = good if len(order) == 1 else good & (codes == code)  # one channel in the window: good is its rows
+        total, n = masked_sequential_sum(watts, sel)
+        avg = total / n if n else math.nan
         per[str(ch)] = {"avg_watts": avg, "samples": n}
         total_n += n
         total_avg = total_avg + avg if n else total_avg
     if total_n == 0:
         total_avg = math.nan
-    return WindowStats(total_n, total_avg, int(np.count_nonzero(inside & ~good)), window_s, per)
+    return WindowStats(total_n, total_avg, int(np.count_nonzero(inside)) - total_n, window_s, per)
 
 
 def source_frame(phase: PhaseRecord, source: str | None) -> Any:
@@ -90,7 +166,16 @@ def source_frame(phase: PhaseRecord, source: str | None) -> Any:
         return None
     frame = phase.samples
     if source is not None and "source" in frame.columns:
-        frame = frame[frame["source"] == source]
+        col = frame["source"]
+        if hasattr(col, "cat"):  # bundles: categorical, no string compare per row, no copy for one source
+            names = [str(c) for c in col.cat.categories]
+            if source not in names:
+                return frame.iloc[0:0]
+            codes = col.cat.codes.to_numpy()
+            if names == [source] and (len(codes) == 0 or codes.min() == 0):
+                return frame
+            return frame[codes == names.index(source)]
+        frame = frame[col == source]
     return frame
 
 
@@ -107,6 +192,8 @@ def counter_energy(frame: Any, begin_ns: int, end_ns: int) -> dict[str, float] |
     """Energy in the window from a cumulative counter (interpolated at both edges), per channel."""
     if frame is None or len(frame) == 0 or "energy_j" not in frame.columns:
         return None
+    if not np.isfinite(frame["energy_j"].to_numpy()).any():
+        return None  # no counter in this source (the common case): no per-channel copies
     out: dict[str, float] = {}
     for ch, sub in frame.groupby("channel", sort=False):
         sub = sub[np.isfinite(sub["energy_j"].to_numpy())]
@@ -127,9 +214,12 @@ def uncertainty_summary(frame: Any, begin_ns: int, end_ns: int, limit_pct: float
     """Relative uncertainty of the samples counted in the window (from the meter's accuracy spec)."""
     if frame is None or len(frame) == 0:
         return None
+    u_all = frame["uncertainty_w"].to_numpy()
+    if not np.isfinite(u_all).any():
+        return None  # the source gives no uncertainty: nothing to summarise
     wall = frame["wall_ns"].to_numpy()
     sel = window_mask(wall, begin_ns, end_ns) & (frame["status"].to_numpy() == OK) & (frame["watts"].to_numpy() > 0)
-    u = frame["uncertainty_w"].to_numpy()[sel]
+    u = u_all[sel]
     w = frame["watts"].to_numpy()[sel]
     known = np.isfinite(u)
     if not known.any():
@@ -185,8 +275,10 @@ def mlperf_uncertainty(record: RunRecord, limit_pct: float = MLPERF_UNCERTAINTY_
 
 def ranging_delta_pct(record: RunRecord) -> float | None:
     """(testing avg / ranging avg - 1) x 100, each inside its own LoadGen window."""
-    r = phase_power(record, "ranging")
-    t = phase_power(record, "testing")
+    return _delta_pct(phase_power(record, "ranging"), phase_power(record, "testing"))
+
+
+def _delta_pct(r: WindowStats | None, t: WindowStats | None) -> float | None:
     if r is None or t is None or not r.samples or not t.samples or r.avg_w == 0:
         return None
     return (t.avg_w / r.avg_w - 1.0) * 100.0
@@ -293,6 +385,7 @@ def compute_report(record: RunRecord) -> dict:
     testing = record.phases.get("testing")
     detail = testing.detail if testing else None
     power = phase_power(record, "testing")
+    ranging = phase_power(record, "ranging")
     report: dict[str, Any] = {
         "path": str(record.path),
         "kind": record.kind,
@@ -304,7 +397,7 @@ def compute_report(record: RunRecord) -> dict:
         "metric": None,
         "samples_per_joule": None,
         "performance": None,
-        "ranging_delta_pct": ranging_delta_pct(record),
+        "ranging_delta_pct": _delta_pct(ranging, power),
         "idle_baseline": idle_baseline(record),
         "energy": None,
         "uncertainty": None,
@@ -326,10 +419,16 @@ def compute_report(record: RunRecord) -> dict:
             report["uncertainty"] = mlperf_uncertainty(record) or report["uncertainty"]
         names = []
         if testing.samples is not None and "source" in testing.samples.columns:
-            names = list(dict.fromkeys(testing.samples["source"].tolist()))
+            col = testing.samples["source"]
+            if hasattr(col, "cat"):  # in order of first appearance, without a list of every row
+                cats = [str(c) for c in col.cat.categories]
+                names = [name for _, name in _channels_in_order(col.cat.codes.to_numpy(), cats)]
+            else:
+                names = list(dict.fromkeys(col.tolist()))
         for name in names:
             frame = source_frame(testing, name)
-            stats = window_average(frame, b, e)
+            # The primary's window average is `power`, computed above: the same call, not redone.
+            stats = power if (name == record.primary_source and power is not None) else window_average(frame, b, e)
             entry: dict[str, Any] = {"avg_watts": stats.avg_w, "samples_in_window": stats.samples, "channels": stats.per_channel}
             energy = counter_energy(frame, b, e)
             if energy:

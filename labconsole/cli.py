@@ -241,11 +241,12 @@ def cmd_init(args: argparse.Namespace) -> int:
 # report / check / recover
 
 
-def _open_record_or_exit(path: str):
+def _open_record_or_exit(path: str, columns: tuple[str, ...] | None = None):
     from labconsole.bundle.reader import RunOpenError, open_run
 
     try:
-        return open_run(path)
+        # With `columns` the record is only read (report): constant columns need no memory.
+        return open_run(path, columns=columns, read_only=columns is not None)
     except RunOpenError as exc:
         _err(str(exc))
         raise SystemExit(EXIT_USAGE) from None
@@ -264,7 +265,7 @@ def _json_safe(obj):
 def cmd_report(args: argparse.Namespace) -> int:
     from labconsole import analysis
 
-    record = _open_record_or_exit(args.path)
+    record = _open_record_or_exit(args.path, analysis.REPORT_COLUMNS)  # only what the report reads
     rep = analysis.compute_report(record)
     if args.json:
         print(json.dumps(_json_safe(rep), indent=2))

@@ -54,6 +54,8 @@ class SourceSpec(Model):
     driver: str = Field(min_length=1, max_length=64)
     scope: Literal["wall", "system", "gpu", "cpu", "dram", "dc-rail", "other"] = "wall"
     sample_interval_s: float = Field(1.0, gt=0, le=3600)
+    # How its samples are stored: auto = CSV up to 1 kHz, binary above (labconsole/samples.py).
+    stream: Literal["auto", "csv", "binary"] = "auto"
     primary: bool = False
     on_failure: Literal["stop", "continue"] = "stop"
     identity: ExpectedIdentity | None = None

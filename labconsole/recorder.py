@@ -2,9 +2,10 @@
 
 Each source is read in its own thread; every batch goes to (1) a bounded ring per channel that
 the UI snapshots on its own timer and (2) the current segment's append-only stream in the
-bundle (`<phase>/samples-<source>.csv`), which a flusher thread writes and fsyncs about once a
-second. A source that stops answering is retried with bounded back-off; the gap is recorded
-as an event with its length. A disk that refuses writes stops the run with a clear error.
+bundle (`<phase>/samples-<source>.csv`, or `.bin` above 1 kHz), which a flusher thread writes
+and fsyncs about once a second. A source that stops answering is retried with bounded
+back-off; the gap is recorded as an event with its length. A disk that refuses writes stops
+the run with a clear error.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 
 from labconsole import events as ev
 from labconsole.events import EventBus
-from labconsole.samples import OK, ChannelRing, SampleStreamWriter
+from labconsole.samples import OK, ChannelRing, open_sample_stream, stream_format_for, stream_path
 from labconsole.sources.base import Source
 
 FLUSH_INTERVAL_S = 1.0
@@ -41,28 +42,41 @@ class SegmentStats:
     last_wall_ns: int | None = None
 
     def add(self, batch: np.ndarray) -> None:
+        """Fold a batch in with a handful of numpy calls whatever its size: a 100 kHz source
+        delivers a hundred batches a second, a flat-out one a few 64 k-sample ones."""
         n = len(batch)
         if n == 0:
             return
-        valid = batch[batch["status"] == OK]
+        ok = batch["status"] == OK
+        nvalid = int(np.count_nonzero(ok))
+        all_ok = nvalid == n  # the usual case: use the fields as they are, copy nothing
         self.samples += n
-        self.invalid += n - len(valid)
+        self.invalid += n - nvalid
         if self.first_wall_ns is None:
             self.first_wall_ns = int(batch["wall_ns"][0])
         self.last_wall_ns = int(batch["wall_ns"][-1])
-        if len(valid):
-            w = valid["watts"]
+        if not nvalid:
+            return
+        w = batch["watts"] if all_ok else batch["watts"][ok]
+        total = float(w.sum())
+        if math.isnan(total):  # NaN watts among the valid (or +inf and -inf): leave the NaNs out
             w = w[~np.isnan(w)]
-            if len(w):
-                self.sum_w += float(w.sum())
-                self.max_w = float(np.nanmax([self.max_w, w.max()]))
-                self.min_w = float(np.nanmin([self.min_w, w.min()]))
-            for name, attr in (("volts", "max_v"), ("amps", "max_a")):
-                col = valid[name]
+            total = float(w.sum()) if len(w) else 0.0
+        if len(w):
+            self.sum_w += total
+            hi, lo = float(w.max()), float(w.min())
+            self.max_w = hi if math.isnan(self.max_w) else max(self.max_w, hi)
+            self.min_w = lo if math.isnan(self.min_w) else min(self.min_w, lo)
+        for name, attr in (("volts", "max_v"), ("amps", "max_a")):
+            col = batch[name] if all_ok else batch[name][ok]
+            hi = float(col.max())
+            if math.isnan(hi):  # max() is NaN when any is: take the largest known one, if any
                 col = col[~np.isnan(col)]
-                if len(col):
-                    cur = getattr(self, attr)
-                    setattr(self, attr, float(col.max()) if math.isnan(cur) else max(cur, float(col.max())))
+                if not len(col):
+                    continue
+                hi = float(col.max())
+            cur = getattr(self, attr)
+            setattr(self, attr, hi if math.isnan(cur) else max(cur, hi))
 
     @property
     def valid(self) -> int:
@@ -110,19 +124,25 @@ class Recorder:
         ring_capacity: int = 1 << 18,
         fsync: bool = True,
         between_folder: Path | None = None,
+        stream_formats: dict[str, str] | None = None,
     ):
         """`sources`: (opened source, on_failure policy 'stop'|'continue').
 
         `between_folder`: where samples read outside any phase go (while ranges switch, while
         the SUT is probed): every sample read is kept somewhere, none silently dropped.
+        `stream_formats`: per source name, 'csv', 'binary' or 'auto' (the default: CSV up to
+        1 kHz, binary above; see samples.py).
         """
         self.between_folder = between_folder
+        self.stream_formats = {
+            s.name: stream_format_for(s.sample_interval_s, (stream_formats or {}).get(s.name, "auto")) for s, _ in sources
+        }
         self.bus = bus
         self.fsync = fsync
         self.states: dict[str, SourceState] = {s.name: SourceState(s, policy) for s, policy in sources}
         self.rings: dict[tuple[str, str], ChannelRing] = {}
         self._ring_capacity = ring_capacity
-        self._writers: dict[str, SampleStreamWriter] = {}
+        self._writers: dict = {}  # source name -> its stream writer in the current segment
         self._segment: str | None = None
         self.segment_stats: dict[str, dict[tuple[str, str], SegmentStats]] = {}
         self._lock = threading.Lock()
@@ -134,7 +154,8 @@ class Recorder:
 
     # --- life cycle -------------------------------------------------------------------------
     def start(self) -> None:
-        self.end_segment()  # until the first phase begins, samples go to the between folder
+        if self._segment is None:
+            self.end_segment()  # until the first phase begins, samples go to the between folder
         for name, st in self.states.items():
             for ch in st.source.capabilities().channels:
                 self.rings[(name, ch)] = ChannelRing(self._ring_capacity)
@@ -157,7 +178,7 @@ class Recorder:
     # --- segments (one per phase) ----------------------------------------------------------------
     def begin_segment(self, label: str, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        new = {name: SampleStreamWriter(folder / f"samples-{name}.csv", fsync=self.fsync) for name in self.states}
+        new = {name: self._open_writer(folder, name) for name in self.states}
         with self._lock:
             old, self._writers = self._writers, new
             self._segment = label
@@ -169,7 +190,7 @@ class Recorder:
         if self.between_folder is not None and not final:
             try:
                 self.between_folder.mkdir(parents=True, exist_ok=True)
-                new = {name: SampleStreamWriter(self.between_folder / f"samples-{name}.csv", fsync=self.fsync) for name in self.states}
+                new = {name: self._open_writer(self.between_folder, name) for name in self.states}
             except OSError as exc:
                 self._set_fatal(f"cannot write samples to {self.between_folder}: {exc.strerror or exc}")
         with self._lock:
@@ -177,7 +198,10 @@ class Recorder:
             self._segment = None
         self._close_writers(old)
 
-    def _close_writers(self, writers: dict[str, SampleStreamWriter]) -> None:
+    def _open_writer(self, folder: Path, name: str):
+        return open_sample_stream(stream_path(folder, name, self.stream_formats[name]), fsync=self.fsync)
+
+    def _close_writers(self, writers: dict) -> None:
         for w in writers.values():
             try:
                 w.close()

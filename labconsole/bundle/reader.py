@@ -22,7 +22,7 @@ from labconsole.loadgen_log import (
     parse_power_time,
     parse_summary_log,
 )
-from labconsole.samples import NO_DATA, OK, StreamFormatError, read_sample_stream
+from labconsole.samples import NO_DATA, OK, StreamFormatError, find_sample_streams, read_sample_stream
 
 # "between": samples read outside any phase (setting ranges, probing the SUT), kept so that
 # every sample read is on disk.
@@ -107,19 +107,23 @@ def find_mlperf_performance_dir(path: Path) -> Path | None:
     return None
 
 
-def open_run(path: str | Path, load_samples: bool = True) -> RunRecord:
+def open_run(path: str | Path, load_samples: bool = True, columns: tuple[str, ...] | None = None, read_only: bool = False) -> RunRecord:
+    """`columns`: load only these sample columns of a bundle's streams (`report` needs six of
+    twelve; at 10 M samples a phase that halves the memory to fill). None loads all.
+    `read_only`: the caller never modifies the frames, so a column that is constant through a
+    binary stream may be a read-only view instead of filled memory (see read_sample_stream)."""
     path = Path(path)
     if not path.exists():
         raise RunOpenError(f"{path}: no such file or folder")
     if not path.is_dir():
         raise RunOpenError(f"{path}: not a folder (a bundle or an MLPerf result folder)")
     if (path / "data" / "run.json").exists() or (path / "bagit.txt").exists():
-        return read_bundle(path, load_samples)
+        return read_bundle(path, load_samples, columns, read_only)
     perf = find_mlperf_performance_dir(path)
     if perf is not None:
         return read_mlperf(perf, load_samples)
     if (path / "data").is_dir():
-        return read_bundle(path, load_samples)
+        return read_bundle(path, load_samples, columns, read_only)
     raise RunOpenError(f"{path}: neither a labconsole bundle (data/run.json) nor an MLPerf power result folder (performance/power, ranging, run_1)")
 
 
@@ -155,7 +159,7 @@ def _read_logs(phase: PhaseRecord, folder: Path, record: RunRecord, label: str) 
         record.missing.append(f"{label}/mlperf_log_summary.txt")
 
 
-def read_bundle(root: Path, load_samples: bool = True) -> RunRecord:
+def read_bundle(root: Path, load_samples: bool = True, columns: tuple[str, ...] | None = None, read_only: bool = False) -> RunRecord:
     record = RunRecord(kind="bundle", path=root)
     data = root / "data"
     record.run_info = _load_json(data / "run.json", record, "run.json")
@@ -178,7 +182,7 @@ def read_bundle(root: Path, load_samples: bool = True) -> RunRecord:
             else:
                 record.missing.append(f"{name}/loadgen/")
         if load_samples:
-            _read_bundle_samples(phase, folder)
+            _read_bundle_samples(phase, folder, columns, read_only)
         prog = folder / "progress.csv"
         if load_samples and prog.exists():
             phase.progress = _read_progress(prog, phase)
@@ -186,22 +190,32 @@ def read_bundle(root: Path, load_samples: bool = True) -> RunRecord:
     return record
 
 
-def _read_bundle_samples(phase: PhaseRecord, folder: Path) -> None:
+def _read_bundle_samples(phase: PhaseRecord, folder: Path, columns: tuple[str, ...] | None = None, read_only: bool = False) -> None:
+    """The phase's streams (CSV or binary, one per source) as one frame with a `source` column
+    (categorical, so selecting a source compares codes, not 10 M strings)."""
+    import numpy as np
     import pandas as pd
 
-    frames = []
-    for path in sorted(folder.glob("samples-*.csv")):
-        source = path.stem[len("samples-") :]
+    read: list[tuple[str, object]] = []
+    for source, path in find_sample_streams(folder):
         phase.sample_files.append(path)
         try:
-            res = read_sample_stream(path)
+            res = read_sample_stream(path, columns=columns, constant_views=read_only)
         except StreamFormatError as exc:
             phase.sample_errors.append(str(exc))
             continue
         if res.torn_tail:
             phase.torn.append(str(path))
-        frame = res.frame
-        frame.insert(0, "source", source)
+        read.append((source, res.frame))
+    names = list(dict.fromkeys(source for source, _ in read))
+    channels = list(dict.fromkeys(c for _, f in read if "channel" in f.columns for c in f["channel"].cat.categories))
+    frames = []
+    for source, frame in read:
+        index = names.index(source)
+        codes = np.zeros(len(frame), dtype=np.int8) if index == 0 else np.full(len(frame), index, dtype=np.int8 if len(names) < 128 else np.int16)
+        frame.insert(0, "source", pd.Categorical.from_codes(codes, names, validate=False))
+        if len(read) > 1 and "channel" in frame.columns:  # one set of categories: concat keeps them
+            frame["channel"] = frame["channel"].cat.set_categories(channels)
         frames.append(frame)
     if frames:
         phase.samples = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]

@@ -160,6 +160,7 @@ class RunProcedure:
                 [(s, self.profile_spec(n).on_failure) for n, s in self.sources.items()],
                 self.bus,
                 between_folder=self.bundle.data / "between",
+                stream_formats={n: self.profile_spec(n).stream for n in self.sources},
             )
             self.recorder.start()
             self._calibrate()

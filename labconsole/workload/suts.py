@@ -124,10 +124,31 @@ class Sut:
 
 
 class NullSut(Sut):
-    def _issue(self, samples: list[Any]) -> None:
-        ids = [s.id for s in samples]
-        for i in range(0, len(ids), 10000):
-            self.complete(ids[i : i + 10000])
+    """As lean as bare LoadGen's own zero-work SUT (reference/loadgen.md, Appendix A), since it
+    measures the harness's ceiling: responses built straight from the samples, no lock (LoadGen
+    calls `issue` from its one issue thread and the null SUT completes right there, so the
+    counters have one writer; the progress thread only reads them)."""
+
+    def __init__(self, complete: Complete):
+        super().__init__(complete)
+        try:
+            import mlperf_loadgen as lg
+        except ImportError:  # pragma: no cover - the worker always has LoadGen
+            lg = None
+        self._lg = lg
+
+    def issue(self, samples: list[Any]) -> None:
+        lg = self._lg
+        n = len(samples)
+        self.issued += n
+        if lg is None:  # pragma: no cover
+            self._complete_ids([s.id for s in samples])
+        elif n == 1:  # Server and the streams: one sample a call
+            lg.QuerySamplesComplete([lg.QuerySampleResponse(samples[0].id, 0, 0)])
+        else:
+            for i in range(0, n, 10000):
+                lg.QuerySamplesComplete([lg.QuerySampleResponse(s.id, 0, 0) for s in samples[i : i + 10000]])
+        self.completed += n
 
     def capacity(self, seconds: float = 0.4) -> float:
         return 2e5

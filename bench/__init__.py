@@ -1,0 +1,1 @@
+"""labconsole's benchmarks, run by hand (`python -m bench`); never part of the test suite."""
