@@ -328,10 +328,11 @@ def phase_summary(record: RunRecord, phase: PhaseRecord) -> dict:
     out["invalid"] = int((status != OK).sum())
     if good.any():
         # per channel means, summed (as for the window average)
-        chans = frame["channel"].to_numpy()
-        out["avg_watts"] = float(sum(watts[good & (chans == ch)].mean() for ch in dict.fromkeys(chans[good].tolist())))
+        codes, names = channel_codes(frame)
+        out["avg_watts"] = float(sum(watts[good & (codes == c)].mean() for c, _ in _channels_in_order(codes[good], names)))
     out["duration_s"] = float((wall.max() - wall.min()) / 1e9)
     return out
+
 
 def _uncertainty_limit(record: RunRecord) -> float:
     proc = record.run_info.get("procedure") or {}
