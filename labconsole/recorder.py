@@ -10,6 +10,7 @@ as an event with its length. A disk that refuses writes stops the run with a cle
 from __future__ import annotations
 
 import math
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from labconsole.events import EventBus
 from labconsole.samples import OK, SAMPLE_DTYPE, ChannelRing, SampleStreamWriter
 from labconsole.sources.base import Source
 
+_SAFE_SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # the profile's NAME_PATTERN
 FLUSH_INTERVAL_S = 1.0
 RECONNECT_BACKOFF_S = (0.5, 1.0, 2.0, 4.0)
 
@@ -129,6 +131,10 @@ class Recorder:
         `between_folder`: where samples read outside any phase go (while ranges switch, while
         the SUT is probed): every sample read is kept somewhere, none silently dropped.
         """
+        for src, _policy in sources:
+            if not _SAFE_SOURCE_NAME.fullmatch(src.name):
+                # The name becomes a file name (samples-<name>.csv): nothing may leave the folder.
+                raise ValueError(f"source name {src.name!r}: letters, digits, '_', '.', '-' only, starting with a letter or digit")
         self.between_folder = between_folder
         self.bus = bus
         self.fsync = fsync

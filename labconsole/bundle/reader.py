@@ -192,6 +192,9 @@ def _read_bundle_samples(phase: PhaseRecord, folder: Path) -> None:
     frames = []
     for path in sorted(folder.glob("samples-*.csv")):
         source = path.stem[len("samples-") :]
+        if path.is_symlink():  # a bundle holds files only: a link may lead anywhere
+            phase.sample_errors.append(f"{path}: a link, not read (a bundle holds files only)")
+            continue
         phase.sample_files.append(path)
         try:
             res = read_sample_stream(path)

@@ -751,6 +751,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValidationError, ValueError, OSError) as exc:
         print(f"labconsole emulate ptd: {exc}", file=sys.stderr)
         return 2
+    from labconsole.emulators.registry import is_loopback
+
+    if not is_loopback(args.host):
+        print(f"warning: listening on {args.host}: other machines can reach this emulator", file=sys.stderr, flush=True)
     done = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
