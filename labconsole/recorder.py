@@ -248,6 +248,8 @@ class Recorder:
         try:
             if not isinstance(batch, np.ndarray) or batch.dtype != SAMPLE_DTYPE:
                 raise TypeError(f"channel {channel!r}: a batch of {getattr(batch, 'dtype', type(batch).__name__)}, not samples")
+            if not isinstance(channel, str) or not channel or any(c in channel for c in ',"\r\n'):
+                raise ValueError(f"channel name {channel!r} cannot go in a sample stream")
             ring = self.rings.get((st.source.name, channel))
             if ring is None:
                 ring = self.rings.setdefault((st.source.name, channel), ChannelRing(self._ring_capacity))

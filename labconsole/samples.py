@@ -202,13 +202,35 @@ class SampleStreamWriter:
         self._pending: list[ChannelBatch] = []
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
-        new = not self.path.exists() or self.path.stat().st_size == 0
-        self._fh: io.TextIOWrapper | None = open(self.path, "a", encoding="utf-8", newline="\n")
-        if new:
-            self._fh.write(CSV_HEADER)
-            self._fh.flush()
+        # Unbuffered, and the size of what is safely on disk kept: a write the disk refuses
+        # part-way is cut back to that size, so a row is either written and counted or not on
+        # disk at all (no half rows, no rows written twice when the write is retried).
+        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._size = os.fstat(self._fd).st_size
+        if self._size == 0:
+            try:
+                self._write_all(CSV_HEADER.encode("utf-8"))
+            except OSError:
+                os.close(self._fd)
+                self._fd = None
+                raise
         self.written = 0  # samples on disk (flushed)
         self.appended = 0  # samples handed to the writer
+
+    def _write_all(self, data: bytes) -> None:
+        assert self._fd is not None
+        view = memoryview(data)
+        try:
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+        except OSError:
+            try:
+                os.ftruncate(self._fd, self._size)
+            except OSError:
+                pass  # the reader drops a torn last line; the rows stay counted as not written
+            raise
+        self._size += len(data)
 
     def append(self, channel: str, batch: np.ndarray) -> None:
         if len(batch) == 0:
@@ -227,7 +249,7 @@ class SampleStreamWriter:
         with self._flush_lock:
             with self._lock:
                 todo, self._pending = self._pending, []
-            if self._fh is None:
+            if self._fd is None:
                 if todo:
                     with self._lock:  # put them back: nothing may be silently dropped
                         self._pending[:0] = todo
@@ -236,11 +258,17 @@ class SampleStreamWriter:
             text = "".join(format_csv(cb.channel, cb.samples) for cb in todo)
             n = sum(len(cb.samples) for cb in todo)
             if text:
+                before = self._size
                 try:
-                    self._fh.write(text)
-                    self._fh.flush()
+                    self._write_all(text.encode("utf-8"))
                     if self._fsync:
-                        os.fsync(self._fh.fileno())
+                        try:
+                            os.fsync(self._fd)
+                        except OSError:
+                            # Not known to be on disk: cut it back, so a retry cannot repeat rows.
+                            os.ftruncate(self._fd, before)
+                            self._size = before
+                            raise
                 except OSError:
                     with self._lock:
                         self._pending[:0] = todo
@@ -253,9 +281,9 @@ class SampleStreamWriter:
             self.flush()
         finally:
             with self._flush_lock:
-                if self._fh is not None:
-                    self._fh.close()
-                    self._fh = None
+                if self._fd is not None:
+                    os.close(self._fd)
+                    self._fd = None
 
 
 class StreamFormatError(ValueError):

@@ -72,27 +72,21 @@ def test_wrong_header(tmp_path):
         read_sample_stream(p)
 
 
-def test_flush_error_keeps_pending_samples(tmp_path):
+def test_flush_error_keeps_pending_samples(tmp_path, monkeypatch):
+    from labconsole import samples as samples_mod
+
     p = tmp_path / "s.csv"
     w = SampleStreamWriter(p, fsync=False)
     w.append("main", batch(0, 5))
 
-    class Broken:
-        def write(self, _):
-            raise OSError(28, "No space left on device")
+    def broken(fd, data):
+        raise OSError(28, "No space left on device")
 
-        def flush(self):
-            pass
-
-        def close(self):
-            pass
-
-    real = w._fh
-    w._fh = Broken()
+    monkeypatch.setattr(samples_mod.os, "write", broken)
     with pytest.raises(OSError):
         w.flush()
     assert w.pending == 5  # nothing silently dropped
-    w._fh = real
+    monkeypatch.undo()
     assert w.flush() == 5
     w.close()
     assert len(read_sample_stream(p).frame) == 5

@@ -181,7 +181,12 @@ class RunProcedure:
             status, reason = "failed", f"{type(exc).__name__}: {exc}"
             self.bus.emit(ev.ERROR, f"the run failed: {reason}")
         finally:
-            self._shutdown()
+            try:
+                self._shutdown()
+            except Exception as exc:  # noqa: BLE001 - e.g. a full disk refusing run.json: still seal
+                if status == "completed":
+                    status, reason = "failed", f"stopping the run failed: {type(exc).__name__}: {exc}"
+                self.bus.emit(ev.ERROR, f"stopping the run failed: {type(exc).__name__}: {exc}")
         if self.recorder is not None and self.recorder.fatal and status == "completed":
             status, reason = "failed", self.recorder.fatal
         if self.recorder is not None and status == "completed":
@@ -192,6 +197,7 @@ class RunProcedure:
         return self._finish(status, reason)
 
     _failed_reason: str = ""
+    _events_not_written: int = 0
 
     def profile_spec(self, name: str):
         for s in self.profile.sources:
@@ -235,7 +241,12 @@ class RunProcedure:
                 if now - self._last_progress_event < 1.0:
                     return
                 self._last_progress_event = now
-            self.bundle.events_sink(event)
+            try:
+                self.bundle.events_sink(event)
+            except (OSError, ValueError):
+                # A disk that refuses the timeline must not take down whoever emitted the event
+                # (an acquisition thread, the flusher); the count goes into run.json.
+                self._events_not_written += 1
 
     def _start_bundle(self) -> None:
         assert self.bundle is not None
@@ -557,18 +568,29 @@ class RunProcedure:
                     "samples_read": sum(c["read"] for c in counts.values()),
                     "samples_written": self.recorder.written,
                     "samples_lost": sum(c["lost"] + c["unrecorded"] for c in counts.values()),
+                    "events_not_written": self._events_not_written,
                     "diagnostics": diagnostics,
                 }
             )
 
     def _finish(self, status: str, reason: str) -> RunOutcome:
+        assert self.bundle is not None
+        try:
+            return self._analyse_and_seal(status, reason)
+        finally:
+            self._release_locks()  # whatever failed above, the next console may use the folder
+
+    def _analyse_and_seal(self, status: str, reason: str) -> RunOutcome:
         from labconsole import analysis, checks
         from labconsole.bundle.reader import open_run
 
         assert self.bundle is not None
         self._set_phase("analysis")
         # The verdict goes into run.json first, so the summary's checks see the final status.
-        self.bundle.update_run(exit_status=status, reason=reason, stop=iso_utc())
+        try:
+            self.bundle.update_run(exit_status=status, reason=reason, stop=iso_utc())
+        except OSError as exc:
+            self.bus.emit(ev.ERROR, f"could not write run.json: {exc.strerror or exc}")
         report = None
         check_list: list[dict] = []
         try:
@@ -587,7 +609,6 @@ class RunProcedure:
             self.bundle.seal(status, reason)
         except OSError as exc:
             self.bus.emit(ev.ERROR, f"could not seal the bundle: {exc.strerror or exc}; `labconsole recover {self.bundle.root}` can seal it later")
-        self._release_locks()
         self.state = status
         self._set_phase("done")
         return RunOutcome(self.bundle.root, status, reason, report, check_list)
