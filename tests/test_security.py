@@ -12,7 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -328,3 +327,19 @@ def test_check_names_every_edit_of_a_sealed_bundle(tmp_path):
     ):
         assert expected in line, line
     assert out.stdout.rstrip().endswith("FAILED")
+
+
+def test_the_powershield_emulator_link_never_repoints_a_users_link(tmp_path):
+    target = tmp_path / "notes.txt"
+    target.write_text("mine")
+    link = tmp_path / "my-link"
+    link.symlink_to(target)
+    with pytest.raises(OSError, match="not to a pseudo-terminal; not replacing it"):
+        lpm_emu.start({"link": str(link)})
+    assert os.readlink(link) == str(target)
+    emu = lpm_emu.start({"link": str(tmp_path / "tty")})  # a new link, or one to an old pty, is fine
+    try:
+        assert os.readlink(tmp_path / "tty") == emu.path
+    finally:
+        emu.stop()
+    assert not (tmp_path / "tty").exists()
