@@ -558,6 +558,34 @@ def scope_cross_check(record: RunRecord) -> list[CheckResult]:
     return [CheckResult("scope cross-check", PASS, text + " (the rest: PSU loss, fans, board, other devices)")]
 
 
+@check
+def acquisition(record: RunRecord) -> list[CheckResult]:
+    """Every sample read is on disk or counted lost; sources given up on, gaps and reconnects."""
+    acq = record.run_info.get("acquisition") if record.kind == "bundle" else None
+    if not isinstance(acq, dict) or not isinstance(acq.get("sources"), dict):
+        return []  # MLPerf folders, and bundles a crash left without counts (run status says so)
+    lost, notes, worst_sev = 0, [], PASS
+    for name, c in acq["sources"].items():
+        if not isinstance(c, dict):
+            continue
+        gone = int(c.get("lost") or 0) + int(c.get("unrecorded") or 0)
+        lost += gone
+        if gone:
+            notes.append(f"{name}: {gone} sample(s) read but not written")
+        if c.get("failed"):
+            worst_sev = WARN
+            notes.append(f"{name} was given up on: {c['failed']}")
+        gaps = [float(g) for g in (c.get("gap_s") or [])]
+        if gaps or c.get("reconnects"):
+            worst_sev = WARN
+            notes.append(f"{name}: {len(gaps)} gap(s) ({sum(gaps):.1f} s without samples), {int(c.get('reconnects') or 0)} reconnect(s)")
+    read = acq.get("samples_read")
+    if lost:
+        return [CheckResult("acquisition", FAIL, "; ".join(notes))]
+    head = f"every sample read ({read}) was written" if read is not None else "no sample was lost"
+    return [CheckResult("acquisition", worst_sev, head + ("; " + "; ".join(notes) if notes else ""))]
+
+
 # --------------------------------------------------------------------------------------------
 
 

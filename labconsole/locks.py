@@ -90,3 +90,32 @@ def instrument_lock(key: str) -> FileLock:
     """A lock for one physical instrument, named by a hash of its address (any characters)."""
     digest = hashlib.sha1(key.encode("utf-8")).hexdigest()[:16]
     return FileLock(runtime_dir() / f"instrument-{digest}.lock", f"the instrument at {key}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Instrument keys: one spelling per physical instrument, whatever the profile wrote, so that two
+# profiles naming one meter differently still meet on the same lock. No DNS lookups (a lock
+# must not wait on the network): host names are compared as written, lower-cased, with
+# `localhost` taken as the loopback address.
+
+
+def host_key(host: str) -> str:
+    import ipaddress
+
+    h = host.strip().strip("[]").lower()
+    if h in ("localhost", "localhost.localdomain", "ip6-localhost"):
+        return "127.0.0.1"
+    try:
+        return ipaddress.ip_address(h).compressed
+    except ValueError:
+        return h.rstrip(".")
+
+
+def tcp_key(host: str, port: int) -> str:
+    return f"tcp:{host_key(host)}:{int(port)}"
+
+
+def serial_key(device: str) -> str:
+    """A serial port by its real device path (a /dev/serial/by-id link and the tty it names
+    are one port), shared by every driver that can open serial ports."""
+    return "serial:" + os.path.realpath(device)

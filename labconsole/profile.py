@@ -374,6 +374,12 @@ def _check_plugins(profile: Profile, file: str, lines: dict) -> list[ProfileIssu
                     emulator_options.model_validate(src.emulator)
                 except ValidationError as exc:
                     issues.extend(_pydantic_issues(exc, file, lines, prefix=("sources", i, "emulator")))
+            from labconsole.emulators.registry import loopback_problem
+
+            problem = loopback_problem(src.emulator)
+            if problem:
+                path = ("sources", i, "emulator", "host")
+                issues.append(ProfileIssue(file, _line_for(lines, path), _fmt_path(path), problem))
         try:
             cls.Options.model_validate(src.options)
         except ValidationError as exc:

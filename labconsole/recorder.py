@@ -11,6 +11,7 @@ the run with a clear error.
 from __future__ import annotations
 
 import math
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,9 +21,10 @@ import numpy as np
 
 from labconsole import events as ev
 from labconsole.events import EventBus
-from labconsole.samples import OK, ChannelRing, open_sample_stream, stream_format_for, stream_path
+from labconsole.samples import OK, SAMPLE_DTYPE, ChannelRing, SampleStreamWriter, open_sample_stream, stream_format_for, stream_path
 from labconsole.sources.base import Source
 
+_SAFE_SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # the profile's NAME_PATTERN
 FLUSH_INTERVAL_S = 1.0
 RECONNECT_BACKOFF_S = (0.5, 1.0, 2.0, 4.0)
 
@@ -108,8 +110,21 @@ class SourceState:
     gaps: list[tuple[int, int]] = field(default_factory=list)  # (start wall ns, end wall ns)
     failed: str | None = None  # reason, once the source is given up on
     unrecorded: int = 0  # samples read while no stream was open (only without a between folder)
+    written: int = 0  # samples of this source on disk, in streams already closed
+    lost: int = 0  # samples handed to a stream the disk refused: read, never written, counted here
+    reconnects: int = 0
+    gap_start_ns: int | None = None  # the source went silent or failed at this wall time
     last_sample_mono: float = 0.0
+    last_sample_wall_ns: int = 0
     thread: threading.Thread | None = None
+
+    def end_gap(self, end_ns: int) -> float | None:
+        """Close an open gap; its length in seconds (None when there was none)."""
+        if self.gap_start_ns is None:
+            return None
+        start, self.gap_start_ns = self.gap_start_ns, None
+        self.gaps.append((start, end_ns))
+        return (end_ns - start) / 1e9
 
 
 class RecorderFatal(RuntimeError):
@@ -133,6 +148,10 @@ class Recorder:
         `stream_formats`: per source name, 'csv', 'binary' or 'auto' (the default: CSV up to
         1 kHz, binary above; see samples.py).
         """
+        for src, _policy in sources:
+            if not _SAFE_SOURCE_NAME.fullmatch(src.name):
+                # The name becomes a file name (samples-<name>.csv): nothing may leave the folder.
+                raise ValueError(f"source name {src.name!r}: letters, digits, '_', '.', '-' only, starting with a letter or digit")
         self.between_folder = between_folder
         self.stream_formats = {
             s.name: stream_format_for(s.sample_interval_s, (stream_formats or {}).get(s.name, "auto")) for s, _ in sources
@@ -174,6 +193,12 @@ class Recorder:
         if self._flusher is not None:
             self._flusher.join(timeout=10)
         self.end_segment(final=True)
+        now = time.time_ns()
+        for name, st in self.states.items():
+            # A source still silent (or given up on) at the end: its gap runs to the stop.
+            gap_s = st.end_gap(now)
+            if gap_s is not None:
+                self.bus.emit(ev.WARNING, f"{name}: no samples for the last {gap_s:.1f} s of the recording", source=name, gap_s=gap_s)
 
     # --- segments (one per phase) ----------------------------------------------------------------
     def begin_segment(self, label: str, folder: Path) -> None:
@@ -202,12 +227,20 @@ class Recorder:
         return open_sample_stream(stream_path(folder, name, self.stream_formats[name]), fsync=self.fsync)
 
     def _close_writers(self, writers: dict) -> None:
-        for w in writers.values():
+        for name, w in writers.items():
             try:
                 w.close()
-            except OSError as exc:
-                self._set_fatal(f"cannot write samples to {w.path}: {exc.strerror or exc}")
-            self._written_closed += w.written
+            except (OSError, ValueError) as exc:
+                self._set_fatal(f"cannot write samples to {w.path}: {getattr(exc, 'strerror', None) or exc}")
+            st = self.states.get(name)
+            with self._lock:
+                self._written_closed += w.written
+                if st is not None:
+                    st.written += w.written
+                    # What the disk refused stays counted: read, never written.
+                    st.lost += w.appended - w.written
+            if w.appended > w.written:
+                self.bus.emit(ev.ERROR, f"{name}: {w.appended - w.written} sample(s) read but not written to {w.path} (the disk refused them)", source=name, lost=w.appended - w.written)
 
     def stats_for(self, segment: str) -> dict[tuple[str, str], SegmentStats]:
         with self._lock:
@@ -219,10 +252,10 @@ class Recorder:
             return self._written_closed + sum(w.written for w in self._writers.values())
 
     # --- threads -------------------------------------------------------------------------------
-    def _set_fatal(self, reason: str) -> None:
+    def _set_fatal(self, reason: str, **fields) -> None:
         if self.fatal is None:
             self.fatal = reason
-            self.bus.emit(ev.ERROR, reason)
+            self.bus.emit(ev.ERROR, reason, **fields)
 
     def _flush_loop(self) -> None:
         while not self._stop.wait(FLUSH_INTERVAL_S):
@@ -234,11 +267,19 @@ class Recorder:
                 except OSError as exc:
                     self._set_fatal(f"cannot write samples to {w.path}: {exc.strerror or exc}; the run stops (what was written is intact)")
 
-    def _deliver(self, st: SourceState, channel: str, batch: np.ndarray) -> None:
-        ring = self.rings.get((st.source.name, channel))
-        if ring is None:
-            ring = self.rings.setdefault((st.source.name, channel), ChannelRing(self._ring_capacity))
-        ring.append(batch)
+    def _deliver(self, st: SourceState, channel: str, batch: np.ndarray) -> Exception | None:
+        """File one batch (ring, stream, phase statistics); the problem when it could not be."""
+        try:
+            if not isinstance(batch, np.ndarray) or batch.dtype != SAMPLE_DTYPE:
+                raise TypeError(f"channel {channel!r}: a batch of {getattr(batch, 'dtype', type(batch).__name__)}, not samples")
+            if not isinstance(channel, str) or not channel or any(c in channel for c in ',"\r\n'):
+                raise ValueError(f"channel name {channel!r} cannot go in a sample stream")
+            ring = self.rings.get((st.source.name, channel))
+            if ring is None:
+                ring = self.rings.setdefault((st.source.name, channel), ChannelRing(self._ring_capacity))
+            ring.append(batch)
+        except Exception as exc:  # noqa: BLE001
+            return exc
         with self._lock:
             # Append under the lock: a segment switch must not close this writer between our
             # lookup and the append (the batch would sit in a closed writer, never flushed).
@@ -250,43 +291,66 @@ class Recorder:
             seg = self.segment_stats.get(self._segment) if self._segment else None
             if seg is not None:
                 seg.setdefault((st.source.name, channel), SegmentStats()).add(batch)
+        return None
 
     def _acquire(self, st: SourceState) -> None:
+        try:
+            self._acquire_loop(st)
+        except Exception as exc:  # noqa: BLE001 - a bug past the driver must not end the thread silently
+            reason = f"{st.source.name}: acquisition stopped by an internal error ({type(exc).__name__}: {exc})"
+            st.failed = reason
+            if st.gap_start_ns is None:
+                st.gap_start_ns = st.last_sample_wall_ns or time.time_ns()
+            if st.on_failure == "stop":
+                self._set_fatal(reason, source=st.source.name)
+            else:
+                self.bus.emit(ev.ERROR, reason, source=st.source.name)
+
+    def _acquire_loop(self, st: SourceState) -> None:
         src = st.source
         timeout = max(0.5, min(5.0, 3 * src.sample_interval_s))
         silent_after = max(3.0, 5 * src.sample_interval_s)
-        gap_start_ns: int | None = None
         while not self._stop.is_set():
             try:
                 batches = src.read(timeout)
             except Exception as exc:  # noqa: BLE001 - any driver failure is handled the same way
                 st.errors += 1
-                if gap_start_ns is None:
-                    gap_start_ns = time.time_ns()
+                if st.gap_start_ns is None:
+                    st.gap_start_ns = st.last_sample_wall_ns or time.time_ns()  # no samples since the last one
                     self.bus.emit(ev.WARNING, f"{src.name}: read failed ({exc}); reconnecting", source=src.name)
                 if not self._reconnect(st):
-                    reason = f"{src.name}: gave up after {len(RECONNECT_BACKOFF_S)} reconnect attempts ({exc})"
+                    if self._stop.is_set():
+                        return  # the recording ended while we waited to retry: not a failure
+                    gap_s = (time.time_ns() - st.gap_start_ns) / 1e9
+                    reason = f"{src.name}: gave up after {len(RECONNECT_BACKOFF_S)} reconnect attempts, {gap_s:.1f} s without samples ({exc})"
                     st.failed = reason
-                    self.bus.emit(ev.ERROR, reason, source=src.name)
                     if st.on_failure == "stop":
-                        self._set_fatal(reason)
+                        self._set_fatal(reason + "; the run stops (on_failure: stop)", source=src.name, gap_s=gap_s, on_failure="stop")
+                    else:
+                        self.bus.emit(ev.ERROR, reason + "; the run goes on without it (on_failure: continue)", source=src.name, gap_s=gap_s, on_failure="continue")
                     return
                 continue
             if not batches:
-                if gap_start_ns is None and time.monotonic() - st.last_sample_mono > silent_after:
-                    gap_start_ns = time.time_ns()
+                if st.gap_start_ns is None and time.monotonic() - st.last_sample_mono > silent_after:
+                    st.gap_start_ns = st.last_sample_wall_ns or time.time_ns()
                     self.bus.emit(ev.WARNING, f"{src.name}: no samples for {silent_after:.1f} s", source=src.name)
                 continue
-            if gap_start_ns is not None:
-                gap_end = time.time_ns()
-                st.gaps.append((gap_start_ns, gap_end))
-                self.bus.emit(ev.WARNING, f"{src.name}: samples resumed after a {(gap_end - gap_start_ns) / 1e9:.1f} s gap", source=src.name, gap_s=(gap_end - gap_start_ns) / 1e9)
-                gap_start_ns = None
+            gap_s = st.end_gap(time.time_ns())
+            if gap_s is not None:
+                self.bus.emit(ev.WARNING, f"{src.name}: samples resumed after a {gap_s:.1f} s gap", source=src.name, gap_s=gap_s)
             st.last_sample_mono = time.monotonic()
+            st.last_sample_wall_ns = time.time_ns()
             st.read_batches += 1
-            for cb in batches:
+            for i, cb in enumerate(batches):
                 st.read_samples += len(cb.samples)
-                self._deliver(st, cb.channel, cb.samples)
+                problem = self._deliver(st, cb.channel, cb.samples)
+                if problem is not None:
+                    # Could not be filed (a malformed batch): counted as read and lost, and the
+                    # source is given up on by the handler in _acquire.
+                    rest = sum(len(b.samples) for b in batches[i + 1 :])
+                    st.read_samples += rest
+                    st.lost += len(cb.samples) + rest
+                    raise problem
 
     def _reconnect(self, st: SourceState) -> bool:
         src = st.source
@@ -300,6 +364,7 @@ class Recorder:
                     except Exception:  # noqa: BLE001
                         pass
                     src.open()
+                st.reconnects += 1
                 self.bus.emit(ev.INFO, f"{src.name}: reconnected", source=src.name)
                 return True
             except Exception as exc:  # noqa: BLE001
@@ -312,14 +377,23 @@ class Recorder:
         return self.rings[(source, channel)].snapshot(since_wall_ns, last_n)
 
     def counts(self) -> dict[str, dict]:
+        """Per source: samples read, written and lost (read - written - lost - unrecorded is the
+        part still pending in an open stream: 0 once the recorder has stopped), invalid samples,
+        read errors, reconnects, the gaps and their lengths, and why it was given up on."""
         out = {}
+        with self._lock:
+            open_written = {name: w.written for name, w in self._writers.items()}
         for name, st in self.states.items():
             rings = [r for (s, _), r in self.rings.items() if s == name]
             out[name] = {
                 "read": st.read_samples,
+                "written": st.written + open_written.get(name, 0),
+                "lost": st.lost,
                 "invalid": sum(r.invalid for r in rings),
                 "errors": st.errors,
+                "reconnects": st.reconnects,
                 "gaps": len(st.gaps),
+                "gap_s": [round((b - a) / 1e9, 3) for a, b in st.gaps],
                 "failed": st.failed,
                 "unrecorded": st.unrecorded,
             }

@@ -176,6 +176,18 @@ def test_full_disk_stops_the_run_with_a_clear_error(sim_profile, tmp_path):
     for phase in rec.phases.values():
         assert not phase.sample_errors, phase.sample_errors
     assert wait_gone(bundle) == []
+    # every sample read is on disk or counted lost, never both: what the disk refused is gone
+    # from the file too (no half-written rows that a later write would repeat)
+    from labconsole.samples import read_sample_stream
+
+    acq = run["acquisition"]
+    on_disk = sum(len(read_sample_stream(p).frame) for p in (bundle / "data").rglob("samples-*.csv"))
+    assert acq["samples_written"] == on_disk
+    assert acq["samples_lost"] > 0 and acq["samples_read"] == acq["samples_written"] + acq["samples_lost"], acq
+    assert not [str(p) for p in (bundle / "data").rglob("samples-*.csv") if not p.read_bytes().endswith(b"\n")]
+    chk = json.loads(run_cli("check", str(bundle), "--json").stdout)
+    acq_check = [c for c in chk["checks"] if c["name"] == "acquisition"][0]
+    assert acq_check["status"] == "fail" and "read but not written" in acq_check["message"]
 
 
 def test_a_second_console_on_the_same_recordings_folder_is_refused(sim_profile, tmp_path):

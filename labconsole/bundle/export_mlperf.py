@@ -54,6 +54,14 @@ class ExportResult:
     session_name: str = ""
 
 
+def _inside(path: Path, root: Path) -> bool:
+    """The file really lies in the bundle: no link (or linked folder) leads out of it. An
+    export copies files out; a hostile bundle must not make it copy anything else."""
+    if path.is_symlink():
+        return False
+    return path.resolve().is_relative_to(root.resolve())
+
+
 def _session_name(record: RunRecord) -> str:
     start = record.run_info.get("start")
     try:
@@ -155,7 +163,9 @@ def export_mlperf(bundle: str | Path, out_dir: str | Path) -> ExportResult:
             lg = record.path / "data" / phase / "loadgen"
             for name in ("mlperf_log_detail.txt", "mlperf_log_summary.txt"):
                 src = lg / name
-                if src.is_file():
+                if src.is_file() and not _inside(src, record.path):
+                    res.notes.append(f"{sub}/{name}: not copied, {src} leads out of the bundle (a link)")
+                elif src.is_file():
                     shutil.copyfile(src, tmp / sub / name)
                     results_client[f"{sub}/{name}"] = sha1_file(tmp / sub / name)
                 else:
@@ -178,7 +188,7 @@ def export_mlperf(bundle: str | Path, out_dir: str | Path) -> ExportResult:
             results_server[f"{sub}/spl.txt"] = sha1_file(tmp / sub / "spl.txt")
         (tmp / "power" / "client.log").write_text(_timeline_log(events), encoding="utf-8", newline="\n")
         results_client["power/client.log"] = sha1_file(tmp / "power" / "client.log")
-        transcripts = sorted(p for p in (record.path / "data").rglob("ptd*") if p.is_file() and p.suffix in (".txt", ".log"))
+        transcripts = sorted(p for p in (record.path / "data").rglob("ptd*") if p.is_file() and p.suffix in (".txt", ".log") and _inside(p, record.path))
         if transcripts:
             parts = []
             for i, p in enumerate(transcripts, start=1):

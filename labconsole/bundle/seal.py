@@ -55,6 +55,18 @@ def payload_files(root: Path) -> list[str]:
     return out
 
 
+def payload_links(root: Path) -> list[str]:
+    """Links under data/: never part of a bundle (a reader following one would read files the
+    manifest does not cover, perhaps outside the bundle)."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root / "data"):
+        for name in sorted(dirnames + filenames):
+            full = Path(dirpath) / name
+            if full.is_symlink():
+                out.append(full.relative_to(root).as_posix())
+    return sorted(out)
+
+
 def is_sealed(root: Path) -> bool:
     return (root / "bagit.txt").exists() and (root / MANIFEST).exists() and (root / TAGMANIFEST).exists()
 
@@ -130,6 +142,8 @@ def verify(root: Path) -> VerifyResult:
         result.problems.append(f"{rel}: missing (listed in the manifest)")
     for rel in sorted(on_disk - listed):
         result.problems.append(f"{rel}: added after sealing (not in the manifest)")
+    for rel in payload_links(root):
+        result.problems.append(f"{rel}: a link, added after sealing (a bundle holds files only)")
     octets = 0
     for rel in sorted(listed & on_disk):
         result.files_checked += 1

@@ -104,6 +104,7 @@ class PowerShieldEmulator:
         self._rxbuf = b""
         self._tx = bytearray()
         self._muted = False
+        self._unplugged = False
         self._bucket = 0.0
         self._bucket_t = 0.0
         self._u = 0.0
@@ -121,24 +122,33 @@ class PowerShieldEmulator:
 
     # -- life cycle ------------------------------------------------------------------------------
     def start(self) -> "PowerShieldEmulator":
+        self._open_pty()
+        self._thread = threading.Thread(target=self._run, name=f"lpm01a-emulator {self.path}", daemon=True)
+        self._thread.start()
+        return self
+
+    def _open_pty(self) -> None:
         self._master, self._slave = os.openpty()
         try:
             tty.setraw(self._slave)  # no echo, no line editing, no CR/LF translation
             os.set_blocking(self._master, False)
             self.path = os.ttyname(self._slave)
             if self.options.link:
+                link = self.options.link
                 try:
-                    if os.path.islink(self.options.link):
-                        os.unlink(self.options.link)
-                    os.symlink(self.path, self.options.link)
+                    if os.path.islink(link):
+                        # Only a link to a pseudo-terminal (ours from before) or a dangling one is
+                        # replaced: a profile must not be able to repoint the user's other links.
+                        target = os.readlink(link)
+                        if os.path.exists(link) and not target.startswith("/dev/pts/"):
+                            raise OSError(f"{link} is a link to {target}, not to a pseudo-terminal; not replacing it")
+                        os.unlink(link)
+                    os.symlink(self.path, link)
                 except OSError as exc:
-                    raise OSError(f"cannot make {self.options.link} a link to {self.path}: {exc.strerror or exc}") from None
+                    raise OSError(f"cannot make {link} a link to {self.path}: {exc.strerror or exc}") from None
         except BaseException:
             self._close_fds()
             raise
-        self._thread = threading.Thread(target=self._run, name=f"lpm01a-emulator {self.path}", daemon=True)
-        self._thread.start()
-        return self
 
     def stop(self) -> None:
         self._stop.set()
@@ -171,6 +181,25 @@ class PowerShieldEmulator:
         with self._lock:
             self._tx += data
 
+    def unplug(self) -> None:
+        """The USB cable is pulled: the tty disappears (the host's reads fail) and the board,
+        powered by the cable, forgets its state."""
+        with self._lock:
+            self._close_fds()
+            self._unplugged = True
+            self.acquiring = False
+            self.host_control = False
+            self.powered = False
+            self._tx.clear()
+            self._rxbuf = b""
+
+    def plug(self) -> None:
+        """Plugged back: a new tty (a new /dev/pts/N; the `link` path follows it, as a
+        /dev/serial/by-id link would)."""
+        with self._lock:
+            self._open_pty()
+            self._unplugged = False
+
     def mute(self, on: bool = True) -> None:
         """Go silent and deaf (hung firmware); unmuting resumes the acquisition, minus what was lost."""
         with self._lock:
@@ -184,11 +213,17 @@ class PowerShieldEmulator:
     def _run(self) -> None:
         while not self._stop.is_set():
             with self._lock:
+                fd = self._master
                 want_write = bool(self._tx) and not self._muted and self._budget() > 0
                 timeout = 0.005 if self.acquiring and not self._muted else 0.05
+            if fd < 0:  # unplugged
+                self._stop.wait(0.05)
+                continue
             try:
-                readable, writable, _ = select.select([self._master], [self._master] if want_write else [], [], timeout)
+                readable, writable, _ = select.select([fd], [fd] if want_write else [], [], timeout)
             except (OSError, ValueError):
+                if self._unplugged or fd != self._master:
+                    continue  # unplugged (or re-plugged) while we waited
                 return
             with self._lock:
                 if readable:

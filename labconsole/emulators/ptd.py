@@ -179,6 +179,11 @@ class PtdEmulator:
         self._threads: list[threading.Thread] = []
         self.port = 0
         self.commands_seen = 0
+        # Test hooks (a daemon that hangs, answers garbage, or goes away): see set_silent & co.
+        self._silent = threading.Event()
+        self._online = threading.Event()
+        self._online.set()
+        self._mangle: Callable[[str, list[str]], bytes | None] | None = None
 
     # --- clock, console, log ---------------------------------------------------------------------
     def now_ns(self) -> int:
@@ -270,6 +275,50 @@ class PtdEmulator:
                 except OSError:
                     pass
 
+    # --- test hooks ------------------------------------------------------------------------------------
+    def set_silent(self, silent: bool) -> None:
+        """A daemon that hangs: commands are read and dropped, the connection stays open."""
+        if silent:
+            self._silent.set()
+        else:
+            self._silent.clear()
+
+    def set_mangler(self, mangle: "Callable[[str, list[str]], bytes | None] | None") -> None:
+        """A daemon that answers garbage: `mangle(command, reply lines)` gives the bytes sent
+        instead (None: nothing); None restores the real replies."""
+        self._mangle = mangle
+
+    def drop_client(self) -> None:
+        """The connection breaks (a network fault); the daemon keeps listening."""
+        client = self._client
+        if client is not None:
+            try:
+                client.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def set_offline(self, offline: bool) -> None:
+        """The PTD host goes away: the client is dropped and nothing listens; back online, the
+        daemon listens on the same port again (its measurement state is kept)."""
+        o = self.opts
+        if offline:
+            self._online.clear()
+            listener, self._listener = self._listener, None
+            if listener is not None:
+                try:
+                    listener.close()
+                except OSError:
+                    pass
+            self.drop_client()
+            return
+        listener = socket.socket(socket.AF_INET6 if ":" in o.host else socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((o.host, self.port))
+        listener.listen(4)
+        listener.settimeout(0.2)
+        self._listener = listener
+        self._online.set()
+
     # --- sampling ------------------------------------------------------------------------------------
     def _sample_loop(self) -> None:
         while not self._stop.is_set():
@@ -356,19 +405,23 @@ class PtdEmulator:
 
     # --- the protocol ------------------------------------------------------------------------------
     def _serve(self) -> None:
-        listener = self._listener
-        assert listener is not None
         while not self._stop.is_set():
             self.console("Waiting for a connection...")
             conn = None
             while not self._stop.is_set():
+                listener = self._listener
+                if listener is None or not self._online.is_set():
+                    self._online.wait(0.2)  # switched off by set_offline
+                    continue
                 try:
                     conn, addr = listener.accept()
                     break
                 except socket.timeout:
                     continue
                 except OSError:
-                    return
+                    if self._online.is_set() and not self._stop.is_set():
+                        return
+                    continue
             if conn is None:
                 return
             self.console(f"Accepted connection from {addr[0]}:{addr[1]}")
@@ -404,11 +457,14 @@ class PtdEmulator:
             while b"\n" in buf:
                 raw, buf = buf.split(b"\n", 1)
                 command = raw.rstrip(b"\r").decode("ascii", "replace").strip()
-                if not command:
+                if not command or self._silent.is_set():
                     continue
                 reply = self.execute(command)
+                mangle = self._mangle
+                out = ("\r\n".join(reply) + "\r\n").encode("ascii", "replace") if mangle is None else mangle(command, reply)
                 try:
-                    conn.sendall(("\r\n".join(reply) + "\r\n").encode("ascii", "replace"))
+                    if out:
+                        conn.sendall(out)
                 except OSError:
                     return
                 self.console(f"Response to client sent: {reply[0]}")
@@ -614,6 +670,19 @@ class PtdEmulatorHandle:
     def stop(self) -> None:
         self.emulator.stop()
 
+    # test hooks
+    def set_silent(self, silent: bool) -> None:
+        self.emulator.set_silent(silent)
+
+    def set_mangler(self, mangle) -> None:
+        self.emulator.set_mangler(mangle)
+
+    def drop_client(self) -> None:
+        self.emulator.drop_client()
+
+    def set_offline(self, offline: bool) -> None:
+        self.emulator.set_offline(offline)
+
 
 def start(options: dict[str, Any] | None = None) -> PtdEmulatorHandle:
     """Start an emulator in this process (for a profile's `emulator:` and for tests)."""
@@ -677,6 +746,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValidationError, ValueError, OSError) as exc:
         print(f"labconsole emulate ptd: {exc}", file=sys.stderr)
         return 2
+    from labconsole.emulators.registry import is_loopback
+
+    if not is_loopback(args.host):
+        print(f"warning: listening on {args.host}: other machines can reach this emulator", file=sys.stderr, flush=True)
     done = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:

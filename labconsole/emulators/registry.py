@@ -43,7 +43,35 @@ def module_for(name: str):
         raise KeyError(f"no emulator named {name!r} (known: {', '.join(sorted(EMULATORS)) or 'none'})") from None
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+def is_loopback(host: Any) -> bool:
+    import ipaddress
+
+    text = str(host).strip().strip("[]")
+    if text.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(text).is_loopback
+    except ValueError:
+        return False
+
+
+def loopback_problem(options: dict[str, Any]) -> str | None:
+    """Why a profile's `emulator:` block may not be used as it is (it widens the listener)."""
+    if "host" in options and not is_loopback(options["host"]):
+        return (
+            f"{options['host']!r}: an emulator a profile starts listens on this machine only (127.0.0.1, ::1); "
+            "to serve other machines run `labconsole emulate NAME --host ADDRESS` and name its address in the source's options"
+        )
+    return None
+
+
 def start_for_source(driver: str, options: dict[str, Any]) -> EmulatorHandle:
     if driver not in FOR_DRIVER:
         raise KeyError(f"driver {driver!r} has no emulator (emulators exist for: {', '.join(sorted(FOR_DRIVER)) or 'none'})")
+    problem = loopback_problem(options)
+    if problem:
+        raise ValueError(f"emulator.host: {problem}")
     return module_for(FOR_DRIVER[driver]).start(options)

@@ -36,7 +36,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -576,6 +576,9 @@ class WT310EServer:
         self.host, self.port = self._sock.getsockname()[:2]
         self._stop = meter.stopping
         self._silent = threading.Event()
+        self._online = threading.Event()
+        self._online.set()
+        self._mangle: Callable[[str, str], bytes | None] | None = None
         self._clients: dict[threading.Thread, socket.socket] = {}
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._accept, name=f"wt310-emulator-{self.port}", daemon=True)
@@ -596,6 +599,30 @@ class WT310EServer:
         else:
             self._silent.clear()
 
+    def set_mangler(self, mangle: "Callable[[str, str], bytes | None] | None") -> None:
+        """Test hook, a meter that answers garbage: `mangle(command, reply)` gives the bytes sent
+        instead of the reply line (None: send nothing); None restores honest replies."""
+        self._mangle = mangle
+
+    def set_offline(self, offline: bool) -> None:
+        """Test hook, a meter switched off: every connection drops and new ones are refused
+        (nothing listens); back online, it listens on the same address again."""
+        if offline:
+            self._online.clear()
+            try:
+                self._sock.close()
+            except OSError:
+                pass
+            self.drop_connections()
+        else:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, self.port))
+            sock.listen(8)
+            sock.settimeout(0.2)
+            self._sock = sock
+            self._online.set()
+
     def drop_connections(self) -> None:
         with self._lock:
             socks = list(self._clients.values())
@@ -607,12 +634,17 @@ class WT310EServer:
 
     def _accept(self) -> None:
         while not self._stop.is_set():
+            if not self._online.is_set():
+                self._online.wait(0.2)
+                continue
             try:
                 conn, _ = self._sock.accept()
             except socket.timeout:
                 continue
             except OSError:
-                break
+                if self._stop.is_set() or self._online.is_set():
+                    break
+                continue  # switched off by set_offline: wait to come back
             conn.settimeout(0.2)
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             t = threading.Thread(target=self._serve, args=(conn,), name=f"wt310-client-{self.port}", daemon=True)
@@ -642,9 +674,13 @@ class WT310EServer:
                     raw, buf = buf.split(b"\n", 1)
                     if self._silent.is_set():
                         continue
-                    reply = self.meter.handle_line(raw.rstrip(b"\r").decode("latin-1"))
+                    line = raw.rstrip(b"\r").decode("latin-1")
+                    reply = self.meter.handle_line(line)
                     if reply is not None and not self._silent.is_set():
-                        conn.sendall(reply.encode("latin-1") + b"\n")
+                        mangle = self._mangle
+                        out = reply.encode("latin-1") + b"\n" if mangle is None else mangle(line, reply)
+                        if out:
+                            conn.sendall(out)
         except OSError:
             pass
         finally:
@@ -686,6 +722,12 @@ class EmulatorHandle:
 
     def set_silent(self, silent: bool) -> None:
         self.server.set_silent(silent)
+
+    def set_mangler(self, mangle) -> None:
+        self.server.set_mangler(mangle)
+
+    def set_offline(self, offline: bool) -> None:
+        self.server.set_offline(offline)
 
     def stop(self) -> None:
         self.server.stop()

@@ -142,8 +142,9 @@ class RunProcedure:
         status, reason = "completed", ""
         recordings = Path(self.options.out_dir or self.profile.recordings)
         try:
-            # One console per recordings folder: refuse before anything is written.
+            # One console per recordings folder and per instrument: refuse before anything is written.
             self._locks.append(recordings_lock(recordings).acquire())
+            self._lock_instruments()
             self.bundle = BundleWriter.create(recordings, self.profile.name, self.scenario)
         except LockBusy as exc:
             self._release_locks()
@@ -181,18 +182,54 @@ class RunProcedure:
             status, reason = "failed", f"{type(exc).__name__}: {exc}"
             self.bus.emit(ev.ERROR, f"the run failed: {reason}")
         finally:
-            self._shutdown()
+            try:
+                self._shutdown()
+            except Exception as exc:  # noqa: BLE001 - e.g. a full disk refusing run.json: still seal
+                if status == "completed":
+                    status, reason = "failed", f"stopping the run failed: {type(exc).__name__}: {exc}"
+                self.bus.emit(ev.ERROR, f"stopping the run failed: {type(exc).__name__}: {exc}")
         if self.recorder is not None and self.recorder.fatal and status == "completed":
             status, reason = "failed", self.recorder.fatal
+        if self.recorder is not None and status == "completed":
+            # Sources given up on under `on_failure: continue`: the run completed without them.
+            gone = [st.failed for st in self.recorder.states.values() if st.failed]
+            if gone:
+                reason = "completed without " + "; ".join(gone)
         return self._finish(status, reason)
 
     _failed_reason: str = ""
+    _events_not_written: int = 0
 
     def profile_spec(self, name: str):
         for s in self.profile.sources:
             if s.name == name:
                 return s
         raise KeyError(name)
+
+    def _lock_instruments(self) -> None:
+        """Take each physical instrument's lock up front, so a meter another console reads
+        refuses this run before a bundle exists (their commands and data must not interleave)."""
+        from labconsole.sources.registry import create_source, get_driver
+
+        held: dict[str, str] = {}
+        for spec in self.profile.sources:
+            if spec.emulator is not None:
+                continue  # the emulator started for it gets a fresh loopback address
+            try:
+                if get_driver(spec.driver).lock_key is Source.lock_key:
+                    continue  # a source many readers may share (simulated, NVML, RAPL, replay)
+                key = create_source(spec.name, spec.driver, dict(spec.options), spec.sample_interval_s).lock_key()
+            except Exception:  # noqa: BLE001 - opening the source reports what is wrong with it
+                continue
+            if not key:
+                continue
+            if key in held:
+                raise LockBusy(f"sources {held[key]} and {spec.name} name the same instrument ({key}); a console reads each instrument once")
+            self._locks.append(instrument_lock(key).acquire())
+            held[key] = spec.name
+        self._held_keys = set(held)
+
+    _held_keys: set = set()
 
     def _release_locks(self) -> None:
         while self._locks:
@@ -205,7 +242,12 @@ class RunProcedure:
                 if now - self._last_progress_event < 1.0:
                     return
                 self._last_progress_event = now
-            self.bundle.events_sink(event)
+            try:
+                self.bundle.events_sink(event)
+            except (OSError, ValueError):
+                # A disk that refuses the timeline must not take down whoever emitted the event
+                # (an acquisition thread, the flusher); the count goes into run.json.
+                self._events_not_written += 1
 
     def _start_bundle(self) -> None:
         assert self.bundle is not None
@@ -240,7 +282,7 @@ class RunProcedure:
         found = []
         for spec in self.profile.sources:
             try:
-                opened = open_source(spec)
+                opened = open_source(spec, held=self._held_keys)
             except Exception as exc:  # noqa: BLE001
                 msg = f"source {spec.name} ({spec.driver}) cannot be used: {exc}"
                 if spec.on_failure == "stop":
@@ -337,13 +379,35 @@ class RunProcedure:
         self.bus.emit(ev.RESULT, f"SUT probe: {shown}", phase="probe", settings=result.settings)
 
     def _ranged_sources(self) -> list[str]:
-        return [n for n, s in self.sources.items() if s.capabilities().has_ranges]
+        """Sources with ranges to set, less those given up on under `on_failure: continue`."""
+        gone = {n for n, st in getattr(self.recorder, "states", {}).items() if st.failed}
+        return [n for n, s in self.sources.items() if n not in gone and s.capabilities().has_ranges]
+
+    def _tolerate(self, name: str, what: str, exc: Exception) -> None:
+        """A source's command failed outside the acquisition thread: fatal under `on_failure:
+        stop`; under `continue` a warning (its acquisition thread reconnects or gives up)."""
+        if self.profile_spec(name).on_failure == "stop":
+            raise exc
+        self.bus.emit(ev.WARNING, f"{name}: could not {what} ({exc}); going on (on_failure: continue)", source=name)
+
+    def _read_back_ranges(self) -> dict[str, dict]:
+        out = {}
+        for n in self._ranged_sources():
+            try:
+                out[n] = self.sources[n].get_ranges().as_dict()
+            except Exception as exc:  # noqa: BLE001 - the phase's record must still be written
+                out[n] = {"error": str(exc)}
+        return out
 
     def _run_phase(self, phase: str, auto_range: bool) -> None:
         assert self.bundle is not None and self.recorder is not None
         if auto_range:
             for name in self._ranged_sources():
-                rs = self.sources[name].set_ranges(auto=True)
+                try:
+                    rs = self.sources[name].set_ranges(auto=True)
+                except Exception as exc:  # noqa: BLE001
+                    self._tolerate(name, f"switch auto-range on for {phase}", exc)
+                    continue
                 self.bus.emit(ev.INFO, f"{name}: auto-range on for {phase}", phase=phase, source=name, ranges=rs.as_dict())
         settle = self.profile.procedure.settle_s
         if settle:
@@ -387,7 +451,7 @@ class RunProcedure:
             summaries = self._phase_hook("end", phase)
             self.recorder.end_segment()
         stats = {f"{s}/{c}": st.as_dict() for (s, c), st in self.recorder.stats_for(phase).items()}
-        self.bundle.write_json(f"{phase}/phase.json", {"workload": result.as_dict(), "samples": stats, "ranges": {n: self.sources[n].get_ranges().as_dict() for n in self._ranged_sources()}, "meter_summaries": summaries})
+        self.bundle.write_json(f"{phase}/phase.json", {"workload": result.as_dict(), "samples": stats, "ranges": self._read_back_ranges(), "meter_summaries": summaries})
         if result.status == "completed":
             self.bus.emit(ev.PHASE_END, f"{phase} done", phase=phase, workload=result.as_dict())
             return
@@ -454,7 +518,11 @@ class RunProcedure:
             # A meter that rounds up itself gets MLPerf's raw values, as power-dev sends them
             # (SR,V,<max V>; SR,A,<1.1 x max A>); otherwise the range picked from the table.
             req_v, req_a = (max_v, max_a * CURRENT_MARGIN) if rounded else (want_v, want_a)
-            got = src.set_ranges(volts=req_v, amps=req_a, auto=False)
+            try:
+                got = src.set_ranges(volts=req_v, amps=req_a, auto=False)
+            except Exception as exc:  # noqa: BLE001
+                self._tolerate(name, "set the fixed ranges", exc)
+                continue
             self.ranges_chosen[name] = {"max_volts": max_v, "max_amps": max_a, "requested": {"volts": req_v, "amps": req_a}, "read_back": got.as_dict()}
             if known:
                 ok = got.volts == want_v and got.amps == want_a
@@ -495,16 +563,35 @@ class RunProcedure:
             counts = self.recorder.counts()
             # Drivers that keep their own counters (lost samples, protocol errors) report them too.
             diagnostics = {n: s.diagnostics() for n, s in self.sources.items() if callable(getattr(s, "diagnostics", None))}
-            self.bundle.update_run(acquisition={"sources": counts, "samples_written": self.recorder.written, "diagnostics": diagnostics})
+            self.bundle.update_run(
+                acquisition={
+                    "sources": counts,
+                    "samples_read": sum(c["read"] for c in counts.values()),
+                    "samples_written": self.recorder.written,
+                    "samples_lost": sum(c["lost"] + c["unrecorded"] for c in counts.values()),
+                    "events_not_written": self._events_not_written,
+                    "diagnostics": diagnostics,
+                }
+            )
 
     def _finish(self, status: str, reason: str) -> RunOutcome:
+        assert self.bundle is not None
+        try:
+            return self._analyse_and_seal(status, reason)
+        finally:
+            self._release_locks()  # whatever failed above, the next console may use the folder
+
+    def _analyse_and_seal(self, status: str, reason: str) -> RunOutcome:
         from labconsole import analysis, checks
         from labconsole.bundle.reader import open_run
 
         assert self.bundle is not None
         self._set_phase("analysis")
         # The verdict goes into run.json first, so the summary's checks see the final status.
-        self.bundle.update_run(exit_status=status, reason=reason, stop=iso_utc())
+        try:
+            self.bundle.update_run(exit_status=status, reason=reason, stop=iso_utc())
+        except OSError as exc:
+            self.bus.emit(ev.ERROR, f"could not write run.json: {exc.strerror or exc}")
         report = None
         check_list: list[dict] = []
         try:
@@ -523,7 +610,6 @@ class RunProcedure:
             self.bundle.seal(status, reason)
         except OSError as exc:
             self.bus.emit(ev.ERROR, f"could not seal the bundle: {exc.strerror or exc}; `labconsole recover {self.bundle.root}` can seal it later")
-        self._release_locks()
         self.state = status
         self._set_phase("done")
         return RunOutcome(self.bundle.root, status, reason, report, check_list)
@@ -554,10 +640,11 @@ class OpenedSource:
                     self.lock.release()
 
 
-def open_source(spec: Any) -> OpenedSource:
+def open_source(spec: Any, held: set | frozenset = frozenset()) -> OpenedSource:
     """Start the source's emulator where the profile asks for one, open the source, identify it.
 
-    On any failure, whatever was started is stopped again before the error propagates.
+    `held`: instrument lock keys the caller already holds (not taken again). On any failure,
+    whatever was started is stopped again before the error propagates.
     """
     from labconsole.sources.registry import create_source
 
@@ -572,7 +659,7 @@ def open_source(spec: Any) -> OpenedSource:
             options.update(handle.source_options())
         src = create_source(spec.name, spec.driver, options, spec.sample_interval_s)
         key = src.lock_key()
-        if key:  # one console per instrument: a second one is refused, not interleaved
+        if key and key not in held:  # one console per instrument: a second one is refused, not interleaved
             lock = instrument_lock(key).acquire()
         src.open()
         try:

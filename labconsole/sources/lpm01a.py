@@ -212,6 +212,16 @@ class Lpm01aSource(Source):
             raise SourceError(f"{self.name}: cannot open {o.port}: {exc}") from None
         return port
 
+    def lock_key(self) -> str | None:
+        """The resolved tty (a /dev/serial/by-id link and its /dev/ttyACMn are one board); a
+        pyserial URL as written, except `loop://` (no board behind it)."""
+        from labconsole.locks import serial_key
+
+        port = self.options.port
+        if "://" in port:
+            return None if port.lower().startswith("loop://") else port.strip()
+        return serial_key(port)
+
     def open(self) -> None:
         with self.io_lock:
             if self._port is not None:
@@ -478,7 +488,15 @@ class Lpm01aSource(Source):
             start = time.monotonic()
             deadline = start + max(0.0, timeout)
             while True:
-                data = self._read_some()
+                try:
+                    data = self._read_some()
+                except SourceError as exc:
+                    if not parts:
+                        raise
+                    # The port failed after samples came in: hand those over now (they were
+                    # measured), fail on the next call.
+                    self._pending_error = str(exc)
+                    break
                 now = time.monotonic()
                 if data:
                     self._last_rx_mono = now

@@ -103,7 +103,19 @@ PTD_MODELS: dict[str, MeterSpec] = _ptd_models()
 # ---------------------------------------------------------------------------------------------
 # Parsing: pure functions, each raising ValueError with what was wrong.
 
-_TIME_RE = re.compile(r"(\d{2})-(\d{2})-(\d{4}) (\d{2}):(\d{2}):(\d{2})\.(\d{1,6})")
+_TIME_RE = re.compile(r"(\d{2})-(\d{2})-(\d{4}) (\d{2}):(\d{2}):(\d{2})\.(\d{1,6})", re.ASCII)
+# PTD prints values with %f: a plain decimal number. Python's float() would also take `1_0`,
+# `infinity`, `nan` or other scripts' digits; a reply holding those is garbage, not a reading.
+_VALUE_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+
+
+def _value(text: str) -> float:
+    if not _VALUE_RE.fullmatch(text):
+        raise ValueError(f"not a number: {text[:40]!r}")
+    v = float(text)
+    if not math.isfinite(v):
+        raise ValueError(f"not a finite number: {text[:40]!r}")
+    return v
 
 
 def parse_ptd_time(text: str) -> int:
@@ -264,7 +276,7 @@ def parse_ranges(reply: str) -> list[RangeGroup]:
     groups = []
     try:
         for i in range(1, len(parts), 4):
-            groups.append(RangeGroup(int(float(parts[i])), float(parts[i + 1]), int(float(parts[i + 2])), float(parts[i + 3])))
+            groups.append(RangeGroup(int(_value(parts[i])), _value(parts[i + 1]), int(_value(parts[i + 2])), _value(parts[i + 3])))
     except ValueError:
         raise ValueError(f"Ranges reply has a field that is not a number: {reply!r}") from None
     return groups
@@ -277,7 +289,7 @@ def parse_watts(reply: str) -> dict[str, float | int]:
         raise ValueError(f"not a Watts reply: {reply!r}")
     try:
         return {
-            "avg_w": float(parts[1]), "min_w": float(parts[2]), "max_w": float(parts[3]),
+            "avg_w": _value(parts[1]), "min_w": _value(parts[2]), "max_w": _value(parts[3]),
             "samples": int(parts[4]), "errors": int(parts[5]), "valid": int(parts[6]),
         }
     except ValueError:
@@ -292,7 +304,7 @@ def parse_uncertainty(reply: str) -> dict[str, float | int]:
         raise ValueError(f"not an Uncertainty reply: {reply!r}")
     try:
         return {
-            "avg": float(parts[1]), "min": float(parts[2]), "max": float(parts[3]),
+            "avg": _value(parts[1]), "min": _value(parts[2]), "max": _value(parts[3]),
             "total": int(parts[4]), "invalid": int(parts[5]), "valid": int(parts[6]), "unknown": int(parts[7]),
         }
     except ValueError:
@@ -320,9 +332,10 @@ def parse_sample_line(line: str) -> tuple[int, list[tuple[float, float, float, f
         if tok == "Watts":
             if i + 8 > len(tokens) or tokens[i + 2] != "Volts" or tokens[i + 4] != "Amps" or tokens[i + 6] != "PF":
                 raise ValueError(f"truncated or malformed sample group at field {i + 1}: {line[:120]!r}")
-            vals = tuple(float(tokens[i + k]) for k in (1, 3, 5, 7))
-            if not all(map(math.isfinite, vals)):
-                raise ValueError(f"non-finite value in sample line: {line[:120]!r}")
+            try:
+                vals = tuple(_value(tokens[i + k]) for k in (1, 3, 5, 7))
+            except ValueError as exc:
+                raise ValueError(f"{exc} in sample line: {line[:120]!r}") from None
             groups.append(vals)  # type: ignore[arg-type]
             i += 8
         elif tok == "Mark" and i + 1 < len(tokens):
@@ -636,6 +649,12 @@ class PtdSource(Source):
             self._measuring = False
         if problems:
             raise SourceError("; ".join(problems))
+
+    def lock_key(self) -> str | None:
+        """PTDaemon serves one client: its host:port is the instrument."""
+        from labconsole.locks import tcp_key
+
+        return tcp_key(self.options.host, self.options.port)
 
     # --- identity ----------------------------------------------------------------------------
     def identify(self) -> Identity:
@@ -955,6 +974,9 @@ class PtdSource(Source):
             self.counters["invalid"] += bad
             out.append(ChannelBatch(ch, batch.astype(SAMPLE_DTYPE, copy=False)))
         return out
+
+    def diagnostics(self) -> dict[str, Any]:
+        return {"counters": dict(self.counters), "read_command": self._read_cmd}
 
     def clock_offset_s(self) -> float | None:
         off = self.clock.offset_ns()

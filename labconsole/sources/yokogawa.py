@@ -27,6 +27,7 @@ import time
 import warnings
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import Field, field_validator
 
 from labconsole.ranges import AccuracySpec, RangeState, pick_range
@@ -97,13 +98,20 @@ class YokogawaOptions(DriverOptions):
         return v
 
 
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+
+
 def parse_reading(text: str) -> tuple[float, int]:
-    """One numeric item: (value, status). NAN/9.91E+37 -> NO_DATA, INF/9.9E+37 -> OVERRANGE."""
+    """One numeric item: (value, status). NAN/9.91E+37 -> NO_DATA, INF/9.9E+37 -> OVERRANGE.
+
+    Only the meter's own number forms (NR1/NR2/NR3) count as readings: Python's float() also
+    takes `1_000`, `infinity` or other scripts' digits, which a meter never sends."""
     t = text.strip()
-    try:
-        v = float(t)
-    except ValueError:
+    if t.upper() in ("NAN", "INF", "-INF", "+INF"):
+        return math.nan, (NO_DATA if t.upper() == "NAN" else OVERRANGE)
+    if not _NUMBER.fullmatch(t):
         return math.nan, ERROR
+    v = float(t)
     if math.isnan(v):
         return math.nan, NO_DATA
     if math.isinf(v):
@@ -120,7 +128,7 @@ def parse_error_reply(reply: str) -> tuple[int, str]:
     code_text, _, msg = reply.partition(",")
     try:
         code = int(float(code_text.strip()))
-    except ValueError:
+    except (ValueError, OverflowError):
         raise SourceError(f"unreadable error-queue reply {reply!r}") from None
     return code, msg.strip().strip('"')
 
@@ -165,6 +173,8 @@ class YokogawaSource(Source):
         self._energy_offset_j: dict[int, float] = {}
         self._last_energy_j: dict[int, float] = {}
         self.meter_errors: list[tuple[int, str]] = []  # everything the error queue reported
+        # Protocol errors (replies that are not what was asked) and the samples they became.
+        self.counters = {"samples": 0, "invalid": 0, "malformed_replies": 0, "garbled_status": 0}
 
     # --- I/O primitives -----------------------------------------------------------------------
     def _label(self) -> str:
@@ -291,6 +301,12 @@ class YokogawaSource(Source):
                         break
             self._integrating = False
             self._drop_resource()
+
+    def lock_key(self) -> str | None:
+        """The meter's VISA resource in one spelling (None for a PyVISA-sim file: no hardware)."""
+        if self._given_resource is not None or self.options.visa_library.endswith("@sim"):
+            return None
+        return visa_key(self.options.resource)
 
     # --- configuration --------------------------------------------------------------------------
     def _configure(self) -> None:
@@ -567,7 +583,8 @@ class YokogawaSource(Source):
                     reply = self._query(d.eesr_q)
                     try:
                         fresh = bool(int(float(reply)) & 1)
-                    except ValueError:
+                    except (ValueError, OverflowError):
+                        self.counters["garbled_status"] += 1
                         raise SourceError(f"{self._label()}: garbled status reply {reply!r} (the link is out of step)") from None
                 else:
                     fresh = self._last_update_mono is None or time.monotonic() >= self._last_update_mono + self._period
@@ -586,9 +603,17 @@ class YokogawaSource(Source):
                 return []
 
     def _to_batches(self, reply: str, wall: int, mono: int, ranges: RangeState) -> list[ChannelBatch]:
+        out = self._parse_values(reply, wall, mono, ranges)
+        for cb in out:
+            self.counters["samples"] += len(cb.samples)
+            self.counters["invalid"] += int(np.count_nonzero(cb.samples["status"]))
+        return out
+
+    def _parse_values(self, reply: str, wall: int, mono: int, ranges: RangeState) -> list[ChannelBatch]:
         fields = reply.split(",")
         if len(fields) != len(self._layout):
             self._garbled += 1
+            self.counters["malformed_replies"] += 1
             if self._garbled >= _MAX_GARBLED:
                 raise SourceError(f"{self._label()}: {self._garbled} malformed replies in a row (last {reply[:80]!r}); reconnecting")
             bad = one_sample(wall, mono, math.nan, status=ERROR)
@@ -642,6 +667,9 @@ class YokogawaSource(Source):
             range_v=rv,
             range_a=ra,
         )
+
+    def diagnostics(self) -> dict[str, Any]:
+        return {"counters": dict(self.counters), "meter_errors": [list(e) for e in self.meter_errors[-20:]]}
 
     # --- optional -----------------------------------------------------------------------------------
     def zero_check(self) -> dict[str, Any] | None:
@@ -701,6 +729,43 @@ class YokogawaSource(Source):
                     found.append(entry)
             extra = []  # explicit addresses are tried once, with the first library
         return found
+
+
+def visa_key(resource: str) -> str:
+    """A VISA resource name in one spelling, for the one-console-per-instrument lock.
+
+    `tcpip::127.0.0.1::5025::socket` and `TCPIP0::localhost::5025::SOCKET` are one meter;
+    `TCPIP::host::INSTR` is `TCPIP0::host::inst0::INSTR`; USB ids compare as numbers; a serial
+    resource (`ASRL/dev/ttyUSB0::INSTR`) is its port, as other serial drivers name it.
+    """
+    from labconsole.locks import host_key, serial_key, tcp_key
+
+    parts = [p.strip() for p in resource.strip().split("::")]
+    m = re.match(r"(?i)^(TCPIP|GPIB|USB|ASRL|VXI|PXI)(\d*)(.*)$", parts[0])
+    if m is None:
+        return resource.strip()
+    iface, board, rest = m.group(1).upper(), m.group(2) or "0", m.group(3)
+    tail = parts[1:]
+    if tail and tail[-1].upper() in ("INSTR", "SOCKET", "INTFC", "BACKPLANE", "RAW"):
+        tail[-1] = tail[-1].upper()
+    if iface == "ASRL" and rest:
+        return serial_key(rest)
+    if iface == "TCPIP" and len(tail) == 3 and tail[2] == "SOCKET":
+        return tcp_key(tail[0], int(tail[1])) if tail[1].isdigit() else f"TCPIP::{host_key(tail[0])}::{tail[1]}::SOCKET"
+    if iface == "TCPIP" and tail:
+        tail[0] = host_key(tail[0])
+        if len(tail) == 2 and tail[1] == "INSTR":
+            tail.insert(1, "inst0")
+        if len(tail) == 3:
+            tail[1] = tail[1].lower()
+    if iface == "USB":
+        for i in (0, 1):
+            if i < len(tail):
+                try:
+                    tail[i] = f"0x{int(tail[i], 0):04X}"
+                except ValueError:
+                    pass
+    return "::".join([f"{iface}{board}{rest}"] + tail)
 
 
 def _is_yokogawa_usb(name: str) -> bool:

@@ -155,18 +155,23 @@ class _ProcessRun:
         log = open(self.log_path, "ab")
         try:
             self.started_wall_ns = time.time_ns()
-            self.proc = subprocess.Popen(
-                argv,
-                cwd=str(cwd),
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                pass_fds=pass_fds,
-                start_new_session=True,  # its own process group: we can stop all of it
-                close_fds=True,
-                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-            )
+            try:
+                self.proc = subprocess.Popen(
+                    argv,
+                    cwd=str(cwd),
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    pass_fds=pass_fds,
+                    start_new_session=True,  # its own process group: we can stop all of it
+                    close_fds=True,
+                    preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+                )
+            except BaseException:
+                self._progress_fh.close()  # nothing will write progress: do not leak the file
+                self._progress_fh = None
+                raise
         finally:
             log.close()
 
@@ -287,6 +292,9 @@ class LoadGenRun(_ProcessRun):
                 env=env,
                 pass_fds=(wfd,),
             )
+        except BaseException:
+            os.close(rfd)
+            raise
         finally:
             os.close(wfd)
         reader = threading.Thread(target=self._read_progress, args=(rfd,), name="workload-progress", daemon=True)
