@@ -102,7 +102,7 @@ class CompareScreen(Screen):
         self.comparison = cmp
         self.seconds = seconds
         self.query_one("#cmp-top", TopBar).update(
-            f"[b]COMPARE[/]  A {escape(self.a.name)}  ·  B {escape(self.b.name)}  [dim]change = (B - A) / A · s swaps · esc back[/]"
+            "[b]COMPARE[/]  A (the reference) and B  [dim]change = (B - A) / |A|; pp: percentage points · s swaps · esc back[/]"
         )
         lines = []
         for tag, side in (("A", cmp.a), ("B", cmp.b)):

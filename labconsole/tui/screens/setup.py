@@ -26,6 +26,7 @@ from textual.suggester import SuggestFromList
 from textual.widgets import Button, Checkbox, ContentSwitcher, Footer, Input, Label, Select, Static
 
 from labconsole.profile import SCENARIOS, SCOPES
+from labconsole.wizard import SCOPE_HELP
 from labconsole.tui.widgets import ChoiceScreen, ConfirmScreen, TopBar
 
 VALIDATE_AFTER_S = 0.4  # after the last change, check the step (the loader's messages appear as you type)
@@ -87,6 +88,11 @@ class OfferRow(Vertical):
             yield Input(self._name, classes="offer-name", compact=True, disabled=not o.usable)
             yield Label("measures", classes="offer-label")
             yield Select([(s, s) for s in SCOPES], value=self._scope if self._scope in SCOPES else "other", allow_blank=False, compact=True, classes="offer-scope", disabled=not o.usable)
+            yield Label(SCOPE_HELP.get(self._scope, ""), classes="offer-scope-help")
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if isinstance(event.value, str):
+            self.query_one(".offer-scope-help", Label).update(SCOPE_HELP.get(event.value, ""))
 
     @property
     def picked(self) -> bool:
