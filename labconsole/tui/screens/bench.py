@@ -39,7 +39,7 @@ class SourceRow(Horizontal):
 class BenchScreen(Screen):
     BINDINGS = [
         Binding("d", "discover", "Discover"),
-        Binding("n", "app.setup", "Set up a bench"),
+        Binding("n", "app.setup", "Setup"),
     ]
 
     def __init__(self) -> None:
