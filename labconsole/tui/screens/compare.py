@@ -95,7 +95,7 @@ class CompareScreen(Screen):
 
     def _failed(self, message: str) -> None:
         self.error = message
-        self.query_one("#cmp-top", TopBar).update(f"[b]COMPARE[/]  [red]cannot compare[/]")
+        self.query_one("#cmp-top", TopBar).update("[b]COMPARE[/]  [red]cannot compare[/]")
         self.query_one("#cmp-runs", Static).update(f"A: {escape(str(self.a))}\nB: {escape(str(self.b))}\n[red]{escape(message)}[/]")
 
     def _show(self, cmp, seconds: float) -> None:
