@@ -134,6 +134,7 @@ class SetupScreen(Screen):
         self.discovery_notes: dict[str, str] = {}
         self.written = None  # the LoadedProfile once written
         self._validate_timer = None
+        self._touched: set = set()  # fields the person changed (their messages show while typing)
         self._loading = True  # widgets being filled in: their change events are not answers
 
     # --- layout ---------------------------------------------------------------------------------
@@ -285,31 +286,36 @@ class SetupScreen(Screen):
         self.action_next()  # Enter in a field: this step is answered
 
     # --- validation as you go -----------------------------------------------------------------------
-    def _changed(self) -> None:
+    def _changed(self, widget=None) -> None:
         if self._loading or (self.discovering and self.step_key == "sources"):
             return
+        if widget is not None:
+            self._touched.add(widget)
         if self._validate_timer is not None:
             self._validate_timer.stop()
-        self._validate_timer = self.set_timer(VALIDATE_AFTER_S, self.validate_step)
+        self._validate_timer = self.set_timer(VALIDATE_AFTER_S, lambda: self.validate_step(all_issues=False))
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id != "setup-ptd":
             if event.input.has_class("offer-name"):
                 self._refresh_primary()
-            self._changed()
+            self._changed(event.input)
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id in ("wl-type", "wl-scenario"):
             self._sync_workload_fields()
-        self._changed()
+        self._changed(event.select)
 
     def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
         if event.checkbox.has_class("offer-pick"):
             self._refresh_primary()
-        self._changed()
+        self._changed(event.checkbox)
 
-    def validate_step(self) -> list:
-        """Give this step's answers to the wizard; show (and return) what the loader says about them."""
+    def validate_step(self, all_issues: bool = True) -> list:
+        """Give this step's answers to the wizard; show (and return) what the loader says about them.
+
+        While typing (`all_issues` False) a message about a field not answered yet waits: a blank
+        command line is not a mistake until the person says the step is done (Next)."""
         if self._validate_timer is not None:
             self._validate_timer.stop()
             self._validate_timer = None
@@ -319,6 +325,8 @@ class SetupScreen(Screen):
         except ValueError as exc:  # an answer the form itself cannot read (e.g. SUT options)
             issues = [str(exc)]
         self.issues = issues
+        if not all_issues:
+            issues = [i for i in issues if (w := self._widget_for(i)) is None or w in self._touched]
         self._show_issues(issues)
         if key == "save":
             self._show_preview()
