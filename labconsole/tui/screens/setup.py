@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from rich.markup import escape
-from rich.syntax import Syntax
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -474,6 +473,8 @@ class SetupScreen(Screen):
         w = self.wizard
         self.query_one("#setup-path", Static).update(f"writes [b]{escape(str(w.path))}[/]; it loads as written and you can edit it later")
         if w.sources:
+            from rich.syntax import Syntax  # pygments: loaded when first shown, not at start
+
             self.query_one("#setup-preview", Static).update(Syntax(w.text(), "yaml", theme="ansi_dark", background_color="default", word_wrap=False))
 
     # --- discovery (a worker thread) ------------------------------------------------------------------
