@@ -249,6 +249,9 @@ def _fmt_change(f: Figure) -> str:
     return f"{rel:+.2f} %"
 
 
+format_value, format_change = _fmt, _fmt_change  # the same text on the console's Compare screen
+
+
 def _table(rows: list[list[str]], right: set[int]) -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     out = []

@@ -194,7 +194,8 @@ async def test_recordings_open_results_then_replay_at_100x_to_the_end(recorded):
         table = rec.query_one("#rec-table", DataTable)
         row = table.get_row(str(bundle))
         assert "avg_power" not in str(row)  # the metric column shows the value and unit
-        assert " W" in str(row[4]) and "PASS" in str(row[5]) or "WARN" in str(row[5]) or "FAIL" in str(row[5])
+        metric, verdict = str(table.get_cell(str(bundle), "metric")), str(table.get_cell(str(bundle), "checks"))
+        assert " W" in metric and any(v in verdict for v in ("PASS", "WARN", "FAIL"))
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, ResultsScreen) and app.screen.data is not None, 60, "results")
         assert app.screen.path == bundle
@@ -258,3 +259,56 @@ def test_replay_command_reports_a_bad_path_without_opening_the_console(tmp_path)
     assert "no such file or folder" in out.stderr and "Traceback" not in out.stderr
     out = run_cli("replay", str(MLPERF), "--speed", "fast-ish")
     assert out.returncode == 2 and "--speed" in out.stderr
+
+
+async def test_compare_two_marked_recordings_shows_each_figure_and_its_change(recorded):
+    from textual.widgets import DataTable, Input
+
+    from labconsole.compare import compare_runs, format_change, format_value
+    from labconsole.tui.screens.compare import CompareScreen
+    from labconsole.tui.screens.recordings import RecordingsScreen
+
+    prof, bundle = recorded
+    app = console(prof)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("o")
+        await wait_for(pilot, lambda: isinstance(app.screen, RecordingsScreen) and str(bundle) in app.screen.rows, 30, "the bundle in the list")
+        rec = app.screen
+        await pilot.press("equals_sign")  # nothing marked: says what to do
+        assert isinstance(app.screen, RecordingsScreen)
+        await pilot.press("m", "m")  # mark, unmark
+        assert rec.marks == []
+        await pilot.press("m")
+        assert rec.marks == [str(bundle)]
+        table = rec.query_one("#rec-table", DataTable)
+        assert "A" in str(table.get_cell(str(bundle), "mark"))
+        # An MLPerf result folder opened by path is a recording like the others: mark it as B.
+        await pilot.press("f")
+        rec.query_one("#rec-path", Input).value = str(MLPERF)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: str(MLPERF) in rec.rows and rec._selected() == MLPERF, 30, "the MLPerf folder, selected")
+        await pilot.press("m")
+        assert rec.marks == [str(bundle), str(MLPERF)]
+        await pilot.press("equals_sign")
+        await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen) and app.screen.comparison is not None, 60, "the comparison")
+        shown = app.screen.comparison
+        assert app.screen.error is None
+        assert (shown.a.path, shown.b.kind) == (str(bundle), "mlperf")
+        await pilot.pause(0.3)  # a refresh after the tables went in
+        text = screen_text(app)
+        expected = compare_runs(bundle, MLPERF)  # the same comparison, computed here
+        avg = expected.figure("avg_power")
+        assert avg.rel_change_pct is not None
+        assert "average power" in text and format_value(avg.a) in text and format_value(avg.b) in text and format_change(avg) in text
+        body = app.screen.query_one("#cmp-body")
+        words = ("samples per joule", "idle baseline", "uncertainty", "loadgen validity", "bench differences")
+        for _ in range(20):  # the rest is further down: scroll until every part has been seen
+            text += screen_text(app)
+            if all(w in text for w in words):
+                break
+            body.scroll_down(animate=False)
+            body.scroll_page_down(animate=False)
+            await pilot.pause(0.1)
+        assert all(w in text for w in words), text
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, RecordingsScreen), 10, "back on Recordings")

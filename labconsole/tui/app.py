@@ -23,10 +23,12 @@ from textual.screen import Screen
 from labconsole.live import BenchMonitor, LiveSession, ProcedureSession
 from labconsole.tui.screens.bench import BenchScreen
 from labconsole.tui.screens.calibrate import CalibrateScreen
+from labconsole.tui.screens.compare import CompareScreen
 from labconsole.tui.screens.help import HelpScreen
 from labconsole.tui.screens.recordings import RecordingsScreen
 from labconsole.tui.screens.results import ResultsScreen
 from labconsole.tui.screens.run import RunScreen
+from labconsole.tui.screens.setup import SetupScreen
 from labconsole.tui.widgets import ConfirmScreen
 
 CSS_FILES = ["app.tcss"]
@@ -35,7 +37,9 @@ CSS_FILES = ["app.tcss"]
 class LabConsole(App[int]):
     TITLE = "labconsole"
     CSS_PATH = CSS_FILES
-    MODES = {"bench": BenchScreen, "calibrate": CalibrateScreen, "run": RunScreen, "recordings": RecordingsScreen}
+    MODES = {"bench": BenchScreen, "calibrate": CalibrateScreen, "run": RunScreen, "recordings": RecordingsScreen, "setup": SetupScreen}
+    PROFILE_MODES = ("bench", "calibrate", "run", "recordings")  # built for the open profile
+    SETUP_BLOCKS = {"show_run", "show_calibrate", "show_recordings", "show_bench", "quit_console", "help"}  # letters are answers there
     BINDINGS = [
         Binding("r", "show_run", "Run"),
         Binding("c", "show_calibrate", "Calibrate"),
@@ -45,9 +49,14 @@ class LabConsole(App[int]):
         Binding("q", "quit_console", "Quit"),
     ]
 
-    def __init__(self, loaded, *, replay: str | Path | None = None, speed: float = 1.0, start_mode: str = "bench"):
+    def __init__(self, loaded, *, replay: str | Path | None = None, speed: float = 1.0, start_mode: str = "bench", setup: dict | None = None):
+        """`setup`: open on the Setup screen ({"target": PATH or None, "welcome": text}); see `setup_on_start`."""
         super().__init__()
         self.loaded = loaded
+        self.setup_request = setup
+        self._setup_return = "bench"
+        if setup is not None and replay is None:
+            start_mode = "setup"
         self.session: LiveSession | None = None
         self.guide = None
         self.bench_monitor: BenchMonitor | None = None
@@ -104,7 +113,7 @@ class LabConsole(App[int]):
     # --- navigation -------------------------------------------------------------------------------
     def _leave_pushed(self) -> None:
         """Pop results/help screens so the mode's own screen shows."""
-        while len(self.screen_stack) > 1 and isinstance(self.screen, (ResultsScreen, HelpScreen)):
+        while len(self.screen_stack) > 1 and isinstance(self.screen, (ResultsScreen, HelpScreen, CompareScreen)):
             self.pop_screen()
 
     def _show(self, mode: str) -> None:
@@ -123,6 +132,49 @@ class LabConsole(App[int]):
 
     def action_show_bench(self) -> None:
         self._show("bench")
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action in self.SETUP_BLOCKS and isinstance(self.screen, SetupScreen):
+            return False  # typing a name must not switch screens or quit; esc leaves setup
+        return True
+
+    # --- setup and opening a profile ---------------------------------------------------------------
+    def action_setup(self) -> None:
+        self._leave_pushed()
+        if self.current_mode != "setup":
+            self._setup_return = self.current_mode
+            self.switch_mode("setup")
+
+    def leave_setup(self) -> None:
+        self.switch_mode(self._setup_return if self._setup_return in self.PROFILE_MODES else "bench")
+
+    def open_profile(self, loaded, start_run: bool = False) -> bool:
+        """Make `loaded` the console's profile: every screen is built anew for it."""
+        if self.run_in_progress:
+            self.notify("A run is going: open the new profile when it has ended (x aborts it)", severity="warning", timeout=8)
+            return False
+        self.stop_bench_monitor()
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+        self.guide = None
+        self.loaded = loaded
+        self.run_screen = None
+        from_setup = self.current_mode == "setup"
+        for mode in self.PROFILE_MODES:
+            if mode != self.current_mode:
+                self.remove_mode(mode)
+                self.add_mode(mode, self.MODES[mode])
+        if start_run:
+            self.start_run(None, None)
+        else:
+            self._show("bench")
+        if from_setup:  # the next setup starts afresh
+            self.setup_request = None
+            self.remove_mode("setup")
+            self.add_mode("setup", self.MODES["setup"])
+        self.notify(f"opened {loaded.path}", timeout=4)
+        return True
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
@@ -258,12 +310,14 @@ class LabConsole(App[int]):
     # --- command palette ---------------------------------------------------------------------------
     def get_system_commands(self, screen: Screen):
         yield SystemCommand("Bench", "the profile's sources and their live readings", self.action_show_bench)
+        yield SystemCommand("Set up a bench", "guided: find the meters, pick what to record, choose the workload, write a profile", self.action_setup)
         yield SystemCommand("Run screen", "set up, start and follow a run", self.action_show_run)
         yield SystemCommand("Start a run", "with the scenario and duration set on the Run screen (calibration runs by itself)", self._palette_start)
         yield SystemCommand("Start a run with guided calibration", "run, retry or skip each calibration step yourself", self._palette_guided)
         yield SystemCommand("Calibrate", "the calibration steps and their verdicts", self.action_show_calibrate)
         yield SystemCommand("Abort the run", "stop the workload; the bundle is sealed as aborted", self.action_abort_run)
         yield SystemCommand("Recordings", "bundles under the recordings folder", self.action_show_recordings)
+        yield SystemCommand("Compare the two marked recordings", "on the Recordings screen, m marks two; figures side by side with their change", self._palette_compare)
         yield SystemCommand("Replay the newest recording", "play the last bundle back through the Run screen", self._palette_replay_latest)
         yield SystemCommand("Results of the current run or replay", "metrics, checks, whole-run plots", self._palette_results)
         for label, factor in (("1x", 1.0), ("10x", 10.0), ("100x", 100.0), ("as fast as it goes", 0.0)):
@@ -306,6 +360,16 @@ class LabConsole(App[int]):
             return
         self.show_results(p)
 
+    def _palette_compare(self) -> None:
+        self._show("recordings")
+        scr = self.screen
+        if isinstance(scr, RecordingsScreen):
+            scr.action_compare()
+
+    def show_compare(self, a: Path, b: Path) -> None:
+        self._leave_pushed()
+        self.push_screen(CompareScreen(Path(a), Path(b)))
+
     def _palette_speed(self, factor: float) -> None:
         scr = self._run_screen()
         if scr is not None:
@@ -324,16 +388,38 @@ def _say(text: str) -> None:
         pass
 
 
+def setup_on_start(profile: str | None, cwd: Path | None = None) -> dict | None:
+    """Whether the console opens on the Setup screen, and what it says there.
+
+    A new user has no profile of their own: `--profile` names a file that does not exist yet
+    (setup writes it there), or, with no `--profile`, the `profiles/` folder where labconsole
+    is started holds no YAML file. Either way the built-in simulated bench is open behind
+    the setup, so leaving it (esc) still gives a working console.
+    """
+    if profile is not None:
+        path = Path(profile).expanduser()
+        if path.exists():
+            return None
+        return {"target": path, "welcome": f"{profile} does not exist yet: answer the questions below and the console writes it there. "
+                "(esc: skip, and use the built-in simulated bench)"}
+    folder = (cwd or Path.cwd()) / "profiles"
+    if any(folder.glob("*.yaml")) or any(folder.glob("*.yml")):
+        return None
+    return {"target": None, "welcome": "Welcome. No profile of your own in ./profiles yet: four short steps find what is attached and write one "
+            "you can run at once. (esc: skip, and use the built-in simulated bench)"}
+
+
 def run_tui(profile: str | None = None, replay: str | None = None, speed: float = 1.0) -> int:
     """Open the console (the `labconsole` and `labconsole tui` commands)."""
     from labconsole.profile import ProfileError, default_profile_path, load_profile
 
+    setup = setup_on_start(profile) if replay is None else None
     try:
-        loaded = load_profile(profile or default_profile_path())
+        loaded = load_profile(default_profile_path() if profile is None or setup is not None else profile)
     except (ProfileError, FileNotFoundError) as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    app = LabConsole(loaded, replay=replay, speed=speed)
+    app = LabConsole(loaded, replay=replay, speed=speed, setup=setup)
     try:
         result = app.run()
     finally:

@@ -84,6 +84,33 @@ class ConfirmScreen(ModalScreen[bool]):
         self.dismiss(value)
 
 
+class ChoiceScreen(ModalScreen[str]):
+    """A question with a few answers (buttons; the first is the default). Escape answers None."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, question: str, choices: list[tuple[str, str]]):
+        super().__init__()
+        self.question = question
+        self.choices = choices  # (answer, button label)
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="choice-box"):
+            yield Static(self.question, id="choice-question")
+            with Horizontal(id="choice-buttons"):
+                for i, (answer, label) in enumerate(self.choices):
+                    yield Button(label, id=f"choice-{answer}", variant="primary" if i == 0 else "default", compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one(f"#choice-{self.choices[0][0]}", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(str(event.button.id).removeprefix("choice-"))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
 class LiveData:
     """The histories of one live session, pulled on a screen's timer (never pushed).
 

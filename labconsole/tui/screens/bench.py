@@ -39,6 +39,7 @@ class SourceRow(Horizontal):
 class BenchScreen(Screen):
     BINDINGS = [
         Binding("d", "discover", "Discover"),
+        Binding("n", "app.setup", "Setup"),
     ]
 
     def __init__(self) -> None:
@@ -61,7 +62,7 @@ class BenchScreen(Screen):
     def on_mount(self) -> None:
         self._ticker = self.set_interval(TICK_S, self.tick, pause=True)
         self.query_one("#bench-profile", Static).update(self._profile_text())
-        self.query_one("#bench-discovered", Static).update("[b]Discovered[/]  [dim]press d to look for meters and devices the profile does not use[/]")
+        self.query_one("#bench-discovered", Static).update("[b]Discovered[/]  [dim]press d to look for meters and devices the profile does not use; n sets up a new profile with them[/]")
 
     def on_screen_resume(self) -> None:
         self.app.ensure_bench_monitor()
@@ -159,16 +160,13 @@ class BenchScreen(Screen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="discover")
     def _discover(self) -> None:
-        from labconsole.sources.registry import DRIVERS, get_driver
+        from labconsole.sources.discovery import discover_everything, hints_from_profile
 
-        found, errors = [], []
-        for name in DRIVERS:
-            if name in ("simulated", "replay"):
-                continue
-            try:
-                found.extend(get_driver(name).discover())
-            except Exception as exc:  # noqa: BLE001 - one driver's trouble must not hide the others
-                errors.append(f"{name}: {exc}")
+        loaded = self.app.loaded
+        result = discover_everything(hints_from_profile(loaded.profile, base_dir=loaded.path.parent))
+        found = [d for d in result.found if d.driver not in ("simulated", "replay")]
+        errors = [f"{d.driver}: {d.detail}" for d in found if d.status == "error" and not d.address]
+        found = [d for d in found if not (d.status == "error" and not d.address)]
         self.app.call_from_thread(self._show_discovered, found, errors)
 
     def _show_discovered(self, found: list, errors: list[str]) -> None:
@@ -177,7 +175,7 @@ class BenchScreen(Screen):
         lines = ["[b]Discovered[/]  [dim](d looks again)[/]"]
         new = [d for d in found if (d.driver, d.address) not in used]
         if not new:
-            lines.append("  nothing attached that the profile does not already use")
+            lines.append("  nothing attached that the profile does not already use  [dim](n sets up a new profile)[/]")
         for d in new:
             lines.append(f"  [b]{escape(d.driver)}[/] {escape(d.address)}  {escape(d.model)} {escape(d.serial)}  [dim]{escape(d.status)} {escape(d.detail)}[/]")
             if d.profile_snippet:

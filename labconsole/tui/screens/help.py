@@ -19,14 +19,21 @@ power meters record, then metrics, checks and a sealed bundle under `recordings/
 
 | key | screen | what it does |
 |---|---|---|
-| `b` | Bench | the profile, each source with its identity, status and live reading; `d` discovers what else is attached |
+| `b` | Bench | the profile, each source with its identity, status and live reading; `d` discovers what else is attached; `n` sets up a new bench profile (guided) |
 | `c` | Calibrate | the calibration steps and their verdicts; `g` starts a run whose calibration you guide |
 | `r` | Run | choose scenario and duration, `s` start; phase, progress, live power and QPS, stats, events; `x` abort |
-| `o` | Recordings | bundles, newest first; `Enter` results, `p` replay, `f` open a bundle or MLPerf folder by path |
+| `o` | Recordings | bundles, newest first; `Enter` results, `p` replay, `f` open a bundle or MLPerf folder by path; `m` marks two, `=` compares them |
 | `?` | Help | this page |
 | `q` | Quit | asks first if a run is going (the bundle is sealed as *aborted*) |
 
 `ctrl+p` opens the command palette: every action is there by name.
+
+## Setup (guided)
+
+Four steps: sources, workload, procedure, save. Each answer is checked as you type, with the
+profile loader's own `FILE:LINE: field: reason`. `ctrl+n` or `Enter` in a field goes on, `esc`
+goes back (on the first step it leaves setup), `ctrl+r` looks for meters again. The profile
+is written under `profiles/`; an existing one is overwritten only after a yes.
 
 ## Calibrate (guided)
 

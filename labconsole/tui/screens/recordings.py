@@ -71,6 +71,8 @@ class RecordingsScreen(Screen):
     BINDINGS = [
         Binding("enter", "open_results", "Results", show=True),
         Binding("p", "replay", "Replay"),
+        Binding("m", "mark", "Mark A/B"),
+        Binding("equals_sign", "compare", "Compare", key_display="="),
         Binding("f", "focus_path", "Open path"),
         Binding("f5", "reload", "Reload", show=False),
         Binding("escape", "leave_path", "Back", show=False),
@@ -86,6 +88,7 @@ class RecordingsScreen(Screen):
     def __init__(self) -> None:
         super().__init__()
         self.rows: dict[str, dict] = {}
+        self.marks: list[str] = []  # the recordings to compare, A then B
         self._select_first = False
 
     def compose(self) -> ComposeResult:
@@ -101,6 +104,7 @@ class RecordingsScreen(Screen):
 
     def on_mount(self) -> None:
         t = self.query_one("#rec-table", DataTable)
+        t.add_column(" ", key="mark", width=1)
         t.add_column("Started (UTC)", key="start")
         t.add_column("Profile", key="profile")
         t.add_column("Scenario", key="scenario")
@@ -150,10 +154,12 @@ class RecordingsScreen(Screen):
                 continue
             self.rows[key] = r
             start = r["start"].replace("T", " ").rstrip("Z")[:19] or r["path"].name[:19]
-            t.add_row(escape(start), escape(r["profile"]), escape(r["scenario"]), status_markup(r["status"]), "[dim]...[/]", "[dim]...[/]", key=key)
+            t.add_row("", escape(start), escape(r["profile"]), escape(r["scenario"]), status_markup(r["status"]), "[dim]...[/]", "[dim]...[/]", key=key)
+        self.marks = [k for k in self.marks if k in self.rows]
+        self._show_marks()
         n = len(self.rows)
         self.query_one("#rec-top", TopBar).update(
-            f"[b]RECORDINGS[/]  {escape(str(self.folder))}  [dim]{n} recording{'s' if n != 1 else ''}; Enter results · p replay · f open a path[/]"
+            f"[b]RECORDINGS[/]  {escape(str(self.folder))}  [dim]{n} recording{'s' if n != 1 else ''}; Enter results · p replay · m mark two, = compare · f open a path[/]"
         )
         if n and self._select_first:
             t.move_cursor(row=0)
@@ -205,7 +211,42 @@ class RecordingsScreen(Screen):
             return
         row = self.rows.get(str(p), {})
         extra = f"  [red]{escape(row['error'])}[/]" if row.get("error") else ""
-        detail.update(f"[dim]{escape(str(p))}[/]{extra}")
+        marks = ""
+        if self.marks:
+            names = " · ".join(f"{tag} {escape(Path(k).name)}" for tag, k in zip("AB", self.marks))
+            marks = f"[b]{names}[/]" + ("  [dim]= compare[/]" if len(self.marks) == 2 else "  [dim]m marks B[/]") + "  "
+        detail.update(f"{marks}[dim]{escape(str(p))}[/]{extra}")
+
+    # --- compare two ----------------------------------------------------------------------------
+    def action_mark(self) -> None:
+        """Mark the highlighted recording as A (then B); again unmarks it. A third mark drops the oldest."""
+        p = self._selected()
+        if p is None:
+            return
+        key = str(p)
+        if key in self.marks:
+            self.marks.remove(key)
+        else:
+            self.marks.append(key)
+            if len(self.marks) > 2:
+                self.marks.pop(0)
+        self._show_marks()
+        if len(self.marks) == 2:
+            self.notify("two marked: = compares them (A is the reference)", timeout=4)
+
+    def _show_marks(self) -> None:
+        t = self.query_one("#rec-table", DataTable)
+        for key in self.rows:
+            tag = ("A", "B")[self.marks.index(key)] if key in self.marks else ""
+            t.update_cell(key, "mark", f"[b reverse]{tag}[/]" if tag else "")
+        self._show_detail()
+
+    def action_compare(self) -> None:
+        if len(self.marks) < 2:
+            need = "two recordings" if not self.marks else "one more recording"
+            self.notify(f"Mark {need} with m first (MLPerf folders opened with f count too)", severity="warning")
+            return
+        self.app.show_compare(Path(self.marks[0]), Path(self.marks[1]))
 
     def action_open_results(self) -> None:
         p = self._selected()
