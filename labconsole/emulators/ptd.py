@@ -168,6 +168,7 @@ class PtdEmulator:
         self.v_rangers = [AutoRanger(self.spec.voltage_ranges, pick_range(o.volts, self.spec.voltage_ranges)) for _ in range(self.device.elements)]
         self.a_rangers = [AutoRanger(self.spec.current_ranges) for _ in range(self.device.elements)]
         self._console_sink = console
+        self._console_lock = threading.Lock()
         self.console_lines: deque[str] = deque(maxlen=20000)
         self._console_fh = open(o.console_file, "a", encoding="utf-8", buffering=1) if o.console_file else None
         self._log_fh = open(o.log_file, "a", encoding="ascii", errors="replace", buffering=1) if o.log_file else None
@@ -193,11 +194,14 @@ class PtdEmulator:
         stamp = ptd_time(self.now_ns())
         text = f"{level}: {message}" if level else message
         line = f"{stamp}: {text}"
-        self.console_lines.append(line)
-        if self._console_fh is not None:
-            self._console_fh.write(line + "\n")
-        if self._console_sink is not None:
-            self._console_sink(line)
+        # The client thread and the sampling thread both report: one line at a time, or a
+        # print() from each can interleave mid-line (and the checker reads these lines).
+        with self._console_lock:
+            self.console_lines.append(line)
+            if self._console_fh is not None:
+                self._console_fh.write(line + "\n")
+            if self._console_sink is not None:
+                self._console_sink(line)
         if log or level in ("ERROR", "WARNING"):
             self._log(f"Time,{stamp},{level or 'NOTICE'},{message}")
 
