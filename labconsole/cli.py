@@ -48,7 +48,7 @@ def _fmt_event(e) -> str | None:
     stamp = time.strftime("%H:%M:%S", time.localtime(e.wall_ns / 1e9))
     tag = {ev.WARNING: "WARN ", ev.ERROR: "ERROR", ev.RESULT: "RESULT", ev.PHASE_START: ">>", ev.PHASE_END: "<<", ev.STEP: "step"}.get(e.kind, "")
     phase = f"[{e.phase}] " if e.phase else ""
-    return f"{stamp} {tag + ' ' if tag else ''}{phase}{e.message}"
+    return f"{stamp} {tag + ' ' if tag else ''}{phase}{_printable(e.message)}"
 
 
 def _live_line(proc) -> str | None:
@@ -214,8 +214,37 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     if why:
         _err(why)
         return EXIT_USAGE
+    code = _code_a_bundle_runs(plan.loaded.profile.workload)
+    if code and not getattr(args, "yes", False):
+        # A bundle may come from someone else: running it must not run their code unasked.
+        print(f"this bundle runs code on this machine: {code}", flush=True)
+        if not sys.stdin.isatty():
+            _err("refused: pass --yes to run it (a rerun of a bundle with its own command or python: SUT)")
+            return EXIT_USAGE
+        try:
+            answer = input("run it? [y/N] ").strip().lower()
+        except EOFError:
+            answer = ""
+        if answer not in ("y", "yes"):
+            _err("not run")
+            return EXIT_USAGE
     proc = RunProcedure(plan.loaded, plan.run_options(diffs, out_dir=Path(args.out) if args.out else None), EventBus())
     return _drive_procedure(proc, args)
+
+
+def _code_a_bundle_runs(workload) -> str | None:
+    """The user code a workload would execute (a command, a python: SUT), shown before a rerun."""
+    if getattr(workload, "type", "") == "command":
+        return " ".join(_printable(a) for a in workload.command)
+    sut = str(getattr(workload, "sut", ""))
+    if sut.startswith("python:"):
+        return f"the Python SUT {_printable(sut)} (imported from {_printable(str(Path.cwd()))})"
+    return None
+
+
+def _printable(text: str) -> str:
+    """Untrusted text (from a bundle, a meter) for a terminal: control characters escaped."""
+    return "".join(ch if ch.isprintable() or ch in "\n\t" else repr(ch)[1:-1] for ch in str(text))
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -288,7 +317,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(json.dumps({"path": str(record.path), "kind": record.kind, "passed": ok, "checks": [r.as_dict() for r in results]}, indent=2))
     else:
         for r in results:
-            print(f"[{r.status.upper():4}] {r.name}: {r.message}")
+            print(f"[{r.status.upper():4}] {r.name}: {_printable(r.message)}")
         print("PASSED" if ok else "FAILED")
     return EXIT_OK if ok else EXIT_FAIL
 
@@ -395,6 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="print only the summary and the bundle path")
     p.add_argument("--from", dest="from_bundle", metavar="BUNDLE", help="run the measurement recorded in BUNDLE again (its profile, settings, seeds), after comparing the bench")
     p.add_argument("--remeasure", action="store_true", help="with --from: probe the SUT for the 'auto' LoadGen settings again instead of reusing the recorded ones")
+    p.add_argument("--yes", action="store_true", help="with --from: run the bundle's own code (a command workload or a python: SUT) without asking")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("compare", help="two bundles or MLPerf result folders side by side, with the relative change of each figure")

@@ -343,3 +343,26 @@ def test_the_powershield_emulator_link_never_repoints_a_users_link(tmp_path):
     finally:
         emu.stop()
     assert not (tmp_path / "tty").exists()
+
+
+def test_rerun_of_a_bundle_that_runs_its_own_code_asks_first(sim_profile, tmp_path):
+    """A bundle may come from someone else: `run --from` shows the code it would run and,
+    without a terminal to ask on, refuses unless --yes is given."""
+    from conftest import run_cli
+
+    (tmp_path / "tiny_sut.py").write_text("def run(indices):\n    pass\n")
+    profile = sim_profile(duration=1, sut="python:tiny_sut:run", sut_options="{}", workload_extra="target_qps: 200")
+    first = run_cli("run", "--profile", str(profile), "--quiet", cwd=tmp_path, timeout=240)
+    assert first.returncode == 0, first.stdout + first.stderr
+    bundle = first.stdout.strip().splitlines()[-1]
+    again = run_cli("run", "--from", bundle, "--quiet", cwd=tmp_path, timeout=240)
+    assert again.returncode == 2
+    assert "this bundle runs code on this machine: the Python SUT python:tiny_sut:run" in again.stdout
+    assert "refused: pass --yes" in again.stderr
+    assert len([p for p in (tmp_path / "recordings").iterdir() if p.is_dir()]) == 1  # nothing recorded
+
+
+def test_untrusted_text_is_escaped_for_the_terminal():
+    from labconsole.cli import _printable
+
+    assert _printable("WT310E\x1b]0;owned\x07 s/n 1\n") == "WT310E\\x1b]0;owned\\x07 s/n 1\n"
