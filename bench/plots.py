@@ -148,22 +148,29 @@ def paint_now(app, widget) -> None:
     screen._on_timer_update()
 
 
-async def time_ours(history: int, reps: int) -> Timing:
-    from labconsole.tui.plot import TimePlot
-    from labconsole.tui.screens.run import plot_view
+def live_history(history: int):
+    """(session, LiveData) with `history` samples pulled into the viewer's history, the way a
+    run builds it up (ring -> history, tick after tick), and the run's phase marks."""
+    from labconsole.tui.plot import Marker
     from labconsole.tui.widgets import LiveData
 
     session = HistorySession(history)
     live = LiveData()
     live.attach(session)
     chunk = session.ring.capacity // 2
-    while session._fed < history:  # the history builds up as in a run: ring -> history, tick by tick
+    while session._fed < history:
         session.feed(min(chunk, history - session._fed))
         live.pull()
     t0 = session.start_s()
-    from labconsole.tui.plot import Marker
-
     live.phase_marks[:] = [Marker(t0 + s, name) for name, s in session.marks_s]
+    return session, live
+
+
+async def time_ours(history: int, reps: int) -> Timing:
+    from labconsole.tui.plot import TimePlot
+    from labconsole.tui.screens.run import plot_view
+
+    session, live = live_history(history)
     plot = TimePlot("Power", "W")
     app = _app_class()(plot)
     wall, cpu, build = [], [], []
@@ -205,8 +212,7 @@ async def time_plotext(history: int, reps: int, fed: str) -> Timing:
 
     from labconsole.decimate import minmax_columns
 
-    session = HistorySession(history)
-    session.feed(history)
+    session, live = live_history(history)
     plot = PlotextPlot()
     app = _app_class()(plot)
     wall, cpu, build = [], [], []
@@ -214,11 +220,12 @@ async def time_plotext(history: int, reps: int, fed: str) -> Timing:
         await pilot.pause()
 
         def repaint() -> None:
+            # the same new samples and history as labconsole's repaint; x in seconds from the start
             session.feed(TICK_SAMPLES)
-            # the newest `history` samples, as time in seconds and watts
-            d = session._data[session._fed - history : session._fed]
-            t = d["wall_ns"] / 1e9 - session.start_s()
-            y = d["watts"]
+            live.pull()
+            (h,) = live.histories.values()
+            t = h.t - session.start_s()
+            y = h.y
             plt = plot.plt
             plt.clear_data()
             if fed == "raw":
