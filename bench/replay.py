@@ -102,8 +102,12 @@ def make_recording(recordings: Path, duration_s: float = DURATION_S, rate_hz: fl
         w.close()
 
     # The timeline: phases, progress (LoadGen's 10 points a second), the result.
+    emitted = 0
+
     def emit(kind: str, msg: str, wall_ns: int, phase: str | None = None, **data) -> None:
+        nonlocal emitted
         bus.publish(ev.Event(kind, msg, phase, data, wall_ns))
+        emitted += 1
 
     emit(ev.INFO, f"recording to {b.root}", s(0.5), bundle=str(b.root))
     emit(ev.INFO, "source wall: simulated meter", s(1.0), source=SOURCE)
@@ -128,7 +132,7 @@ def make_recording(recordings: Path, duration_s: float = DURATION_S, rate_hz: fl
     b.update_run(stop=s(duration_s))
     b.seal("completed")
     return {"path": b.root, "samples": n, "progress_points": progress_points, "duration_s": duration_s,
-            "events": progress_points + 4 + 2 * len(tl), "bytes": sum(p.stat().st_size for p in b.root.rglob("*") if p.is_file())}
+            "events": emitted, "bytes": sum(p.stat().st_size for p in b.root.rglob("*") if p.is_file())}
 
 
 # ---------------------------------------------------------------------------------------------
