@@ -4,7 +4,7 @@ A plot `columns` wide can show at most two values per column that matter: the lo
 the highest sample that fell into it. Min/max (not the mean, not every n-th sample) keeps a
 one-sample 700 W spike visible however long the history is. The full-rate data stays with
 its owner; only the envelope (2 x columns numbers) goes to a drawing routine, which is what
-keeps repaint time flat from 10 thousand to 1 million samples (see bench/plot_repaint.py).
+keeps repaint time nearly flat from 10 thousand to 1 million samples (`python -m bench plots`).
 
 Inputs are time-sorted, as samples are: columns are found with `searchsorted` and reduced
 with `fmin/fmax.reduceat`, so 1M samples cost about a millisecond. NaN (invalid) samples are

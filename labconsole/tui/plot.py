@@ -1,6 +1,6 @@
 """A time plot drawn in braille dots: min/max envelopes of long series, cheap to repaint.
 
-Measured against textual-plotext (bench/plot_repaint.py): plotext rebuilds its whole chart
+Measured against textual-plotext (`python -m bench plots`): plotext rebuilds its whole chart
 in pure Python on every repaint; this widget decimates the history to two values per dot
 column (`labconsole.decimate.minmax_columns`), rasterises the envelopes with numpy and hands
 Textual ready-made strips through the line API, so its repaint cost hardly depends on how
