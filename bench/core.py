@@ -265,6 +265,7 @@ def machine_info() -> dict[str, Any]:
         except Exception:  # noqa: BLE001
             versions[mod] = None
     return {
+        "commit": _git_commit(),
         "host": platform.node(),
         "os": f"{platform.system()} {platform.release()}",
         "cpu": cpu,
@@ -273,6 +274,18 @@ def machine_info() -> dict[str, Any]:
         "loadavg_at_start": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
         "versions": versions,
     }
+
+
+def _git_commit() -> str | None:
+    """The checkout's commit (with "+changes" when the tree differs from it), None outside git."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+changes" if dirty else "")
 
 
 def utc_now() -> str:
