@@ -1,9 +1,8 @@
 """What every benchmark shares: the registry, results, side-by-side timing, the table, the JSON.
 
 A benchmark is a module in `bench/` with a `run(ctx: Context) -> Result` function, listed in
-`BENCHMARKS` below with its number in the issue. A module that does not exist yet (plots and
-replay land with the TUI and the replay source) shows up in `--list` as "not written yet" and
-is skipped by `python -m bench`; adding it is adding the file.
+`BENCHMARKS` below with its number in the issue. A module that does not exist (yet) shows up
+in `--list` as "not written yet" and is skipped by `python -m bench`.
 
 Figures are always measured next to their anchor in the same process or the same run, in
 alternating repetitions, and reported as medians with the ratio: on a shared, noisy machine a
