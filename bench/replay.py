@@ -40,7 +40,7 @@ SOURCE = "wall"
 TICK_S = 0.2  # the Run screen's timer
 
 
-def _timeline(t0_ns: int) -> list[tuple[str, float, float]]:
+def _timeline() -> list[tuple[str, float, float]]:
     """(phase, start s, end s) of the hour; the gaps are 'between' (settling, range switches)."""
     return [("idle", 5.0, 65.0), ("ranging", 70.0, 1830.0), ("testing", 1835.0, 3595.0)]
 
@@ -69,7 +69,7 @@ def make_recording(recordings: Path, duration_s: float = DURATION_S, rate_hz: fl
     samples = empty_batch(n)
     samples["wall_ns"] = t0 + (np.arange(n) * (1e9 / rate_hz)).astype(np.int64)
     samples["mono_ns"] = samples["wall_ns"] - t0 + 10**12
-    tl = _timeline(t0)
+    tl = _timeline()
     loaded = np.zeros(n, dtype=bool)
     for phase, a, z in tl[1:]:
         loaded |= (samples["wall_ns"] >= s(a)) & (samples["wall_ns"] < s(z))
