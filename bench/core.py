@@ -1,9 +1,8 @@
 """What every benchmark shares: the registry, results, side-by-side timing, the table, the JSON.
 
 A benchmark is a module in `bench/` with a `run(ctx: Context) -> Result` function, listed in
-`BENCHMARKS` below with its number in the issue. A module that does not exist yet (plots and
-replay land with the TUI and the replay source) shows up in `--list` as "not written yet" and
-is skipped by `python -m bench`; adding it is adding the file.
+`BENCHMARKS` below with its number in the issue. A module that does not exist (yet) shows up
+in `--list` as "not written yet" and is skipped by `python -m bench`.
 
 Figures are always measured next to their anchor in the same process or the same run, in
 alternating repetitions, and reported as medians with the ratio: on a shared, noisy machine a
@@ -265,6 +264,7 @@ def machine_info() -> dict[str, Any]:
         except Exception:  # noqa: BLE001
             versions[mod] = None
     return {
+        "commit": _git_commit(),
         "host": platform.node(),
         "os": f"{platform.system()} {platform.release()}",
         "cpu": cpu,
@@ -273,6 +273,18 @@ def machine_info() -> dict[str, Any]:
         "loadavg_at_start": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
         "versions": versions,
     }
+
+
+def _git_commit() -> str | None:
+    """The checkout's commit (with "+changes" when the tree differs from it), None outside git."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+changes" if dirty else "")
 
 
 def utc_now() -> str:

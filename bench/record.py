@@ -51,7 +51,8 @@ def record(results: list[Result], machine: dict, quick: bool, path: Path = RESUL
     intro = (
         f"\nMachine: {machine.get('cpu')}, {machine.get('cores')} cores, {machine.get('memory_gb')} GB, "
         f"{machine.get('os')}; Python {v.get('python')}, numpy {v.get('numpy')}, pandas {v.get('pandas')}, "
-        f"LoadGen {v.get('mlperf_loadgen')}. Written by `python -m bench{' --quick' if quick else ''} --record`.\n\n"
+        f"LoadGen {v.get('mlperf_loadgen')}; labconsole at {machine.get('commit') or 'an unknown commit'}. "
+        f"Written by `python -m bench{' --quick' if quick else ''} --record`.\n\n"
     )
     ordered = [sections[s.name] for s in BENCHMARKS if s.name in sections]
     path.write_text(head + BEGIN + intro + "\n".join(ordered) + END + tail, encoding="utf-8")
@@ -104,6 +105,8 @@ def main() -> int:
     from bench.core import RESULTS_DIR
 
     fill("before-after", compare(RESULTS_DIR / "before-quick", RESULTS_DIR / "after-quick"))
+    if (RESULTS_DIR / "before-2").is_dir() and (RESULTS_DIR / "after-2").is_dir():  # part 2: plots
+        fill("before-after-2", compare(RESULTS_DIR / "before-2", RESULTS_DIR / "after-2"))
     exp = RESULTS_DIR / "experiments"
     fill("icount", icount_table(exp / "icount-before.jsonl", exp / "icount-after.jsonl"))
     print(f"filled {RESULTS_MD}")

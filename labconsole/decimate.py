@@ -4,16 +4,17 @@ A plot `columns` wide can show at most two values per column that matter: the lo
 the highest sample that fell into it. Min/max (not the mean, not every n-th sample) keeps a
 one-sample 700 W spike visible however long the history is. The full-rate data stays with
 its owner; only the envelope (2 x columns numbers) goes to a drawing routine, which is what
-keeps repaint time flat from 10 thousand to 1 million samples (see bench/plot_repaint.py).
+keeps repaint time nearly flat from 10 thousand to 1 million samples (`python -m bench plots`).
 
 Inputs are time-sorted, as samples are: columns are found with `searchsorted` and reduced
-with `fmin/fmax.reduceat`, so 1M samples cost a few milliseconds. NaN (invalid) samples are
+with `fmin/fmax.reduceat`, so 1M samples cost about a millisecond. NaN (invalid) samples are
 ignored; a column with no valid sample is NaN in both lo and hi, so a gap stays a gap.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -26,11 +27,24 @@ class Envelope:
     t1: float
     lo: np.ndarray  # float64, len == columns, NaN where the column has no valid sample
     hi: np.ndarray
-    count: np.ndarray  # valid samples per column
+    # The samples and each column's [start, stop) in them, for `count` (computed on demand:
+    # a plot never asks, and counting costs two more passes over the samples).
+    _y: np.ndarray | None = field(default=None, repr=False)
+    _bounds: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     @property
     def columns(self) -> int:
         return len(self.lo)
+
+    @cached_property
+    def count(self) -> np.ndarray:
+        """Valid (finite) samples per column."""
+        out = np.zeros(self.columns, dtype=np.int64)
+        if self._y is not None and self._bounds is not None:
+            for i, (a, b) in enumerate(zip(*self._bounds)):
+                if b > a:
+                    out[i] = np.count_nonzero(np.isfinite(self._y[a:b]))
+        return out
 
     def centres(self) -> np.ndarray:
         dt = (self.t1 - self.t0) / max(1, self.columns)
@@ -53,9 +67,8 @@ def minmax_columns(t: np.ndarray, y: np.ndarray, columns: int, t0: float | None 
         t1 = t0 + 1e-9 if t1 == t0 else t0 + 1.0
     lo = np.full(columns, np.nan)
     hi = np.full(columns, np.nan)
-    count = np.zeros(columns, dtype=np.int64)
     if len(t) == 0:
-        return Envelope(t0, t1, lo, hi, count)
+        return Envelope(t0, t1, lo, hi)
     edges = t0 + (t1 - t0) * np.arange(columns + 1) / columns
     # The last column is closed on the right so a sample exactly at t1 (the newest) is kept.
     idx = np.searchsorted(t, edges, side="left")
@@ -63,22 +76,17 @@ def minmax_columns(t: np.ndarray, y: np.ndarray, columns: int, t0: float | None 
     start, stop = idx[:-1], idx[1:]
     nonempty = stop > start
     if not nonempty.any():
-        return Envelope(t0, t1, lo, hi, count)
+        return Envelope(t0, t1, lo, hi)
     seg = start[nonempty]
     # reduceat over the samples from the first column's start to the last column's end;
     # segment i runs from seg[i] to seg[i+1] (or the end), which is exactly the column.
     first, last = int(seg[0]), int(stop[nonempty][-1])
     vals = y[first:last]
     offs = seg - first
-    lo_ne = np.fmin.reduceat(vals, offs)
-    hi_ne = np.fmax.reduceat(vals, offs)
-    finite = np.isfinite(vals)
-    cnt_ne = np.add.reduceat(finite.astype(np.int64), offs)
-    lo[nonempty] = lo_ne
-    hi[nonempty] = hi_ne
-    count[nonempty] = cnt_ne
+    lo[nonempty] = np.fmin.reduceat(vals, offs)
+    hi[nonempty] = np.fmax.reduceat(vals, offs)
     # reduceat's last segment runs to the end of `vals`; that is the last non-empty column's end.
-    return Envelope(t0, t1, lo, hi, count)
+    return Envelope(t0, t1, lo, hi, y, (start, stop))
 
 
 def minmax_pairs(t: np.ndarray, y: np.ndarray, target: int) -> tuple[np.ndarray, np.ndarray]:

@@ -27,3 +27,33 @@ def test_analysis_bench_building_blocks_on_a_tiny_bundle(tmp_path):
     base = baseline_in_process(csv["testing"], csv["begin_ns"], csv["end_ns"])
     assert rep["power"]["samples_in_window"] == base["n"] == 20_000
     assert abs(rep["power"]["avg_watts"] - base["avg"]) < 1e-9 * base["avg"]
+
+
+def test_plot_bench_repaints_through_the_run_screens_path_on_a_short_history():
+    import asyncio
+
+    sys.path.insert(0, str(ROOT))
+    from bench.plots import TICK_SAMPLES, live_history, time_floor, time_ours
+
+    t = asyncio.run(time_ours(2_000, reps=2))
+    assert len(t.wall_ms) == len(t.build_ms) == 2 and t.frame_bytes > 0
+    session, live = live_history(2_000)
+    (h,) = live.histories.values()
+    assert len(h) == 2_000 and session.ring.total == 2_000 and TICK_SAMPLES > 0
+    assert len(asyncio.run(time_floor(1)).wall_ms) == 1
+
+
+def test_replay_bench_recording_is_a_sealed_bundle_that_replays_every_sample(tmp_path):
+    sys.path.insert(0, str(ROOT))
+    from bench.replay import make_recording, read_everything, replay_session, replay_source
+    from labconsole.bundle.seal import verify
+
+    rec = make_recording(tmp_path, duration_s=3600.0, rate_hz=0.5)  # the hour's shape, few samples
+    assert rec["samples"] == 1800
+    v = verify(rec["path"])
+    assert v.ok, v.problems
+    got = replay_session(rec["path"], rec["samples"])
+    assert got["samples"] == rec["samples"] and got["events"] > 0
+    assert replay_source(rec["path"])["samples"] == rec["samples"]
+    plain = read_everything(rec["path"])
+    assert plain["samples"] == rec["samples"] and plain["events"] == rec["events"]

@@ -312,3 +312,59 @@ async def test_compare_two_marked_recordings_shows_each_figure_and_its_change(re
         assert all(w in text for w in words), text
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, RecordingsScreen), 10, "back on Recordings")
+def test_the_console_exits_after_drawing_its_first_screen_when_asked():
+    """LABCONSOLE_EXIT_AFTER_FIRST_PAINT=1 (what bench/startup.py times): on a real terminal the
+    console draws one whole screen (every row), then exits 0 by itself."""
+    import fcntl
+    import os
+    import pty
+    import select
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    from conftest import ROOT
+
+    rows, cols = 24, 80
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    env = dict(os.environ, TERM="xterm-256color", LABCONSOLE_EXIT_AFTER_FIRST_PAINT="1")
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    proc = subprocess.Popen([sys.executable, "-m", "labconsole", "tui"], cwd=str(ROOT), env=env, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    os.close(slave)
+    out = b""
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([master], [], [], 0.1)
+            chunk = b""
+            if r:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:
+                    chunk = b""
+            if chunk:
+                out += chunk
+            elif proc.poll() is not None:
+                break
+        rc = proc.wait(timeout=10) if proc.poll() is None else proc.returncode
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert rc == 0, out[-2000:]
+    drawn = {int(m) for m in re.findall(rb"\x1b\[(\d+);\d+H", out)}
+    assert set(range(1, rows + 1)) <= drawn, f"rows never drawn: {sorted(set(range(1, rows + 1)) - drawn)}"
+    assert b"BENCH" in out
+
+
+async def test_the_console_records_its_first_paint_and_stays_open_without_the_variable(sim_profile, monkeypatch):
+    monkeypatch.delenv("LABCONSOLE_EXIT_AFTER_FIRST_PAINT", raising=False)
+    app = console(sim_profile())
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.first_paint_s is not None, 30, "the first paint")
+        await pilot.pause(0.3)
+        assert app.is_running and app.return_code is None
+        assert "BENCH" in screen_text(app)

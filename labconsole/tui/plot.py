@@ -1,6 +1,6 @@
 """A time plot drawn in braille dots: min/max envelopes of long series, cheap to repaint.
 
-Measured against textual-plotext (bench/plot_repaint.py): plotext rebuilds its whole chart
+Measured against textual-plotext (`python -m bench plots`): plotext rebuilds its whole chart
 in pure Python on every repaint; this widget decimates the history to two values per dot
 column (`labconsole.decimate.minmax_columns`), rasterises the envelopes with numpy and hands
 Textual ready-made strips through the line API, so its repaint cost hardly depends on how
@@ -293,15 +293,18 @@ class TimePlot(Widget):
         if ph >= 5:
             labels[(ph - 1) // 2] = fmt_value((ymax + ymin) / 2)
         axis_style = Style(color=AXIS_FG)
+        # Each row as one str (a C-ordered <U1 row viewed as one <U{pw} string), cut where the
+        # style changes: slicing a str is far cheaper than joining numpy characters per run.
+        rows = np.ascontiguousarray(chars).view(f"<U{pw}").ravel().tolist()
+        changes = key[:, 1:] != key[:, :-1]
         for r in range(ph):
             lab = labels.get(r, "")
             segs = [Segment(f"{lab:>{gutter - 1}}" + ("┤" if lab else "│"), axis_style)]
-            row_key = key[r]
-            change = np.flatnonzero(np.diff(row_key)) + 1
-            bounds = np.concatenate(([0], change, [pw]))
-            row_chars = chars[r]
-            for a, b in zip(bounds[:-1], bounds[1:]):
-                segs.append(Segment("".join(row_chars[a:b]), style_for(int(row_key[a]))))
+            cuts = (np.flatnonzero(changes[r]) + 1).tolist()
+            starts = [0, *cuts]
+            text = rows[r].ljust(pw)  # a numpy str drops trailing NULs (none here); keep the width anyway
+            for a, b, k in zip(starts, [*cuts, pw], key[r, starts].tolist()):
+                segs.append(Segment(text[a:b], style_for(k)))
             strips.append(Strip(segs, width))
         strips.append(self._x_axis(width, gutter, pw, x0, x1, fr.origin, fr.spans))
         return strips

@@ -27,6 +27,22 @@ TICK_S = 0.2
 REPLAY_ACTIONS = {"pause", "speed", "seek", "seek_start", "seek_end"}
 
 
+def plot_view(s, live: LiveData, zoom_recent: bool) -> tuple[tuple[float, float], float, list[Span]]:
+    """The Run screen's plots' x range, x origin and shaded spans (bench/plots.py draws with it too)."""
+    now = s.now_s()
+    if s.kind == "live" and s.finished:
+        ends = [float(h.t[-1]) for h in live.histories.values() if len(h)]
+        now = max(ends) if ends else now  # a finished run's plots stop where its data stops
+    origin = s.start_s() or now
+    x0 = max(origin, now - 60) if zoom_recent else origin
+    x_range = (x0, max(now, x0 + 1))
+    spans = []
+    pw = s.power_window()
+    if pw is not None:
+        spans.append(Span(pw[0], min(pw[1], now), "power window"))
+    return x_range, origin, spans
+
+
 class RunScreen(Screen):
     AUTO_FOCUS = ""  # nothing: keys go to the screen; Tab reaches the setup fields
     BINDINGS = [
@@ -272,17 +288,7 @@ class RunScreen(Screen):
         del self.tick_times[:-500]
 
     def _draw(self, s) -> None:
-        now = s.now_s()
-        if s.kind == "live" and s.finished:
-            ends = [float(h.t[-1]) for h in self.live.histories.values() if len(h)]
-            now = max(ends) if ends else now  # a finished run's plots stop where its data stops
-        origin = s.start_s() or now
-        x0 = max(origin, now - 60) if self.zoom_recent else origin
-        x_range = (x0, max(now, x0 + 1))
-        spans = []
-        pw = s.power_window()
-        if pw is not None:
-            spans.append(Span(pw[0], min(pw[1], now), "power window"))
+        x_range, origin, spans = plot_view(s, self.live, self.zoom_recent)
         marks = self.live.phase_marks
         self.query_one("#run-power", TimePlot).show(self.live.power_series(), x_range, origin=origin, markers=marks, spans=spans)
         qt, qy = self.live.qps()
