@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 SCENARIOS = ("SingleStream", "MultiStream", "Server", "Offline")
 SCOPES = ("wall", "system", "gpu", "cpu", "dram", "dc-rail", "other")
@@ -101,6 +101,11 @@ class LoadGenWorkload(Model):
             raise ValueError("must be 'auto' or a number in (0, 1e9]")
         return v
 
+    @field_validator("sut", mode="before")
+    @classmethod
+    def _sut_null(cls, v: Any) -> Any:
+        return "null" if v is None else v  # YAML reads `sut: null` as None; the SUT is named null
+
     @field_validator("sut")
     @classmethod
     def _sut_name(cls, v: str) -> str:
@@ -130,7 +135,18 @@ class CommandWorkload(Model):
     timeout_s: float | None = Field(None, gt=0, le=30 * 86400)
 
 
-Workload = Annotated[Union[LoadGenWorkload, CommandWorkload], Field(discriminator="type")]
+def _workload_kind(value: Any) -> str | None:
+    # `type` may be left out: a workload is LoadGen's unless it says `type: command`.
+    if isinstance(value, dict):
+        kind = value.get("type", "loadgen")
+        return kind if isinstance(kind, str) else None
+    return getattr(value, "type", None)
+
+
+Workload = Annotated[
+    Union[Annotated[LoadGenWorkload, Tag("loadgen")], Annotated[CommandWorkload, Tag("command")]],
+    Discriminator(_workload_kind, custom_error_type="workload_type", custom_error_message="must be loadgen or command"),
+]
 
 
 class ProcedureSpec(Model):
@@ -281,6 +297,14 @@ def _pydantic_issues(exc: ValidationError, file: str, lines: dict, prefix: tuple
     for err in exc.errors(include_url=False):
         path = prefix + _loc_to_path(tuple(err["loc"]))
         msg = err["msg"]
+        if err["type"] == "workload_type":
+            got = err.get("input")
+            if isinstance(got, dict):
+                path, msg = path + ("type",), f"must be loadgen or command (got {got.get('type')!r})"
+            else:
+                msg = f"must be a mapping of workload settings (got {got!r})"[:120]
+            issues.append(ProfileIssue(file, _line_for(lines, path), _fmt_path(path), msg))
+            continue
         if err["type"] == "extra_forbidden":
             msg = "unknown key (not allowed here; check the spelling)"
         elif err["type"] == "missing":

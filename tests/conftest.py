@@ -26,6 +26,12 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True)
+def _own_state_dir(tmp_path_factory, monkeypatch):
+    """The console remembers the last profile it opened: never in the tester's home."""
+    monkeypatch.setenv("LABCONSOLE_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+
+
 def write_profile(folder: Path, body: str, name: str = "profile.yaml") -> Path:
     path = folder / name
     path.write_text(textwrap.dedent(body).lstrip("\n"), encoding="utf-8")

@@ -113,6 +113,9 @@ async def test_new_user_with_nothing_attached_writes_a_profile_and_runs_it(new_u
         await pilot.press("enter")  # the first answer: open it and start a first run
         await wait_for(pilot, lambda: isinstance(app.screen, RunScreen) and app.session is not None, 30, "the run")
         assert app.loaded.path.resolve() == loaded.path.resolve()
+        from labconsole.recent import last_profile
+
+        assert last_profile() == path.resolve()  # the next `labconsole` reopens it
         await wait_for(pilot, lambda: app.session.finished, 180, "the first run to finish")
         assert app.session.status == "completed", app.session.outcome
         bundle = app.session.bundle_path()
@@ -186,3 +189,30 @@ def test_setup_is_offered_for_a_profile_path_that_does_not_exist(tmp_path):
     target.parent.mkdir()
     target.write_text("name: x\n")
     assert setup_on_start(str(target), cwd=tmp_path) is None
+
+
+def test_the_console_reopens_the_profile_it_had_open_last(tmp_path, monkeypatch):
+    from labconsole.recent import last_profile
+    from labconsole.tui.app import start_choice
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "profiles").mkdir()
+    mine = tmp_path / "profiles" / "lab.yaml"
+    mine.write_text("name: lab\nsources:\n  - name: wall\n    driver: simulated\nworkload:\n  sut: null\n")
+
+    loaded, setup, notice = start_choice(None)  # nothing remembered: the built-in bench
+    assert loaded.profile.name == "sim-bench" and setup is None and notice is None
+    loaded, setup, notice = start_choice(str(mine))  # --profile: opened, and remembered
+    assert loaded.profile.name == "lab" and last_profile() == mine.resolve()
+    loaded, setup, notice = start_choice(None)
+    assert loaded.path.resolve() == mine.resolve() and "had open last" in notice[0]
+    assert start_choice(None, replay="some/bundle")[0].profile.name == "sim-bench"  # a replay is not a bench
+
+    mine.write_text("name: lab\nsources:\n  - name: wall\n    drivr: simulated\n")  # broken since
+    loaded, setup, notice = start_choice(None)
+    assert loaded.profile.name == "sim-bench" and notice[1] == "warning"
+    assert "lab.yaml:4" in notice[0] and "drivr" in notice[0]
+
+    mine.unlink()  # gone: the new-user path again (no profile of their own here)
+    loaded, setup, notice = start_choice(None)
+    assert loaded.profile.name == "sim-bench" and setup is not None and notice is None

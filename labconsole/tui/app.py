@@ -22,6 +22,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from labconsole.live import BenchMonitor, LiveSession, ProcedureSession
+from labconsole.recent import last_profile, remember_profile
 from labconsole.tui.screens.bench import BenchScreen
 from labconsole.tui.screens.calibrate import CalibrateScreen
 from labconsole.tui.screens.compare import CompareScreen
@@ -53,10 +54,13 @@ class LabConsole(App[int]):
         Binding("q", "quit_console", "Quit"),
     ]
 
-    def __init__(self, loaded, *, replay: str | Path | None = None, speed: float = 1.0, start_mode: str = "bench", setup: dict | None = None):
-        """`setup`: open on the Setup screen ({"target": PATH or None, "welcome": text}); see `setup_on_start`."""
+    def __init__(self, loaded, *, replay: str | Path | None = None, speed: float = 1.0, start_mode: str = "bench", setup: dict | None = None,
+                 notice: tuple[str, str] | None = None):
+        """`setup`: open on the Setup screen ({"target": PATH or None, "welcome": text}); see `setup_on_start`.
+        `notice`: (text, severity) shown once the console is up (which profile it opened, and why)."""
         super().__init__()
         self.loaded = loaded
+        self._notice = notice
         self.setup_request = setup
         self._setup_return = "bench"
         if setup is not None and replay is None:
@@ -80,6 +84,8 @@ class LabConsole(App[int]):
         except (NotImplementedError, RuntimeError, AttributeError):  # pragma: no cover - not on Unix
             pass
         self.switch_mode(self._start_mode)
+        if self._notice is not None:
+            self.notify(self._notice[0], severity=self._notice[1], timeout=10)
         if self._initial_replay is not None:
             self.start_replay(*self._initial_replay)
 
@@ -189,7 +195,13 @@ class LabConsole(App[int]):
             self.remove_mode("setup")
             self.add_mode("setup", self.MODES["setup"])
         self.notify(f"opened {loaded.path}", timeout=4)
+        remember_profile(loaded.path)
         return True
+
+    def open_builtin_bench(self) -> None:
+        from labconsole.profile import default_profile_path, load_profile
+
+        self.open_profile(load_profile(default_profile_path()))
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
@@ -326,6 +338,7 @@ class LabConsole(App[int]):
     def get_system_commands(self, screen: Screen):
         yield SystemCommand("Bench", "the profile's sources and their live readings", self.action_show_bench)
         yield SystemCommand("Set up a bench", "guided: find the meters, pick what to record, choose the workload, write a profile", self.action_setup)
+        yield SystemCommand("Open the built-in simulated bench", "sim-bench.yaml: no meters needed (the console reopens it next time)", self.open_builtin_bench)
         yield SystemCommand("Run screen", "set up, start and follow a run", self.action_show_run)
         yield SystemCommand("Start a run", "with the scenario and duration set on the Run screen (calibration runs by itself)", self._palette_start)
         yield SystemCommand("Start a run with guided calibration", "run, retry or skip each calibration step yourself", self._palette_guided)
@@ -424,17 +437,42 @@ def setup_on_start(profile: str | None, cwd: Path | None = None) -> dict | None:
             "you can run at once. (esc: skip, and use the built-in simulated bench)"}
 
 
-def run_tui(profile: str | None = None, replay: str | None = None, speed: float = 1.0) -> int:
-    """Open the console (the `labconsole` and `labconsole tui` commands)."""
+def start_choice(profile: str | None, replay: str | None = None, cwd: Path | None = None):
+    """What the console opens on: (loaded profile, setup request or None, notice or None).
+
+    `--profile PATH`; else the profile the console had open last (`labconsole.recent`), if it
+    still loads; else the built-in simulated bench, behind the Setup screen for a new user.
+    Raises the loader's ProfileError / FileNotFoundError for a `--profile` that does not load.
+    """
     from labconsole.profile import ProfileError, default_profile_path, load_profile
 
-    setup = setup_on_start(profile) if replay is None else None
+    notice = None
+    if profile is None and replay is None:
+        last = last_profile()
+        if last is not None:
+            try:
+                loaded = load_profile(last)
+            except (ProfileError, FileNotFoundError) as exc:
+                notice = (f"the profile you had open last does not load, so this is the built-in simulated bench:\n{exc}", "warning")
+            else:
+                return loaded, None, (f"opened {last}, the profile you had open last (ctrl+p: open the built-in simulated bench)", "information")
+    setup = setup_on_start(profile, cwd) if replay is None else None
+    loaded = load_profile(default_profile_path() if profile is None or setup is not None else profile)
+    if profile is not None and setup is None and replay is None:
+        remember_profile(loaded.path)
+    return loaded, setup, notice
+
+
+def run_tui(profile: str | None = None, replay: str | None = None, speed: float = 1.0) -> int:
+    """Open the console (the `labconsole` and `labconsole tui` commands)."""
+    from labconsole.profile import ProfileError
+
     try:
-        loaded = load_profile(default_profile_path() if profile is None or setup is not None else profile)
+        loaded, setup, notice = start_choice(profile, replay)
     except (ProfileError, FileNotFoundError) as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    app = LabConsole(loaded, replay=replay, speed=speed, setup=setup)
+    app = LabConsole(loaded, replay=replay, speed=speed, setup=setup, notice=notice)
     try:
         result = app.run()
     finally:
