@@ -17,7 +17,6 @@ settings (`bench/bare_loadgen.py`). Runs alternate.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -26,6 +25,7 @@ from pathlib import Path
 
 from bench.core import ROOT, ChildCpu, Context, CpuClock, Result, median
 from labconsole import events as ev
+from labconsole.loadmodel import process_cpu_seconds
 from labconsole.events import EventBus
 from labconsole.loadgen_log import parse_detail_log
 from labconsole.profile import LoadGenWorkload
@@ -86,7 +86,7 @@ class ConsoleSide:
         # The worker's CPU between its first and last progress points (the test itself, without
         # the interpreter's start), from /proc like the simulated meter's load model.
         if self.runner is not None and self.runner.proc is not None:
-            cpu = _proc_cpu_s(self.runner.proc.pid)
+            cpu = process_cpu_seconds(self.runner.proc.pid)
             if cpu is not None:
                 if self.first_cpu is None:
                     self.first_cpu = (cpu, point.completed)
@@ -137,16 +137,6 @@ def run_labconsole(scenario: str, qps: float, duration_s: float, folder: Path) -
     out["loadgen_cpu_us_per_sample"] = 1e6 * per if per is not None else None
     out["console_cpu_pct"] = 100.0 * console_cpu.cpu_s / console_cpu.wall_s
     return out
-
-
-def _proc_cpu_s(pid: int) -> float | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            data = fh.read()
-    except OSError:
-        return None
-    fields = data[data.rfind(b")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_bare(scenario: str, qps: float, duration_s: float, folder: Path) -> dict:

@@ -8,6 +8,7 @@ Volts hover around mains; amps follow from power and power factor.
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import random
@@ -62,6 +63,21 @@ class CpuUtilisation:
             return value
 
 
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds a process has used (every thread), from /proc; None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return None
+    fields = data[data.rfind(b")") + 2 :].split()
+    # fields[11], [12] are utime and stime (stat fields 14 and 15).
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
 class WorkloadUtilisation:
     """CPU utilisation of the running workload's processes only, 0..1 of the whole machine.
 
@@ -78,7 +94,6 @@ class WorkloadUtilisation:
         self._history: list[tuple[float, float]] = []  # (monotonic s, cpu seconds of the pids)
         self._gone_cpu = 0.0  # cpu seconds of pids that exited (keeps the series monotonic)
         self._last: dict[int, float] = {}
-        self._ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
         self._ncpu = os.cpu_count() or 1
 
     def track(self, pid: int) -> None:
@@ -93,15 +108,6 @@ class WorkloadUtilisation:
                 self._history.clear()
                 self._gone_cpu = 0.0
 
-    def _cpu_seconds(self, pid: int) -> float | None:
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as fh:
-                data = fh.read()
-        except OSError:
-            return None
-        fields = data[data.rfind(b")") + 2 :].split()
-        # fields[11], [12] are utime and stime (stat fields 14 and 15): every thread included.
-        return (int(fields[11]) + int(fields[12])) / self._ticks
 
     def __call__(self) -> float:
         now = time.monotonic()
@@ -110,7 +116,7 @@ class WorkloadUtilisation:
                 return 0.0
             total = self._gone_cpu
             for pid in list(self._pids):
-                cpu = self._cpu_seconds(pid)
+                cpu = process_cpu_seconds(pid)
                 if cpu is None:
                     cpu = self._last.get(pid, 0.0)
                 self._last[pid] = cpu
@@ -205,6 +211,22 @@ def utilisation_source(value: "str | float") -> Callable[[], float]:
         work = workload_utilisation()
         return lambda: 1.0 if work() > ACTIVE_THRESHOLD else 0.0
     return constant_utilisation(float(value))
+
+
+UTILISATION_NAMES = ("workload", "host", "active")
+
+
+def utilisation_arg(text: str) -> "str | float":
+    """An emulator's `--utilisation` (an argparse type): a name `utilisation_source` knows, or a number in [0, 1]."""
+    if text in UTILISATION_NAMES:
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be {', '.join(UTILISATION_NAMES)} or a number in [0, 1], not {text!r}")
+    return value
 
 
 def constant_utilisation(value: float) -> Callable[[], float]:

@@ -244,7 +244,6 @@ def test_a_command_that_cannot_start_fails_clearly_and_leaks_nothing(tmp_path):
 
 
 def test_a_write_refused_part_way_leaves_no_half_rows_and_no_repeats(tmp_path, monkeypatch):
-    from labconsole import samples as samples_mod
     from labconsole.samples import read_sample_stream
 
     path = tmp_path / "samples-wall.csv"

@@ -241,8 +241,10 @@ def test_phases_go_with_marks_and_summaries(peers):
     tail = "Time,07-06-2023 00:12:00.447,Watts,10.000000,Volts,230.000000,Amps,0.050000,PF,0.870000"
     script = open_script() + [
         ("Stop", STOPPING), ("RL,*,*", "Invalid number of parameters"), ("RL", ["Last 1 sample", tail]), ("Go,50,0,t_testing", started()),
-        ("Watts", "Watts,23.492803,8.410000,24.560000,692,0,692"), ("Uncertainty", "Uncertainty,0.006264,0.006105,0.009201,692,0,692,0"),
-        ("Stop", STOPPING), ("RL", "Last 0 samples"), ("Go,50,0,t_standby", started()),
+        ("Watts", "Watts,23.491000,8.410000,24.560000,691,0,691"), ("Uncertainty", "Uncertainty,0.006265,0.006105,0.009201,691,0,691,0"),
+        ("Stop", STOPPING), ("RL", ["Last 1 sample", tail.replace("00:12:00.447,Watts,10.", "00:12:01.447,Watts,11.")]),
+        ("Uncertainty", "Uncertainty,0.006264,0.006105,0.009201,692,0,692,0"), ("Watts", "Watts,23.492803,8.410000,24.560000,692,0,692"),
+        ("Go,50,0,t_standby", started()),
     ] + close_script()
     peer = peers(script)
     src = make(peer)
@@ -272,6 +274,9 @@ def test_phases_go_with_marks_and_summaries(peers):
     assert summary["mark"] == "t_testing"
     assert summary["watts"] == {"avg_w": 23.492803, "min_w": 8.41, "max_w": 24.56, "samples": 692, "errors": 0, "valid": 692}
     assert summary["uncertainty"]["avg"] == 0.006264 and summary["uncertainty_reply"].startswith("Uncertainty,0.006264")
+    # MLPerf's order: asked while running, then again after Stop; the phase's figures are the latter.
+    assert summary["watts_reply_running"].endswith(",691,0,691") and summary["uncertainty_reply_running"].startswith("Uncertainty,0.006265")
+    assert [float(b.samples["watts"][0]) for b in reader_got] == [10.0, 11.0]  # the tail drained at Stop reached the phase
     assert "PTD Watts avg 23.493 W" in summary["message"] and "uncertainty avg 0.63 %" in summary["message"]
     src.close()
     peer.assert_complete()
@@ -460,7 +465,9 @@ def test_phase_summary_warns_about_a_clock_offset_over_400_ms(peers):
 
     script = open_script() + [("RL,*,*", "Invalid number of parameters"), ("RL", rl),
                               ("Watts", "Watts,10.000000,10.000000,10.000000,1,0,1"), ("Uncertainty", "Uncertainty,0.002000,0.002000,0.002000,1,0,1,0"),
-                              ("Stop", STOPPING), ("RL", "Last 0 samples"), ("Go,50,0,t_standby", started())] + close_script()
+                              ("Stop", STOPPING), ("RL", "Last 0 samples"),
+                              ("Uncertainty", "Uncertainty,0.002000,0.002000,0.002000,1,0,1,0"), ("Watts", "Watts,10.000000,10.000000,10.000000,1,0,1"),
+                              ("Go,50,0,t_standby", started())] + close_script()
     peer = peers(script)
     src = make(peer)
     src.open()

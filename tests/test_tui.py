@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from conftest import FIXTURES, run_cli
-from labconsole import events as ev
 
 MLPERF = FIXTURES / "mlperf-results" / "v4.0__Dell__XR8620_L4x1_MaxQ_TRT_MaxQ__resnet50__Offline"
 SIZE = (80, 24)

@@ -71,7 +71,9 @@ async def test_new_user_with_nothing_attached_writes_a_profile_and_runs_it(new_u
     calls = attached(monkeypatch, notes={"nvml": "NVML: no NVIDIA driver on this host"})
     app = console_for_new_user()
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen) and app.screen.wizard.discovered and len(app.screen.query(OfferRow)) > 0, 30, "setup, after discovery")
+        # Painted, not only mounted: on a loaded machine the rows can exist a frame before the text.
+        await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen) and app.screen.wizard.discovered and len(app.screen.query(OfferRow)) > 0
+                       and "Simulated bench" in screen_text(app), 30, "setup, after discovery")
         setup = app.screen
         assert calls, "discovery was not asked"
         text = screen_text(app)

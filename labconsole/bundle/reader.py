@@ -141,22 +141,16 @@ def _load_json(path: Path, record: RunRecord, label: str) -> dict:
 
 
 def _read_logs(phase: PhaseRecord, folder: Path, record: RunRecord, label: str) -> None:
-    detail = folder / "mlperf_log_detail.txt"
-    summary = folder / "mlperf_log_summary.txt"
-    if detail.exists():
+    # A log that is missing is named in `record.missing`; one that does not parse keeps its error.
+    for kind, parse in (("detail", parse_detail_log), ("summary", parse_summary_log)):
+        path = folder / f"mlperf_log_{kind}.txt"
+        if not path.exists():
+            record.missing.append(f"{label}/{path.name}")
+            continue
         try:
-            phase.detail = parse_detail_log(detail)
+            setattr(phase, kind, parse(path))
         except LoadGenLogError as exc:
-            phase.detail_error = str(exc)
-    else:
-        record.missing.append(f"{label}/mlperf_log_detail.txt")
-    if summary.exists():
-        try:
-            phase.summary = parse_summary_log(summary)
-        except LoadGenLogError as exc:
-            phase.summary_error = str(exc)
-    else:
-        record.missing.append(f"{label}/mlperf_log_summary.txt")
+            setattr(phase, f"{kind}_error", str(exc))
 
 
 def read_bundle(root: Path, load_samples: bool = True, columns: tuple[str, ...] | None = None, read_only: bool = False) -> RunRecord:

@@ -34,7 +34,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from labconsole import powershield as ps
-from labconsole.loadmodel import LoadModel, utilisation_source
+from labconsole.loadmodel import LoadModel, utilisation_arg, utilisation_source
 
 HELP_TEXT = (
     "help echo powershield version range status htc hrc lcd psrst volt freq acqtime acqmode funcmode "
@@ -566,7 +566,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--idle-mw", type=float, default=5.0, help="device power at idle (mW, default 5)")
     ap.add_argument("--dynamic-mw", type=float, default=20.0, help="extra power at full load (mW, default 20)")
     ap.add_argument("--noise-mw", type=float, default=0.2, help="noise standard deviation (mW, default 0.2)")
-    ap.add_argument("--utilisation", default="host", help="host (this machine's CPU use, default) or a fixed number 0..1")
+    ap.add_argument("--utilisation", type=utilisation_arg, default="host", help="host (this machine's CPU use, default) or a fixed number 0..1")
     ap.add_argument("--events-every", type=float, default=None, metavar="S", help="a D7 edge every S seconds (when the host enabled eventsrc)")
     ap.add_argument("--relaxed-limits", action="store_true", help="allow ascii_dec above 5 kHz continuously (the real firmware refuses)")
     ap.add_argument("--board-id", default="EMULATOR-LABCONSOLE-0001")
@@ -575,13 +575,7 @@ def main(argv: list[str] | None = None) -> int:
     if link is not None and link.isdigit():
         print(f"note: a pseudo-terminal has no port number; ignoring --port {link} (give a path to get a symlink)", file=sys.stderr)
         link = None
-    util: Any = args.utilisation
-    if util not in ("host", "workload"):
-        try:
-            util = float(util)
-        except ValueError:
-            print(f"error: --utilisation must be 'host' or a number in [0, 1], not {util!r}", file=sys.stderr)
-            return 2
+    util = args.utilisation
     try:
         emu = start(
             {

@@ -35,7 +35,7 @@ from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from labconsole.loadmodel import LoadModel, utilisation_source
+from labconsole.loadmodel import LoadModel, utilisation_arg, utilisation_source
 from labconsole.ranges import OVERRANGE_FACTOR, AutoRanger, pick_range
 from labconsole.sources.ptd import PTD_MODELS, MeterSpec
 
@@ -91,7 +91,7 @@ class PtdEmulatorOptions(BaseModel):
     volts: float = Field(230.0, gt=0, le=1000)
     pf_idle: float = Field(0.85, gt=0, le=1)
     pf_load: float = Field(0.95, gt=0, le=1)
-    utilisation: Literal["workload", "host"] | float = "workload"
+    utilisation: Literal["workload", "host", "active"] | float = "workload"
     seed: int | None = None
     clock_offset_ms: float = Field(0.0, ge=-1e9, le=1e9, description="the emulated PTD host's clock error")
     serial: str = Field("EMU0001", pattern=r"^EMU[A-Za-z0-9]{0,16}$")
@@ -720,7 +720,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--dynamic-w", type=float, default=140.0)
     ap.add_argument("--noise-w", type=float, default=1.0)
     ap.add_argument("--volts", type=float, default=230.0)
-    ap.add_argument("--utilisation", default="host", help="host (default: this machine's CPU use), workload, or a number 0..1")
+    ap.add_argument("--utilisation", type=utilisation_arg, default="host", help="host (default: this machine's CPU use), workload, or a number 0..1")
     ap.add_argument("--clock-offset-ms", type=float, default=0.0, help="make the emulated PTD host's clock wrong by this much")
     ap.add_argument("--serial", default="EMU0001")
     ap.add_argument("--seed", type=int)
@@ -729,13 +729,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    util: Any = args.utilisation
-    if util not in ("host", "workload"):
-        try:
-            util = float(util)
-        except ValueError:
-            print(f"labconsole emulate ptd: --utilisation must be host, workload or a number, not {util!r}", file=sys.stderr)
-            return 2
+    util = args.utilisation
     try:
         opts = PtdEmulatorOptions(
             host=args.host, port=args.port, device_type=args.device_type, device_port=args.device_port,

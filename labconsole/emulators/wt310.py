@@ -42,7 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from labconsole.emulators import scpi
 from labconsole.emulators.scpi import ErrorQueue, ScpiError, ScpiParser, nr3, parse_bool, parse_choice, parse_number
-from labconsole.loadmodel import LoadModel, utilisation_source
+from labconsole.loadmodel import LoadModel, utilisation_arg, utilisation_source
 from labconsole.ranges import AutoRanger
 from labconsole.sources.yokogawa_models import MODELS
 
@@ -83,7 +83,7 @@ class EmulatorOptions(BaseModel):
     pf_idle: float = Field(0.85, gt=0, le=1)
     pf_load: float = Field(0.95, gt=0, le=1)
     mains_hz: float = Field(50.0, gt=0, le=1000)
-    utilisation: Literal["workload", "host"] | float = Field("workload", description="workload | host | a constant 0..1")
+    utilisation: Literal["workload", "host", "active"] | float = Field("workload", description="workload | host | active | a constant 0..1")
     seed: int | None = None
     update_s: float = Field(0.5, description="update period at power-on: " + ", ".join(f"{r:g}" for r in RATES) + " s")
     serial: str = Field("EMU0000001", pattern=r"^EMU[A-Za-z0-9]{0,13}$", description="must start with EMU")
@@ -759,18 +759,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="labconsole emulate wt310", description="A Yokogawa WT310E emulator on a TCP socket, for PyVISA (pyvisa-py).")
     ap.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TCP port (default {DEFAULT_PORT}; 0 picks a free one)")
     ap.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    ap.add_argument("--utilisation", default="host", help="host (this machine's CPU use, the default), workload, or a constant 0..1")
+    ap.add_argument("--utilisation", type=utilisation_arg, default="host", help="host (this machine's CPU use, the default), workload, or a constant 0..1")
     ap.add_argument("--idle-w", type=float, default=60.0, help="watts at idle")
     ap.add_argument("--dynamic-w", type=float, default=140.0, help="extra watts at full utilisation")
     ap.add_argument("--seed", type=int, default=None)
     args = ap.parse_args(argv)
-    util: Any = args.utilisation
-    if util not in ("host", "workload"):
-        try:
-            util = float(util)
-        except ValueError:
-            print(f"labconsole emulate wt310: --utilisation must be host, workload or a number, not {util!r}", file=sys.stderr)
-            return 2
+    util = args.utilisation
     try:
         handle = start({"host": args.host, "port": args.port, "utilisation": util, "idle_w": args.idle_w, "dynamic_w": args.dynamic_w, "seed": args.seed})
     except ValueError as exc:

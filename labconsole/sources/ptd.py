@@ -43,14 +43,14 @@ import socket
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
 
 from labconsole.ranges import AccuracySpec, RangeState
-from labconsole.samples import ERROR, NO_DATA, OK, SAMPLE_DTYPE, ChannelBatch, empty_batch, now_ns
+from labconsole.samples import ERROR, NO_DATA, SAMPLE_DTYPE, ChannelBatch, empty_batch, now_ns
 from labconsole.sources.base import Capabilities, Discovered, DriverOptions, Identity, Source, SourceError
 
 DEFAULT_PORT = 8888
@@ -799,16 +799,21 @@ class PtdSource(Source):
         with self.io_lock:
             mark = self._mark
             summary: dict[str, Any] = {"source": self.name, "mark": mark, "driver": self.driver}
-            for command, parser in (("Watts", parse_watts), ("Uncertainty", parse_uncertainty)):
-                reply = self._cmd(command)
-                summary[f"{command.lower()}_reply"] = reply
-                try:
-                    summary[command.lower()] = parser(reply)
-                except ValueError as exc:
-                    summary[command.lower()] = None
-                    summary[f"{command.lower()}_problem"] = str(exc)
+            # MLPerf's server asks Watts; Uncertainty; Stop; RL; Uncertainty; Watts. The figures
+            # asked after Stop cover exactly the samples drained into this phase, so they are
+            # the phase's; those asked while it ran are kept beside them.
+            running = {"watts": self._cmd("Watts"), "uncertainty": self._cmd("Uncertainty")}
             self._mark = f"{self._mark_prefix}_standby"
             self._stop_and_drain(deliver=True)
+            final = {"uncertainty": self._cmd("Uncertainty"), "watts": self._cmd("Watts")}
+            for key, parser in (("watts", parse_watts), ("uncertainty", parse_uncertainty)):
+                summary[f"{key}_reply_running"] = running[key]
+                summary[f"{key}_reply"] = final[key]
+                try:
+                    summary[key] = parser(final[key])
+                except ValueError as exc:
+                    summary[key] = None
+                    summary[f"{key}_problem"] = str(exc)
             self._go(self._mark)
         offset = self.clock_offset_s()
         summary["clock_offset_s"] = offset

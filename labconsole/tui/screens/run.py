@@ -15,7 +15,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Input, Label, ProgressBar, RichLog, Select, Static
+from textual.widgets import Button, Footer, Input, Label, ProgressBar, RichLog, Select
 
 from labconsole.sources.replay import MAX, speed_label
 from labconsole.tui.format import duration, event_markup, num, status_markup

@@ -1,0 +1,26 @@
+"""The load model's utilisation names, shared by profiles and the emulators' `--utilisation`."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from conftest import run_cli
+from labconsole.loadmodel import utilisation_arg, utilisation_source
+
+
+def test_utilisation_arg_takes_names_and_numbers_in_range():
+    assert [utilisation_arg(t) for t in ("workload", "host", "active", "0", "0.25", "1")] == ["workload", "host", "active", 0.0, 0.25, 1.0]
+    for bad in ("2", "-0.1", "nan", "inf", "busy", ""):
+        with pytest.raises(argparse.ArgumentTypeError, match="a number in \\[0, 1\\]"):
+            utilisation_arg(bad)
+    assert utilisation_source(utilisation_arg("0.25"))() == 0.25
+
+
+@pytest.mark.parametrize("emulator", ["wt310", "ptd", "lpm01a"])
+def test_emulators_refuse_a_bad_utilisation_before_starting(emulator):
+    r = run_cli("emulate", emulator, "--utilisation", "1.5", timeout=60)
+    assert r.returncode == 2
+    assert "argument --utilisation: must be workload, host, active or a number in [0, 1], not '1.5'" in r.stderr
+    assert "Traceback" not in r.stderr
