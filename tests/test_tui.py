@@ -252,6 +252,31 @@ async def test_bench_shows_live_readings_and_help_lists_the_keys(sim_profile):
     assert monitor.stopped.wait(10)
 
 
+async def test_opening_another_profile_rebuilds_the_screen_on_show(sim_profile):
+    from labconsole.profile import load_profile
+    from labconsole.recent import last_profile
+    from labconsole.tui.screens.bench import BenchScreen
+    from labconsole.tui.screens.run import RunScreen
+
+    app = console(sim_profile())
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, BenchScreen) and "test-bench" in screen_text(app), 10, "the Bench on the test profile")
+        assert "Open the built-in simulated bench" in [c.title for c in app.get_system_commands(app.screen)]
+        app.open_builtin_bench()  # from the Bench itself: the screen on show is rebuilt too
+        await wait_for(pilot, lambda: isinstance(app.screen, BenchScreen) and "sim-bench.yaml" in screen_text(app), 10, "the Bench on sim-bench")
+        assert "test-bench" not in screen_text(app) and app.loaded.profile.name == "sim-bench"
+        assert last_profile().name == "sim-bench.yaml"  # the next `labconsole` reopens it
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), 10, "the Run screen")
+        await pilot.press("question_mark")
+        app.open_profile(load_profile(sim_profile()))  # from under a pushed screen: it goes, the Bench shows
+        await wait_for(pilot, lambda: isinstance(app.screen, BenchScreen) and "test-bench" in screen_text(app), 10, "the Bench on the test profile again")
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), 10, "the Run screen again")
+        assert app.run_screen is app.screen  # a new Run screen, for the profile now open
+        await pilot.press("q")
+
+
 def test_replay_command_reports_a_bad_path_without_opening_the_console(tmp_path):
     out = run_cli("replay", str(tmp_path / "nowhere"))
     assert out.returncode == 2

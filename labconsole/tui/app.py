@@ -42,7 +42,7 @@ EXIT_AFTER_FIRST_PAINT_ENV = "LABCONSOLE_EXIT_AFTER_FIRST_PAINT"
 class LabConsole(App[int]):
     TITLE = "labconsole"
     CSS_PATH = CSS_FILES
-    MODES = {"bench": BenchScreen, "calibrate": CalibrateScreen, "run": RunScreen, "recordings": RecordingsScreen, "setup": SetupScreen}
+    MODES = {"bench": BenchScreen, "calibrate": CalibrateScreen, "run": RunScreen, "recordings": RecordingsScreen, "setup": SetupScreen, "blank": Screen}
     PROFILE_MODES = ("bench", "calibrate", "run", "recordings")  # built for the open profile
     SETUP_BLOCKS = {"show_run", "show_calibrate", "show_recordings", "show_bench", "quit_console", "help"}  # letters are answers there
     BINDINGS = [
@@ -181,11 +181,14 @@ class LabConsole(App[int]):
         self.guide = None
         self.loaded = loaded
         self.run_screen = None
+        self._leave_pushed()
         from_setup = self.current_mode == "setup"
+        if self.current_mode in self.PROFILE_MODES:
+            # The screen on show cannot be removed: step onto a blank one so every screen is rebuilt.
+            self.switch_mode("blank")
         for mode in self.PROFILE_MODES:
-            if mode != self.current_mode:
-                self.remove_mode(mode)
-                self.add_mode(mode, self.MODES[mode])
+            self.remove_mode(mode)
+            self.add_mode(mode, self.MODES[mode])
         if start_run:
             self.start_run(None, None)
         else:
