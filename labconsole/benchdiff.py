@@ -134,11 +134,14 @@ def _diff_source(name: str, a: dict, b: dict, then_env: dict, now_env: dict) -> 
     return out
 
 
-def diff_environments(then: dict | None, now: dict | None, missing_source: str = ERROR) -> list[Difference]:
+def diff_environments(then: dict | None, now: dict | None, missing_source: str = ERROR, sides: tuple[str, str] | None = None) -> list[Difference]:
     """Every difference between two benches, most serious first.
 
     `missing_source`: the severity of a source that worked then and is absent or unusable now
     (an error for a rerun: the same measurement cannot be made; a warning when comparing).
+    `sides`: names for the two when comparing recordings ("A", "B"); a rerun speaks of then and now.
+    An environment marked `partial` (an MLPerf folder's) records only some fields: what either
+    side does not record is one line of information, not a difference per field.
     """
     out: list[Difference] = []
     if not then:
@@ -153,8 +156,12 @@ def diff_environments(then: dict | None, now: dict | None, missing_source: str =
             if was_ok:
                 ident = a.get("identity") or {}
                 desc = " ".join(x for x in (ident.get("model"), f"s/n {ident['serial']}" if ident.get("serial") else "") if x) or a.get("driver") or "?"
-                why = "not in the profile" if b is None else (b.get("error") or b.get("status"))
-                out.append(Difference(missing_source, f"sources.{name}", desc, None, f"source {name} ({a.get('driver')}, {desc}) was used then and is missing now: {why}"))
+                if sides:
+                    msg = f"source {name} ({a.get('driver')}, {desc}) is in {sides[0]}" + (f", not in {sides[1]}" if b is None else f", unusable in {sides[1]}: {b.get('error') or b.get('status')}")
+                else:
+                    why = "not in the profile" if b is None else (b.get("error") or b.get("status"))
+                    msg = f"source {name} ({a.get('driver')}, {desc}) was used then and is missing now: {why}"
+                out.append(Difference(missing_source, f"sources.{name}", desc, None, msg))
             continue
         if not was_ok:
             out.append(Difference(INFO, f"sources.{name}.status", a.get("status"), "ok", f"source {name} was unavailable then ({a.get('error') or a.get('status')}) and works now"))
@@ -163,17 +170,34 @@ def diff_environments(then: dict | None, now: dict | None, missing_source: str =
     for name, b in sb.items():
         if name not in sa and b.get("status", "ok") == "ok":
             ident = b.get("identity") or {}
-            out.append(Difference(INFO, f"sources.{name}", None, ident.get("model") or b.get("driver"), f"source {name} ({b.get('driver')}) is new"))
+            where = f"is in {sides[1]}, not in {sides[0]}" if sides else "is new"
+            out.append(Difference(INFO, f"sources.{name}", None, ident.get("model") or b.get("driver"), f"source {name} ({b.get('driver')}) {where}"))
+    partial = bool(then.get("partial") or now.get("partial"))
+    unrecorded: tuple[list[str], list[str]] = ([], [])
     for path, what, severity in HOST_FIELDS:
         va, vb = dig(then, *path), dig(now, *path)
         if va != vb:
+            if partial and (va is None or vb is None):
+                unrecorded[0 if va is None else 1].append(what.split(" (")[0])
+                continue
             out.append(_changed(".".join(path), va, vb, severity, what))
     pa, pb = then.get("packages") or {}, now.get("packages") or {}
-    for name in sorted(set(pa) | set(pb)):
-        va, vb = pa.get(name), pb.get(name)
-        if va != vb:
-            what = f"package {name}" + (" (not installed then)" if va is None else " (not installed now)" if vb is None else "")
-            out.append(_changed(f"packages.{name}", va, vb, WARNING, what))
+    if partial and (not pa or not pb):
+        if pa or pb:
+            unrecorded[0 if not pa else 1].append(f"the versions of {len(pa or pb)} packages")
+    else:
+        for name in sorted(set(pa) | set(pb)):
+            va, vb = pa.get(name), pb.get(name)
+            if va != vb:
+                absent = ("(not in A)", "(not in B)") if sides else ("(not installed then)", "(not installed now)")
+                what = f"package {name}" + (f" {absent[0]}" if va is None else f" {absent[1]}" if vb is None else "")
+                out.append(_changed(f"packages.{name}", va, vb, WARNING, what))
+    names = sides or ("the earlier recording", "the later one")
+    for i, env in enumerate((then, now)):
+        if unrecorded[i]:
+            kind = f" ({env['partial']})" if isinstance(env.get("partial"), str) else ""
+            out.append(Difference(INFO, f"unrecorded.{'ab'[i] if sides else ('then', 'now')[i]}", unrecorded[i], None,
+                                  f"{names[i]}{kind} does not record, so these are not compared: {', '.join(unrecorded[i])}"))
     out.sort(key=lambda d: SEVERITY_ORDER.get(d.severity, 9))
     return out
 
@@ -208,6 +232,15 @@ def _ptd_identity(reply: str) -> dict[str, Any]:
     return out
 
 
+def _utc_offset(seconds_west: Any) -> Any:
+    """power-dev's `timezone` (seconds west of UTC, Python's time.timezone) as environment.json
+    writes it (`%z`: +HHMM east of UTC), so the two compare."""
+    if isinstance(seconds_west, bool) or not isinstance(seconds_west, (int, float)):
+        return seconds_west
+    east = -int(seconds_west)
+    return f"{'+' if east >= 0 else '-'}{abs(east) // 3600:02d}{abs(east) % 3600 // 60:02d}"
+
+
 def record_environment(record: Any) -> dict:
     """The environment of a RunRecord: a bundle's own, or what an MLPerf folder's PTD logs tell."""
     if record.kind == "bundle":
@@ -226,7 +259,8 @@ def record_environment(record: Any) -> dict:
         "sources": [{"name": "ptd", "driver": "ptd", "status": "ok", "identity": ident, "scope": "wall"}],
         "ptd_version": extra.get("ptd_version"),
         "ptd_host_os": extra.get("ptd_host_os"),
-        "timezone": server.get("timezone"),
+        "timezone": _utc_offset(server.get("timezone")),
+        "partial": "an MLPerf result folder: its PTD records only",
         "power_dev_sources": server.get("sources"),
     }
     return env

@@ -210,7 +210,7 @@ def compare_runs(a: Any, b: Any) -> Comparison:
     ra, rb = analysis.compute_report(ra_rec), analysis.compute_report(rb_rec)
     ca, cb = checks.run_checks(ra_rec), checks.run_checks(rb_rec)
     figs, notes = figures_of(ra, rb)
-    env = diff_environments(record_environment(ra_rec), record_environment(rb_rec), missing_source=WARNING)
+    env = diff_environments(record_environment(ra_rec), record_environment(rb_rec), missing_source=WARNING, sides=("A", "B"))
     rerun = dig(rb_rec.run_info, "rerun_of", "id")
     if rerun and rerun == (ra_rec.run_info or {}).get("id"):
         notes.insert(0, "B is a rerun of A (labconsole run --from)")

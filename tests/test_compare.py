@@ -67,6 +67,29 @@ def test_the_two_meters_differences_come_from_the_ptd_records(orin_dell):
     assert diffs["ptd_version"].severity == WARNING
 
 
+def test_a_bundle_against_an_mlperf_folder_names_what_the_folder_does_not_record():
+    from labconsole.benchdiff import INFO, diff_environments
+
+    folder = record_environment(open_run(ORIN, load_samples=False))
+    assert folder["timezone"] == "-0700"  # power-dev's 25200 s west of UTC, written as environment.json writes it
+    bundle = {
+        "host": "bench-1", "os": {"system": "Linux", "release": "6.1"}, "cpu": {"model": "EPYC", "count": 64},
+        "python": {"version": "3.11.9"}, "packages": {"numpy": "2.1.0", "pandas": "2.2.0"}, "timezone": "+0000",
+        "sources": [{"name": "wall", "driver": "yokogawa", "status": "ok", "identity": {"model": "WT310E", "serial": "C2XX0001"}}],
+    }
+    diffs = diff_environments(bundle, folder, missing_source=WARNING, sides=("A", "B"))
+    by_key = {d.key: d for d in diffs}
+    assert by_key["sources.wall"].message == "source wall (yokogawa, WT310E s/n C2XX0001) is in A, not in B"
+    assert by_key["sources.ptd"].message == "source ptd (ptd) is in B, not in A"
+    assert by_key["timezone"].message == "time zone: +0000 -> -0700"
+    b = by_key["unrecorded.b"]
+    assert b.severity == INFO and b.message.startswith("B (an MLPerf result folder: its PTD records only) does not record, so these are not compared: host name, CPU model")
+    assert b.message.endswith("the versions of 2 packages")
+    assert by_key["unrecorded.a"].then == ["PTDaemon version", "PTDaemon host OS"]
+    assert not any(d.key.startswith(("packages.", "host", "cpu.", "os.")) for d in diffs)  # no "(none)" line per field
+    assert all("(none)" not in d.message for d in diffs)
+
+
 def test_relative_change_is_none_where_it_means_nothing():
     assert Figure("x", "x", "W", None, 3.0).rel_change_pct is None
     assert Figure("x", "x", "W", 0.0, 3.0).rel_change_pct is None
