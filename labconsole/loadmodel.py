@@ -108,7 +108,6 @@ class WorkloadUtilisation:
                 self._history.clear()
                 self._gone_cpu = 0.0
 
-
     def __call__(self) -> float:
         now = time.monotonic()
         with self._lock:
