@@ -6,7 +6,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from rich.text import Text
-from textual.screen import ModalScreen
+from textual.screen import ModalScreen, Screen
 from textual.widget import Widget
 from textual.widgets import Button, Static
 
@@ -54,6 +54,38 @@ class TopBar(LiveText):
     """One line: where you are, on which bench, and what is going on."""
 
     DEFAULT_CSS = "TopBar { height: 1; }"
+
+
+class TickingScreen(Screen):
+    """A screen that pulls the core's snapshots on a timer while it is shown, and none while hidden.
+
+    Subclasses set `TICK_S` and write `tick()`. Textual also runs a subclass's own mount,
+    resume and suspend handlers (before these), so a screen adds to them without calling up.
+    """
+
+    TICK_S = 0.25
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._ticker = None
+
+    def on_mount(self) -> None:
+        self._ticker = self.set_interval(self.TICK_S, self.timer_tick, pause=True)
+
+    def on_screen_resume(self) -> None:
+        self.tick()
+        if self._ticker is not None:
+            self._ticker.resume()
+
+    def on_screen_suspend(self) -> None:
+        if self._ticker is not None:
+            self._ticker.pause()
+
+    def timer_tick(self) -> None:
+        self.tick()
+
+    def tick(self) -> None:  # pragma: no cover - every subclass has its own
+        raise NotImplementedError
 
 
 class ConfirmScreen(ModalScreen[bool]):

@@ -15,14 +15,12 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Footer, Sparkline, Static
 
 from labconsole.live import SeriesHistory
 from labconsole.tui.format import num
-from labconsole.tui.widgets import LiveText, TopBar
+from labconsole.tui.widgets import LiveText, TickingScreen, TopBar
 
-TICK_S = 0.25
 TREND_S = 30.0
 
 
@@ -36,7 +34,8 @@ class SourceRow(Horizontal):
         yield Sparkline([], classes="source-trend")
 
 
-class BenchScreen(Screen):
+class BenchScreen(TickingScreen):
+    TICK_S = 0.25
     BINDINGS = [
         Binding("d", "discover", "Discover"),
         Binding("n", "app.setup", "Setup"),
@@ -44,7 +43,6 @@ class BenchScreen(Screen):
 
     def __init__(self) -> None:
         super().__init__()
-        self._ticker = None
         self._hist: dict[tuple[str, str], SeriesHistory] = {}
         self._rings_owner = None
         self.discovered: list | None = None
@@ -60,19 +58,13 @@ class BenchScreen(Screen):
         yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
-        self._ticker = self.set_interval(TICK_S, self.tick, pause=True)
         self.query_one("#bench-profile", Static).update(self._profile_text())
         self.query_one("#bench-discovered", Static).update("[b]Discovered[/]  [dim]press d to look for meters and devices the profile does not use; n sets up a new profile with them[/]")
 
     def on_screen_resume(self) -> None:
-        self.app.ensure_bench_monitor()
-        self.tick()
-        if self._ticker is not None:
-            self._ticker.resume()
+        self.app.ensure_bench_monitor()  # before TickingScreen's first tick
 
     def on_screen_suspend(self) -> None:
-        if self._ticker is not None:
-            self._ticker.pause()
         self.app.stop_bench_monitor()
 
     def _profile_text(self) -> str:

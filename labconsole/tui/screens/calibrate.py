@@ -14,16 +14,13 @@ from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Static
 
 from labconsole.tui.format import flatten, num, status_markup, verdict_markup
-from labconsole.tui.widgets import LiveData, TopBar, update_static
+from labconsole.tui.widgets import LiveData, TickingScreen, TopBar, update_static
 
-TICK_S = 0.25
-
-
-class CalibrateScreen(Screen):
+class CalibrateScreen(TickingScreen):
+    TICK_S = 0.25
     BINDINGS = [
         Binding("g", "start_guided", "Guided run"),
         # Shown on the buttons; kept out of the footer so the screen keys fit in 80 columns.
@@ -37,7 +34,6 @@ class CalibrateScreen(Screen):
     def __init__(self) -> None:
         super().__init__()
         self.live = LiveData()
-        self._ticker = None
         self._step_started: dict[str, float] = {}
         self._rows: list[str] = []
         self._done_notified = None
@@ -66,16 +62,6 @@ class CalibrateScreen(Screen):
         table.add_column("Step", key="step")
         table.add_column("Verdict", key="verdict", width=9)
         table.add_column("Tries", key="tries", width=5)
-        self._ticker = self.set_interval(TICK_S, self.tick, pause=True)
-
-    def on_screen_resume(self) -> None:
-        self.tick()
-        if self._ticker is not None:
-            self._ticker.resume()
-
-    def on_screen_suspend(self) -> None:
-        if self._ticker is not None:
-            self._ticker.pause()
 
     # --- actions ---------------------------------------------------------------------------------
     def _guide(self):

@@ -14,16 +14,14 @@ import numpy as np
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, ProgressBar, RichLog, Select
 
 from labconsole.sources.replay import MAX, speed_label
 from labconsole.tui.format import duration, event_markup, num, status_markup
 from labconsole.tui.plot import Series, Span, TimePlot
-from labconsole.tui.widgets import LiveData, LiveText, TopBar
+from labconsole.tui.widgets import LiveData, LiveText, TickingScreen, TopBar
 
 SCENARIOS = ("Offline", "Server", "SingleStream", "MultiStream")
-TICK_S = 0.2
 REPLAY_ACTIONS = {"pause", "speed", "seek", "seek_start", "seek_end"}
 
 
@@ -43,7 +41,8 @@ def plot_view(s, live: LiveData, zoom_recent: bool) -> tuple[tuple[float, float]
     return x_range, origin, spans
 
 
-class RunScreen(Screen):
+class RunScreen(TickingScreen):
+    TICK_S = 0.2  # 5 Hz: bench/replay.py assumes the same
     AUTO_FOCUS = ""  # nothing: keys go to the screen; Tab reaches the setup fields
     BINDINGS = [
         Binding("s", "start", "Start"),
@@ -66,7 +65,6 @@ class RunScreen(Screen):
         super().__init__()
         self.live = LiveData()
         self.zoom_recent = False
-        self._ticker = None
         self._done_seen = False
         self.tick_times: list[float] = []  # ms each tick took (bench/tui_responsiveness.py reads these)
         self.tick_starts: list[float] = []  # perf_counter at each tick (timer slip)
@@ -100,17 +98,7 @@ class RunScreen(Screen):
         self.query_one("#run-scenario", Select).value = prof.workload.scenario
         self.query_one("#run-duration", Input).value = f"{prof.workload.duration_s:g}"
         self.query_one("#run-qps", TimePlot).empty_text = "QPS appears when LoadGen runs"
-        self._ticker = self.set_interval(TICK_S, self._timer_tick, pause=True)
         self._apply_width()
-
-    def on_screen_resume(self) -> None:
-        self.tick()
-        if self._ticker is not None:
-            self._ticker.resume()
-
-    def on_screen_suspend(self) -> None:
-        if self._ticker is not None:
-            self._ticker.pause()
 
     def on_resize(self) -> None:
         self._apply_width()
@@ -219,7 +207,7 @@ class RunScreen(Screen):
             r.seek_fraction(1.0)
 
     # --- the timer ---------------------------------------------------------------------------
-    def _timer_tick(self) -> None:
+    def timer_tick(self) -> None:
         self.tick_starts.append(time.perf_counter())
         del self.tick_starts[:-500]
         self.tick()
