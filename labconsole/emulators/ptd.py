@@ -35,6 +35,7 @@ from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from labconsole.emulators.registry import listen_tcp
 from labconsole.loadmodel import LoadModel, utilisation_arg, utilisation_source
 from labconsole.ranges import OVERRANGE_FACTOR, AutoRanger, pick_range
 from labconsole.sources.ptd import PTD_MODELS, MeterSpec
@@ -237,18 +238,12 @@ class PtdEmulator:
         self.console("WT3XX enhanced model detected.")
         self.console(f"Connected to {self.device.model} successfully")
         self.console(f"Uncertainty checking for {self.device.model} is activated")
-        listener = socket.socket(socket.AF_INET6 if ":" in o.host else socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            listener.bind((o.host, o.port))
-        except OSError as exc:
-            listener.close()
+            self._listener = listen_tcp(o.host, o.port, backlog=4)
+        except OSError:
             self._close_files()
-            raise OSError(exc.errno, f"cannot listen on {o.host}:{o.port}: {exc.strerror}") from None
-        listener.listen(4)
-        listener.settimeout(0.2)
-        self._listener = listener
-        self.port = listener.getsockname()[1]
+            raise
+        self.port = self._listener.getsockname()[1]
         self.console(f"Establishing the listener on port {self.port}...")
         for target, name in ((self._serve, "ptd-emulator-serve"), (self._sample_loop, "ptd-emulator-sample")):
             t = threading.Thread(target=target, name=name, daemon=True)
@@ -315,12 +310,7 @@ class PtdEmulator:
                     pass
             self.drop_client()
             return
-        listener = socket.socket(socket.AF_INET6 if ":" in o.host else socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((o.host, self.port))
-        listener.listen(4)
-        listener.settimeout(0.2)
-        self._listener = listener
+        self._listener = listen_tcp(o.host, self.port, backlog=4)
         self._online.set()
 
     # --- sampling ------------------------------------------------------------------------------------

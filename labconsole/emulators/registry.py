@@ -12,6 +12,7 @@ Each emulator module provides:
 from __future__ import annotations
 
 import importlib
+import socket
 from typing import Any, Protocol
 
 # emulator name (for `labconsole emulate NAME`) -> module
@@ -44,6 +45,23 @@ def module_for(name: str):
 
 
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+def listen_tcp(host: str, port: int, backlog: int = 8) -> socket.socket:
+    """An emulator's listening socket (IPv6 when the address is), with a 0.2 s accept timeout
+    so its accepting thread notices a stop; a bind failure names the address."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        err = OSError(f"cannot listen on {host}:{port}: {exc.strerror}")
+        err.errno = exc.errno  # the message without "[Errno N]"; the number kept for callers
+        raise err from None
+    sock.listen(backlog)
+    sock.settimeout(0.2)
+    return sock
 
 
 def is_loopback(host: Any) -> bool:

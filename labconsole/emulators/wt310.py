@@ -41,6 +41,7 @@ from typing import Any, Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from labconsole.emulators import scpi
+from labconsole.emulators.registry import listen_tcp
 from labconsole.emulators.scpi import ErrorQueue, ScpiError, ScpiParser, nr3, parse_bool, parse_choice, parse_number
 from labconsole.loadmodel import LoadModel, utilisation_arg, utilisation_source
 from labconsole.ranges import AutoRanger
@@ -568,11 +569,7 @@ class WT310EServer:
 
     def __init__(self, meter: WT310EMeter, host: str = "127.0.0.1", port: int = 0):
         self.meter = meter
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind((host, port))
-        self._sock.listen(8)
-        self._sock.settimeout(0.2)
+        self._sock = listen_tcp(host, port)
         self.host, self.port = self._sock.getsockname()[:2]
         self._stop = meter.stopping
         self._silent = threading.Event()
@@ -615,12 +612,7 @@ class WT310EServer:
                 pass
             self.drop_connections()
         else:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((self.host, self.port))
-            sock.listen(8)
-            sock.settimeout(0.2)
-            self._sock = sock
+            self._sock = listen_tcp(self.host, self.port)
             self._online.set()
 
     def drop_connections(self) -> None:
@@ -751,7 +743,7 @@ def start(options: dict[str, Any] | None = None) -> EmulatorHandle:
     try:
         server = WT310EServer(meter, opts.host, opts.port)
     except OSError as exc:
-        raise ValueError(f"wt310 emulator: cannot listen on {opts.host}:{opts.port}: {exc.strerror or exc}") from None
+        raise ValueError(f"wt310 emulator: {exc.strerror or exc}") from None
     return EmulatorHandle(server.start())
 
 

@@ -1,4 +1,4 @@
-"""The load model's utilisation names, shared by profiles and the emulators' `--utilisation`."""
+"""What the emulators share: the load model's utilisation names (profiles and `--utilisation`), and their listening socket."""
 
 from __future__ import annotations
 
@@ -24,3 +24,16 @@ def test_emulators_refuse_a_bad_utilisation_before_starting(emulator):
     assert r.returncode == 2
     assert "argument --utilisation: must be workload, host, active or a number in [0, 1], not '1.5'" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("emulator,flag", [("wt310", "--port"), ("ptd", "-p")])
+def test_emulators_name_a_port_in_use(emulator, flag):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        r = run_cli("emulate", emulator, flag, str(port), timeout=60)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in r.stderr and "[Errno" not in r.stderr
