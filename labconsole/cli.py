@@ -1,4 +1,4 @@
-"""The command line: `labconsole [COMMAND]` (no command opens the console on the default bench).
+"""The command line: `labconsole [COMMAND]` (no command opens the console).
 
 Imports stay inside the commands so `labconsole --help` starts fast and the headless commands
 never load Textual.
@@ -405,7 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="labconsole",
         description="Measure the energy efficiency of ML inference the way MLPerf Power does. "
-        "With no command, opens the console on the built-in simulated bench.",
+        "With no command, opens the console on the profile it had open last (at first, the built-in simulated bench).",
     )
     from labconsole import __version__
 
@@ -413,7 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("tui", help="open the console (the default)")
-    p.add_argument("--profile", help="profile YAML (default: the built-in simulated bench)")
+    p.add_argument("--profile", help="profile YAML (default: the one the console had open last, else the built-in simulated bench)")
     p.set_defaults(func=cmd_tui)
 
     p = sub.add_parser("run", help="run the procedure headless and seal a bundle")

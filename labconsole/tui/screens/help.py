@@ -35,6 +35,9 @@ profile loader's own `FILE:LINE: field: reason`. `ctrl+n` or `Enter` in a field 
 goes back (on the first step it leaves setup), `ctrl+r` looks for meters again. The profile
 is written under `profiles/`; an existing one is overwritten only after a yes.
 
+The console reopens the profile it had open last; `ctrl+p` "Open the built-in simulated
+bench" goes back to the one that needs no meters.
+
 ## Calibrate (guided)
 
 `t` run the current step (again: retry) · `k` skip it · `n` accept and go to the next ·
