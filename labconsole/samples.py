@@ -133,17 +133,16 @@ class ChannelRing:
         return self._size
 
     def snapshot(self, since_wall_ns: int | None = None, last_n: int | None = None) -> np.ndarray:
-        """An ordered copy of the buffered samples (optionally only the newest or the recent ones)."""
+        """An ordered copy of the buffered samples (optionally only the newest or the recent ones).
+
+        Only what is returned is copied: the cut is found in the ring's two ordered segments.
+        """
         with self._lock:
-            if self._size < self.capacity:
-                out = self._buf[: self._size].copy()
-            else:
-                out = np.concatenate((self._buf[self._head :], self._buf[: self._head]))
-        if since_wall_ns is not None:
-            out = out[np.searchsorted(out["wall_ns"], since_wall_ns, side="left") :]
-        if last_n is not None:
-            out = out[-last_n:]
-        return out
+            n = self._size if last_n is None else max(0, min(int(last_n), self._size))
+            if since_wall_ns is not None:
+                recent = sum(len(seg) - int(np.searchsorted(seg["wall_ns"], since_wall_ns, side="left")) for seg in self._segments())
+                n = min(n, recent)
+            return self._newest(n)
 
     def tail(self, n: int) -> tuple[np.ndarray, int]:
         """The newest `n` samples (copying only those) and `total` at that moment.
@@ -152,14 +151,19 @@ class ChannelRing:
         ring of a fast source is not copied five times a second.
         """
         with self._lock:
-            n = max(0, min(int(n), self._size))
-            start = self._head - n
-            if start >= 0:
-                out = self._buf[start : self._head].copy()
-            else:
-                out = np.concatenate((self._buf[start:], self._buf[: self._head]))
-            return out, self.total
+            return self._newest(max(0, min(int(n), self._size))), self.total
 
+    def _segments(self) -> tuple[np.ndarray, ...]:
+        # The buffered samples in order, as views: one run before the ring wraps, two after.
+        if self._size < self.capacity:
+            return (self._buf[: self._size],)
+        return (self._buf[self._head :], self._buf[: self._head])
+
+    def _newest(self, n: int) -> np.ndarray:
+        start = self._head - n
+        if start >= 0:
+            return self._buf[start : self._head].copy()
+        return np.concatenate((self._buf[start:], self._buf[: self._head]))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -28,6 +28,22 @@ def test_ring_keeps_the_newest_in_order():
     assert list(ring.snapshot(since_wall_ns=120)["wall_ns"]) == [120, 121, 122, 123, 124]
 
 
+def test_ring_snapshot_and_tail_on_a_wrapped_ring_agree_with_a_plain_list():
+    ring, seen = ChannelRing(capacity=10), []
+    for start, n in ((0, 3), (3, 4), (7, 6), (13, 1), (14, 9)):  # wraps at several offsets
+        ring.append(batch(start, n))
+        seen.extend(range(start, start + n))
+        kept = seen[-10:]
+        assert list(ring.snapshot()["wall_ns"]) == kept
+        for since in (-1, kept[0], kept[len(kept) // 2], kept[-1], kept[-1] + 1):
+            for last_n in (None, 0, 1, 4, 100):
+                want = [t for t in kept if t >= since]
+                want = want if last_n is None else want[len(want) - min(last_n, len(want)):]
+                assert list(ring.snapshot(since_wall_ns=since, last_n=last_n)["wall_ns"]) == want, (start, since, last_n)
+        got, total = ring.tail(4)
+        assert list(got["wall_ns"]) == kept[-4:] and total == len(seen)
+
+
 def test_stream_round_trip_is_exact(tmp_path):
     p = tmp_path / "s.csv"
     w = SampleStreamWriter(p, fsync=False)
