@@ -26,6 +26,9 @@ from labconsole.sources.base import Source
 
 _SAFE_SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # the profile's NAME_PATTERN
 FLUSH_INTERVAL_S = 1.0
+# Samples read wait in memory for the flusher. A disk slower than the sources would let them
+# grow without bound: past this many bytes the run stops (what was read is still all written).
+MAX_PENDING_BYTES = 512 << 20
 RECONNECT_BACKOFF_S = (0.5, 1.0, 2.0, 4.0)
 
 
@@ -140,6 +143,7 @@ class Recorder:
         fsync: bool = True,
         between_folder: Path | None = None,
         stream_formats: dict[str, str] | None = None,
+        max_pending_bytes: int = MAX_PENDING_BYTES,
     ):
         """`sources`: (opened source, on_failure policy 'stop'|'continue').
 
@@ -147,6 +151,7 @@ class Recorder:
         the SUT is probed): every sample read is kept somewhere, none silently dropped.
         `stream_formats`: per source name, 'csv', 'binary' or 'auto' (the default: CSV up to
         1 kHz, binary above; see samples.py).
+        `max_pending_bytes`: how much may wait in memory for a slow disk before the run stops.
         """
         for src, _policy in sources:
             if not _SAFE_SOURCE_NAME.fullmatch(src.name):
@@ -161,6 +166,7 @@ class Recorder:
         self.states: dict[str, SourceState] = {s.name: SourceState(s, policy) for s, policy in sources}
         self.rings: dict[tuple[str, str], ChannelRing] = {}
         self._ring_capacity = ring_capacity
+        self._max_pending = max(1, int(max_pending_bytes) // SAMPLE_DTYPE.itemsize)  # samples, per stream
         self._writers: dict = {}  # source name -> its stream writer in the current segment
         self._segment: str | None = None
         self.segment_stats: dict[str, dict[tuple[str, str], SegmentStats]] = {}
@@ -280,17 +286,27 @@ class Recorder:
             ring.append(batch)
         except Exception as exc:  # noqa: BLE001
             return exc
+        overflow = None
         with self._lock:
             # Append under the lock: a segment switch must not close this writer between our
             # lookup and the append (the batch would sit in a closed writer, never flushed).
             writer = self._writers.get(st.source.name)
             if writer is not None:
-                writer.append(channel, batch)
+                waiting = writer.append(channel, batch)
+                if waiting > self._max_pending:
+                    overflow = (waiting, writer.path)
             else:
                 st.unrecorded += len(batch)  # no stream open (no between folder): counted, not hidden
             seg = self.segment_stats.get(self._segment) if self._segment else None
             if seg is not None:
                 seg.setdefault((st.source.name, channel), SegmentStats()).add(batch)
+        if overflow is not None and self.fatal is None:  # outside the lock: event sinks may ask for counts
+            waiting, path = overflow
+            self._set_fatal(
+                f"the disk cannot keep up with {st.source.name}: {waiting:,} samples ({waiting * SAMPLE_DTYPE.itemsize / (1 << 20):.0f} MiB) "
+                f"wait in memory for {path}; the run stops before memory runs out (every sample read is still written)",
+                source=st.source.name, pending=waiting,
+            )
         return None
 
     def _acquire(self, st: SourceState) -> None:

@@ -252,6 +252,7 @@ class _StreamWriter:
         self.path = Path(path)
         self._fsync = fsync
         self._pending: list[ChannelBatch] = []
+        self._pending_n = 0
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._fh = open(self.path, "ab", buffering=0)
@@ -281,17 +282,20 @@ class _StreamWriter:
         raise NotImplementedError
 
     # -- common ------------------------------------------------------------------------------------
-    def append(self, channel: str, batch: np.ndarray) -> None:
+    def append(self, channel: str, batch: np.ndarray) -> int:
+        """Queue `batch` for the next flush; returns the samples now waiting in memory."""
         if len(batch) == 0:
-            return
+            return self._pending_n
         with self._lock:
             self._pending.append(ChannelBatch(channel, batch))
             self.appended += len(batch)
+            self._pending_n += len(batch)
+            return self._pending_n
 
     @property
     def pending(self) -> int:
-        with self._lock:
-            return sum(len(cb.samples) for cb in self._pending)
+        """Samples handed over and not yet on disk (they are in memory)."""
+        return self._pending_n
 
     def _write_all(self, parts: list) -> None:
         """Write and fsync every buffer; on any error cut the file back to the last complete
@@ -338,6 +342,8 @@ class _StreamWriter:
                     self._pending[:0] = todo
                 raise
             self.written += n
+            with self._lock:
+                self._pending_n -= n
             self.flushes += 1
             self._flush_no += 1
             return n

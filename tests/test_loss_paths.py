@@ -162,6 +162,35 @@ def test_samples_the_disk_refuses_at_close_are_counted_lost(tmp_path, monkeypatc
     assert any("read but not written" in e.message and e.data.get("lost") == c["lost"] for e in events)
 
 
+# --- a disk slower than the sources ---------------------------------------------------------------------------
+
+
+def test_a_disk_that_cannot_keep_up_stops_the_run_before_memory_runs_out_and_loses_nothing(tmp_path, monkeypatch):
+    from labconsole.samples import SAMPLE_DTYPE
+
+    bus = EventBus()
+    events: list[Event] = []
+    bus.add_sink(events.append)
+    write_all = SampleStreamWriter._write_all
+
+    def slow_disk(self, parts):
+        time.sleep(1.5)  # each flush takes longer than the flush interval
+        return write_all(self, parts)
+
+    monkeypatch.setattr(SampleStreamWriter, "_write_all", slow_disk)
+    src = _Source("wall")  # ~200 samples/s
+    rec = Recorder([(src, "stop")], bus, fsync=False, between_folder=tmp_path / "between", max_pending_bytes=300 * SAMPLE_DTYPE.itemsize)
+    rec.start()
+    try:
+        wait_until(lambda: rec.fatal is not None, timeout=30)
+    finally:
+        rec.stop()
+    assert rec.fatal.startswith("the disk cannot keep up with wall: ") and "wait in memory for " in rec.fatal and "samples-wall" in rec.fatal
+    assert any(e.kind == "error" and e.data.get("pending", 0) > 300 for e in events)
+    c = rec.counts()["wall"]
+    assert c["read"] == c["written"] > 300 and c["lost"] == 0  # stopping flushed everything that waited
+
+
 # --- the run cannot write run.json at the end -------------------------------------------------------------------
 
 PROFILE = """
