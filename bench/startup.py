@@ -18,6 +18,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -42,7 +43,13 @@ def _env() -> dict[str, str]:
     env = dict(os.environ)
     # this checkout for `bench`; a PYTHONPATH given first (an older labconsole, for a before/after) wins
     env["PYTHONPATH"] = (env["PYTHONPATH"] + os.pathsep if env.get("PYTHONPATH") else "") + str(ROOT)
+    # The console reopens the profile it had open last: an empty state folder keeps it on the
+    # built-in bench (never the operator's meters) and leaves their choice untouched.
+    env["LABCONSOLE_STATE_DIR"] = _STATE_DIR
     return env
+
+
+_STATE_DIR = str(Path(tempfile.gettempdir()) / "labconsole-bench-state")  # nothing is written there: no --profile
 
 
 def time_command(argv: list[str], env: dict | None = None, ready: bytes | None = None, timeout: float = 60.0) -> float:
