@@ -218,3 +218,17 @@ def test_the_console_reopens_the_profile_it_had_open_last(tmp_path, monkeypatch)
     mine.unlink()  # gone: the new-user path again (no profile of their own here)
     loaded, setup, notice = start_choice(None)
     assert loaded.profile.name == "sim-bench" and setup is not None and notice is None
+
+
+def test_a_state_folder_that_cannot_be_written_never_stops_the_console(tmp_path, monkeypatch):
+    from labconsole.recent import last_profile, remember_profile
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the state folder would go\n")
+    monkeypatch.setenv("LABCONSOLE_STATE_DIR", str(blocker))
+    remember_profile(tmp_path / "p.yaml")  # cannot be written: skipped, no exception
+    assert last_profile() is None and blocker.read_text().startswith("a file")
+    monkeypatch.setenv("LABCONSOLE_STATE_DIR", str(tmp_path / "state"))
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "last-profile").write_bytes(b"\xff\xfe garbage\n")
+    assert last_profile() is None  # unreadable or pointing nowhere: as if nothing were remembered
