@@ -23,11 +23,11 @@ import threading
 import time
 from pathlib import Path
 
-from bench.core import ROOT, ChildCpu, Context, CpuClock, Result, median
+from bench.core import ROOT, ChildCpu, Context, CpuClock, Result, alternate, median
 from labconsole import events as ev
-from labconsole.loadmodel import process_cpu_seconds
 from labconsole.events import EventBus
 from labconsole.loadgen_log import parse_detail_log
+from labconsole.loadmodel import process_cpu_seconds
 from labconsole.profile import LoadGenWorkload
 from labconsole.recorder import Recorder
 from labconsole.sources.simulated import SimulatedOptions, SimulatedSource
@@ -198,23 +198,27 @@ def run(ctx: Context) -> Result:
     ways = {"labconsole": run_labconsole, "bare": run_bare}
 
     ctx.log(f"Offline, offline_expected_qps {OFFLINE_QPS:g}, min duration {off_dur:g} s, {off_reps} alternating runs each")
-    offline: dict[str, list[dict]] = {k: [] for k in ways}
-    for i in range(off_reps):
-        for how in (list(ways) if i % 2 == 0 else list(ways)[::-1]):
+    def offline_run(how: str):
+        def run() -> dict:
             out = ways[how]("Offline", OFFLINE_QPS, off_dur, _clear(base / f"offline-{how}"))
-            offline[how].append(out)
             ctx.log(f"Offline {how}: {out['validity']} {out['value']:,.0f} samples/s")
+            return out
+        return run
+
+    offline = alternate({how: offline_run(how) for how in ways}, off_reps)
     lab, bare = median([r["value"] for r in offline["labconsole"]]), median([r["value"] for r in offline["bare"]])
     res.add("Offline samples/s (LoadGen's result)", lab, "/s", anchor=bare, anchor_label="bare LoadGen",
             target=f">= {RATIO_TARGET} x bare", met=bare > 0 and lab / bare >= RATIO_TARGET)
 
     ctx.log(f"Server at a fixed {FIXED_QPS:,.0f} QPS: CPU per query of the LoadGen process and p99, {fixed_reps} alternating runs each")
-    fixed: dict[str, list[dict]] = {k: [] for k in ways}
-    for i in range(fixed_reps):
-        for how in (list(ways) if i % 2 == 0 else list(ways)[::-1]):
+    def fixed_run(how: str):
+        def run() -> dict:
             out = ways[how]("Server", FIXED_QPS, srv_dur, _clear(base / f"fixed-{how}"))
-            fixed[how].append(out)
             ctx.log(f"Server {how} @ {FIXED_QPS:,.0f}: {out['validity']}, {out['loadgen_cpu_us_per_sample']:.2f} us CPU per query, p99 {out['p99_ms']:.1f} ms")
+            return out
+        return run
+
+    fixed = alternate({how: fixed_run(how) for how in ways}, fixed_reps)
     lab_us = median([r["loadgen_cpu_us_per_sample"] for r in fixed["labconsole"]])
     bare_us = median([r["loadgen_cpu_us_per_sample"] for r in fixed["bare"]])
     res.add(f"Server @ {FIXED_QPS / 1e3:g} k QPS: LoadGen process CPU per query, during the test", lab_us, "us", anchor=bare_us, anchor_label="bare LoadGen",

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import labconsole
 from bench import harness
-from bench.core import Context, median
+from bench.core import Context, alternate, median
 from labconsole.loadgen_log import parse_detail_log
 from labconsole.workload.runner import LoadGenRun
 
@@ -43,12 +43,18 @@ def main(argv: list[str] | None = None) -> int:
     ctx = Context()
     out: dict = {"labconsole": str(Path(labconsole.__file__).parent), "qps": args.qps, "duration_s": args.duration, "worker": [], "bare": []}
     try:
-        for i in range(args.reps):
-            for how in (["worker", "bare"] if i % 2 == 0 else ["bare", "worker"]):
-                folder = ctx.folder(f"{how}{i}")
+        done = {"worker": 0, "bare": 0}
+
+        def run(how: str):
+            def once() -> dict:
+                folder = ctx.folder(f"{how}{done[how]}")
+                done[how] += 1
                 r = worker_alone(args.qps, args.duration, folder) if how == "worker" else harness.run_bare("Server", args.qps, args.duration, folder)
-                out[how].append({"validity": r["validity"], "p99_ms": round(r["p99_ms"], 2)})
                 shutil.rmtree(folder)
+                return {"validity": r["validity"], "p99_ms": round(r["p99_ms"], 2)}
+            return once
+
+        out.update(alternate({"worker": run("worker"), "bare": run("bare")}, args.reps))
     finally:
         ctx.cleanup()
     for how in ("worker", "bare"):
