@@ -19,22 +19,9 @@ from labconsole.loadgen_log import LoadGenLogError, parse_detail_log
 from labconsole.profile import ProfileError, parse_profile_text
 from labconsole.samples import CSV_HEADER, StreamFormatError, read_sample_stream
 from mlperf_fakes import write_detail_log, write_samples
+from test_profile import GOOD as PROFILE_GOOD
 
-GOOD = """name: bench
-sources:
-  - name: wall
-    driver: simulated
-    sample_interval_s: 0.1
-    options:
-      idle_w: 50
-workload:
-  type: loadgen
-  sut: matmul
-  scenario: Offline
-  duration_s: 5
-procedure:
-  idle_s: 1
-"""
+GOOD = PROFILE_GOOD.lstrip("\n") + "procedure:\n  idle_s: 1\n"  # the loader tests' profile, with a procedure
 
 ISSUE_RE = re.compile(r"^p\.yaml:(\d+): ")
 
