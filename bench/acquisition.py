@@ -28,7 +28,7 @@ from bench.core import Context, CpuClock, Result, alternate, median, thread_cpu_
 from bench.synthetic import FlatOutSource, PacedSource, check_sequence
 from labconsole.events import EventBus
 from labconsole.recorder import Recorder
-from labconsole.samples import read_sample_stream
+from labconsole.samples.streams import read_sample_stream
 
 FLAT_TARGET = 1_000_000  # samples/s sustained in batches
 PACED_CPU_TARGET_PCT = 10.0  # % of one core at 100 kHz

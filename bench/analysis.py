@@ -25,8 +25,8 @@ import numpy as np
 
 from bench.core import ROOT, ChildCpu, Context, Result, alternate, median
 from bench.synthetic import _value_table
-from labconsole.loadgen_log import format_power_time
-from labconsole.samples import SAMPLE_DTYPE
+from labconsole.workload.loadgen_log import format_power_time
+from labconsole.samples.batch import SAMPLE_DTYPE
 
 TARGET_S = 1.0
 RATE_HZ = 100_000
@@ -37,7 +37,7 @@ SOURCE = "meter"
 
 def stream_suffix(fmt: str) -> str:
     try:
-        from labconsole.samples import STREAM_SUFFIXES
+        from labconsole.samples.streams import STREAM_SUFFIXES
 
         return STREAM_SUFFIXES[fmt]
     except ImportError:
@@ -48,11 +48,11 @@ def stream_suffix(fmt: str) -> str:
 
 def open_writer(path: Path):
     try:
-        from labconsole.samples import open_sample_stream
+        from labconsole.samples.streams import open_sample_stream
 
         return open_sample_stream(path, fsync=False)
     except ImportError:
-        from labconsole.samples import SampleStreamWriter
+        from labconsole.samples.streams import SampleStreamWriter
 
         return SampleStreamWriter(path, fsync=False)
 
@@ -145,11 +145,11 @@ def baseline_in_process(csv_path: Path, begin: int, end: int) -> dict:
 def report_in_process(bundle: Path) -> dict:
     """What `report --json` does after its imports: open the record (the columns the report
     reads, read-only) and compute the report."""
-    from labconsole.analysis import compute_report
+    from labconsole.mlperf.metrics import compute_report
     from labconsole.bundle.reader import open_run
 
     try:
-        from labconsole.analysis import REPORT_COLUMNS
+        from labconsole.mlperf.metrics import REPORT_COLUMNS
 
         kw = {"columns": REPORT_COLUMNS, "read_only": True}
     except ImportError:  # the labconsole before this benchmark's changes

@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from labconsole.samples import GAP, OK  # noqa: E402
+from labconsole.samples.batch import GAP, OK  # noqa: E402
 from labconsole.sources.lpm01a import Lpm01aOptions, Lpm01aSource  # noqa: E402
 
 SETTINGS = [

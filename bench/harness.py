@@ -26,8 +26,8 @@ from pathlib import Path
 from bench.core import ROOT, ChildCpu, Context, CpuClock, Result, alternate, median
 from labconsole import events as ev
 from labconsole.events import EventBus
-from labconsole.loadgen_log import parse_detail_log
-from labconsole.loadmodel import process_cpu_seconds
+from labconsole.workload.loadgen_log import parse_detail_log
+from labconsole.instruments.load_model import process_cpu_seconds
 from labconsole.profile import LoadGenWorkload
 from labconsole.recorder import Recorder
 from labconsole.sources.simulated import SimulatedOptions, SimulatedSource

@@ -78,7 +78,7 @@ for i in range(0, N, 1000):
 """,
     "window": """
 import pandas as pd
-from labconsole.analysis import window_average
+from labconsole.mlperf.metrics import window_average
 frame = pd.DataFrame({k: data[k] for k in ("wall_ns", "watts", "status")}).assign(channel=pd.Categorical.from_codes(np.zeros(N, np.int8), ["main"]))
 window_average(frame, int(data["wall_ns"][0]) - 1, int(data["wall_ns"][-1]) + 1)
 """,

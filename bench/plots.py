@@ -41,7 +41,7 @@ TICK_SAMPLES = 20  # what one tick of the Run screen's 5 Hz timer brings at that
 
 def trace(n: int, start_ns: int, rate_hz: float = RATE_HZ, seed: int = 1) -> np.ndarray:
     """n samples of a 300 W +- 50 W load with noise and a one-sample 700 W spike (SAMPLE_DTYPE)."""
-    from labconsole.samples import empty_batch
+    from labconsole.samples.batch import empty_batch
 
     rng = np.random.default_rng(seed)
     out = empty_batch(n)
@@ -57,7 +57,7 @@ def trace(n: int, start_ns: int, rate_hz: float = RATE_HZ, seed: int = 1) -> np.
 
 
 class HistorySession:
-    """A live session as the Run screen sees it (`labconsole.live.LiveSession`'s protocol), one
+    """A live session as the Run screen sees it (`labconsole.session.live.LiveSession`'s protocol), one
     channel whose ring a test feeds by hand: `feed(n)` is the acquisition thread's append."""
 
     kind = "live"
@@ -66,8 +66,8 @@ class HistorySession:
     title = "bench"
 
     def __init__(self, history: int):
-        from labconsole.live import PhaseClock
-        from labconsole.samples import ChannelRing
+        from labconsole.session.live import PhaseClock
+        from labconsole.samples.ring import ChannelRing
 
         self._phase = PhaseClock("testing", 0.0, None)
         self.start_ns = 1_800_000_000_000_000_000
@@ -210,7 +210,7 @@ async def time_plotext(history: int, reps: int, fed: str) -> Timing:
     """plotext in the same app and frame path; `fed` is "raw" (every point) or "envelope"."""
     from textual_plotext import PlotextPlot
 
-    from labconsole.decimate import minmax_columns
+    from labconsole.session.decimate import minmax_columns
 
     session, live = live_history(history)
     plot = PlotextPlot()

@@ -51,7 +51,8 @@ def make_recording(recordings: Path, duration_s: float = DURATION_S, rate_hz: fl
     from labconsole import events as ev
     from labconsole.bundle.writer import BundleWriter
     from labconsole.events import EventBus
-    from labconsole.samples import empty_batch, open_sample_stream, stream_format_for, stream_path
+    from labconsole.samples.batch import empty_batch
+    from labconsole.samples.streams import open_sample_stream, stream_format_for, stream_path
     from labconsole.workload.runner import PROGRESS_HEADER
 
     t0 = (time.time_ns() // 1_000_000_000 - 2 * 86400) * 1_000_000_000  # two days ago, on a second
@@ -141,7 +142,7 @@ def make_recording(recordings: Path, duration_s: float = DURATION_S, rate_hz: fl
 
 def replay_session(path: Path, want: int) -> dict:
     """ReplaySession at max speed with a LiveData viewer at the Run screen's rate, to the end."""
-    from labconsole.replay import ReplaySession
+    from labconsole.session.replay import ReplaySession
     from labconsole.sources.replay import MAX
     from labconsole.tui.widgets import LiveData
 
@@ -270,13 +271,13 @@ def run(ctx: Context) -> Result:
     res.add("replay source alone (driver: replay, speed max): samples/s", want / w, "/s")
     res.notes.append(f"the recording: {DURATION_S / 3600:g} h, {want:,} samples at {RATE_HZ:g}/s (CSV streams), "
                      f"{rec['progress_points']:,} progress points, {rec['bytes'] / 1e6:.1f} MB, sealed; every sample checked to reach the viewer")
-    res.notes.append(f"speed max plays a recording in ~{_max_steps()} steps (labconsole.replay.MAX_SPEED_STEPS) so the screen shows it unfold")
+    res.notes.append(f"speed max plays a recording in ~{_max_steps()} steps (labconsole.session.replay.MAX_SPEED_STEPS) so the screen shows it unfold")
     res.details = {"recording": {k: (str(v) if isinstance(v, Path) else v) for k, v in rec.items()}, "runs": runs, "source_runs": src}
     return res
 
 
 def _max_steps() -> int:
-    from labconsole.replay import MAX_SPEED_STEPS
+    from labconsole.session.replay import MAX_SPEED_STEPS
 
     return MAX_SPEED_STEPS
 

@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from labconsole.samples import SAMPLE_DTYPE, ChannelBatch, empty_batch
+from labconsole.samples.batch import SAMPLE_DTYPE, ChannelBatch, empty_batch
 from labconsole.sources.base import Capabilities, Identity, Source
 
 TABLE_N = 1 << 20

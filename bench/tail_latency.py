@@ -21,7 +21,7 @@ from pathlib import Path
 import labconsole
 from bench import harness
 from bench.core import Context, alternate, median
-from labconsole.loadgen_log import parse_detail_log
+from labconsole.workload.loadgen_log import parse_detail_log
 from labconsole.workload.runner import LoadGenRun
 
 

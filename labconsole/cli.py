@@ -186,7 +186,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     """`run --from BUNDLE`: the recorded measurement again, after comparing the bench."""
     from labconsole.events import EventBus
     from labconsole.procedure.run import RunProcedure
-    from labconsole.rerun import RerunError, check_bench, plan_rerun, probe_bench, refusal
+    from labconsole.procedure.rerun import RerunError, check_bench, plan_rerun, probe_bench, refusal
 
     clash = [opt for opt, v in (("--profile", args.profile), ("--scenario", args.scenario), ("--duration", args.duration)) if v is not None]
     if clash:
@@ -248,7 +248,7 @@ def _printable(text: str) -> str:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from labconsole.compare import compare_runs, render_text
+    from labconsole.mlperf.compare import compare_runs, render_text
 
     a = _open_record_or_exit(args.a)
     b = _open_record_or_exit(args.b)
@@ -261,7 +261,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from labconsole.wizard_cli import run_init
+    from labconsole.wizard.init_command import run_init
 
     return run_init(args)
 
@@ -292,7 +292,7 @@ def _json_safe(obj):
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from labconsole import analysis
+    from labconsole.mlperf import metrics as analysis
 
     record = _open_record_or_exit(args.path, analysis.REPORT_COLUMNS)  # only what the report reads
     rep = analysis.compute_report(record)
@@ -308,7 +308,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from labconsole import checks
+    from labconsole.mlperf.checks import rules as checks
 
     record = _open_record_or_exit(args.path)
     results = checks.run_checks(record)
@@ -323,7 +323,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_recover(args: argparse.Namespace) -> int:
-    from labconsole.bundle.recover import RecoverError, recover
+    from labconsole.procedure.recover import RecoverError, recover
 
     try:
         msg = recover(Path(args.path))
@@ -335,7 +335,7 @@ def cmd_recover(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from labconsole.bundle.export_mlperf import NOT_OFFICIAL, ExportError, export_mlperf
+    from labconsole.mlperf.export import NOT_OFFICIAL, ExportError, export_mlperf
     from labconsole.bundle.reader import RunOpenError
 
     if not args.mlperf:
@@ -364,7 +364,7 @@ def cmd_emulate(args: argparse.Namespace) -> int:
 
 
 def cmd_discover(args: argparse.Namespace) -> int:
-    from labconsole.sources.discovery import main as discover_main
+    from labconsole.wizard.discover_command import main as discover_main
 
     return int(discover_main(args) or 0)
 
@@ -434,7 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("init", help="guided first-time setup: find the meters, choose the workload, write a profile")
-    from labconsole.wizard_cli import add_init_arguments
+    from labconsole.wizard.init_command import add_init_arguments
 
     add_init_arguments(p)
     p.set_defaults(func=cmd_init)

@@ -21,7 +21,9 @@ import numpy as np
 
 from labconsole import events as ev
 from labconsole.events import EventBus
-from labconsole.samples import OK, SAMPLE_DTYPE, ChannelRing, SampleStreamWriter, open_sample_stream, stream_format_for, stream_path
+from labconsole.samples.batch import OK, SAMPLE_DTYPE
+from labconsole.samples.ring import ChannelRing
+from labconsole.samples.streams import SampleStreamWriter, open_sample_stream, stream_format_for, stream_path
 from labconsole.sources.base import Source
 
 _SAFE_SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # the profile's NAME_PATTERN

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from labconsole.loadgen_log import format_power_time
-from labconsole.samples import SampleStreamWriter, empty_batch
+from labconsole.workload.loadgen_log import format_power_time
+from labconsole.samples.streams import SampleStreamWriter
+from labconsole.samples.batch import empty_batch
 
 
 def mllog(key, value, error=False, warning=False):

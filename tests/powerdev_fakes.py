@@ -14,8 +14,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from labconsole.loadgen_log import format_power_time
-from labconsole.powerdev import RESULT_FILES, format_spl_line
+from labconsole.workload.loadgen_log import format_power_time
+from labconsole.mlperf.powerdev import RESULT_FILES, format_spl_line
 from mlperf_fakes import write_detail_log
 
 S = 1_000_000_000

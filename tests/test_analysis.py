@@ -7,9 +7,9 @@ import math
 
 import pytest
 
-from labconsole import analysis
+from labconsole.mlperf import metrics as analysis
 from labconsole.bundle.reader import open_run
-from labconsole.samples import NO_DATA, OK, OVERRANGE
+from labconsole.samples.batch import NO_DATA, OK, OVERRANGE
 from mlperf_fakes import write_detail_log, write_samples
 
 T0 = 1_764_000_000_000_000_000  # some UTC instant, ns

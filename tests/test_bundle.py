@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from conftest import run_cli
-from labconsole.bundle.recover import recover
+from labconsole.procedure.recover import recover
 from labconsole.bundle.seal import is_sealed, verify
 from labconsole.bundle.writer import BundleWriter, safe_name
 

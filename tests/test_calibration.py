@@ -29,9 +29,10 @@ from labconsole.procedure.calibration import (
 )
 from labconsole.profile import Profile
 from labconsole.recorder import Recorder
-from labconsole.samples import ChannelBatch, now_ns, one_sample
+from labconsole.samples.batch import ChannelBatch, now_ns, one_sample
 from labconsole.sources.base import Capabilities, Identity, Source
-from labconsole.timesync import NtpError, SntpResponder, parse_server, sntp_offset
+from labconsole.sources.sntp import NtpError, parse_server, sntp_offset
+from labconsole.emulators.sntp import SntpResponder
 
 TODAY = dt.date(2026, 6, 1)
 

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
-from labconsole import analysis, checks
-from labconsole.benchdiff import WARNING, record_environment
+from labconsole.mlperf import metrics as analysis
+from labconsole.mlperf.checks import rules as checks
+from labconsole.bundle.environment_diff import WARNING, record_environment
 from labconsole.bundle.reader import open_run
-from labconsole.compare import Figure, compare_runs, render_text
+from labconsole.mlperf.compare import Figure, compare_runs, render_text
 
 RESULTS = Path(__file__).parent / "fixtures" / "mlperf-results"
 ORIN = RESULTS / "v3.1__NVIDIA__Orin_TRT_MaxQ__resnet50__Offline"
@@ -68,7 +69,7 @@ def test_the_two_meters_differences_come_from_the_ptd_records(orin_dell):
 
 
 def test_a_bundle_against_an_mlperf_folder_names_what_the_folder_does_not_record():
-    from labconsole.benchdiff import INFO, diff_environments
+    from labconsole.bundle.environment_diff import INFO, diff_environments
 
     folder = record_environment(open_run(ORIN, load_samples=False))
     assert folder["timezone"] == "-0700"  # power-dev's 25200 s west of UTC, written as environment.json writes it

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from labconsole.samples import ERROR, NO_DATA, OK
+from labconsole.samples.batch import ERROR, NO_DATA, OK
 from labconsole.sources.counters import EnergyCounter, infer_update_period
 
 MS = 1_000_000

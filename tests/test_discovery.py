@@ -14,6 +14,7 @@ import pytest
 import discovery_drivers as dd
 from conftest import ROOT, run_cli, write_profile
 from labconsole.sources import discovery, registry
+from labconsole.wizard import discover_command
 from labconsole.sources.discovery import discover_all, discover_everything, hints_from_profile
 
 
@@ -59,7 +60,7 @@ def test_a_failing_driver_is_an_entry_never_a_crash(test_drivers, monkeypatch):
 
 def test_human_output_has_identity_status_and_a_snippet(test_drivers):
     res = discover_everything({}, time_limit_s=0.5)
-    text = discovery.format_human(res)
+    text = discover_command.format_human(res)
     assert "[available] good: Meter 9000 s/n 42\n    address: COM7\n    a meter\n    in a profile, under `sources:`\n      - name: m\n        driver: good\n" in text
     assert "Drivers that failed to look:\n  crashes: RuntimeError: the bus fell over" in text
     assert "Not found:\n  absent: no such bus on this host" in text
@@ -68,7 +69,7 @@ def test_human_output_has_identity_status_and_a_snippet(test_drivers):
 
 def test_nothing_attached_says_so_and_suggests_the_simulated_bench():
     res = discovery.DiscoveryResult(notes={"nvml": "no NVIDIA driver"})
-    text = discovery.format_human(res)
+    text = discover_command.format_human(res)
     assert "Nothing attached was found." in text
     assert "`labconsole run` measures the built-in simulated bench" in text and "labconsole emulate" in text
 
@@ -100,7 +101,7 @@ def test_main_merges_ptd_addresses_from_the_command_line_and_the_profile(test_dr
             driver: simulated
             options: {serial: "COM3"}
     """)
-    rc = discovery.main(argparse.Namespace(json=True, ptd=["127.0.0.1:8888"], profile=str(prof)))
+    rc = discover_command.main(argparse.Namespace(json=True, ptd=["127.0.0.1:8888"], profile=str(prof)))
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     assert [(d["driver"], d["address"], d["model"], d["serial"], d["status"]) for d in out] == [("good", "COM7", "Meter 9000", "42", "available")]
@@ -110,10 +111,10 @@ def test_main_merges_ptd_addresses_from_the_command_line_and_the_profile(test_dr
 
 
 def test_bad_arguments_are_usage_errors(tmp_path, capsys):
-    assert discovery.main(argparse.Namespace(json=False, ptd=["nonsense"], profile=None)) == 2
+    assert discover_command.main(argparse.Namespace(json=False, ptd=["nonsense"], profile=None)) == 2
     assert "--ptd: 'nonsense' is not HOST:PORT" in capsys.readouterr().err
     bad = write_profile(tmp_path, "name: p\nsources: []\n")
-    assert discovery.main(argparse.Namespace(json=False, ptd=[], profile=str(bad))) == 2
+    assert discover_command.main(argparse.Namespace(json=False, ptd=[], profile=str(bad))) == 2
     assert "profile.yaml:2: sources" in capsys.readouterr().err
 
 

@@ -7,7 +7,7 @@ import argparse
 import pytest
 
 from conftest import run_cli
-from labconsole.loadmodel import utilisation_arg, utilisation_source
+from labconsole.instruments.load_model import utilisation_arg, utilisation_source
 
 
 def test_utilisation_arg_takes_names_and_numbers_in_range():

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli, write_profile
-from labconsole import analysis, checks
-from labconsole.bundle.export_mlperf import ExportError, export_mlperf
+from labconsole.mlperf import metrics as analysis
+from labconsole.mlperf.checks import rules as checks
+from labconsole.mlperf.export import ExportError, export_mlperf
 from labconsole.bundle.reader import open_run
-from labconsole.timesync import SntpResponder
+from labconsole.emulators.sntp import SntpResponder
 from mlperf_fakes import write_detail_log, write_samples
 from powerdev_fakes import make_session
 

@@ -178,7 +178,7 @@ def test_full_disk_stops_the_run_with_a_clear_error(sim_profile, tmp_path):
     assert wait_gone(bundle) == []
     # every sample read is on disk or counted lost, never both: what the disk refused is gone
     # from the file too (no half-written rows that a later write would repeat)
-    from labconsole.samples import read_sample_stream
+    from labconsole.samples.streams import read_sample_stream
 
     acq = run["acquisition"]
     on_disk = sum(len(read_sample_stream(p).frame) for p in (bundle / "data").rglob("samples-*.csv"))

@@ -13,11 +13,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from labconsole import analysis
+from labconsole.mlperf import metrics as analysis
 from labconsole.bundle.reader import open_run
-from labconsole.loadgen_log import LoadGenLogError, parse_detail_log
+from labconsole.workload.loadgen_log import LoadGenLogError, parse_detail_log
 from labconsole.profile import ProfileError, parse_profile_text
-from labconsole.samples import CSV_HEADER, StreamFormatError, read_sample_stream
+from labconsole.samples.streams import CSV_HEADER, StreamFormatError, read_sample_stream
 from mlperf_fakes import write_detail_log, write_samples
 from test_profile import GOOD as PROFILE_GOOD
 

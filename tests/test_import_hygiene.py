@@ -10,8 +10,8 @@ CORE_MODULES = [
     "labconsole.profile",
     "labconsole.samples",
     "labconsole.recorder",
-    "labconsole.analysis",
-    "labconsole.checks",
+    "labconsole.mlperf.metrics",
+    "labconsole.mlperf.checks.rules",
     "labconsole.events",
     "labconsole.procedure.run",
     "labconsole.procedure.calibration",
@@ -23,9 +23,9 @@ CORE_MODULES = [
     "labconsole.sources.registry",
     "labconsole.sources.simulated",
     "labconsole.sources.replay",
-    "labconsole.decimate",
-    "labconsole.live",
-    "labconsole.replay",
+    "labconsole.session.decimate",
+    "labconsole.session.live",
+    "labconsole.session.replay",
     "labconsole.procedure.guided",
 ]
 

@@ -13,9 +13,10 @@ import pytest
 
 from conftest import FIXTURES, SIM_PROFILE, write_profile
 from labconsole import events as ev
-from labconsole.decimate import minmax_columns, minmax_pairs
-from labconsole.live import SeriesHistory, qps_series
-from labconsole.samples import ChannelRing, empty_batch
+from labconsole.session.decimate import minmax_columns, minmax_pairs
+from labconsole.session.live import SeriesHistory, qps_series
+from labconsole.samples.ring import ChannelRing
+from labconsole.samples.batch import empty_batch
 
 MLPERF = FIXTURES / "mlperf-results" / "v4.0__Dell__XR8620_L4x1_MaxQ_TRT_MaxQ__resnet50__Offline"
 
@@ -228,7 +229,7 @@ def test_replay_source_retime_stamps_samples_now(bundle):
 
 
 def test_replay_session_plays_everything_with_events_in_time_and_seeks(bundle):
-    from labconsole.replay import ReplaySession
+    from labconsole.session.replay import ReplaySession
     from labconsole.sources.replay import MAX
 
     s = ReplaySession(bundle, speed=MAX)
@@ -265,7 +266,7 @@ def test_replay_session_plays_everything_with_events_in_time_and_seeks(bundle):
 
 
 def test_replay_session_of_an_mlperf_folder_synthesizes_its_timeline():
-    from labconsole.replay import ReplaySession
+    from labconsole.session.replay import ReplaySession
 
     s = ReplaySession(MLPERF, speed=math.inf)
     msgs = [e.message for e in s.events]

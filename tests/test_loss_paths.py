@@ -12,8 +12,8 @@ import time
 import numpy as np
 import pytest
 
-from labconsole import powershield as ps
-from labconsole.bundle.recover import recover
+from labconsole.instruments import powershield as ps
+from labconsole.procedure.recover import recover
 from labconsole.bundle.seal import verify
 from labconsole.bundle.writer import BundleWriter
 from labconsole.events import Event, EventBus
@@ -21,7 +21,8 @@ from labconsole.locks import recordings_lock
 from labconsole.procedure.run import RunProcedure
 from labconsole.profile import CommandWorkload, load_profile
 from labconsole.recorder import Recorder
-from labconsole.samples import SampleStreamWriter, empty_batch, now_ns
+from labconsole.samples.streams import SampleStreamWriter
+from labconsole.samples.batch import empty_batch, now_ns
 from labconsole.sources.base import Capabilities, Identity, Source, SourceError
 from labconsole.sources.lpm01a import Lpm01aOptions, Lpm01aSource, _StreamClock
 from labconsole.workload.runner import CommandRun
@@ -95,7 +96,7 @@ class _Source(Source):
         return Capabilities()
 
     def read(self, timeout: float):
-        from labconsole.samples import ChannelBatch
+        from labconsole.samples.batch import ChannelBatch
 
         time.sleep(0.01)
         self.reads += 1
@@ -114,7 +115,7 @@ class _Source(Source):
 @pytest.mark.parametrize("policy", ["continue", "stop"])
 @pytest.mark.parametrize("bad", ["dtype", "channel"])
 def test_a_malformed_batch_is_counted_lost_and_the_source_reported(tmp_path, policy, bad):
-    from labconsole.samples import ChannelBatch
+    from labconsole.samples.batch import ChannelBatch
 
     batch = ChannelBatch("main", np.zeros(4)) if bad == "dtype" else ChannelBatch("a,b\n", _Source._good(4))
     bus = EventBus()
@@ -166,7 +167,7 @@ def test_samples_the_disk_refuses_at_close_are_counted_lost(tmp_path, monkeypatc
 
 
 def test_a_disk_that_cannot_keep_up_stops_the_run_before_memory_runs_out_and_loses_nothing(tmp_path, monkeypatch):
-    from labconsole.samples import SAMPLE_DTYPE
+    from labconsole.samples.batch import SAMPLE_DTYPE
 
     bus = EventBus()
     events: list[Event] = []
@@ -273,7 +274,7 @@ def test_a_command_that_cannot_start_fails_clearly_and_leaks_nothing(tmp_path):
 
 
 def test_a_write_refused_part_way_leaves_no_half_rows_and_no_repeats(tmp_path, monkeypatch):
-    from labconsole.samples import read_sample_stream
+    from labconsole.samples.streams import read_sample_stream
 
     path = tmp_path / "samples-wall.csv"
     w = SampleStreamWriter(path, fsync=False)

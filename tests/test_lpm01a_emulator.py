@@ -17,7 +17,7 @@ from labconsole import events as ev
 from labconsole.emulators import lpm01a as emulator
 from labconsole.events import EventBus
 from labconsole.recorder import Recorder
-from labconsole.samples import ERROR, GAP, OK
+from labconsole.samples.batch import ERROR, GAP, OK
 from labconsole.sources.base import SourceError
 from labconsole.sources.lpm01a import Lpm01aOptions, Lpm01aSource
 

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from labconsole.samples import OK
+from labconsole.samples.batch import OK
 from labconsole.sources.lpm01a import Lpm01aOptions, Lpm01aSource
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from lpm01a_fakes import COMPLETED, ScriptedLpm01a, ScriptedSerial, ack, setup_script, teardown_script
 
-from labconsole.samples import ERROR, GAP, OK
+from labconsole.samples.batch import ERROR, GAP, OK
 from labconsole.sources.base import SourceError
 
 

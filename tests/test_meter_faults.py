@@ -34,7 +34,7 @@ from labconsole.emulators import ptd as ptd_emu
 from labconsole.emulators import wt310
 from labconsole.procedure.run import RunProcedure
 from labconsole.profile import load_profile
-from labconsole.samples import read_sample_stream
+from labconsole.samples.streams import read_sample_stream
 
 FAST_BACKOFF = (0.2, 0.4, 0.8)
 

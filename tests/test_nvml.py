@@ -14,7 +14,7 @@ import pynvml
 import pytest
 
 import fake_nvml as fk
-from labconsole.samples import ERROR, OK
+from labconsole.samples.batch import ERROR, OK
 from labconsole.sources.base import SourceError, SourceUnavailable
 from labconsole.sources.nvml import NvmlOptions, NvmlSource
 

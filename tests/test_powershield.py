@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from labconsole import powershield as ps
-from labconsole.samples import OK
+from labconsole.instruments import powershield as ps
+from labconsole.samples.batch import OK
 
 currents = st.floats(min_value=1e-9, max_value=0.2, allow_nan=False)
 

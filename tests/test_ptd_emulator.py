@@ -21,7 +21,7 @@ from labconsole import events as ev
 from labconsole.emulators import ptd as emu
 from labconsole.events import EventBus
 from labconsole.recorder import Recorder
-from labconsole.samples import OK
+from labconsole.samples.batch import OK
 from labconsole.sources.base import SourceError
 from labconsole.sources.ptd import PtdOptions, PtdSource
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from conftest import ROOT, run_cli
-from labconsole.samples import read_sample_stream
+from labconsole.samples.streams import read_sample_stream
 
 
 def test_emu_ptd_profile_full_procedure(tmp_path):

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from labconsole.samples import ERROR, NO_DATA, OK
+from labconsole.samples.batch import ERROR, NO_DATA, OK
 from labconsole.sources.base import SourceError
 from labconsole.sources.ptd import (
     PtdOptions,

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from labconsole.samples import ERROR, OK
+from labconsole.samples.batch import ERROR, OK
 from labconsole.sources import rapl
 from labconsole.sources.base import SourceError, SourceUnavailable
 from labconsole.sources.rapl import RaplOptions, RaplSource

@@ -24,9 +24,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from labconsole import powershield as ps
+from labconsole.instruments import powershield as ps
 from labconsole.recorder import SegmentStats
-from labconsole.samples import GAP, OK, SAMPLE_DTYPE, now_ns
+from labconsole.samples.batch import GAP, OK, SAMPLE_DTYPE, now_ns
 from labconsole.sources.base import SourceError
 from labconsole.sources.lpm01a import Lpm01aOptions, Lpm01aSource, _StreamClock
 from labconsole.sources.ptd import (

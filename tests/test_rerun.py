@@ -11,11 +11,11 @@ import pytest
 
 from conftest import run_cli
 from labconsole import cli
-from labconsole.benchdiff import ERROR, INFO, WARNING, diff_environments
+from labconsole.bundle.environment_diff import ERROR, INFO, WARNING, diff_environments
 from labconsole.bundle.seal import seal
-from labconsole.environment import collect
-from labconsole.loadgen_log import parse_detail_log
-from labconsole.rerun import RerunError, check_bench, plan_rerun, probe_bench
+from labconsole.bundle.environment import collect
+from labconsole.workload.loadgen_log import parse_detail_log
+from labconsole.procedure.rerun import RerunError, check_bench, plan_rerun, probe_bench
 from labconsole.sources.base import Capabilities, DriverOptions, Identity, Source, SourceUnavailable
 
 NOISE_W = 0.5

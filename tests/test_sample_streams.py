@@ -10,15 +10,13 @@ import time
 import numpy as np
 import pytest
 
-from labconsole.analysis import masked_sequential_sum, sequential_sum
+from labconsole.mlperf.metrics import masked_sequential_sum, sequential_sum
 from labconsole.events import EventBus
 from labconsole.recorder import Recorder
-from labconsole.samples import (
+from labconsole.samples.streams import (
     CSV_COLUMNS,
     BinarySampleStreamWriter,
-    ChannelBatch,
     StreamFormatError,
-    empty_batch,
     find_sample_streams,
     format_csv,
     open_sample_stream,
@@ -26,6 +24,7 @@ from labconsole.samples import (
     stream_format_for,
     stream_path,
 )
+from labconsole.samples.batch import ChannelBatch, empty_batch
 from labconsole.sources.base import Capabilities, Identity, Source
 
 
@@ -344,7 +343,7 @@ def test_recorder_streams_fast_sources_in_binary_and_slow_ones_in_csv(tmp_path):
 def test_report_is_the_same_from_either_format(tmp_path):
     from mlperf_fakes import write_detail_log
 
-    from labconsole.analysis import compute_report
+    from labconsole.mlperf.metrics import compute_report
     from labconsole.bundle.reader import open_run
 
     reports = []

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from labconsole.samples import CSV_HEADER, ChannelRing, SampleStreamWriter, StreamFormatError, empty_batch, read_sample_stream
+from labconsole.samples.streams import CSV_HEADER, SampleStreamWriter, StreamFormatError, read_sample_stream
+from labconsole.samples.ring import ChannelRing
+from labconsole.samples.batch import empty_batch
 
 
 def batch(start, n):

@@ -26,7 +26,7 @@ from labconsole.events import EventBus
 from labconsole.profile import ProfileError, parse_profile_text
 from labconsole.recorder import Recorder
 from labconsole.sources.simulated import SimulatedSource
-from labconsole.timesync import SntpResponder
+from labconsole.emulators.sntp import SntpResponder
 from mlperf_fakes import write_detail_log, write_samples
 
 # --- listeners bind loopback unless the user asks ---------------------------------------------------------
@@ -252,7 +252,7 @@ def _files(folder: Path) -> set[Path]:
 
 
 def test_a_hostile_recording_writes_nothing_outside_its_folders(tmp_path):
-    from labconsole.replay import ReplaySession
+    from labconsole.session.replay import ReplaySession
 
     bundle = hostile_bundle(tmp_path / "bundle")
     before = _files(tmp_path)

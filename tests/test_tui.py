@@ -254,7 +254,7 @@ async def test_bench_shows_live_readings_and_help_lists_the_keys(sim_profile):
 
 async def test_opening_another_profile_rebuilds_the_screen_on_show(sim_profile):
     from labconsole.profile import load_profile
-    from labconsole.recent import last_profile
+    from labconsole.tui.recent import last_profile
     from labconsole.tui.screens.bench import BenchScreen
     from labconsole.tui.screens.run import RunScreen
 
@@ -288,7 +288,7 @@ def test_replay_command_reports_a_bad_path_without_opening_the_console(tmp_path)
 async def test_compare_two_marked_recordings_shows_each_figure_and_its_change(recorded):
     from textual.widgets import DataTable, Input
 
-    from labconsole.compare import compare_runs, format_change, format_value
+    from labconsole.mlperf.compare import compare_runs, format_change, format_value
     from labconsole.tui.screens.compare import CompareScreen
     from labconsole.tui.screens.recordings import RecordingsScreen
 

@@ -115,7 +115,7 @@ async def test_new_user_with_nothing_attached_writes_a_profile_and_runs_it(new_u
         await pilot.press("enter")  # the first answer: open it and start a first run
         await wait_for(pilot, lambda: isinstance(app.screen, RunScreen) and app.session is not None, 30, "the run")
         assert app.loaded.path.resolve() == loaded.path.resolve()
-        from labconsole.recent import last_profile
+        from labconsole.tui.recent import last_profile
 
         assert last_profile() == path.resolve()  # the next `labconsole` reopens it
         await wait_for(pilot, lambda: app.session.finished, 180, "the first run to finish")
@@ -194,7 +194,7 @@ def test_setup_is_offered_for_a_profile_path_that_does_not_exist(tmp_path):
 
 
 def test_the_console_reopens_the_profile_it_had_open_last(tmp_path, monkeypatch):
-    from labconsole.recent import last_profile
+    from labconsole.tui.recent import last_profile
     from labconsole.tui.app import start_choice
 
     monkeypatch.chdir(tmp_path)
@@ -221,7 +221,7 @@ def test_the_console_reopens_the_profile_it_had_open_last(tmp_path, monkeypatch)
 
 
 def test_a_state_folder_that_cannot_be_written_never_stops_the_console(tmp_path, monkeypatch):
-    from labconsole.recent import last_profile, remember_profile
+    from labconsole.tui.recent import last_profile, remember_profile
 
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the state folder would go\n")

@@ -13,8 +13,8 @@ from conftest import run_cli
 from labconsole import cli
 from labconsole.profile import CommandWorkload, ProfileError, load_profile
 from labconsole.sources.base import Discovered
-from labconsole.wizard import SetupWizard, WizardError
-from labconsole.wizard_cli import run_init
+from labconsole.wizard.setup_wizard import SetupWizard, WizardError
+from labconsole.wizard.init_command import run_init
 
 FINDS = [
     Discovered("simulated", "simulated://bench-a", model="Simulated meter", serial="SIM-0042",

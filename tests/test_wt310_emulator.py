@@ -21,7 +21,7 @@ from conftest import ROOT, run_cli
 from labconsole.emulators import wt310
 from labconsole.events import EventBus
 from labconsole.recorder import Recorder
-from labconsole.samples import NO_DATA, OK, OVERRANGE
+from labconsole.samples.batch import NO_DATA, OK, OVERRANGE
 from labconsole.sources.base import SourceError
 from labconsole.sources.yokogawa import YokogawaSource
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from labconsole.samples import ERROR, NO_DATA, OK, OVERRANGE
+from labconsole.samples.batch import ERROR, NO_DATA, OK, OVERRANGE
 from labconsole.sources.base import SourceError
 from labconsole.sources.yokogawa import MeterError, YokogawaSource, parse_reading
 from visa_transcript import ScriptedResource, expected_protocol, visa_timeout

@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from labconsole.samples import OK  # noqa: E402
+from labconsole.samples.batch import OK  # noqa: E402
 from labconsole.sources.base import SourceError  # noqa: E402
 from labconsole.sources.nvml import NvmlOptions, NvmlSource  # noqa: E402
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labconsole.loadgen_log import (
+from labconsole.workload.loadgen_log import (
     DetailLog,
     LoadGenLogError,
     SummaryLog,
@@ -22,7 +22,8 @@ from labconsole.loadgen_log import (
     parse_power_time,
     parse_summary_log,
 )
-from labconsole.samples import NO_DATA, OK, StreamFormatError, find_sample_streams, read_sample_stream
+from labconsole.samples.batch import NO_DATA, OK
+from labconsole.samples.streams import StreamFormatError, find_sample_streams, read_sample_stream
 
 # "between": samples read outside any phase (setting ranges, probing the SUT), kept so that
 # every sample read is on disk.

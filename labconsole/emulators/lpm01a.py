@@ -33,8 +33,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from labconsole import powershield as ps
-from labconsole.loadmodel import LoadModel, utilisation_arg, utilisation_source
+from labconsole.instruments import powershield as ps
+from labconsole.instruments.load_model import LoadModel, utilisation_arg, utilisation_source
 
 HELP_TEXT = (
     "help echo powershield version range status htc hrc lcd psrst volt freq acqtime acqmode funcmode "

@@ -5,7 +5,7 @@ It takes SPEC's command line (`-l LOGFILE -p PORT [-c CHANNELS] [-D] [-b BOARD] 
 server included) can launch it; it answers Hello, Identify, RR, SR, Go, Stop, RL / RL,*,* /
 DC-RL, Watts and Uncertainty with PTD's reply strings, prints PTD-style console lines and
 writes a PTD-style `-l` log, so MLPerf-style folders built from it look right. It is NOT a
-measurement: the readings come from `labconsole.loadmodel.LoadModel`, and the Identify reply
+measurement: the readings come from `labconsole.instruments.load_model.LoadModel`, and the Identify reply
 says so (OS field `labconsole-emulator ...`, analyzer serial `EMU...`) while keeping PTD's field
 layout.
 
@@ -36,8 +36,8 @@ from typing import Any, Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from labconsole.emulators.registry import listen_tcp
-from labconsole.loadmodel import LoadModel, utilisation_arg, utilisation_source
-from labconsole.ranges import OVERRANGE_FACTOR, AutoRanger, pick_range
+from labconsole.instruments.load_model import LoadModel, utilisation_arg, utilisation_source
+from labconsole.instruments.ranges import OVERRANGE_FACTOR, AutoRanger, pick_range
 from labconsole.sources.ptd import PTD_MODELS, MeterSpec
 
 PTD_VERSION = "1.11.1"

@@ -4,7 +4,7 @@
 It speaks the WT300E command set (long and short forms, any case, optional nodes, `;`
 compound messages; see `scpi.py`) and behaves as the meter does where a driver can tell:
 
-* readings come from `labconsole.loadmodel.LoadModel` (idle + dynamic x utilisation + noise):
+* readings come from `labconsole.instruments.load_model.LoadModel` (idle + dynamic x utilisation + noise):
   the workload tracker when a profile starts it in-process, the whole host when run alone;
 * the numbers change once per update period (`:RATE`), and each finished update sets bit 0
   (UPD) of the extended event status register when its transition filter asks for it
@@ -43,9 +43,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from labconsole.emulators import scpi
 from labconsole.emulators.registry import listen_tcp
 from labconsole.emulators.scpi import ErrorQueue, ScpiError, ScpiParser, nr3, parse_bool, parse_choice, parse_number
-from labconsole.loadmodel import LoadModel, utilisation_arg, utilisation_source
-from labconsole.ranges import AutoRanger
-from labconsole.sources.yokogawa_models import MODELS
+from labconsole.instruments.load_model import LoadModel, utilisation_arg, utilisation_source
+from labconsole.instruments.ranges import AutoRanger
+from labconsole.instruments.yokogawa import MODELS
 
 SPEC = MODELS["WT310E"]
 # The same meter for PyVISA-sim (identity and discovery tests): ResourceManager(f"{SIM_YAML}@sim").

@@ -25,7 +25,7 @@ from typing import Any, Callable
 import numpy as np
 
 from labconsole import events as ev
-from labconsole.samples import OK
+from labconsole.samples.batch import OK
 
 PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
 CERTIFICATE_DUE_SOON_DAYS = 30
@@ -236,7 +236,7 @@ class ClockOffset(Step):
     )
 
     def run(self, ctx: CalibrationContext) -> StepResult:
-        from labconsole.timesync import NtpError, sntp_offset
+        from labconsole.sources.sntp import NtpError, sntp_offset
 
         proc = ctx.profile.procedure
         limit_ms = float(proc.max_clock_offset_ms)

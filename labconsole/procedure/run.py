@@ -27,7 +27,7 @@ from labconsole.bundle.writer import BundleWriter, iso_utc
 from labconsole.events import EventBus
 from labconsole.locks import LockBusy, instrument_lock, recordings_lock
 from labconsole.profile import CommandWorkload, LoadedProfile, LoadGenWorkload
-from labconsole.ranges import CURRENT_MARGIN, mlperf_fixed_ranges
+from labconsole.instruments.ranges import CURRENT_MARGIN, mlperf_fixed_ranges
 from labconsole.recorder import Recorder
 from labconsole.sources.base import Source
 from labconsole.workload.runner import CommandRun, LoadGenRun, ProgressPoint, WorkloadResult
@@ -276,7 +276,7 @@ class RunProcedure:
         self.bus.emit(ev.INFO, f"recording to {b.root}", bundle=str(b.root))
 
     def _open_sources(self) -> None:
-        from labconsole import environment
+        from labconsole.bundle import environment
 
         self._set_phase("sources")
         found = []
@@ -582,8 +582,7 @@ class RunProcedure:
             self._release_locks()  # whatever failed above, the next console may use the folder
 
     def _analyse_and_seal(self, status: str, reason: str) -> RunOutcome:
-        from labconsole import analysis, checks
-        from labconsole.bundle.reader import open_run
+        from labconsole.mlperf.summary import summarise
 
         assert self.bundle is not None
         self._set_phase("analysis")
@@ -595,9 +594,7 @@ class RunProcedure:
         report = None
         check_list: list[dict] = []
         try:
-            record = open_run(self.bundle.root)
-            report = analysis.compute_report(record)
-            check_list = [c.as_dict() for c in checks.run_checks(record) if c.name != "manifest"]
+            report, check_list = summarise(self.bundle.root)
             self.bundle.write_json("summary.json", {"report": report, "checks": check_list})
             if report.get("metric"):
                 m = report["metric"]

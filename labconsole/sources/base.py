@@ -16,8 +16,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from labconsole.ranges import AccuracySpec, RangeState
-from labconsole.samples import ChannelBatch
+from labconsole.instruments.ranges import AccuracySpec, RangeState
+from labconsole.samples.batch import ChannelBatch
 
 
 class SourceError(RuntimeError):

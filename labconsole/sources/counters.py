@@ -22,7 +22,7 @@ from abc import abstractmethod
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
-from labconsole.samples import ERROR, NO_DATA, OK, ChannelBatch, now_ns
+from labconsole.samples.batch import ERROR, NO_DATA, OK, ChannelBatch, now_ns
 from labconsole.sources.base import Source, SourceError
 
 

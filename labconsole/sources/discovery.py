@@ -1,4 +1,5 @@
-"""`labconsole discover`: ask every registered driver what is attached, and say how to use it.
+"""Ask every registered driver what is attached (the `labconsole discover` command and the setup
+wizard print it: `labconsole.wizard.discover_command`).
 
 Each driver's `discover(hints)` classmethod returns what it found (`Discovered`: driver, address,
 model, serial, status, detail, and a profile snippet). It returns [] when there is nothing of its
@@ -18,9 +19,7 @@ The hints every driver receives (all keys optional; a driver uses those it under
 
 from __future__ import annotations
 
-import json
 import re
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -31,7 +30,6 @@ from labconsole.sources.base import Discovered, SourceUnavailable
 
 DRIVER_TIME_LIMIT_S = 20.0  # each driver's discover() as a whole
 IO_TIMEOUT_S = 2.0  # suggested to drivers for each exchange
-EXIT_OK, EXIT_USAGE = 0, 2
 
 # import name -> the package a person installs
 PACKAGES = {"pynvml": "nvidia-ml-py", "pyvisa": "pyvisa", "pyvisa_py": "pyvisa-py", "pyvisa_sim": "pyvisa-sim", "serial": "pyserial"}
@@ -51,7 +49,7 @@ class DiscoveryResult:
 # Hints
 
 
-def _add(hints: dict[str, Any], key: str, value: str) -> None:
+def add_hint(hints: dict[str, Any], key: str, value: str) -> None:
     items = hints.setdefault(key, [])
     if value not in items:
         items.append(value)
@@ -66,22 +64,22 @@ def hints_from_profile(profile: Any, base_dir: Path | None = None) -> dict[str, 
         if src.driver == "ptd":
             host, port = options.get("host"), options.get("port")
             if isinstance(host, str) and isinstance(port, int):
-                _add(hints, "ptd", f"{host}:{port}")
+                add_hint(hints, "ptd", f"{host}:{port}")
             addr = options.get("address")
-            if isinstance(addr, str) and _parse_hostport(addr):
-                _add(hints, "ptd", addr)
+            if isinstance(addr, str) and parse_hostport(addr):
+                add_hint(hints, "ptd", addr)
         if src.driver == "rapl" and isinstance(options.get("root"), str):
             hints["rapl_root"] = options["root"]
         for value in _strings(options):
             if _VISA_RE.match(value):
-                _add(hints, "visa_resources", value)
+                add_hint(hints, "visa_resources", value)
             elif _SERIAL_RE.match(value):
-                _add(hints, "serial_ports", value)
+                add_hint(hints, "serial_ports", value)
             elif value.endswith("@sim") and value != "@sim":
                 path = Path(value[: -len("@sim")])
                 if base_dir is not None and not path.is_absolute():
                     path = base_dir / path
-                _add(hints, "pyvisa_sim", str(path))
+                add_hint(hints, "pyvisa_sim", str(path))
     return hints
 
 
@@ -96,7 +94,7 @@ def _strings(value: Any):
             yield from _strings(v)
 
 
-def _parse_hostport(text: str) -> tuple[str, int] | None:
+def parse_hostport(text: str) -> tuple[str, int] | None:
     host, sep, port = text.strip().rpartition(":")
     if not sep or not host or not port.isdigit():
         return None
@@ -183,71 +181,3 @@ def discover_all(hints: dict[str, Any] | None = None) -> list[Discovered]:
 
 # ---------------------------------------------------------------------------------------------
 # The command
-
-
-def _snippet_yaml(snippet: dict[str, Any], indent: str) -> str:
-    import yaml
-
-    text = yaml.safe_dump([snippet], sort_keys=False, default_flow_style=False, allow_unicode=True)
-    return "".join(indent + line + "\n" for line in text.rstrip("\n").splitlines())
-
-
-def format_human(result: DiscoveryResult) -> str:
-    lines: list[str] = []
-    finds = [d for d in result.found if d.status != "error" or d.address]
-    failures = [d for d in result.found if d.status == "error" and not d.address]
-    for d in finds:
-        title = " ".join(p for p in (d.model or "?", f"s/n {d.serial}" if d.serial else "") if p)
-        lines.append(f"[{d.status}] {d.driver}: {title}")
-        if d.address:
-            lines.append(f"    address: {d.address}")
-        if d.detail:
-            lines.append(f"    {d.detail}")
-        if d.profile_snippet and d.status in ("available", "busy", "no-permission"):
-            lines.append("    in a profile, under `sources:`")
-            lines.append(_snippet_yaml(d.profile_snippet, "      ").rstrip("\n"))
-        lines.append("")
-    if failures:
-        lines.append("Drivers that failed to look:")
-        lines.extend(f"  {d.driver}: {d.detail}" for d in failures)
-        lines.append("")
-    if result.notes:
-        lines.append("Not found:")
-        lines.extend(f"  {drv}: {why}" for drv, why in sorted(result.notes.items()))
-        lines.append("")
-    if not finds:
-        from labconsole.emulators.registry import EMULATORS
-
-        lines.append("Nothing attached was found.")
-        if EMULATORS:
-            names = ", ".join(sorted(EMULATORS))
-            emu = f"or start a loopback meter emulator with `labconsole emulate NAME` ({names}) and point a profile at it"
-        else:
-            emu = "or start a loopback meter emulator with `labconsole emulate NAME` where this build has one"
-        lines.append(f"To use the console without hardware: `labconsole run` measures the built-in simulated bench, {emu}.")
-    return "\n".join(lines).rstrip("\n") + "\n"
-
-
-def main(args: Any) -> int:
-    """`labconsole discover [--json] [--ptd HOST:PORT ...] [--profile PATH]`."""
-    hints: dict[str, Any] = {}
-    if getattr(args, "profile", None):
-        from labconsole.profile import ProfileError, load_profile
-
-        try:
-            loaded = load_profile(args.profile)
-        except ProfileError as exc:
-            print(str(exc), file=sys.stderr, flush=True)
-            return EXIT_USAGE
-        hints = hints_from_profile(loaded.profile, base_dir=loaded.path.parent)
-    for addr in getattr(args, "ptd", None) or []:
-        if _parse_hostport(addr) is None:
-            print(f"--ptd: {addr!r} is not HOST:PORT (for example 192.168.1.20:8888)", file=sys.stderr, flush=True)
-            return EXIT_USAGE
-        _add(hints, "ptd", addr)
-    result = discover_everything(hints)
-    if getattr(args, "json", False):
-        print(json.dumps([d.as_dict() for d in result.found], indent=2, default=str))
-    else:
-        print(format_human(result), end="", flush=True)
-    return EXIT_OK

@@ -26,9 +26,9 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from labconsole import powershield as ps
-from labconsole.ranges import AccuracySpec
-from labconsole.samples import GAP, OK, OVERRANGE, ChannelBatch, empty_batch, now_ns
+from labconsole.instruments import powershield as ps
+from labconsole.instruments.ranges import AccuracySpec
+from labconsole.samples.batch import GAP, OK, OVERRANGE, ChannelBatch, empty_batch, now_ns
 from labconsole.sources.base import Capabilities, Discovered, DriverOptions, Identity, Source, SourceError, SourceUnavailable
 
 CHANNEL = "main"

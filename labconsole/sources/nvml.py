@@ -29,7 +29,7 @@ from typing import Annotated, Any, Callable, Literal
 
 from pydantic import Field
 
-from labconsole.samples import ERROR, OK, ChannelBatch, one_sample
+from labconsole.samples.batch import ERROR, OK, ChannelBatch, one_sample
 from labconsole.sources.base import Capabilities, Discovered, DriverOptions, Identity, SourceError, SourceUnavailable
 from labconsole.sources.counters import EnergyCounter, PollingSource, UpdatePeriod, infer_update_period
 

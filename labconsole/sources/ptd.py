@@ -49,8 +49,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from labconsole.ranges import AccuracySpec, RangeState
-from labconsole.samples import ERROR, NO_DATA, SAMPLE_DTYPE, ChannelBatch, empty_batch, now_ns
+from labconsole.instruments.ranges import AccuracySpec, RangeState
+from labconsole.samples.batch import ERROR, NO_DATA, SAMPLE_DTYPE, ChannelBatch, empty_batch, now_ns
 from labconsole.sources.base import Capabilities, Discovered, DriverOptions, Identity, Source, SourceError
 
 DEFAULT_PORT = 8888
@@ -86,7 +86,7 @@ PTD_MODEL_NAMES = {
 
 
 def _ptd_models() -> dict[str, MeterSpec]:
-    from labconsole.sources.yokogawa_models import lookup_model
+    from labconsole.instruments.yokogawa import lookup_model
 
     out: dict[str, MeterSpec] = {}
     for ptd_name, idn_model in PTD_MODEL_NAMES.items():

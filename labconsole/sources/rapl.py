@@ -26,7 +26,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from labconsole.samples import ERROR, ChannelBatch, one_sample
+from labconsole.samples.batch import ERROR, ChannelBatch, one_sample
 from labconsole.sources.base import Capabilities, Discovered, DriverOptions, Identity, SourceError, SourceUnavailable
 from labconsole.sources.counters import EnergyCounter, PollingSource, UpdatePeriod, infer_update_period
 

@@ -6,7 +6,7 @@ one recorded source's samples when a `ReplayClock` reaches their recorded time: 
 timestamps (so a replayed testing run still lines up with its LoadGen power window) unless
 `retime: true` restamps them as if read now, for using a recording as a live source.
 
-The same class feeds the console's replay of a whole run (`labconsole.replay.ReplaySession`
+The same class feeds the console's replay of a whole run (`labconsole.session.replay.ReplaySession`
 shares one clock between all the recorded sources) and a profile that names it:
 
     - name: wall
@@ -25,7 +25,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from labconsole.samples import FLOAT_FIELDS, SAMPLE_DTYPE, ChannelBatch
+from labconsole.samples.batch import FLOAT_FIELDS, SAMPLE_DTYPE, ChannelBatch
 from labconsole.sources.base import Capabilities, DriverOptions, Identity, Source, SourceError
 
 MAX = math.inf  # speed "as fast as it goes"

@@ -16,8 +16,8 @@ from typing import Literal
 from pydantic import Field
 
 from labconsole import __version__
-from labconsole.loadmodel import LoadModel, utilisation_source
-from labconsole.ranges import (
+from labconsole.instruments.load_model import LoadModel, utilisation_source
+from labconsole.instruments.ranges import (
     OVERRANGE_FACTOR,
     WT310E_CURRENT_RANGES,
     WT310E_VOLTAGE_RANGES,
@@ -25,9 +25,9 @@ from labconsole.ranges import (
     RangeState,
     pick_range,
 )
-from labconsole.samples import NO_DATA, OK, OVERRANGE, ChannelBatch, now_ns, one_sample
+from labconsole.samples.batch import NO_DATA, OK, OVERRANGE, ChannelBatch, now_ns, one_sample
 from labconsole.sources.base import Capabilities, DriverOptions, Identity, Source, SourceError
-from labconsole.sources.yokogawa_models import lookup_model
+from labconsole.instruments.yokogawa import lookup_model
 
 
 class SimulatedOptions(DriverOptions):

@@ -30,10 +30,18 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
-from labconsole.ranges import AccuracySpec, RangeState, pick_range
-from labconsole.samples import ERROR, NO_DATA, OK, OVERRANGE, ChannelBatch, now_ns, one_sample
+from labconsole.instruments.ranges import AccuracySpec, RangeState, pick_range
+from labconsole.samples.batch import ERROR, NO_DATA, OK, OVERRANGE, ChannelBatch, now_ns, one_sample
 from labconsole.sources.base import Capabilities, Discovered, DriverOptions, Identity, Source, SourceError, SourceUnavailable
-from labconsole.sources.yokogawa_models import MODELS, SUPPORTED, ModelSpec, format_quantity, format_time, lookup_model, parse_time
+from labconsole.instruments.yokogawa import (
+    MODELS,
+    SUPPORTED,
+    ModelSpec,
+    format_quantity,
+    format_time,
+    lookup_model,
+    parse_time,
+)
 
 YOKOGAWA_USB_VID = 0x0B21
 ZERO_CHECK_TIMEOUT_S = 15.0  # *CAL? takes a few seconds on a real meter

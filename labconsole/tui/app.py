@@ -21,8 +21,8 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from labconsole.live import BenchMonitor, LiveSession, ProcedureSession
-from labconsole.recent import last_profile, remember_profile
+from labconsole.session.live import BenchMonitor, LiveSession, ProcedureSession
+from labconsole.tui.recent import last_profile, remember_profile
 from labconsole.tui.screens.bench import BenchScreen
 from labconsole.tui.screens.calibrate import CalibrateScreen
 from labconsole.tui.screens.compare import CompareScreen
@@ -282,7 +282,7 @@ class LabConsole(App[int]):
         self.run_worker(lambda: self._open_replay(Path(path), speed or 1.0), thread=True, exit_on_error=False, group="open-replay")
 
     def _open_replay(self, path: Path, speed: float) -> None:
-        from labconsole.replay import ReplaySession
+        from labconsole.session.replay import ReplaySession
 
         try:
             session = ReplaySession(path, speed=speed)
@@ -443,7 +443,7 @@ def setup_on_start(profile: str | None, cwd: Path | None = None) -> dict | None:
 def start_choice(profile: str | None, replay: str | None = None, cwd: Path | None = None):
     """What the console opens on: (loaded profile, setup request or None, notice or None).
 
-    `--profile PATH`; else the profile the console had open last (`labconsole.recent`), if it
+    `--profile PATH`; else the profile the console had open last (`labconsole.tui.recent`), if it
     still loads; else the built-in simulated bench, behind the Setup screen for a new user.
     Raises the loader's ProfileError / FileNotFoundError for a `--profile` that does not load.
     """

@@ -2,7 +2,7 @@
 
 Measured against textual-plotext (`python -m bench plots`): plotext rebuilds its whole chart
 in pure Python on every repaint; this widget decimates the history to two values per dot
-column (`labconsole.decimate.minmax_columns`), rasterises the envelopes with numpy and hands
+column (`labconsole.session.decimate.minmax_columns`), rasterises the envelopes with numpy and hands
 Textual ready-made strips through the line API, so its repaint cost hardly depends on how
 many samples the history holds.
 
@@ -25,7 +25,7 @@ from textual.geometry import Size
 from textual.strip import Strip
 from textual.widget import Widget
 
-from labconsole.decimate import minmax_columns
+from labconsole.session.decimate import minmax_columns
 
 PALETTE = ("#4ebf71", "#e8a33c", "#58a6ff", "#e05a5a", "#b07ee8", "#2ec4c4", "#d0d060")
 SPAN_BG = "#3b3417"

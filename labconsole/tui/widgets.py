@@ -10,7 +10,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widget import Widget
 from textual.widgets import Button, Static
 
-from labconsole.live import LiveSession, SeriesHistory, qps_series
+from labconsole.session.live import LiveSession, SeriesHistory, qps_series
 from labconsole.tui.plot import Marker, Series
 
 import numpy as np

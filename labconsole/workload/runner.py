@@ -20,9 +20,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from labconsole.profile import CommandWorkload, LoadGenWorkload
+if TYPE_CHECKING:  # the profile's models, as the procedure hands them over (workload sits below the profile)
+    from labconsole.profile import CommandWorkload, LoadGenWorkload
 
 PROGRESS_HEADER = "wall_ns,issued,completed\n"
 
@@ -178,7 +179,7 @@ class _ProcessRun:
     def _watch(self, poll: Callable[[], None] | None = None) -> WorkloadResult:
         """Wait for the process while enforcing the watchdog and honouring abort."""
         assert self.proc is not None
-        from labconsole.loadmodel import workload_utilisation
+        from labconsole.instruments.load_model import workload_utilisation
 
         tracker = workload_utilisation()  # simulated meters follow this process's CPU use
         tracker.track(self.proc.pid)
@@ -372,7 +373,7 @@ def find_loadgen_logs(root: Path, start_wall_ns: int, end_wall_ns: int) -> Path 
     What power-dev's client does (`find_loadgen_logs`), so a harness that keeps old logs
     around does not get last week's run attributed to this one.
     """
-    from labconsole.loadgen_log import LoadGenLogError, parse_detail_log
+    from labconsole.workload.loadgen_log import LoadGenLogError, parse_detail_log
 
     if not root.is_dir():
         return None

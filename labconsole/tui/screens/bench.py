@@ -17,7 +17,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Footer, Sparkline, Static
 
-from labconsole.live import SeriesHistory
+from labconsole.session.live import SeriesHistory
 from labconsole.tui.format import num
 from labconsole.tui.widgets import LiveText, TickingScreen, TopBar
 

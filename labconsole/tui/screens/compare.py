@@ -17,7 +17,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from labconsole.compare import format_change, format_value
+from labconsole.mlperf.compare import format_change, format_value
 from labconsole.tui.format import status_markup, verdict_markup
 from labconsole.tui.widgets import TopBar
 
@@ -83,7 +83,7 @@ class CompareScreen(Screen):
     def _compare(self, a: Path, b: Path) -> None:
         import time
 
-        from labconsole.compare import compare_runs
+        from labconsole.mlperf.compare import compare_runs
 
         t0 = time.perf_counter()
         try:

@@ -25,7 +25,7 @@ from textual.suggester import SuggestFromList
 from textual.widgets import Button, Checkbox, ContentSwitcher, Footer, Input, Label, Select, Static
 
 from labconsole.profile import SCENARIOS, SCOPES
-from labconsole.wizard import SCOPE_HELP
+from labconsole.wizard.setup_wizard import SCOPE_HELP
 from labconsole.tui.widgets import ChoiceScreen, ConfirmScreen, TopBar
 
 VALIDATE_AFTER_S = 0.4  # after the last change, check the step (the loader's messages appear as you type)
@@ -118,7 +118,7 @@ class SetupScreen(Screen):
 
     def __init__(self) -> None:
         super().__init__()
-        from labconsole.wizard import SetupWizard
+        from labconsole.wizard.setup_wizard import SetupWizard
 
         req = getattr(self.app, "setup_request", None) or {}
         self.target: Path | None = req.get("target")
@@ -371,7 +371,7 @@ class SetupScreen(Screen):
         return [r for r in self.query(OfferRow) if r.picked]
 
     def _apply_sources(self) -> list:
-        from labconsole.wizard import WizardError
+        from labconsole.wizard.setup_wizard import WizardError
 
         w = self.wizard
         rows = self._picked_rows()
@@ -394,7 +394,7 @@ class SetupScreen(Screen):
         return w.issues("sources")
 
     def _apply_workload(self) -> list:
-        from labconsole.wizard_cli import _kv
+        from labconsole.wizard.init_command import _kv
 
         v = self._values()
         kind = v["wl-type"]
@@ -481,12 +481,12 @@ class SetupScreen(Screen):
     def action_discover(self) -> None:
         if self.discovering:
             return
-        from labconsole.sources.discovery import _parse_hostport
+        from labconsole.sources.discovery import parse_hostport
 
         hints: dict[str, Any] = {}
         ptd = self.query_one("#setup-ptd", Input).value.strip()
         if ptd:
-            if _parse_hostport(ptd) is None:
+            if parse_hostport(ptd) is None:
                 self.notify(f"PTDaemon: {ptd!r} is not HOST:PORT (for example 192.168.1.20:8888)", severity="error")
                 return
             hints["ptd"] = [ptd]
@@ -565,7 +565,7 @@ class SetupScreen(Screen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="setup-write")
     def _write(self, force: bool) -> None:
         from labconsole.profile import ProfileError
-        from labconsole.wizard import WizardError
+        from labconsole.wizard.setup_wizard import WizardError
 
         w = self.wizard
         path = w.path

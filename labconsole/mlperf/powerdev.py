@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from labconsole.loadgen_log import format_power_time, parse_power_time
+from labconsole.workload.loadgen_log import format_power_time, parse_power_time
 
 # --- the checker's constants (compliance/check.py at power-dev HEAD c4b3ad8) ------------------
 SUPPORTED_VERSION = ("1.11.1",)

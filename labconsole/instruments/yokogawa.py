@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from labconsole.ranges import WT310E_CURRENT_RANGES, WT310E_VOLTAGE_RANGES, AccuracySpec
+from labconsole.instruments.ranges import WT310E_CURRENT_RANGES, WT310E_VOLTAGE_RANGES, AccuracySpec
 
 # ---------------------------------------------------------------------------------------------
 # Command dialects. Long forms as the manuals spell them (meters accept long or short forms in

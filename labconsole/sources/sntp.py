@@ -1,5 +1,5 @@
-"""Clock offset of this host against an NTP server: a small SNTP client (RFC 4330), and a
-loopback SNTP responder for tests and operator training.
+"""Clock offset of this host against an NTP server: a small SNTP client (RFC 4330). The loopback
+responder for tests and operator training is `labconsole.emulators.sntp`.
 
 MLPerf Power requires the SUT and the meter host to be within 400 ms of the configured NTP
 server (mlcommons/power-dev: ptd_client_server/lib/time_sync.py, CRITICAL_DIFFERENCE_TIME_MS),
@@ -14,14 +14,10 @@ not answer our request (originate timestamp), kiss-o'-death replies and unsynchr
 from __future__ import annotations
 
 import socket
-import struct
-import threading
 import time
 from dataclasses import asdict, dataclass
 
-NTP_EPOCH_OFFSET = 2_208_988_800  # seconds from 1900-01-01 to 1970-01-01
-NTP_PORT = 123
-_PACKET = struct.Struct("!BBbbII4sQQQQ")  # 48 bytes
+from labconsole.instruments.sntp import NTP_PORT, PACKET, from_ntp, to_ntp
 
 
 class NtpError(RuntimeError):
@@ -67,20 +63,10 @@ def _port(text: str, whole: str) -> int:
     return port
 
 
-def _to_ntp(ns: int) -> int:
-    secs, rem = divmod(ns, 1_000_000_000)
-    return ((secs + NTP_EPOCH_OFFSET) << 32) | ((rem << 32) // 1_000_000_000)
-
-
-def _from_ntp(value: int) -> float:
-    """NTP 64-bit timestamp -> Unix seconds (float)."""
-    return (value >> 32) - NTP_EPOCH_OFFSET + (value & 0xFFFFFFFF) / 2**32
-
-
 def query_once(sock: socket.socket, addr: tuple, timeout: float) -> tuple[float, float, int, int]:
     """One exchange: returns (offset s, delay s, stratum, leap)."""
     t1_ns = time.time_ns()
-    request = _PACKET.pack(0x23, 0, 0, 0, 0, 0, b"\0\0\0\0", 0, 0, 0, _to_ntp(t1_ns))  # LI 0, VN 4, mode 3
+    request = PACKET.pack(0x23, 0, 0, 0, 0, 0, b"\0\0\0\0", 0, 0, 0, to_ntp(t1_ns))  # LI 0, VN 4, mode 3
     sock.settimeout(timeout)
     sock.sendto(request, addr)
     deadline = time.monotonic() + timeout
@@ -93,8 +79,8 @@ def query_once(sock: socket.socket, addr: tuple, timeout: float) -> tuple[float,
         t4_ns = time.time_ns()
         if len(data) < 48:
             continue  # not an NTP reply; keep waiting for ours
-        first, stratum, _poll, _prec, _rd, _rdisp, refid, _ref, orig, recv, xmit = _PACKET.unpack(data[:48])
-        if orig != _to_ntp(t1_ns):
+        first, stratum, _poll, _prec, _rd, _rdisp, refid, _ref, orig, recv, xmit = PACKET.unpack(data[:48])
+        if orig != to_ntp(t1_ns):
             continue  # an answer to some other request (late or forged): not ours
         break
     leap, mode = first >> 6, first & 0x7
@@ -108,7 +94,7 @@ def query_once(sock: socket.socket, addr: tuple, timeout: float) -> tuple[float,
     if xmit == 0:
         raise NtpError("reply without a transmit timestamp")
     t1, t4 = t1_ns / 1e9, t4_ns / 1e9
-    t2, t3 = _from_ntp(recv), _from_ntp(xmit)
+    t2, t3 = from_ntp(recv), from_ntp(xmit)
     offset = ((t2 - t1) + (t3 - t4)) / 2.0
     delay = (t4 - t1) - (t3 - t2)
     return offset, delay, stratum, leap
@@ -148,68 +134,3 @@ def sntp_offset(server: str, samples: int = 4, timeout_s: float = 1.0) -> SntpRe
         detail = problems[-1] if problems else "no reply"
         raise NtpError(f"NTP server {server}: {detail}")
     return SntpResult(server=server, offset_s=best[0], delay_s=best[1], stratum=best[2], leap=best[3], samples=got)
-
-
-class SntpResponder:
-    """A loopback SNTP server whose clock runs `offset_s` ahead of ours (tests, training).
-
-    `stratum=0` answers every request with a kiss-o'-death ('RATE'); `leap=3` claims to be
-    unsynchronised; `silent=True` never answers.
-    """
-
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, offset_s: float = 0.0, stratum: int = 2, leap: int = 0, silent: bool = False):
-        self.offset_s = offset_s
-        self.stratum = stratum
-        self.leap = leap
-        self.silent = silent
-        self.requests = 0
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._sock.bind((host, port))
-        self._sock.settimeout(0.2)
-        self.address = self._sock.getsockname()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="sntp-responder", daemon=True)
-
-    @property
-    def server(self) -> str:
-        return f"{self.address[0]}:{self.address[1]}"
-
-    def start(self) -> "SntpResponder":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self._sock.close()
-
-    def __enter__(self) -> "SntpResponder":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _now(self) -> int:
-        return _to_ntp(time.time_ns() + int(self.offset_s * 1e9))
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data, peer = self._sock.recvfrom(512)
-            except (socket.timeout, TimeoutError):
-                continue
-            except OSError:
-                return
-            if len(data) < 48:
-                continue
-            self.requests += 1
-            if self.silent:
-                continue
-            recv = self._now()
-            xmit_client = _PACKET.unpack(data[:48])[10]
-            refid = b"RATE" if self.stratum == 0 else b"LOCL"
-            reply = _PACKET.pack((self.leap << 6) | (4 << 3) | 4, self.stratum, 4, -20, 0, 0, refid, recv, xmit_client, recv, self._now())
-            try:
-                self._sock.sendto(reply, peer)
-            except OSError:
-                return

@@ -3,7 +3,7 @@
 One comparison serves both `labconsole run --from BUNDLE` (the bench now against the bench
 then: a source that is gone refuses the rerun, a different serial or version is a warning)
 and `labconsole compare A B` (the two recordings' benches side by side). Inputs are the
-`environment.json` objects bundles store (`labconsole.environment.collect`); an MLPerf result
+`environment.json` objects bundles store (`labconsole.bundle.environment.collect`); an MLPerf result
 folder's PTD records give a smaller one (`record_environment`).
 """
 

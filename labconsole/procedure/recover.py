@@ -33,12 +33,9 @@ def recover(root: Path) -> str:
     reason = f"the console stopped without sealing (last status '{previous}'); recovered what was flushed to disk"
     writer.update_run(recovered_at=iso_utc(), stop=info.get("stop") or None)
     try:
-        from labconsole import analysis, checks
-        from labconsole.bundle.reader import open_run
+        from labconsole.mlperf.summary import summarise
 
-        record = open_run(root)
-        report = analysis.compute_report(record)
-        check_list = [c.as_dict() for c in checks.run_checks(record) if c.name != "manifest"]
+        report, check_list = summarise(root)
         writer.write_json("summary.json", {"report": report, "checks": check_list, "recovered": True})
     except Exception as exc:  # noqa: BLE001 - sealing what is there matters more than the summary
         reason += f"; analysis failed: {exc}"

@@ -23,10 +23,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from labconsole import analysis
+from labconsole.mlperf import metrics as analysis
 from labconsole.bundle.reader import RunRecord
 from labconsole.bundle.seal import verify
-from labconsole.samples import GAP, OK, OVERRANGE, STATUS_NAMES
+from labconsole.samples.batch import GAP, OK, OVERRANGE, STATUS_NAMES
 
 PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
 OURS, OFFICIAL = "labconsole", "mlperf"
@@ -146,7 +146,7 @@ def completeness(record: RunRecord) -> list[CheckResult]:
 
 def _submission_file_lists(record: RunRecord) -> CheckResult:
     """The submission checker's `required_files_check`: exact file lists in power/, ranging/, run_1/."""
-    from labconsole.powerdev import REQUIRED_POWER_FILES
+    from labconsole.mlperf.powerdev import REQUIRED_POWER_FILES
 
     required_perf = {"mlperf_log_summary.txt", "mlperf_log_detail.txt", "spl.txt"}
     optional_perf = {"mlperf_log_accuracy.json", "mlperf_log_trace.json", "results.json", ".gitkeep"}
@@ -380,7 +380,7 @@ def invalid_samples(record: RunRecord) -> list[CheckResult]:
         bad["watts <= 0"] = nonpos
     ptd = ""
     if record.kind == "mlperf":
-        from labconsole.powerdev import parse_watts
+        from labconsole.mlperf.powerdev import parse_watts
 
         w = parse_watts(analysis.ptd_phase_replies(record, "testing").get("Watts", ""))
         if w is not None:
@@ -461,7 +461,7 @@ def clock_offset(record: RunRecord) -> list[CheckResult]:
     name = "clock offset"
     limit_ms = procedure_setting(record, "max_clock_offset_ms", 400.0)
     if record.kind == "mlperf":
-        from labconsole.powerdev import ntp_offsets_from_client_log, time_exchange_offsets
+        from labconsole.mlperf.powerdev import ntp_offsets_from_client_log, time_exchange_offsets
 
         ntp = ntp_offsets_from_client_log(record.power_texts.get("client.log", []))
         client = record.power_json.get("client.json") or {}
@@ -510,7 +510,7 @@ def _calibration_step(record: RunRecord, key: str) -> dict | None:
 @check
 def calibration(record: RunRecord) -> list[CheckResult]:
     if record.kind == "mlperf":
-        from labconsole.powerdev import parse_identify
+        from labconsole.mlperf.powerdev import parse_identify
 
         server = record.power_json.get("server.json") or {}
         ident = next((m.get("reply", "") for m in server.get("ptd_messages") or [] if isinstance(m, dict) and m.get("cmd") == "Identify"), "")
@@ -590,7 +590,7 @@ def acquisition(record: RunRecord) -> list[CheckResult]:
 
 
 def run_checks(record: RunRecord) -> list[CheckResult]:
-    from labconsole import checks_official  # noqa: F401 - registers the official checks
+    from labconsole.mlperf.checks import official as checks_official  # noqa: F401 - registers the official checks
 
     results: list[CheckResult] = []
     for fn in REGISTRY:

@@ -8,7 +8,7 @@ driven at the same rate (`remeasure=True` probes the SUT again instead).
 
 Before anything is recorded, `probe_bench` opens each source once (starting its emulator
 where the profile asks for one), and `check_bench` compares the bench now with the bench
-then (`labconsole.benchdiff`): a source that is gone is an error, a different serial or
+then (`labconsole.bundle.environment_diff`): a source that is gone is an error, a different serial or
 version a warning; the differences go into the new bundle's `run.json` as `rerun_of`.
 UI-free: the CLI and the TUI drive the same steps.
 """
@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from labconsole.benchdiff import ERROR, INFO, WARNING, Difference, diff_environments
+from labconsole.bundle.environment_diff import ERROR, INFO, WARNING, Difference, diff_environments
 from labconsole.profile import LoadedProfile, Profile, ProfileError, parse_profile_text
 
 
@@ -162,7 +162,7 @@ def plan_rerun(bundle: str | Path, remeasure: bool = False) -> RerunPlan:
 
 def probe_bench(profile: Profile) -> dict[str, Any]:
     """The bench now: each source opened once, identified and closed; host and software."""
-    from labconsole import environment
+    from labconsole.bundle import environment
     from labconsole.procedure.run import open_source, source_entry
 
     found = []

@@ -2,7 +2,7 @@
 
 The console's Run screen draws a `LiveSession`: the phase and its clock, the ring buffers of
 every channel, the LoadGen progress series and the event timeline. `ProcedureSession` wraps a
-`RunProcedure` running in its own thread; `labconsole.replay.ReplaySession` plays a bundle or
+`RunProcedure` running in its own thread; `labconsole.session.replay.ReplaySession` plays a bundle or
 an MLPerf result folder through the `replay` source. Everything here is pulled by the viewer
 on its own timer (nothing is pushed into a UI), and nothing here imports a UI toolkit, so the
 same objects serve the TUI, the CLI and tests.
@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 
 from labconsole import events as ev
-from labconsole.decimate import minmax_pairs
+from labconsole.session.decimate import minmax_pairs
 from labconsole.events import Event
-from labconsole.samples import OK, ChannelRing
+from labconsole.samples.batch import OK
+from labconsole.samples.ring import ChannelRing
 
 # Phases in which the workload or the idle baseline runs (they get a progress bar).
 TIMED_PHASES = ("idle", "ranging", "testing")

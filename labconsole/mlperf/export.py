@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 
 from labconsole.bundle.reader import RunRecord, open_run
-from labconsole.powerdev import SUPPORTED_MODEL, format_spl_line, sha1_file
-from labconsole.samples import OK
+from labconsole.mlperf.powerdev import SUPPORTED_MODEL, format_spl_line, sha1_file
+from labconsole.samples.batch import OK
 
 NOT_OFFICIAL = (
     "This folder was written by labconsole from one of its own run bundles. It is NOT an official MLPerf "
@@ -130,7 +130,7 @@ def _timeline_log(events: list[dict]) -> str:
 
 
 def export_mlperf(bundle: str | Path, out_dir: str | Path) -> ExportResult:
-    from labconsole.checks import bundle_events
+    from labconsole.mlperf.checks.rules import bundle_events
 
     record = open_run(bundle)
     if record.kind != "bundle":

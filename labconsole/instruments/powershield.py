@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from labconsole.samples import ERROR, OK
+from labconsole.samples.batch import ERROR, OK
 
 # --- the device ---------------------------------------------------------------------------------
 USB_VID, USB_PID = 0x0483, 0x5740  # ST's virtual COM port IDs (shared with other ST CDC firmware)

@@ -17,9 +17,9 @@ import uuid as _uuid
 from typing import Any
 
 from labconsole.bundle.reader import RunRecord
-from labconsole.checks import FAIL, OFFICIAL, PASS, SKIP, WARN, CheckResult, bundle_events, check
-from labconsole.loadgen_log import format_power_time
-from labconsole.powerdev import (
+from labconsole.mlperf.checks.rules import FAIL, OFFICIAL, PASS, SKIP, WARN, CheckResult, bundle_events, check
+from labconsole.workload.loadgen_log import format_power_time
+from labconsole.mlperf.powerdev import (
     COMMON_ERROR_RANGING,
     COMMON_ERROR_TESTING,
     EARLIER_ACCEPTED_VERSIONS,

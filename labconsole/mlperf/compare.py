@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from labconsole.benchdiff import WARNING, Difference, diff_environments, record_environment, dig
+from labconsole.bundle.environment_diff import WARNING, Difference, diff_environments, record_environment, dig
 
 
 @dataclass
@@ -117,7 +117,7 @@ def _num(v: Any) -> bool:
 
 
 def _side(record: Any, report: dict, checks: list) -> RunSide:
-    from labconsole.checks import passed
+    from labconsole.mlperf.checks.rules import passed
 
     info = record.run_info or {}
     return RunSide(
@@ -202,7 +202,8 @@ def pair_checks(ca: list, cb: list) -> list[CheckPair]:
 
 def compare_runs(a: Any, b: Any) -> Comparison:
     """Compare two RunRecords (or paths; `labconsole.bundle.reader.open_run` opens them)."""
-    from labconsole import analysis, checks
+    from labconsole.mlperf import metrics as analysis
+    from labconsole.mlperf.checks import rules as checks
     from labconsole.bundle.reader import open_run
 
     ra_rec = a if hasattr(a, "phases") else open_run(a)

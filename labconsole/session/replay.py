@@ -19,8 +19,8 @@ import numpy as np
 
 from labconsole import events as ev
 from labconsole.events import Event
-from labconsole.live import LiveSession, PhaseClock
-from labconsole.samples import ChannelRing
+from labconsole.session.live import LiveSession, PhaseClock
+from labconsole.samples.ring import ChannelRing
 from labconsole.sources.base import Identity
 from labconsole.sources.replay import MAX, ReplayClock, ReplayOptions, ReplaySource, recorded_samples, speed_label
 
@@ -43,7 +43,7 @@ def synthesize_events(record) -> list[Event]:
             out.append(Event(ev.INFO, f"LoadGen power_end {detail.power_end}", name, {"synthesized": True}, detail.power_end_ns))
     if out:
         try:
-            from labconsole import analysis
+            from labconsole.mlperf import metrics as analysis
 
             rep = analysis.compute_report(record)
             m = rep.get("metric")

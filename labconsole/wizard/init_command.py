@@ -1,6 +1,6 @@
 """`labconsole init [PATH]`: the setup wizard on a terminal (questions) or from options (scripts).
 
-The logic is `labconsole.wizard.SetupWizard`; this module only asks and prints. Questions
+The logic is `labconsole.wizard.setup_wizard.SetupWizard`; this module only asks and prints. Questions
 are asked when stdin is a terminal and no answer was given as an option (or with
 `--interactive`); otherwise the answers come from the options:
 
@@ -118,7 +118,7 @@ def _print_issues(issues, err: Callable[[str], None]) -> None:
 
 
 def run_init(args: argparse.Namespace, input_fn: Callable[[str], str] = input, out: Callable[[str], None] | None = None, err: Callable[[str], None] | None = None, discover=None) -> int:
-    from labconsole.wizard import SetupWizard, WizardError
+    from labconsole.wizard.setup_wizard import SetupWizard, WizardError
 
     out = out or (lambda s: print(s, flush=True))
     err = err or (lambda s: print(s, file=sys.stderr, flush=True))
@@ -156,7 +156,7 @@ def run_init(args: argparse.Namespace, input_fn: Callable[[str], str] = input, o
 
 
 def _headless(wiz, args: argparse.Namespace, out, err) -> int:
-    from labconsole.wizard import WizardError
+    from labconsole.wizard.setup_wizard import WizardError
 
     issues = wiz.set_profile(name=args.name, description=args.description, operator=args.operator, recordings=args.recordings)
     if issues:
@@ -249,7 +249,7 @@ class _Asker:
 
 def _interactive(wiz, args: argparse.Namespace, input_fn, out, err) -> int:
     from labconsole.profile import SCOPES
-    from labconsole.wizard import SCOPE_HELP, WizardError
+    from labconsole.wizard.setup_wizard import SCOPE_HELP, WizardError
 
     ask = _Asker(input_fn, out, err)
     out("")

@@ -1,170 +1,16 @@
-"""Sample types, the per-channel ring buffer for live views, and the crash-safe sample stream.
-
-A *sample* is one reading of one channel: wall-clock ns (to match LoadGen's UTC power
-markers), monotonic ns (for intervals), watts, and where the source knows them volts, amps,
-power factor, a cumulative energy counter, the uncertainty of the watts value, the ranges in
-use and a status. Samples travel in numpy structured arrays (batches) so that a 100 kHz
-source costs one append per batch, not one Python object per reading.
-"""
+"""The crash-safe sample stream on disk: append-only, one file per source, CSV or binary."""
 
 from __future__ import annotations
 
 import io
 import os
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-SAMPLE_DTYPE = np.dtype(
-    [
-        ("wall_ns", "<i8"),
-        ("mono_ns", "<i8"),
-        ("watts", "<f8"),
-        ("volts", "<f8"),
-        ("amps", "<f8"),
-        ("pf", "<f8"),
-        ("energy_j", "<f8"),  # cumulative counter where the source keeps one, else NaN
-        ("uncertainty_w", "<f8"),  # absolute uncertainty of `watts` from the accuracy spec
-        ("range_v", "<f8"),
-        ("range_a", "<f8"),
-        ("status", "u1"),
-    ]
-)
-
-# Status codes. Anything but OK is an invalid sample: counted, kept on disk, never averaged.
-OK = 0
-OVERRANGE = 1  # the meter flagged over-range (INF / 9.9E+37 / '---OL---')
-NO_DATA = 2  # the meter said "no data" (NAN / 9.91E+37 / -1 from PTD)
-ERROR = 3  # protocol error, garbage, timeout: the reading could not be trusted
-GAP = 4  # a placeholder written for a stretch where the source did not answer
-
-STATUS_NAMES = {OK: "ok", OVERRANGE: "overrange", NO_DATA: "no_data", ERROR: "error", GAP: "gap"}
-
-FLOAT_FIELDS = ("watts", "volts", "amps", "pf", "energy_j", "uncertainty_w", "range_v", "range_a")
-CSV_COLUMNS = ("wall_ns", "mono_ns", "channel") + FLOAT_FIELDS + ("status",)
-CSV_HEADER = ",".join(CSV_COLUMNS) + "\n"
-
-
-def now_ns() -> tuple[int, int]:
-    """(wall ns, monotonic ns) taken together, as close to the reading as possible."""
-    return time.time_ns(), time.monotonic_ns()
-
-
-def empty_batch(n: int) -> np.ndarray:
-    """A batch of n samples with every optional quantity unknown (NaN) and status OK."""
-    batch = np.zeros(n, dtype=SAMPLE_DTYPE)
-    for name in FLOAT_FIELDS:
-        batch[name] = np.nan
-    return batch
-
-
-def one_sample(
-    wall_ns: int,
-    mono_ns: int,
-    watts: float,
-    *,
-    volts: float = float("nan"),
-    amps: float = float("nan"),
-    pf: float = float("nan"),
-    energy_j: float = float("nan"),
-    uncertainty_w: float = float("nan"),
-    range_v: float = float("nan"),
-    range_a: float = float("nan"),
-    status: int = OK,
-) -> np.ndarray:
-    batch = np.empty(1, dtype=SAMPLE_DTYPE)
-    batch[0] = (wall_ns, mono_ns, watts, volts, amps, pf, energy_j, uncertainty_w, range_v, range_a, status)
-    return batch
-
-
-@dataclass
-class ChannelBatch:
-    """Samples of one channel of one source, as a source's `read()` returns them."""
-
-    channel: str
-    samples: np.ndarray  # SAMPLE_DTYPE
-
-
-class ChannelRing:
-    """A bounded ring of the most recent samples of one channel, for live views.
-
-    One writer (the acquisition thread) and any number of readers (the UI timer).
-    Readers get copies, so they never see a half-written batch.
-    """
-
-    def __init__(self, capacity: int = 1 << 18):
-        self.capacity = int(capacity)
-        self._buf = np.zeros(self.capacity, dtype=SAMPLE_DTYPE)
-        self._head = 0  # index of the next write
-        self._size = 0
-        self._lock = threading.Lock()
-        self.total = 0  # samples ever appended
-        self.invalid = 0  # of which status != OK
-        self.last: np.void | None = None
-
-    def append(self, batch: np.ndarray) -> None:
-        n = len(batch)
-        if n == 0:
-            return
-        bad = int(np.count_nonzero(batch["status"]))
-        with self._lock:
-            if n >= self.capacity:
-                self._buf[:] = batch[-self.capacity :]
-                self._head = 0
-                self._size = self.capacity
-            else:
-                end = self._head + n
-                if end <= self.capacity:
-                    self._buf[self._head : end] = batch
-                else:
-                    first = self.capacity - self._head
-                    self._buf[self._head :] = batch[:first]
-                    self._buf[: n - first] = batch[first:]
-                self._head = end % self.capacity
-                self._size = min(self.capacity, self._size + n)
-            self.total += n
-            self.invalid += bad
-            self.last = batch[-1].copy()
-
-    def __len__(self) -> int:
-        return self._size
-
-    def snapshot(self, since_wall_ns: int | None = None, last_n: int | None = None) -> np.ndarray:
-        """An ordered copy of the buffered samples (optionally only the newest or the recent ones).
-
-        Only what is returned is copied: the cut is found in the ring's two ordered segments.
-        """
-        with self._lock:
-            n = self._size if last_n is None else max(0, min(int(last_n), self._size))
-            if since_wall_ns is not None:
-                recent = sum(len(seg) - int(np.searchsorted(seg["wall_ns"], since_wall_ns, side="left")) for seg in self._segments())
-                n = min(n, recent)
-            return self._newest(n)
-
-    def tail(self, n: int) -> tuple[np.ndarray, int]:
-        """The newest `n` samples (copying only those) and `total` at that moment.
-
-        Live views call this on a timer with n = total - what they already have, so a full
-        ring of a fast source is not copied five times a second.
-        """
-        with self._lock:
-            return self._newest(max(0, min(int(n), self._size))), self.total
-
-    def _segments(self) -> tuple[np.ndarray, ...]:
-        # The buffered samples in order, as views: one run before the ring wraps, two after.
-        if self._size < self.capacity:
-            return (self._buf[: self._size],)
-        return (self._buf[self._head :], self._buf[: self._head])
-
-    def _newest(self, n: int) -> np.ndarray:
-        start = self._head - n
-        if start >= 0:
-            return self._buf[start : self._head].copy()
-        return np.concatenate((self._buf[start:], self._buf[: self._head]))
-
+from labconsole.samples.batch import FLOAT_FIELDS, SAMPLE_DTYPE, ChannelBatch
 
 # ---------------------------------------------------------------------------------------------
 # The sample stream on disk: append-only, one file per source, all its channels in it, in one
@@ -178,6 +24,8 @@ class ChannelRing:
 # A crash loses at most what was not yet flushed (the recorder flushes about once a second) and
 # may leave a torn tail (half a CSV line, half a block), which the reader drops and reports.
 
+CSV_COLUMNS = ("wall_ns", "mono_ns", "channel") + FLOAT_FIELDS + ("status",)
+CSV_HEADER = ",".join(CSV_COLUMNS) + "\n"
 STREAM_SUFFIXES = {"csv": ".csv", "binary": ".bin"}
 STREAM_FORMATS = tuple(STREAM_SUFFIXES)
 # Above this rate a source's stream is binary unless its profile says otherwise: CSV text costs

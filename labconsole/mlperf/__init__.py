@@ -1,0 +1,1 @@
+"""Everything whose truth is MLPerf's: metrics, power-dev's files, export, compare, checks."""

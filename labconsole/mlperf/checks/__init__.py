@@ -1,0 +1,1 @@
+"""MLPerf's power rules as checks: ours and the official checker's, one registry."""

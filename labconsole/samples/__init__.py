@@ -1,0 +1,1 @@
+"""Sample types, the live ring buffer, and the crash-safe sample streams (CSV, binary)."""

@@ -1,0 +1,1 @@
+"""What a live view reads: a live run and a replay through one protocol; decimation."""
