@@ -22,7 +22,6 @@ import argparse
 import math
 import os
 import select
-import signal
 import sys
 import threading
 import time
@@ -33,6 +32,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from labconsole.emulators.registry import serve_until_interrupted
 from labconsole.instruments import powershield as ps
 from labconsole.instruments.load_model import LoadModel, utilisation_arg, utilisation_source
 
@@ -586,18 +586,14 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    done = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: done.set())
-    try:
+
+    def announce() -> None:
         where = emu.path + (f" (also {link})" if link else "")
         print(f"LPM01A (PowerShield) emulator on {where}", flush=True)
         print(f"profile: driver: lpm01a, options: {{port: {link or emu.path}}}; Ctrl-C stops it", flush=True)
-        while not done.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+
+    def stop() -> None:
         emu.stop()
         print(f"stopped after {emu.acquisitions} acquisition(s), {emu.samples_sent} samples sent, {emu.samples_dropped} dropped", flush=True)
-    return 0
+
+    return serve_until_interrupted(announce, stop)

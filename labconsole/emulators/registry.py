@@ -12,8 +12,10 @@ Each emulator module provides:
 from __future__ import annotations
 
 import importlib
+import signal
 import socket
-from typing import Any, Protocol
+import threading
+from typing import Any, Callable, Protocol
 
 # emulator name (for `labconsole emulate NAME`) -> module
 EMULATORS: dict[str, str] = {
@@ -93,3 +95,23 @@ def start_for_source(driver: str, options: dict[str, Any]) -> EmulatorHandle:
     if problem:
         raise ValueError(f"emulator.host: {problem}")
     return module_for(FOR_DRIVER[driver]).start(options)
+
+
+def serve_until_interrupted(announce: Callable[[], None], stop: Callable[[], None]) -> int:
+    """`labconsole emulate NAME`'s serve loop: announce, serve until Ctrl-C or SIGTERM, stop; exit 0.
+
+    Ctrl-C is caught from before the announcement on: a client that reads the address and
+    interrupts at once still gets a clean stop, not the console's 'interrupted' (130).
+    """
+    done = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: done.set())
+    try:
+        announce()
+        while not done.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        stop()
+    return 0

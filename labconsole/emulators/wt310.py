@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import signal
 import socket
 import struct
 import sys
@@ -41,7 +40,7 @@ from typing import Any, Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from labconsole.emulators import scpi
-from labconsole.emulators.registry import listen_tcp
+from labconsole.emulators.registry import listen_tcp, serve_until_interrupted
 from labconsole.emulators.scpi import ErrorQueue, ScpiError, ScpiParser, nr3, parse_bool, parse_choice, parse_number
 from labconsole.instruments.load_model import LoadModel, utilisation_arg, utilisation_source
 from labconsole.instruments.ranges import AutoRanger
@@ -765,23 +764,19 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: listening on {args.host}: other machines can reach this emulator", file=sys.stderr)
-    print(f"Yokogawa WT310E emulator listening on {handle.server.host}:{handle.server.port}")
-    print(f"VISA resource: {handle.resource}")
-    print("in a profile:  driver: yokogawa")
-    print(f"               options: {{resource: \"{handle.resource}\"}}")
-    print("Ctrl-C stops it.", flush=True)
-    done = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: done.set())
-    try:
-        while not done.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+
+    def announce() -> None:
+        print(f"Yokogawa WT310E emulator listening on {handle.server.host}:{handle.server.port}")
+        print(f"VISA resource: {handle.resource}")
+        print("in a profile:  driver: yokogawa")
+        print(f"               options: {{resource: \"{handle.resource}\"}}")
+        print("Ctrl-C stops it.", flush=True)
+
+    def stop() -> None:
         handle.stop()
         print("stopped.")
-    return 0
+
+    return serve_until_interrupted(announce, stop)
 
 
 if __name__ == "__main__":  # pragma: no cover
