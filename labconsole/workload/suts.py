@@ -111,8 +111,17 @@ class Sut:
     def flush(self) -> None:
         pass
 
-    def stop(self) -> None:
-        pass
+    @property
+    def threads(self) -> list[threading.Thread]:
+        """The SUT's own threads (those that complete samples)."""
+        return []
+
+    def stop(self, timeout: float = 10.0) -> list[threading.Thread]:
+        """Stop the SUT's threads and wait for them, at most `timeout` s in all.
+
+        Returns the threads still running then (none, unless one is stuck in the SUT's work).
+        """
+        return []
 
     def capacity(self, seconds: float = 0.4) -> float:
         """Measured (or modelled) samples per second, for `auto` LoadGen settings."""
@@ -191,9 +200,17 @@ class _Lanes(Sut):
     def work(self, indices: list[int]) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def stop(self) -> None:
+    @property
+    def threads(self) -> list[threading.Thread]:
+        return list(self._threads)
+
+    def stop(self, timeout: float = 10.0) -> list[threading.Thread]:
         for _ in self._threads:
             self._queue.put(None)
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        return [t for t in self._threads if t.is_alive()]
 
 
 class SleepSut(_Lanes):

@@ -12,20 +12,105 @@ Traps handled (reference/loadgen.md): the outdir must exist; FromConfig is never
 "Multiple conf files" error); the audit.config path points at a file that cannot exist, so a
 stray one in some working directory never reconfigures the run; trace is off unless asked;
 no issue threads are registered from Python.
+
+Teardown (issue 22): once the test returns, completions are shut off (a late one is dropped,
+never handed to LoadGen), the SUT's threads are joined (bounded: a SUT that does not stop is
+named on stderr and in a "warning" event) and only then are LoadGen's SUT and QSL destroyed.
+Every thread that completed samples holds a LoadGen thread-local logger, and LoadGen's global
+logger is a C++ static destroyed by exit(): a thread still exiting then crashed the worker
+with SIGSEGV after a finished test. So the worker leaves through the interpreter's normal exit
+only once those threads are gone for good, and with os._exit (after flushing) otherwise.
+`faulthandler` writes a native crash's Python stacks to stderr, which is worker.log.
 """
 
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import math
 import os
 import sys
 import threading
 import time
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 
 PROGRESS_INTERVAL_S = 0.1
+# How long the teardown waits for completions under way and for the SUT's threads to stop.
+SUT_STOP_TIMEOUT_S = 10.0
+
+
+class CompletionGate:
+    """Lets completions through to LoadGen until closed; after that they are dropped.
+
+    `close` waits (bounded) for the completions already inside LoadGen to return, so once it
+    returns True no SUT thread is in LoadGen or can enter it again.
+    """
+
+    def __init__(self) -> None:
+        self._cv = threading.Condition(threading.Lock())
+        self._open = True
+        self._inside = 0
+        self.dropped = 0  # samples completed after the test (a SUT bug): never sent to LoadGen
+
+    def wrap(self, complete: Callable[[list[int]], None]) -> Callable[[list[int]], None]:
+        cv = self._cv
+
+        def gated(ids: list[int]) -> None:
+            with cv:
+                if not self._open:
+                    self.dropped += len(ids)
+                    return
+                self._inside += 1
+            try:
+                complete(ids)
+            finally:
+                with cv:
+                    self._inside -= 1
+                    if not self._inside:
+                        cv.notify_all()
+
+        return gated
+
+    def close(self, timeout: float) -> bool:
+        with self._cv:
+            self._open = False
+            return self._cv.wait_for(lambda: not self._inside, timeout)
+
+
+def _thread_gone(t: threading.Thread) -> bool:
+    """True once `t` has finished, its native exit (thread-local destructors) included.
+
+    Thread.join returns when the Python side is done, a moment before the OS thread has run
+    its C++ thread_local destructors (LoadGen's logger among them). On Linux the thread's
+    /proc entry goes away only once it has exited; elsewhere that cannot be seen: False.
+    """
+    if t.is_alive():
+        return False
+    if t.native_id is None or not sys.platform.startswith("linux"):
+        return False
+    return not os.path.exists(f"/proc/self/task/{t.native_id}")
+
+
+def _all_gone(threads: list[threading.Thread], timeout: float) -> bool:
+    if threads and not sys.platform.startswith("linux"):
+        return False
+    deadline = time.monotonic() + timeout
+    while not all(_thread_gone(t) for t in threads):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.001)
+    return True
+
+
+def leave_now(code: int, *streams: TextIO) -> None:
+    """Flush and end the process without interpreter finalisation or C++ static destructors."""
+    for fh in (*streams, sys.stdout, sys.stderr):
+        try:
+            fh.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 class Progress:
@@ -143,14 +228,18 @@ def run(cfg: dict, progress_out: TextIO) -> int:
     def complete(ids: list[int]) -> None:
         lg.QuerySamplesComplete([lg.QuerySampleResponse(i, 0, 0) for i in ids])
 
-    sut = make_sut(cfg["sut"], cfg.get("sut_options") or {}, complete, seed=int((cfg.get("seeds") or {}).get("qsl", 0)) & 0xFFFFFFFF)
+    gate = CompletionGate()  # closed by the teardown: no completion reaches LoadGen after it
+    sut = make_sut(cfg["sut"], cfg.get("sut_options") or {}, gate.wrap(complete), seed=int((cfg.get("seeds") or {}).get("qsl", 0)) & 0xFFFFFFFF)
     progress = Progress(progress_out, sut)
     resolved = resolve_settings(cfg, sut)
     if cfg.get("probe_only"):
         # Measure the SUT for `auto` settings and stop: the console runs this once before the
         # ranging phase, so ranging and testing then run exactly the same load.
         progress.send({"event": "settings", "values": resolved, "loadgen_version": _loadgen_version()})
-        sut.stop()
+        stuck = sut.stop(SUT_STOP_TIMEOUT_S)  # no SUT thread has touched LoadGen yet
+        if stuck:
+            _report_stuck(progress, stuck)
+            leave_now(0, progress_out)
         return 0
     ts = build_test_settings(lg, cfg, resolved)
     progress.send({"event": "settings", "values": resolved, "loadgen_version": _loadgen_version()})
@@ -184,15 +273,51 @@ def run(cfg: dict, progress_out: TextIO) -> int:
         lg.StartTestWithLogSettings(lg_sut, qsl, ts, ls, absent_audit)
     finally:
         progress.stop()
-        sut.stop()
-        lg.DestroyQSL(qsl)
-        lg.DestroySUT(lg_sut)
+        clean = teardown(lg, sut, gate, lg_sut, qsl, progress)
     if sut.error is not None:
         print(f"labconsole worker: the SUT raised {type(sut.error).__name__}: {sut.error}", file=sys.stderr)
         progress.send({"event": "failed", "error": f"{type(sut.error).__name__}: {sut.error}"})
-        return 3
-    progress.send({"event": "done", "t": time.time()})
-    return 0
+        code = 3
+    else:
+        progress.send({"event": "done", "t": time.time()})
+        code = 0
+    if not clean:
+        # A SUT thread may still be running (or exiting): the interpreter's finalisation and
+        # LoadGen's static destructors must not run under it.
+        leave_now(code, progress_out)
+    return code
+
+
+def teardown(lg: Any, sut: Any, gate: CompletionGate, lg_sut: Any, qsl: Any, progress: Progress) -> bool:
+    """After StartTest: no SUT thread may touch LoadGen once its objects are destroyed.
+
+    Returns True when every SUT thread is gone, so the interpreter may exit normally.
+    """
+    quiet = gate.close(SUT_STOP_TIMEOUT_S)  # from here on, a completion is dropped
+    stuck = sut.stop(SUT_STOP_TIMEOUT_S)
+    if gate.dropped:
+        print(f"labconsole worker: the SUT completed {gate.dropped} sample(s) after the test had ended; ignored", file=sys.stderr, flush=True)
+    if stuck or not quiet:
+        _report_stuck(progress, stuck)
+        return False  # LoadGen's objects are left alone: the process ends without freeing them
+    lg.DestroyQSL(qsl)
+    lg.DestroySUT(lg_sut)
+    return _all_gone(sut.threads, 2.0)
+
+
+def _report_stuck(progress: Progress, stuck: list[threading.Thread]) -> None:
+    names = ", ".join(t.name for t in stuck) or "a completion inside LoadGen"
+    msg = f"the SUT did not stop within {SUT_STOP_TIMEOUT_S:g} s after the test ({names} still running); the worker leaves without it"
+    print(f"labconsole worker: {msg}", file=sys.stderr)
+    import traceback
+
+    frames = sys._current_frames()
+    for t in stuck:
+        frame = frames.get(t.ident) if t.ident is not None else None
+        if frame is not None:
+            print(f"{t.name}, most recent call last:\n" + "".join(traceback.format_stack(frame)).rstrip(), file=sys.stderr)
+    sys.stderr.flush()
+    progress.send({"event": "warning", "message": msg})
 
 
 def _loadgen_version() -> str:
@@ -227,6 +352,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--progress-fd", type=int, default=None)
     ap.add_argument("--parent-pid", type=int, default=None)
     args = ap.parse_args(argv)
+    # A native crash (LoadGen, a SUT's extension) then leaves every thread's Python stack on
+    # stderr, which the console writes to worker.log.
+    faulthandler.enable(file=sys.stderr, all_threads=True)
     die_with_parent(args.parent_pid)
     with open(args.config, encoding="utf-8") as fh:
         cfg = json.load(fh)
