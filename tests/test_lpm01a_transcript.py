@@ -1,4 +1,5 @@
-"""LPM01A driver transcripts: each command the driver writes and each reply, nothing left over."""
+"""LPM01A driver transcripts: each command the driver writes and each reply, nothing left over
+(a scripted serial port: labconsole.testing.serial_port)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,49 @@ import math
 
 import numpy as np
 import pytest
-from lpm01a_fakes import COMPLETED, ScriptedLpm01a, ScriptedSerial, ack, setup_script, teardown_script
 
 from labconsole.samples.batch import ERROR, GAP, OK
 from labconsole.sources.base import SourceError
+from labconsole.sources.lpm01a import Lpm01aOptions, Lpm01aSource
+from labconsole.testing.serial_port import ScriptedSerial
+from labconsole.testing.transcript import TIMEOUT
+
+
+def ack(command: str, payload: str = "") -> bytes:
+    """The board's acknowledgement, spelled out here (not with the driver's own encoder)."""
+    return b"\r\nPowerShield > ack " + command.encode() + (b" " + payload.encode() if payload else b"") + b"\r\n\r\n"
+
+
+class ScriptedLpm01a(Lpm01aSource):
+    """The real driver, with the serial port replaced by a ScriptedSerial."""
+
+    def __init__(self, port: ScriptedSerial, **options):
+        options.setdefault("port", "/dev/fake-lpm01a")
+        super().__init__("dut", Lpm01aOptions(**options))
+        self.fake = port
+
+    def _make_port(self):
+        return self.fake
+
+    def assert_done(self) -> None:
+        """Every exchange happened; no reply bytes left unread, on the port or in the driver's buffer."""
+        self.fake.assert_done(buffered=self._rx)
+
+
+def setup_script(freq: str = "1k", output: str = "energy", fmt: str = "ascii_dec", volt: str = "3300m", extra_after_start: bytes = b"") -> list[tuple[bytes, bytes]]:
+    """MLPerf Tiny's set-up as the driver sends it with default options, each acknowledged."""
+    cmds = ["htc", "powershield", "version", "pwr off", "acqtime inf", "trigdelay 0", "trigsrc sw", "acqmode dyn", f"output {output}", f"format {fmt}", f"freq {freq}", f"volt {volt}", "pwr on nostatus", "start"]
+    payload = {"powershield": "PowerShield present 0038003B3436510D31353235", "version": "1.0.6"}
+    script = [(c.encode() + b"\r\n", ack(c, payload.get(c, ""))) for c in cmds]
+    script[-1] = (script[-1][0], script[-1][1] + extra_after_start)
+    return script
+
+
+COMPLETED = b"end\r\n\r\nPowerShield > Acquisition completed\r\n"
+
+
+def teardown_script() -> list[tuple[bytes, bytes]]:
+    return [(b"stop\r\n", COMPLETED), (b"pwr off\r\n", ack("pwr off")), (b"hrc\r\n", ack("hrc"))]
 
 
 def opened(script, **options) -> ScriptedLpm01a:
@@ -43,7 +83,7 @@ def test_setup_identify_read_and_teardown_exchange_exactly_these_lines():
     assert batch["uncertainty_w"] == pytest.approx(0.02 * batch["watts"])
     src.close()
     assert src.fake.closed
-    src.fake.assert_done(src)
+    src.assert_done()
 
 
 def test_current_mode_watts_are_amps_times_supply_volts():
@@ -56,7 +96,7 @@ def test_current_mode_watts_are_amps_times_supply_volts():
     caps = src.capabilities()
     assert caps.power_kind == "instant" and not caps.has_energy_counter and not caps.has_ranges
     src.close()
-    src.fake.assert_done(src)
+    src.assert_done()
 
 
 def test_capabilities_label_energy_mode_and_the_allowed_periods():
@@ -77,7 +117,7 @@ def test_optional_commands_are_sent_where_asked():
     script[6] = (b"trigsrc d7\r\n", ack("trigsrc d7"))
     src = opened(script + teardown_script(), frequency_hz=50000, output="current", format="bin_hexa", events="d7_falling", function_mode="high", trigger="d7", trigger_delay_ms=250)
     src.close()
-    src.fake.assert_done(src)
+    src.assert_done()
 
 
 def test_an_error_reply_names_the_command_and_the_boards_words():
@@ -88,7 +128,7 @@ def test_an_error_reply_names_the_command_and_the_boards_words():
         src.open()
     assert "'freq 1k'" in str(err.value) and "argument out of list" in str(err.value)
     assert src.fake.closed  # nothing more is sent after the refusal
-    src.fake.assert_done(src)
+    src.assert_done()
 
 
 def test_a_single_line_error_is_enough():
@@ -96,21 +136,21 @@ def test_a_single_line_error_is_enough():
     src = ScriptedLpm01a(ScriptedSerial(script), command_timeout_s=0.3)
     with pytest.raises(SourceError, match=r"refused 'version': Error: board busy"):
         src.open()
-    src.fake.assert_done(src)
+    src.assert_done()
 
 
 def test_silence_is_a_timeout_naming_the_command():
-    src = ScriptedLpm01a(ScriptedSerial([(b"htc\r\n", b"")]), command_timeout_s=0.2)
+    src = ScriptedLpm01a(ScriptedSerial([(b"htc\r\n", TIMEOUT)]), command_timeout_s=0.2)
     with pytest.raises(SourceError, match=r"no acknowledgement for 'htc' within 0.2 s"):
         src.open()
-    src.fake.assert_done(src)
+    src.assert_done()
 
 
 def test_an_ack_for_another_command_is_refused():
     src = ScriptedLpm01a(ScriptedSerial([(b"htc\r\n", ack("hrc"))]))
     with pytest.raises(SourceError, match=r"sent 'htc' but the board acknowledged 'hrc'"):
         src.open()
-    src.fake.assert_done(src)
+    src.assert_done()
 
 
 def test_identify_before_open_is_an_error():
@@ -122,18 +162,18 @@ def test_a_board_left_streaming_is_stopped_before_the_setup():
     port = ScriptedSerial([(b"stop\r\n", COMPLETED)] + setup_script() + teardown_script(), stream=b"1500-08\r\n" * 20)
     src = ScriptedLpm01a(port)
     src.open()
-    assert port.writes[:2] == [b"stop\r\n", b"htc\r\n"]
+    assert port.transcript.received[:2] == [b"stop\r\n", b"htc\r\n"]
     src.close()
-    port.assert_done(src)
+    src.assert_done()
 
 
 def test_teardown_without_completion_still_powers_off_and_releases():
-    script = setup_script() + [(b"stop\r\n", b""), (b"pwr off\r\n", ack("pwr off")), (b"hrc\r\n", ack("hrc"))]
+    script = setup_script() + [(b"stop\r\n", TIMEOUT), (b"pwr off\r\n", ack("pwr off")), (b"hrc\r\n", ack("hrc"))]
     src = opened(script, stop_timeout_s=0.2)
     with pytest.raises(SourceError, match="Acquisition completed"):
         src.close()
     assert src.fake.closed
-    src.fake.assert_done(src)
+    src.assert_done()
 
 
 def test_damaged_lines_are_counted_and_never_averaged():
@@ -156,7 +196,7 @@ def test_damaged_lines_are_counted_and_never_averaged():
     assert src.counters["protocol_errors"] == 4
     assert "hello there, not a sample" in src.unexpected_lines
     src.close()
-    src.fake.assert_done(src)
+    src.assert_done()
 
 
 def test_timestamp_lines_reveal_dropped_samples_as_gaps():
@@ -172,7 +212,7 @@ def test_timestamp_lines_reveal_dropped_samples_as_gaps():
     assert batch["mono_ns"][1000] - batch["mono_ns"][0] == 1000 * 1_000_000
     assert [e.kind for e in src.take_events()] == ["drop"]
     src.close()
-    src.fake.assert_done(src)
+    src.assert_done()
 
 
 def test_events_and_board_errors_become_a_side_channel():
@@ -184,7 +224,7 @@ def test_events_and_board_errors_become_a_side_channel():
     assert [(e.kind, e.text, e.sample_index) for e in events] == [("event", "event 01 fal", 1), ("event", "event 02 ris", 2)]
     assert events[0].mono_ns == batch["mono_ns"][0]  # at the sample it followed
     src.close()
-    src.fake.assert_done(src)
+    src.assert_done()
 
 
 def test_a_board_that_ends_the_acquisition_delivers_its_samples_then_fails():
@@ -195,7 +235,7 @@ def test_a_board_that_ends_the_acquisition_delivers_its_samples_then_fails():
     with pytest.raises(SourceError, match=r"ended the acquisition.*buffer overflow"):
         src.read(0.2)
     src.close()  # no stop: the board already stopped
-    src.fake.assert_done(src)
+    src.assert_done()
 
 
 def test_binary_stream_with_timestamps():
@@ -210,18 +250,18 @@ def test_binary_stream_with_timestamps():
     assert batch["amps"] == pytest.approx([0x2A0 / 16**5] * 5)
     assert np.all(np.diff(batch["mono_ns"]) == 20_000)
     src.close()
-    src.fake.assert_done(src)
+    src.assert_done()
 
 
 def test_silence_while_acquiring_raises_instead_of_hanging():
-    src = opened(setup_script() + [(b"stop\r\n", b""), (b"pwr off\r\n", b""), (b"hrc\r\n", b"")], stall_timeout_s=0.3, command_timeout_s=0.3)
+    src = opened(setup_script() + [(b"stop\r\n", TIMEOUT), (b"pwr off\r\n", TIMEOUT), (b"hrc\r\n", TIMEOUT)], stall_timeout_s=0.3, command_timeout_s=0.3)
     assert src.read(0.1) == []
     with pytest.raises(SourceError, match="sent nothing for"):
         for _ in range(20):
             src.read(0.1)
     with pytest.raises(SourceError):
         src.close()
-    src.fake.assert_done(src)
+    src.assert_done()
 
 
 def test_a_version_on_the_line_after_its_ack_is_taken_too():
@@ -230,4 +270,4 @@ def test_a_version_on_the_line_after_its_ack_is_taken_too():
     src = opened(script + teardown_script())
     assert src.identify().firmware == "1.0.6"
     src.close()
-    src.fake.assert_done(src)
+    src.assert_done()

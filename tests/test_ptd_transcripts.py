@@ -1,5 +1,5 @@
 """Transcript tests of the `ptd` driver: every command it sends and every reply, in order,
-against a scripted peer on loopback TCP; anything left over fails."""
+against a scripted peer on loopback TCP (labconsole.testing.tcp); anything left over fails."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ from labconsole.sources.ptd import (
     parse_watts,
     probe,
 )
-from ptd_peer import CLOSE, SILENT, ScriptedPeer
+from labconsole.testing.tcp import ScriptedServer
+from labconsole.testing.transcript import CLOSE, GARBAGE, TIMEOUT
 
 # A real Identify reply (mlcommons/inference_results_v3.1, gloria_highend server.json), with
 # an OS field that holds a comma, as uname strings can.
@@ -50,17 +51,17 @@ def close_script(v: str = "300.000000", a: str = "0.500000") -> list:
     return [("Stop", STOPPING), (f"SR,V,{v}", "Range V changed"), (f"SR,A,{a}", "Range A changed")]
 
 
-def make(peer: ScriptedPeer, **opts) -> PtdSource:
+def make(peer: ScriptedServer, **opts) -> PtdSource:
     o = {"port": peer.port, "mark_prefix": "t", "timeout_s": 1.0, "connect_timeout_s": 2.0, **opts}
     return PtdSource("wall", PtdOptions(**o), sample_interval_s=0.05)
 
 
 @pytest.fixture
 def peers():
-    made: list[ScriptedPeer] = []
+    made: list[ScriptedServer] = []
 
     def factory(*connections):
-        p = ScriptedPeer(*connections)
+        p = ScriptedServer(*connections)
         made.append(p)
         return p
 
@@ -143,7 +144,7 @@ def test_open_identify_capabilities_close(peers):
     assert caps.channels == ("main",) and caps.ranges_rounded_by_meter and caps.has_ranges and caps.auto_range
     assert caps.voltage_ranges[-1] == 600.0 and caps.accuracy is not None and caps.update_periods_s == (0.05,)
     src.close()
-    peer.assert_complete()
+    peer.assert_done()
 
 
 def test_rl_fallback_to_plain_rl_and_invalid_samples(peers):
@@ -170,7 +171,7 @@ def test_rl_fallback_to_plain_rl_and_invalid_samples(peers):
     assert abs(s["wall_ns"][2] - time.time_ns()) < 30e9
     assert src.read(0.5) == []  # the remembered command is plain RL: "Last 0 samples"
     src.close()
-    peer.assert_complete()
+    peer.assert_done()
     assert src.counters["invalid"] == 1
 
 
@@ -181,7 +182,7 @@ def test_rl_fallback_to_dc_rl(peers):
     src.open()
     assert read_until(src, 1)["main"]["watts"][0] == 5.0
     src.close()
-    peer.assert_complete()
+    peer.assert_done()
 
 
 def test_multichannel_rl_all_channels(peers):
@@ -198,7 +199,7 @@ def test_multichannel_rl_all_channels(peers):
     got = read_until(src, 1)
     assert sorted(got) == ["ch1", "ch2", "ch3"] and got["ch2"]["watts"][0] == 90.97 and got["ch3"]["volts"][0] == 120.75
     src.close()
-    peer.assert_complete()
+    peer.assert_done()
 
 
 def test_multichannel_selected_channels(peers):
@@ -214,7 +215,7 @@ def test_multichannel_selected_channels(peers):
     got = read_until(src, 1)
     assert list(got) == ["ch2"] and got["ch2"]["watts"][0] == 20.0
     src.close()
-    peer.assert_complete()
+    peer.assert_done()
 
 
 def test_set_ranges_auto_and_mlperf_values_read_back(peers):
@@ -234,7 +235,7 @@ def test_set_ranges_auto_and_mlperf_values_read_back(peers):
     with pytest.raises(SourceError, match="refused the current range 99.000000: 'Error in parameter'"):
         src.set_ranges(amps=99)
     src.close()
-    peer.assert_complete()
+    peer.assert_done()
 
 
 def test_phases_go_with_marks_and_summaries(peers):
@@ -279,7 +280,7 @@ def test_phases_go_with_marks_and_summaries(peers):
     assert [float(b.samples["watts"][0]) for b in reader_got] == [10.0, 11.0]  # the tail drained at Stop reached the phase
     assert "PTD Watts avg 23.493 W" in summary["message"] and "uncertainty avg 0.63 %" in summary["message"]
     src.close()
-    peer.assert_complete()
+    peer.assert_done()
 
 
 # --- refusals, garbage, hangs --------------------------------------------------------------------
@@ -290,7 +291,7 @@ def test_not_a_ptdaemon(peers):
     src = make(peer)
     with pytest.raises(SourceError, match="is not a PTDaemon"):
         src.open()
-    peer.assert_complete()
+    peer.assert_done()
 
 
 def test_temperature_daemon_refused(peers):
@@ -298,21 +299,21 @@ def test_temperature_daemon_refused(peers):
     peer = peers([("Hello", "Hello, PTDaemon here!"), ("Identify", temp)])
     with pytest.raises(SourceError, match="serves a temperature sensor"):
         make(peer).open()
-    peer.assert_complete()
+    peer.assert_done()
 
 
 def test_go_refused(peers):
     peer = peers(open_script()[:-1] + [("Go,50,0,t_standby", "Error: analyzer not ready")])
     with pytest.raises(SourceError, match="refused to start a measurement.*Error: analyzer not ready"):
         make(peer).open()
-    peer.assert_complete()
+    peer.assert_done()
 
 
 def test_identify_garbage(peers):
     peer = peers([("Hello", "Hello, PTDaemon here!"), ("Identify", "Yokogawa,,,")])
     with pytest.raises(SourceError, match="cannot read PTDaemon's identity"):
         make(peer).open()
-    peer.assert_complete()
+    peer.assert_done()
 
 
 def test_garbage_sample_line_is_an_invalid_sample(peers):
@@ -325,7 +326,7 @@ def test_garbage_sample_line_is_an_invalid_sample(peers):
     assert list(s["status"]) == [OK, ERROR, OK] and list(np.diff(s["wall_ns"]) > 0) == [True, True]
     assert src.counters["garbage_lines"] == 1
     src.close()
-    peer.assert_complete()
+    peer.assert_done()
 
 
 def test_garbage_header_breaks_the_connection(peers):
@@ -337,17 +338,17 @@ def test_garbage_header_breaks_the_connection(peers):
     with pytest.raises(SourceError, match="not connected"):
         src.read(0.2)
     src.close()  # nothing is sent on a broken connection
-    peer.assert_complete()
+    peer.assert_done()
 
 
 def test_non_ascii_bytes(peers):
-    peer = peers(open_script() + [("RL,*,*", b"\xff\xfe\x00garbage\r\n")])
+    peer = peers(open_script() + [("RL,*,*", GARBAGE)])
     src = make(peer)
     src.open()
     with pytest.raises(SourceError, match="garbage instead of reply to 'RL,\\*,\\*'"):
         read_until(src, 1)
     src.close()
-    peer.assert_complete()
+    peer.assert_done()
 
 
 def test_truncated_reply_keeps_what_arrived_then_reconnects(peers):
@@ -369,7 +370,7 @@ def test_truncated_reply_keeps_what_arrived_then_reconnects(peers):
     assert [float(b.samples["watts"][0]) for b in src.read(0.1)] == [11.0]
     assert src.counters["reconnects"] == 1
     src.close()
-    peer.assert_complete()
+    peer.assert_done()
 
 
 def test_unsolicited_line_is_a_protocol_error(peers):
@@ -379,11 +380,11 @@ def test_unsolicited_line_is_a_protocol_error(peers):
     with pytest.raises(SourceError, match="unexpected data before 'RL,\\*,\\*'"):
         src.read(1.0)
     src.close()
-    peer.assert_complete()
+    peer.assert_done()
 
 
 def test_daemon_that_stops_answering_times_out(peers):
-    peer = peers(open_script() + [("RL,*,*", SILENT)])
+    peer = peers(open_script() + [("RL,*,*", TIMEOUT)])
     src = make(peer, timeout_s=0.5)
     src.open()
     t0 = time.monotonic()
@@ -391,7 +392,7 @@ def test_daemon_that_stops_answering_times_out(peers):
         read_until(src, 1)
     assert time.monotonic() - t0 < 30  # a hang detector, not a speed target
     src.close()
-    peer.assert_complete()
+    peer.assert_done()
 
 
 def test_daemon_that_drops_the_connection(peers):
@@ -401,7 +402,7 @@ def test_daemon_that_drops_the_connection(peers):
     with pytest.raises(SourceError, match="closed the connection"):
         read_until(src, 1)
     src.close()
-    peer.assert_complete()
+    peer.assert_done()
 
 
 def test_clock_offset_of_a_remote_host(peers):
@@ -419,23 +420,23 @@ def test_clock_offset_of_a_remote_host(peers):
     assert 2.2 < off < 2.5  # a lower bound: the sample was 20 ms old, plus the trip (slow on a loaded machine)
     assert abs(int(got["wall_ns"][-1]) - time.time_ns()) < 1e9  # mapped onto our clock
     src.close()
-    peer.assert_complete()
+    peer.assert_done()
 
 
 def test_probe_for_discovery(peers):
     peer = peers([("Hello", "Hello, PTDaemon here!"), ("Identify", IDENTIFY)])
     d = probe(peer.address, timeout_s=2)
-    peer.assert_complete()
+    peer.assert_done()
     assert (d.driver, d.address, d.model, d.serial, d.status) == ("ptd", peer.address, "YokogawaWT310E", "C2YK12023V", "available")
     assert d.profile_snippet["driver"] == "ptd" and d.profile_snippet["options"] == {"host": "127.0.0.1", "port": peer.port}
-    silent = peers([("Hello", SILENT)])
+    silent = peers([("Hello", TIMEOUT)])
     d = PtdSource.discover({"ptd": [silent.address], "timeout_s": 0.5})[0]
     assert d.status == "busy" and "one client at a time" in d.detail
     other = peers([("Hello", "220 smtp ready")])
     d = probe(other.address, 2)
     assert d.status == "error" and "not a PTDaemon" in d.detail
     port = other.port
-    other.assert_complete()
+    other.assert_done()
     silent.stop()
     assert probe(f"127.0.0.1:{port}", 1).status == "error"  # nothing listens any more
     assert probe("no-port-here:xx").status == "error"
@@ -455,7 +456,7 @@ def test_nothing_unread_is_not_an_error_and_ptd_timestamps_kept_as_they_are(peer
     assert int(s["wall_ns"][0]) == parse_ptd_time("07-06-2023 00:12:00.447")  # MLPerf's way: PTD's clock as is
     assert src.clock_offset_s() < -1e8  # ... while the offset still says how far off it is
     src.close()
-    peer.assert_complete()
+    peer.assert_done()
 
 
 def test_phase_summary_warns_about_a_clock_offset_over_400_ms(peers):
@@ -477,7 +478,7 @@ def test_phase_summary_warns_about_a_clock_offset_over_400_ms(peers):
     assert summary["warning"] and -1.5 < summary["clock_offset_s"] < -0.9
     assert "above the 400 ms MLPerf allows" in summary["message"]
     src.close()
-    peer.assert_complete()
+    peer.assert_done()
 
 
 DUMMY = "Dummy,1000,1,1,1,1,1,1,0,version=9.9.9-1fee1ded-20161226,OS=Linux,mode=power,1,1,1,0,0,no_cal_date,SPECpower's Dummy Analyzer v1.0"
@@ -518,7 +519,7 @@ def test_procedure_sends_mlperf_raw_ranges_to_a_meter_without_a_range_table(peer
     assert chosen["read_back"] == {"volts": 150.0, "amps": 0.2, "auto_v": False, "auto_a": False}
     assert any(e.kind == "result" and "fixed ranges 150 V / 0.2 A" in e.message for e in seen)
     src.close()
-    peer.assert_complete()
+    peer.assert_done()
 
 
 def test_procedure_fails_when_ptd_picks_another_range_than_the_table(peers):
@@ -533,7 +534,7 @@ def test_procedure_fails_when_ptd_picks_another_range_than_the_table(peers):
         proc._choose_ranges()
     assert any(e.kind == "error" and "reads back 300 V / 5 A" in e.message for e in seen)
     src.close()
-    peer.assert_complete()
+    peer.assert_done()
 
 
 def test_error_reply_to_rl_drops_the_connection_and_reconnect_changes_no_range(peers):
@@ -547,4 +548,4 @@ def test_error_reply_to_rl_drops_the_connection_and_reconnect_changes_no_range(p
     src.close()  # what the recorder does: nothing may be sent (no Stop, no range restore) ...
     src.open()  # ... and a fresh measurement starts
     src.close()
-    peer.assert_complete()
+    peer.assert_done()

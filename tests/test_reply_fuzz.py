@@ -40,7 +40,7 @@ from labconsole.sources.ptd import (
     parse_watts,
 )
 from labconsole.sources.yokogawa import YokogawaSource
-from visa_transcript import expected_protocol
+from labconsole.testing.visa import expected_protocol
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
@@ -138,22 +138,18 @@ def wt310e():
     with expected_protocol(YokogawaSource, wt300_open(), sample_interval_s=0.1) as src:
         src.open()
         yield src
-        src._res.exchanges.clear()
-        src._res._pending = None
+        src._res.forget_rest()
 
 
 def _read_one(src: YokogawaSource, eesr: str, values: str | None):
     src._last_update_mono = None  # no pause for the next update: every call polls once
     src._garbled = 0
     res = src._res
-    res.exchanges.append((":STATus:EESR?", eesr))
-    if values is not None:
-        res.exchanges.append((":NUMeric:NORMal:VALue?", values))
+    res.transcript.extend([(":STATus:EESR?", eesr)] + ([(":NUMeric:NORMal:VALue?", values)] if values is not None else []))
     try:
         return src.read(0.0)
     finally:
-        res.exchanges.clear()
-        res._pending = None
+        res.forget_rest()
 
 
 tried = {"scpi": 0, "scpi_status": 0, "ptd_lines": 0, "ptd_replies": 0, "powershield": 0}

@@ -9,7 +9,8 @@ import pytest
 from labconsole.samples.batch import ERROR, NO_DATA, OK, OVERRANGE
 from labconsole.sources.base import SourceError
 from labconsole.sources.yokogawa import MeterError, YokogawaSource, parse_reading
-from visa_transcript import ScriptedResource, expected_protocol, visa_timeout
+from labconsole.testing.transcript import TIMEOUT
+from labconsole.testing.visa import ScriptedResource, expected_protocol
 
 OK_ERR = '0,"No error"'
 IDN_WT310E = "YOKOGAWA,WT310E,C2PH13047V,F1.04"
@@ -370,7 +371,7 @@ def test_wt210_uses_the_wt200_command_set():
 
 
 def test_a_meter_that_stops_answering_raises_source_error():
-    transcript = wt300_open() + [(":STATus:EESR?", visa_timeout())]
+    transcript = wt300_open() + [(":STATus:EESR?", TIMEOUT)]
     with expected_protocol(YokogawaSource, transcript, options={"timeout_s": 0.5}, sample_interval_s=0.1) as src:
         src.open()
         with pytest.raises(SourceError, match=r"did not answer ':STATus:EESR\?' within 0.5 s"):
