@@ -86,7 +86,8 @@ def parse_source_spec(spec: str) -> tuple[str, dict[str, Any]]:
     return what, out
 
 
-def _kv(items: list[str], flag: str) -> dict[str, str]:
+def parse_key_values(items: list[str], flag: str) -> dict[str, str]:
+    """KEY=VALUE items (a SUT's options) as a dict; `flag` names them in the error."""
     out = {}
     for item in items:
         k, sep, v = item.partition("=")
@@ -186,7 +187,7 @@ def _headless(wiz, args: argparse.Namespace, out, err) -> int:
             _print_issues(issues, err)
             return EXIT_USAGE
     try:
-        sut_options = _kv(args.sut_option, "--sut-option") if args.sut_option else None
+        sut_options = parse_key_values(args.sut_option, "--sut-option") if args.sut_option else None
     except ValueError as exc:
         err(str(exc))
         return EXIT_USAGE
@@ -295,7 +296,7 @@ def _ask_source(wiz, ask: _Asker, pick: str) -> bool:
     ask.out(f"  {offer.label}")
     ask.out("  what it measures: " + "; ".join(f"{k} = {v}" for k, v in SCOPE_HELP.items()))
     while True:
-        name = ask.ask("  name", wiz._unique_name(offer.suggested_name))
+        name = ask.ask("  name", wiz.unique_name(offer.suggested_name))
         scope = ask.ask("  measures (" + "/".join(SCOPES) + ")", offer.suggested_scope)
         try:
             issues = wiz.add_source(pick, name=name, scope=scope)
@@ -309,12 +310,9 @@ def _ask_source(wiz, ask: _Asker, pick: str) -> bool:
 
 def _ask_primary(wiz, ask: _Asker) -> None:
     names = [str(s.name) for s in wiz.sources]
-    current = names[wiz._primary_index() or 0]
+    current = names[wiz.primary_index() or 0]
     while True:
-        primary = ask.ask("Which source gives the metric (primary)", current)
-        if primary in names:
-            for s in wiz.sources:
-                s.primary = True if str(s.name) == primary else None
+        if wiz.set_primary(ask.ask("Which source gives the metric (primary)", current)):
             return
         ask.err(f"one of: {', '.join(names)}")
 
