@@ -14,7 +14,7 @@ import pytest
 from conftest import FIXTURES, SIM_PROFILE, write_profile
 from labconsole import events as ev
 from labconsole.session.decimate import minmax_columns, minmax_pairs
-from labconsole.session.live import SeriesHistory, qps_series
+from labconsole.session.live import SeriesHistory, qps_over_phases, qps_series
 from labconsole.samples.ring import ChannelRing
 from labconsole.samples.batch import empty_batch
 
@@ -138,6 +138,18 @@ def test_qps_is_completed_per_second_over_a_window():
     assert len(t) == 30
     assert np.allclose(q, 500.0)
     assert qps_series(w[:1], c[:1])[0].size == 0
+
+
+def test_qps_over_phases_puts_them_in_time_order_with_a_gap_between():
+    w = (np.arange(0, 11) * 100_000_000).astype(np.int64)
+    c = np.arange(0, 11) * 50
+    later = (w + 60 * 1_000_000_000, c * 2)
+    t, q = qps_over_phases({"testing": later, "ranging": (w, c), "idle": (w[:0], c[:0])})
+    assert len(t) == len(q) == 2 * (10 + 1)
+    assert np.all(np.diff(t) > 0)  # ranging first, although testing came first in the dict
+    assert np.isnan(q[10]) and np.isnan(q[-1])  # a gap after each phase, not a ramp into the next
+    assert np.allclose(q[:10], 500.0) and np.allclose(q[11:21], 1000.0)
+    assert qps_over_phases({})[0].size == 0
 
 
 # --- replay -------------------------------------------------------------------------------------------
@@ -336,3 +348,15 @@ def test_guided_calibration_run_retry_skip_next_and_the_rest():
     assert g.done.is_set() and not t.is_alive()
     assert [cal.results[k].status for k in "abcd"] == ["pass", "skip", "pass", "pass"]
     assert sum(1 for e in bus.history if e.kind in (ev.STEP, ev.WARNING)) == 5
+
+
+def test_results_of_an_mlperf_folder_for_the_results_screen():
+    from labconsole.session.results import load_results
+
+    data = load_results(MLPERF)
+    assert data["record"].kind == "mlperf" and data["report"]["scenario"] == "Offline"
+    assert data["checks"] and data["power"]
+    assert data["qps"][0].size == 0  # MLPerf result folders hold no progress series
+    t0, t1 = data["window"]
+    assert t0 < t1
+    assert [name for _, name in data["marks"]] and data["marks"] == sorted(data["marks"])

@@ -129,13 +129,24 @@ def _timeline_log(events: list[dict]) -> str:
     return "\n".join(out) + ("\n" if out else "")
 
 
-def export_mlperf(bundle: str | Path, out_dir: str | Path) -> ExportResult:
-    from labconsole.mlperf.checks.rules import bundle_events
+@dataclass
+class _Staging:
+    """The folder being written (renamed into place when complete) and the sha1 of each file
+    written, listed as power-dev's client.json and server.json list them."""
 
-    record = open_run(bundle)
+    root: Path
+    client: dict[str, str] = field(default_factory=dict)
+    server: dict[str, str] = field(default_factory=dict)
+
+    def write(self, rel: str, text: str, hashes: dict[str, str]) -> None:
+        (self.root / rel).write_text(text, encoding="utf-8", newline="\n")
+        hashes[rel] = sha1_file(self.root / rel)
+
+
+def _check_exportable(record: RunRecord, bundle: str | Path, out: Path) -> None:
+    """Raise ExportError before anything is written if the export cannot be done."""
     if record.kind != "bundle":
         raise ExportError(f"{bundle}: already an MLPerf result folder; export reads labconsole bundles")
-    out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ExportError(f"{out}: exists and is not an empty folder; choose a new folder (nothing is ever overwritten)")
     if out.resolve().is_relative_to(record.path.resolve()):
@@ -143,105 +154,130 @@ def export_mlperf(bundle: str | Path, out_dir: str | Path) -> ExportResult:
     testing = record.phases.get("testing")
     if testing is None or testing.samples is None or testing.detail is None:
         raise ExportError(f"{bundle}: no testing phase with samples and LoadGen logs to export")
+
+
+def _write_phase(stage: _Staging, record: RunRecord, phase: str, sub: str, session: str, notes: list[str]) -> None:
+    """`ranging/` or `run_1/`: LoadGen's logs byte for byte, and the primary source's spl.txt."""
+    ph = record.phases.get(phase)
+    if ph is None:
+        notes.append(f"{sub}/: the bundle has no {phase} phase")
+        return
+    (stage.root / sub).mkdir()
+    lg = record.path / "data" / phase / "loadgen"
+    for name in ("mlperf_log_detail.txt", "mlperf_log_summary.txt"):
+        src = lg / name
+        if src.is_file() and not _inside(src, record.path):
+            notes.append(f"{sub}/{name}: not copied, {src} leads out of the bundle (a link)")
+        elif src.is_file():
+            shutil.copyfile(src, stage.root / sub / name)
+            stage.client[f"{sub}/{name}"] = sha1_file(stage.root / sub / name)
+        else:
+            notes.append(f"{sub}/{name}: not in the bundle")
     prim = record.primary_source
+    frame = ph.samples[ph.samples["source"] == prim] if ph.samples is not None else None
+    if frame is None or len(frame) == 0:
+        notes.append(f"{sub}/spl.txt: no samples of the primary source {prim} in {phase}")
+        return
+    if frame["channel"].nunique() > 1:
+        notes.append(
+            f"{sub}/spl.txt: {prim} has {frame['channel'].nunique()} channels, merged by index as power-dev merges analyzers;"
+            " read back, the average of the sums may differ from labconsole's sum of channel averages"
+        )
+    begin = ph.detail.power_begin_ns if ph.detail is not None else None
+    lines, moved = spl_lines(frame, f"{session}_{'testing' if phase == 'testing' else 'ranging'}", begin)
+    if moved:
+        notes.append(f"{sub}/spl.txt: {moved} sample(s) recorded less than 1 ms after power_begin stamped 1 ms later, to stay inside the window")
+    # PTD's files end with an empty line (power-dev reference §2.4)
+    stage.write(f"{sub}/spl.txt", "\n".join(lines) + "\n\n", stage.server)
+
+
+def _write_ptd_logs(stage: _Staging, record: RunRecord, notes: list[str]) -> None:
+    """power/ptd_logs.txt: the bundle's PTD transcripts, one `Analyzer <n>` section each."""
+    transcripts = sorted(p for p in (record.path / "data").rglob("ptd*") if p.is_file() and p.suffix in (".txt", ".log") and _inside(p, record.path))
+    if not transcripts:
+        notes.append("power/ptd_logs.txt: not written, the bundle holds no PTD transcript")
+        return
+    parts = [f"Analyzer {i}\n" + p.read_text(encoding="utf-8", errors="replace") for i, p in enumerate(transcripts, start=1)]
+    stage.write("power/ptd_logs.txt", "".join(parts), stage.server)
+
+
+def _summaries(stage: _Staging, record: RunRecord, events: list[dict], session: str) -> tuple[dict, dict]:
+    """client.json and server.json in power-dev's schema, as far as the bundle's data allows."""
+    prim = record.primary_source
+    spans = _phase_spans(events)
+    phases = {ph: [[spans[ph][0]] * 2, [spans[ph][0]] * 2, [spans[ph][1]] * 2, [spans[ph][1]] * 2] for ph in PHASE_FOLDERS if ph in spans}
+    found = next((s for s in (record.environment.get("sources") or []) if isinstance(s, dict) and s.get("name") == prim), {})
+    ident = found.get("identity") or {}
+    model = str(ident.get("model", ""))
+    device_type = next((v for k, v in SUPPORTED_MODEL.items() if k.lower() == ("yokogawa" + model.replace(" ", "")).lower()), None)
+    run_id = str(record.run_info.get("id") or "")
+    base = {
+        "version": "1.0",
+        "timezone": 0,
+        "modules": {},
+        "sources": {},
+        "messages": [],
+        "uuid": {"client": run_id, "server": run_id},
+        "session_name": session,
+        "phases": phases,
+        "labconsole": {
+            "official": False,
+            "note": NOT_OFFICIAL,
+            "bundle": str(record.path),
+            "run_id": run_id,
+            "primary_source": prim,
+            "phases_note": "phase stamps are the console's phase start/end (wall clock, seconds); the monotonic column repeats the wall clock",
+        },
+    }
+    client = dict(base, results=dict(sorted(stage.client.items())))
+    server = dict(
+        base,
+        results=dict(sorted(stage.server.items())),
+        ptd_messages=[],
+        ptd_config=[{"command": [], "device_type": device_type, "interface_flag": None, "dc_flag": None, "device_port": ident.get("address"), "channel": None, "identity": ident, "driver": found.get("driver")}],
+    )
+    return client, server
+
+
+def _readme(record: RunRecord, session: str, notes: list[str]) -> str:
+    run_id = str(record.run_info.get("id") or "")
+    readme = [NOT_OFFICIAL, "", f"bundle: {record.path}", f"run id: {run_id}", f"session name: {session}", f"primary source: {record.primary_source}", "", "notes:"]
+    readme += [f"- {n}" for n in notes]
+    return "\n".join(readme) + "\n"
+
+
+def export_mlperf(bundle: str | Path, out_dir: str | Path) -> ExportResult:
+    from labconsole.mlperf.checks.rules import bundle_events
+
+    record = open_run(bundle)
+    out = Path(out_dir)
+    _check_exportable(record, bundle, out)
     session = _session_name(record)
     res = ExportResult(out, session_name=session)
     events = bundle_events(record)
-    tmp = out.with_name(out.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    # Everything is written to a sibling folder and renamed into place at the end: a failed
+    # export leaves nothing behind.
+    stage = _Staging(out.with_name(out.name + ".partial"))
+    if stage.root.exists():
+        shutil.rmtree(stage.root)
     try:
-        (tmp / "power").mkdir(parents=True)
-        results_client: dict[str, str] = {}
-        results_server: dict[str, str] = {}
+        (stage.root / "power").mkdir(parents=True)
         for phase, sub in PHASE_FOLDERS.items():
-            ph = record.phases.get(phase)
-            if ph is None:
-                res.notes.append(f"{sub}/: the bundle has no {phase} phase")
-                continue
-            (tmp / sub).mkdir()
-            lg = record.path / "data" / phase / "loadgen"
-            for name in ("mlperf_log_detail.txt", "mlperf_log_summary.txt"):
-                src = lg / name
-                if src.is_file() and not _inside(src, record.path):
-                    res.notes.append(f"{sub}/{name}: not copied, {src} leads out of the bundle (a link)")
-                elif src.is_file():
-                    shutil.copyfile(src, tmp / sub / name)
-                    results_client[f"{sub}/{name}"] = sha1_file(tmp / sub / name)
-                else:
-                    res.notes.append(f"{sub}/{name}: not in the bundle")
-            frame = ph.samples[ph.samples["source"] == prim] if ph.samples is not None else None
-            if frame is None or len(frame) == 0:
-                res.notes.append(f"{sub}/spl.txt: no samples of the primary source {prim} in {phase}")
-                continue
-            if frame["channel"].nunique() > 1:
-                res.notes.append(
-                    f"{sub}/spl.txt: {prim} has {frame['channel'].nunique()} channels, merged by index as power-dev merges analyzers;"
-                    " read back, the average of the sums may differ from labconsole's sum of channel averages"
-                )
-            begin = ph.detail.power_begin_ns if ph.detail is not None else None
-            lines, moved = spl_lines(frame, f"{session}_{'testing' if phase == 'testing' else 'ranging'}", begin)
-            if moved:
-                res.notes.append(f"{sub}/spl.txt: {moved} sample(s) recorded less than 1 ms after power_begin stamped 1 ms later, to stay inside the window")
-            # PTD's files end with an empty line (power-dev reference §2.4)
-            (tmp / sub / "spl.txt").write_text("\n".join(lines) + "\n\n", encoding="utf-8", newline="\n")
-            results_server[f"{sub}/spl.txt"] = sha1_file(tmp / sub / "spl.txt")
-        (tmp / "power" / "client.log").write_text(_timeline_log(events), encoding="utf-8", newline="\n")
-        results_client["power/client.log"] = sha1_file(tmp / "power" / "client.log")
-        transcripts = sorted(p for p in (record.path / "data").rglob("ptd*") if p.is_file() and p.suffix in (".txt", ".log") and _inside(p, record.path))
-        if transcripts:
-            parts = []
-            for i, p in enumerate(transcripts, start=1):
-                parts.append(f"Analyzer {i}\n" + p.read_text(encoding="utf-8", errors="replace"))
-            (tmp / "power" / "ptd_logs.txt").write_text("".join(parts), encoding="utf-8", newline="\n")
-            results_server["power/ptd_logs.txt"] = sha1_file(tmp / "power" / "ptd_logs.txt")
-        else:
-            res.notes.append("power/ptd_logs.txt: not written, the bundle holds no PTD transcript")
+            _write_phase(stage, record, phase, sub, session, res.notes)
+        stage.write("power/client.log", _timeline_log(events), stage.client)
+        _write_ptd_logs(stage, record, res.notes)
         res.notes.append("power/server.log: not written, there was no power-dev server")
-        spans = _phase_spans(events)
-        phases = {ph: [[spans[ph][0]] * 2, [spans[ph][0]] * 2, [spans[ph][1]] * 2, [spans[ph][1]] * 2] for ph in PHASE_FOLDERS if ph in spans}
-        found = next((s for s in (record.environment.get("sources") or []) if isinstance(s, dict) and s.get("name") == prim), {})
-        ident = found.get("identity") or {}
-        model = str(ident.get("model", ""))
-        device_type = next((v for k, v in SUPPORTED_MODEL.items() if k.lower() == ("yokogawa" + model.replace(" ", "")).lower()), None)
-        run_id = str(record.run_info.get("id") or "")
-        base = {
-            "version": "1.0",
-            "timezone": 0,
-            "modules": {},
-            "sources": {},
-            "messages": [],
-            "uuid": {"client": run_id, "server": run_id},
-            "session_name": session,
-            "phases": phases,
-            "labconsole": {
-                "official": False,
-                "note": NOT_OFFICIAL,
-                "bundle": str(record.path),
-                "run_id": run_id,
-                "primary_source": prim,
-                "phases_note": "phase stamps are the console's phase start/end (wall clock, seconds); the monotonic column repeats the wall clock",
-            },
-        }
-        client = dict(base, results=dict(sorted(results_client.items())))
-        server = dict(
-            base,
-            results=dict(sorted(results_server.items())),
-            ptd_messages=[],
-            ptd_config=[{"command": [], "device_type": device_type, "interface_flag": None, "dc_flag": None, "device_port": ident.get("address"), "channel": None, "identity": ident, "driver": found.get("driver")}],
-        )
+        client, server = _summaries(stage, record, events, session)
         for name, obj in (("client.json", client), ("server.json", server)):
-            (tmp / "power" / name).write_text(json.dumps(obj, indent=4) + "\n", encoding="utf-8")
+            (stage.root / "power" / name).write_text(json.dumps(obj, indent=4) + "\n", encoding="utf-8")
         res.notes.append("client.json/server.json: no power-dev messages, source checksums or PTD messages (none exist for this run)")
         res.notes.append("spl.txt: values with 6 decimals and times with milliseconds, as PTD writes them")
-        readme = [NOT_OFFICIAL, "", f"bundle: {record.path}", f"run id: {run_id}", f"session name: {session}", f"primary source: {prim}", "", "notes:"]
-        readme += [f"- {n}" for n in res.notes]
-        (tmp / "README-labconsole.txt").write_text("\n".join(readme) + "\n", encoding="utf-8")
+        (stage.root / "README-labconsole.txt").write_text(_readme(record, session, res.notes), encoding="utf-8")
         if out.exists():
             out.rmdir()
-        tmp.rename(out)
+        stage.root.rename(out)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(stage.root, ignore_errors=True)
         raise
     res.files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     return res

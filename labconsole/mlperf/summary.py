@@ -1,8 +1,20 @@
-"""A run's `summary.json`: MLPerf's figures and the checks, computed from what was recorded."""
+"""What MLPerf's figures and checks say about one recording: the `summary.json` a run writes,
+and the one-line headline the catalogue of recordings shows."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+from labconsole.bundle.reader import RunRecord, open_run
+from labconsole.mlperf import metrics
+from labconsole.mlperf.checks import rules as checks
+
+
+def evaluate(root: str | Path) -> tuple[RunRecord, dict, list]:
+    """(record, report, check results) of the recording at `root` (slow: reads every sample,
+    and the manifest check hashes every file)."""
+    record = open_run(root)
+    return record, metrics.compute_report(record), checks.run_checks(record)
 
 
 def summarise(root: Path) -> tuple[dict, list[dict]]:
@@ -10,11 +22,20 @@ def summarise(root: Path) -> tuple[dict, list[dict]]:
 
     The manifest check is left out: the summary is written before the bundle is sealed.
     """
-    from labconsole.bundle.reader import open_run
-    from labconsole.mlperf import metrics
-    from labconsole.mlperf.checks import rules as checks
-
-    record = open_run(root)
-    report = metrics.compute_report(record)
-    check_list = [c.as_dict() for c in checks.run_checks(record) if c.name != "manifest"]
+    _, report, results = evaluate(root)
+    check_list = [c.as_dict() for c in results if c.name != "manifest"]
     return report, check_list
+
+
+def headline(root: Path) -> dict:
+    """A recording's metric and check verdicts, as the catalogue of recordings shows them."""
+    record, rep, results = evaluate(root)
+    counts = {s: sum(1 for r in results if r.status == s) for s in ("pass", "warn", "fail")}
+    m = rep.get("metric")
+    return {
+        "metric": f"{m['value']:.4g} {m['unit']}" if m else "-",
+        "checks": "fail" if counts["fail"] else ("warn" if counts["warn"] else "pass"),
+        "counts": counts,
+        "scenario": rep.get("scenario") or "?",
+        "status": record.exit_status if record.kind == "bundle" else "MLPerf",
+    }

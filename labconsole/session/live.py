@@ -153,6 +153,20 @@ def qps_series(wall_ns: np.ndarray, completed: np.ndarray, window_s: float = 1.0
     return t[i], q
 
 
+def qps_over_phases(progress: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """QPS over a whole run from each phase's (wall_ns, completed): the phases in time order,
+    a NaN between two of them so a plot shows a gap, not a ramp."""
+    ts, qs = [], []
+    for _, (w, c) in sorted(progress.items(), key=lambda kv: int(kv[1][0][0]) if len(kv[1][0]) else 0):
+        t, q = qps_series(w, c)
+        if len(t):
+            ts += [t, [t[-1] + 1e-6]]
+            qs += [q, [np.nan]]
+    if not ts:
+        return np.empty(0), np.empty(0)
+    return np.concatenate(ts), np.concatenate(qs)
+
+
 class LiveSession(ABC):
     """What the Run screen needs, whatever drives it (a run, a replay)."""
 

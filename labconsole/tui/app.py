@@ -372,7 +372,7 @@ class LabConsole(App[int]):
         self.start_run(None, None, guided=True)
 
     def _palette_replay_latest(self) -> None:
-        from labconsole.tui.screens.recordings import list_bundles
+        from labconsole.bundle.catalogue import list_bundles  # deferred: the first paint does without the readers
 
         def find() -> None:
             rows = list_bundles(Path(self.loaded.profile.recordings).expanduser())

@@ -10,7 +10,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widget import Widget
 from textual.widgets import Button, Static
 
-from labconsole.session.live import LiveSession, SeriesHistory, qps_series
+from labconsole.session.live import LiveSession, SeriesHistory, qps_over_phases
 from labconsole.tui.plot import Marker, Series
 
 import numpy as np
@@ -200,12 +200,4 @@ class LiveData:
         s = self.session
         if s is None:
             return np.empty(0), np.empty(0)
-        ts, qs = [], []
-        for phase, (w, c) in sorted(s.progress().items(), key=lambda kv: int(kv[1][0][0]) if len(kv[1][0]) else 0):
-            t, q = qps_series(w, c)
-            if len(t):
-                ts += [t, [t[-1] + 1e-6]]
-                qs += [q, [np.nan]]
-        if not ts:
-            return np.empty(0), np.empty(0)
-        return np.concatenate(ts), np.concatenate(qs)
+        return qps_over_phases(s.progress())

@@ -86,7 +86,8 @@ def parse_source_spec(spec: str) -> tuple[str, dict[str, Any]]:
     return what, out
 
 
-def _kv(items: list[str], flag: str) -> dict[str, str]:
+def parse_key_values(items: list[str], flag: str) -> dict[str, str]:
+    """KEY=VALUE items (a SUT's options) as a dict; `flag` names them in the error."""
     out = {}
     for item in items:
         k, sep, v = item.partition("=")
@@ -186,7 +187,7 @@ def _headless(wiz, args: argparse.Namespace, out, err) -> int:
             _print_issues(issues, err)
             return EXIT_USAGE
     try:
-        sut_options = _kv(args.sut_option, "--sut-option") if args.sut_option else None
+        sut_options = parse_key_values(args.sut_option, "--sut-option") if args.sut_option else None
     except ValueError as exc:
         err(str(exc))
         return EXIT_USAGE
@@ -248,59 +249,77 @@ class _Asker:
 
 
 def _interactive(wiz, args: argparse.Namespace, input_fn, out, err) -> int:
-    from labconsole.profile import SCOPES
-    from labconsole.wizard.setup_wizard import SCOPE_HELP, WizardError
-
+    """The four steps as questions; each is asked again until the wizard accepts the answers."""
     ask = _Asker(input_fn, out, err)
-    out("")
-    out("Step 1 of 4: sources. " + wiz.steps[0].help)
+    _ask_sources(wiz, ask)
+    _ask_workload(wiz, ask)
+    _ask_procedure(wiz, ask)
+    return _ask_save(wiz, ask, args)
+
+
+def _ask_sources(wiz, ask: _Asker) -> None:
+    ask.out("")
+    ask.out("Step 1 of 4: sources. " + wiz.steps[0].help)
     usable = [o for o in wiz.found if o.usable]
     default = "simulated" if not usable else ",".join(o.key for o in usable)
     while True:
         picks = [p.strip() for p in ask.ask("Which ones (numbers or names, separated by commas)", default).split(",") if p.strip()]
         if not picks:
-            err("pick at least one; 'simulated' works without hardware")
+            ask.err("pick at least one; 'simulated' works without hardware")
             continue
-        wiz.sources.clear()
-        ok = True
-        for p in picks:
-            try:
-                offer = wiz.offer(p)
-            except WizardError as exc:
-                err(str(exc))
-                ok = False
-                break
-            out(f"  {offer.label}")
-            out("  what it measures: " + "; ".join(f"{k} = {v}" for k, v in SCOPE_HELP.items()))
-            while True:
-                name = ask.ask("  name", wiz._unique_name(offer.suggested_name))
-                scope = ask.ask("  measures (" + "/".join(SCOPES) + ")", offer.suggested_scope)
-                try:
-                    issues = wiz.add_source(p, name=name, scope=scope)
-                except WizardError as exc:
-                    err(str(exc))
-                    ok = False
-                    break
-                if not issues:
-                    break
-                _print_issues(issues, err)
-            if not ok:
-                break
-        if ok:
+        if _ask_picked_sources(wiz, ask, picks):
             break
     if len(wiz.sources) > 1:
-        names = [str(s.name) for s in wiz.sources]
-        current = names[wiz._primary_index() or 0]
-        while True:
-            primary = ask.ask("Which source gives the metric (primary)", current)
-            if primary in names:
-                for s in wiz.sources:
-                    s.primary = True if str(s.name) == primary else None
-                break
-            err(f"one of: {', '.join(names)}")
+        _ask_primary(wiz, ask)
 
-    out("")
-    out("Step 2 of 4: workload. " + wiz.steps[1].help)
+
+def _ask_picked_sources(wiz, ask: _Asker, picks: list[str]) -> bool:
+    """Each pick's questions in turn; False at the first pick the wizard refuses (then the
+    whole list is asked again)."""
+    wiz.sources.clear()
+    for p in picks:
+        if not _ask_source(wiz, ask, p):
+            return False
+    return True
+
+
+def _ask_source(wiz, ask: _Asker, pick: str) -> bool:
+    """Name and scope of one picked source, asked until accepted; False if the pick is refused."""
+    from labconsole.profile import SCOPES
+    from labconsole.wizard.setup_wizard import SCOPE_HELP, WizardError
+
+    try:
+        offer = wiz.offer(pick)
+    except WizardError as exc:
+        ask.err(str(exc))
+        return False
+    ask.out(f"  {offer.label}")
+    ask.out("  what it measures: " + "; ".join(f"{k} = {v}" for k, v in SCOPE_HELP.items()))
+    while True:
+        name = ask.ask("  name", wiz.unique_name(offer.suggested_name))
+        scope = ask.ask("  measures (" + "/".join(SCOPES) + ")", offer.suggested_scope)
+        try:
+            issues = wiz.add_source(pick, name=name, scope=scope)
+        except WizardError as exc:
+            ask.err(str(exc))
+            return False
+        if not issues:
+            return True
+        _print_issues(issues, ask.err)
+
+
+def _ask_primary(wiz, ask: _Asker) -> None:
+    names = [str(s.name) for s in wiz.sources]
+    current = names[wiz.primary_index() or 0]
+    while True:
+        if wiz.set_primary(ask.ask("Which source gives the metric (primary)", current)):
+            return
+        ask.err(f"one of: {', '.join(names)}")
+
+
+def _ask_workload(wiz, ask: _Asker) -> None:
+    ask.out("")
+    ask.out("Step 2 of 4: workload. " + wiz.steps[1].help)
     while True:
         kind = ask.ask("Built-in SUT (matmul, null, sleep, python:MODULE:FUNCTION) or 'command' for your own harness", wiz.loadgen.get("sut"))
         if kind == "command":
@@ -319,32 +338,37 @@ def _interactive(wiz, args: argparse.Namespace, input_fn, out, err) -> int:
                 fields["expected_latency_ms"] = ask.ask("  expected latency per query in ms (auto = measure)", "auto")
         issues = wiz.set_workload(**fields)
         if not issues:
-            break
-        _print_issues(issues, err)
+            return
+        _print_issues(issues, ask.err)
 
-    out("")
-    out("Step 3 of 4: procedure. " + wiz.steps[2].help)
+
+def _ask_procedure(wiz, ask: _Asker) -> None:
+    ask.out("")
+    ask.out("Step 3 of 4: procedure. " + wiz.steps[2].help)
     while True:
         issues = wiz.set_procedure(
             idle_s=ask.ask("Idle baseline in seconds", wiz.procedure.get("idle_s")),
             ranging=ask.yes("Ranging pass first (MLPerf requires it)", bool(wiz.procedure.get("ranging", True))),
         )
         if not issues:
-            break
-        _print_issues(issues, err)
+            return
+        _print_issues(issues, ask.err)
 
-    out("")
-    out("Step 4 of 4: save. " + wiz.steps[3].help)
+
+def _ask_save(wiz, ask: _Asker, args: argparse.Namespace) -> int:
+    """The bench's name, the profile shown, and leave to overwrite an existing file."""
+    ask.out("")
+    ask.out("Step 4 of 4: save. " + wiz.steps[3].help)
     while True:
         issues = wiz.set_profile(name=ask.ask("Bench name", args.name or wiz.meta["name"]))
         if not issues:
             break
-        _print_issues(issues, err)
-    out("")
-    out(wiz.text())
+        _print_issues(issues, ask.err)
+    ask.out("")
+    ask.out(wiz.text())
     if wiz.path.exists() and not args.force:
         if not ask.yes(f"{wiz.path} exists. Overwrite it", False):
-            err("nothing written; choose another name or path")
+            ask.err("nothing written; choose another name or path")
             return EXIT_USAGE
         args.force = True
     return EXIT_OK

@@ -300,7 +300,7 @@ class SetupWizard:
         raise WizardError(f"nothing offered as {what!r} (choose one of: {choices})")
 
     # --- sources --------------------------------------------------------------------------------
-    def _unique_name(self, base: str) -> str:
+    def unique_name(self, base: str) -> str:
         names = {str(s.name) for s in self.sources}
         if base not in names:
             return base
@@ -350,7 +350,7 @@ class SetupWizard:
             primary = coerce_scalar(primary)
         choice = SourceChoice(
             offer_key=offer.key,
-            name=self._unique_name(offer.suggested_name) if name in (None, "") else str(name).strip(),
+            name=self.unique_name(offer.suggested_name) if name in (None, "") else str(name).strip(),
             driver=offer.driver,
             scope=offer.suggested_scope if scope in (None, "") else normalise_scope(scope),
             comment=comment,
@@ -373,7 +373,15 @@ class SetupWizard:
     def remove_source(self, name: str) -> None:
         self.sources = [s for s in self.sources if str(s.name) != name]
 
-    def _primary_index(self) -> int | None:
+    def set_primary(self, name: str) -> bool:
+        """Make the source called `name` the one the metric comes from; False if none is."""
+        if name not in [str(s.name) for s in self.sources]:
+            return False
+        for s in self.sources:
+            s.primary = True if str(s.name) == name else None
+        return True
+
+    def primary_index(self) -> int | None:
         if not self.sources:
             return None
         for i, s in enumerate(self.sources):
@@ -470,7 +478,7 @@ class SetupWizard:
         sources = self.sources
         if not sources and placeholder:
             sources = [SourceChoice("simulated", "placeholder", "simulated", "wall", "not chosen yet", options={})]
-        primary = self._primary_index() if self.sources else 0
+        primary = self.primary_index() if self.sources else 0
         for i, s in enumerate(sources):
             out.append(f"  # {s.comment}")
             out.append(_line(2, "- name", s.name))

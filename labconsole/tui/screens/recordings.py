@@ -7,7 +7,6 @@ are computed afterwards in a worker thread, one row at a time, and filled in as 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from rich.markup import escape
@@ -20,52 +19,6 @@ from textual.widgets import DataTable, Footer, Input, Static
 
 from labconsole.tui.format import status_markup, verdict_markup
 from labconsole.tui.widgets import TopBar
-
-
-def list_bundles(folder: Path) -> list[dict]:
-    """Bundles in `folder`, newest first, from their run.json only."""
-    rows = []
-    if not folder.is_dir():
-        return rows
-    for d in folder.iterdir():
-        run = d / "data" / "run.json"
-        if not d.is_dir() or not run.exists():
-            continue
-        try:
-            info = json.loads(run.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            info = {}
-        rows.append(
-            {
-                "path": d,
-                "start": str(info.get("start") or d.name[:20]),
-                "profile": str((info.get("profile") or {}).get("name") or "?"),
-                "scenario": str(info.get("scenario") or "?"),
-                "status": str(info.get("exit_status") or "?"),
-            }
-        )
-    rows.sort(key=lambda r: (r["start"], r["path"].name), reverse=True)
-    return rows
-
-
-def summarise(path: Path) -> dict:
-    """Metric and check verdicts of one recording (slow: reads and hashes everything)."""
-    from labconsole.mlperf import metrics as analysis
-    from labconsole.mlperf.checks import rules as checks
-    from labconsole.bundle.reader import open_run
-
-    record = open_run(path)
-    rep = analysis.compute_report(record)
-    results = checks.run_checks(record)
-    counts = {s: sum(1 for r in results if r.status == s) for s in ("pass", "warn", "fail")}
-    m = rep.get("metric")
-    return {
-        "metric": f"{m['value']:.4g} {m['unit']}" if m else "-",
-        "checks": "fail" if counts["fail"] else ("warn" if counts["warn"] else "pass"),
-        "counts": counts,
-        "scenario": rep.get("scenario") or "?",
-        "status": record.exit_status if record.kind == "bundle" else "MLPerf",
-    }
 
 
 class RecordingsScreen(Screen):
@@ -131,16 +84,19 @@ class RecordingsScreen(Screen):
         """List (run.json only), post the rows, then summarise each row (slow) and post that."""
         from textual.worker import get_current_worker
 
+        # Deferred, as in every worker here: the readers and the checks are not needed for the first paint.
+        from labconsole.bundle.catalogue import list_bundles, opened_row
+        from labconsole.mlperf.summary import headline
+
         worker = get_current_worker()
-        extra = [{"path": Path(p), "start": "", "profile": "(opened by path)", "scenario": "?", "status": "?"} for p in extra_paths]
-        rows = extra + list_bundles(folder)
+        rows = [opened_row(Path(p)) for p in extra_paths] + list_bundles(folder)
         self.post_message(self.Listed(rows))
         for r in rows:
             if worker.is_cancelled:
                 return
             key = str(r["path"])
             try:
-                self.post_message(self.Summary(key, summarise(Path(key))))
+                self.post_message(self.Summary(key, headline(Path(key))))
             except Exception as exc:  # noqa: BLE001 - a broken recording is a row that says so
                 self.post_message(self.Summary(key, None, f"{type(exc).__name__}: {exc}"))
 
@@ -272,15 +228,9 @@ class RecordingsScreen(Screen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="open-path")
     def _check_path(self, text: str) -> None:
-        from labconsole.bundle.reader import RunOpenError, find_mlperf_performance_dir
+        from labconsole.bundle.catalogue import not_a_recording
 
-        path = Path(text)
-        try:
-            ok = path.is_dir() and ((path / "data" / "run.json").exists() or find_mlperf_performance_dir(path) is not None)
-            error = None if ok else f"{path}: not a bundle or an MLPerf power result folder"
-        except (RunOpenError, OSError) as exc:
-            error = str(exc)
-        self.app.call_from_thread(self._path_checked, text, error)
+        self.app.call_from_thread(self._path_checked, text, not_a_recording(Path(text)))
 
     def _path_checked(self, text: str, error: str | None) -> None:
         if error:

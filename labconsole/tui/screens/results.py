@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 from rich.markup import escape
 from rich.table import Table
 from textual import work
@@ -21,47 +20,6 @@ from textual.widgets import Footer, Static
 from labconsole.tui.format import num, status_markup, verdict_markup
 from labconsole.tui.plot import Marker, Series, Span, TimePlot
 from labconsole.tui.widgets import TopBar
-
-
-def load_results(path: Path) -> dict:
-    """Everything the screen shows, computed off the UI loop."""
-    from labconsole.mlperf import metrics as analysis
-    from labconsole.mlperf.checks import rules as checks
-    from labconsole.bundle.reader import open_run
-    from labconsole.session.live import qps_series
-    from labconsole.session.replay import recorded_progress
-    from labconsole.sources.replay import recorded_samples
-
-    record = open_run(path)
-    report = analysis.compute_report(record)
-    check_list = checks.run_checks(record)
-    power = []
-    for (src, ch), arr in recorded_samples(record).items():
-        ok = arr["status"] == 0
-        power.append((src if ch == "main" else f"{src}/{ch}", arr["wall_ns"] / 1e9, np.where(ok, arr["watts"], np.nan)))
-    qt, qy = [], []
-    for _, (w, c) in sorted(recorded_progress(record).items(), key=lambda kv: int(kv[1][0][0])):
-        t, q = qps_series(w, c)
-        if len(t):
-            qt += [t, [t[-1] + 1e-6]]
-            qy += [q, [np.nan]]
-    marks = []
-    for name, ph in record.phases.items():
-        if ph.samples is not None and len(ph.samples):
-            marks.append(Marker(float(ph.samples["wall_ns"].min()) / 1e9, name))
-    window = None
-    t = record.phases.get("testing")
-    if t is not None and t.detail is not None and t.detail.power_begin_ns is not None:
-        window = (t.detail.power_begin_ns / 1e9, t.detail.power_end_ns / 1e9)
-    return {
-        "record": record,
-        "report": report,
-        "checks": check_list,
-        "power": power,
-        "qps": (np.concatenate(qt), np.concatenate(qy)) if qt else (np.empty(0), np.empty(0)),
-        "marks": sorted(marks, key=lambda m: m.t),
-        "window": window,
-    }
 
 
 class ResultsScreen(Screen):
@@ -98,6 +56,8 @@ class ResultsScreen(Screen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="results")
     def _load(self) -> None:
+        from labconsole.session.results import load_results  # deferred: the first paint does without the readers
+
         try:
             data = load_results(self.path)
         except Exception as exc:  # noqa: BLE001 - shown on the screen
@@ -163,8 +123,9 @@ class ResultsScreen(Screen):
         xr = None
         if data["power"] and any(len(t) for _, t, _ in data["power"]):
             xr = (origin, max(float(t[-1]) for _, t, _ in data["power"] if len(t)))
-        qps_plot.show([Series("QPS", qt, qy, color="#58a6ff")] if len(qt) else [], xr, origin=origin, y_floor=0.0, markers=data["marks"], spans=spans)
-        self.query_one("#res-power", TimePlot).show([Series(lbl, t, y) for lbl, t, y in data["power"]], xr, origin=origin, markers=data["marks"], spans=spans)
+        marks = [Marker(t, name) for t, name in data["marks"]]
+        qps_plot.show([Series("QPS", qt, qy, color="#58a6ff")] if len(qt) else [], xr, origin=origin, y_floor=0.0, markers=marks, spans=spans)
+        self.query_one("#res-power", TimePlot).show([Series(lbl, t, y) for lbl, t, y in data["power"]], xr, origin=origin, markers=marks, spans=spans)
 
     def action_back(self) -> None:
         self.app.pop_screen()

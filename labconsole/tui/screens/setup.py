@@ -387,14 +387,12 @@ class SetupScreen(Screen):
                 return issues
         if len(w.sources) > 1:
             primary = self.query_one("#setup-primary", Select).value
-            names = [str(s.name) for s in w.sources]
-            if isinstance(primary, str) and primary in names:
-                for s in w.sources:
-                    s.primary = True if str(s.name) == primary else None
+            if isinstance(primary, str):
+                w.set_primary(primary)
         return w.issues("sources")
 
     def _apply_workload(self) -> list:
-        from labconsole.wizard.init_command import _kv
+        from labconsole.wizard.init_command import parse_key_values
 
         v = self._values()
         kind = v["wl-type"]
@@ -405,7 +403,7 @@ class SetupScreen(Screen):
             fields.update(command=v["wl-command"] or "", loadgen_logs=v["wl-logs"] or "")
         else:
             opts = v["wl-sut-options"] or ""
-            fields.update(sut=v["wl-sut"] or "", sut_options=_kv(opts.replace(",", " ").split(), "SUT options") if opts.strip() else {})
+            fields.update(sut=v["wl-sut"] or "", sut_options=parse_key_values(opts.replace(",", " ").split(), "SUT options") if opts.strip() else {})
             if scenario in ("Offline", "Server"):
                 fields["target_qps"] = v["wl-qps"] or "auto"
             else:
