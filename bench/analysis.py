@@ -25,7 +25,7 @@ import numpy as np
 
 from bench.core import ROOT, ChildCpu, Context, Result, alternate, median
 from bench.synthetic import _value_table
-from labconsole.workload.loadgen_log import format_power_time
+from labconsole.instruments.ptd import format_power_time
 from labconsole.samples.batch import SAMPLE_DTYPE
 
 TARGET_S = 1.0

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from labconsole.workload.loadgen_log import format_power_time
+from labconsole.instruments.ptd import format_power_time
 from labconsole.samples.streams import SampleStreamWriter
 from labconsole.samples.batch import empty_batch
 

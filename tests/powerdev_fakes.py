@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from labconsole.workload.loadgen_log import format_power_time
+from labconsole.instruments.ptd import format_power_time
 from labconsole.mlperf.powerdev import RESULT_FILES, format_spl_line
 from mlperf_fakes import write_detail_log
 

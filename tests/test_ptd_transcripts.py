@@ -10,20 +10,19 @@ import time
 import numpy as np
 import pytest
 
-from labconsole.samples.batch import ERROR, NO_DATA, OK
-from labconsole.sources.base import SourceError
-from labconsole.sources.ptd import (
-    PtdOptions,
-    PtdSource,
-    format_ptd_time,
+from labconsole.instruments.ptd import (
+    WattsReply,
+    format_power_time,
     parse_identify,
-    parse_ptd_time,
+    parse_power_time,
     parse_ranges,
     parse_sample_line,
     parse_uncertainty,
     parse_watts,
-    probe,
 )
+from labconsole.samples.batch import ERROR, NO_DATA, OK
+from labconsole.sources.base import SourceError
+from labconsole.sources.ptd import PtdOptions, PtdSource, probe
 from labconsole.testing.tcp import ScriptedServer
 from labconsole.testing.transcript import CLOSE, GARBAGE, TIMEOUT
 
@@ -113,16 +112,18 @@ def test_parse_replies_and_lines():
     for bad in ("Ranges,0,0.5,0", "Range,0,0.5,0,300", "Ranges,0,x,0,300"):
         with pytest.raises(ValueError):
             parse_ranges(bad)
-    assert parse_watts("Watts,13.668084,9.995000,14.557000,751,14,737") == {"avg_w": 13.668084, "min_w": 9.995, "max_w": 14.557, "samples": 751, "errors": 14, "valid": 737}
-    u = parse_uncertainty("Uncertainty,-1.0,10000000.000000,0.000000,751,0,0,751")
+    w = parse_watts("Watts,13.668084,9.995000,14.557000,751,14,737")
+    assert w == WattsReply(13.668084, 9.995, 14.557, 751, 14, 737)
+    assert w.summary_dict() == {"avg_w": 13.668084, "min_w": 9.995, "max_w": 14.557, "samples": 751, "errors": 14, "valid": 737}
+    u = parse_uncertainty("Uncertainty,-1.0,10000000.000000,0.000000,751,0,0,751").summary_dict()
     assert u["avg"] == -1.0 and u["unknown"] == 751
     # The log-file form (Mark, ChN labels) from power-dev's unit tests parses too.
     t, groups = parse_sample_line(
         "Time,11-13-2020 22:38:59.240,Watts,272.930000,Volts,-1.000000,Amps,-1.000000,PF,-1.000000,Mark,notset,"
         "Ch1,Watts,91.060000,Volts,120.950000,Amps,0.832100,PF,0.938900,Ch2,Watts,90.970000,Volts,120.830000,Amps,0.802000,PF,0.938800"
     )
-    assert format_ptd_time(t) == "11-13-2020 22:38:59.240" and len(groups) == 3 and groups[2] == (90.97, 120.83, 0.802, 0.9388)
-    assert parse_ptd_time("07-06-2023 00:24:44.601") == 1688603084601000000  # month first, UTC
+    assert format_power_time(t) == "11-13-2020 22:38:59.240" and len(groups) == 3 and groups[2] == (90.97, 120.83, 0.802, 0.9388)
+    assert parse_power_time("07-06-2023 00:24:44.601") == 1688603084601000000  # month first, UTC
     for bad in ("Time,07-06-2023 00:24:44.601,Watts,1.0,Volts,2.0,Amps", "Time,13-06-2023 00:24:44.601,Watts,1,Volts,2,Amps,3,PF,1",
                 "Time,07-06-2023 00:24:44.601,Watts,nan,Volts,2,Amps,3,PF,1", "Foo,07-06-2023 00:24:44.601,Watts,1,Volts,2,Amps,3,PF,1"):
         with pytest.raises(ValueError):
@@ -167,7 +168,7 @@ def test_rl_fallback_to_plain_rl_and_invalid_samples(peers):
     assert s["uncertainty_w"][0] == pytest.approx(10.596 * 0.001 + 300 * 0.5 * 0.0005)
     # PTD's clock is years behind ours here: the offset says so, the samples are mapped to now.
     off = src.clock_offset_s()
-    assert off == pytest.approx((parse_ptd_time("07-06-2023 00:12:02.447") - time.time_ns()) / 1e9, abs=30)
+    assert off == pytest.approx((parse_power_time("07-06-2023 00:12:02.447") - time.time_ns()) / 1e9, abs=30)
     assert abs(s["wall_ns"][2] - time.time_ns()) < 30e9
     assert src.read(0.5) == []  # the remembered command is plain RL: "Last 0 samples"
     src.close()
@@ -410,7 +411,7 @@ def test_clock_offset_of_a_remote_host(peers):
 
     def rl():
         t = time.time_ns() + ahead_ns - 20_000_000  # a sample taken 20 ms ago
-        return ["Last 1 sample", f"Time,{format_ptd_time(t)},Watts,10.000000,Volts,230.000000,Amps,0.050000,PF,0.870000"]
+        return ["Last 1 sample", f"Time,{format_power_time(t)},Watts,10.000000,Volts,230.000000,Amps,0.050000,PF,0.870000"]
 
     peer = peers(open_script() + [("RL,*,*", "Invalid number of parameters")] + [("RL", rl)] * 5 + close_script())
     src = make(peer)
@@ -453,7 +454,7 @@ def test_nothing_unread_is_not_an_error_and_ptd_timestamps_kept_as_they_are(peer
     src.open()
     assert src.read(0.5) == [] and src.read(0.5) == []
     s = read_until(src, 1)["main"]
-    assert int(s["wall_ns"][0]) == parse_ptd_time("07-06-2023 00:12:00.447")  # MLPerf's way: PTD's clock as is
+    assert int(s["wall_ns"][0]) == parse_power_time("07-06-2023 00:12:00.447")  # MLPerf's way: PTD's clock as is
     assert src.clock_offset_s() < -1e8  # ... while the offset still says how far off it is
     src.close()
     peer.assert_done()
@@ -462,7 +463,7 @@ def test_nothing_unread_is_not_an_error_and_ptd_timestamps_kept_as_they_are(peer
 def test_phase_summary_warns_about_a_clock_offset_over_400_ms(peers):
     def rl():
         t = time.time_ns() - 900_000_000  # the PTD host is 0.9 s behind
-        return ["Last 1 sample", f"Time,{format_ptd_time(t)},Watts,10.000000,Volts,230.000000,Amps,0.050000,PF,0.870000"]
+        return ["Last 1 sample", f"Time,{format_power_time(t)},Watts,10.000000,Volts,230.000000,Amps,0.050000,PF,0.870000"]
 
     script = open_script() + [("RL,*,*", "Invalid number of parameters"), ("RL", rl),
                               ("Watts", "Watts,10.000000,10.000000,10.000000,1,0,1"), ("Uncertainty", "Uncertainty,0.002000,0.002000,0.002000,1,0,1,0"),

@@ -16,6 +16,7 @@ second copy of the parser.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 
@@ -25,20 +26,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from labconsole.instruments import powershield as ps
-from labconsole.recorder import SegmentStats
-from labconsole.samples.batch import GAP, OK, SAMPLE_DTYPE, now_ns
-from labconsole.sources.base import SourceError
-from labconsole.sources.lpm01a import Lpm01aOptions, Lpm01aSource, _StreamClock
-from labconsole.sources.ptd import (
+from labconsole.instruments.ptd import (
     INVALID,
-    PtdOptions,
-    PtdSource,
     parse_identify,
     parse_ranges,
     parse_sample_line,
     parse_uncertainty,
     parse_watts,
 )
+from labconsole.recorder import SegmentStats
+from labconsole.samples.batch import GAP, OK, SAMPLE_DTYPE, now_ns
+from labconsole.sources.base import SourceError
+from labconsole.sources.lpm01a import Lpm01aOptions, Lpm01aSource, _StreamClock
+from labconsole.sources.ptd import PtdOptions, PtdSource
 from labconsole.sources.yokogawa import YokogawaSource
 from labconsole.testing.visa import expected_protocol
 
@@ -297,7 +297,7 @@ def test_ptd_replies_parse_or_raise_a_clear_value_error(reply):
         if parse is parse_ranges:
             assert all(math.isfinite(g.amps) and math.isfinite(g.volts) for g in got)
         elif parse in (parse_watts, parse_uncertainty):
-            assert all(math.isfinite(v) for v in got.values())
+            assert all(math.isfinite(v) for v in dataclasses.astuple(got))
 
 
 # --- the PowerShield stream, above the parser (already fuzzed in test_powershield.py) ---------------------

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from labconsole.instruments.ptd import parse_power_time
 from labconsole.workload.loadgen_log import (
     DetailLog,
     LoadGenLogError,
     SummaryLog,
     decode_lines,
     parse_detail_log,
-    parse_power_time,
     parse_summary_log,
 )
 from labconsole.samples.batch import NO_DATA, OK

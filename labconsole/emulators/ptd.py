@@ -3,8 +3,9 @@
 It takes SPEC's command line (`-l LOGFILE -p PORT [-c CHANNELS] [-D] [-b BOARD] [-B BAUD]
 [-n|-g|-y|-U] DEVICE_TYPE DEVICE_PORT`), so anything that launches PTDaemon (power-dev's
 server included) can launch it; it answers Hello, Identify, RR, SR, Go, Stop, RL / RL,*,* /
-DC-RL, Watts and Uncertainty with PTD's reply strings, prints PTD-style console lines and
-writes a PTD-style `-l` log, so MLPerf-style folders built from it look right. It is NOT a
+DC-RL, Watts and Uncertainty with PTD's reply strings (`labconsole.instruments.ptd`, which the
+`ptd` driver reads them with), prints PTD-style console lines and writes a PTD-style `-l` log,
+so MLPerf-style folders built from it look right. It is NOT a
 measurement: the readings come from `labconsole.instruments.load_model.LoadModel`, and the Identify reply
 says so (OS field `labconsole-emulator ...`, analyzer serial `EMU...`) while keeping PTD's field
 layout.
@@ -37,14 +38,39 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from labconsole.emulators.registry import listen_tcp
 from labconsole.instruments.load_model import LoadModel, utilisation_arg, utilisation_source
+from labconsole.instruments.ptd import (
+    GO_MAX_SAMPLES,
+    HELLO_REPLY,
+    INVALID_GROUP,
+    INVALID_PARAMETER_COUNT,
+    NO_MEASUREMENT_REPLY,
+    PTD_MODELS,
+    READ_ALL,
+    READ_ALL_DC,
+    READ_ALL_MULTICHANNEL,
+    STOP_REPLY,
+    UNKNOWN_COMMAND,
+    UNKNOWN_RANGES,
+    UNKNOWN_UNCERTAINTY_MIN,
+    Group,
+    MeterSpec,
+    RangeGroup,
+    UncertaintyReply,
+    WattsReply,
+    console_line,
+    format_identify,
+    format_ranges,
+    format_sample_line,
+    go_reply,
+    log_message_line,
+    range_changed_reply,
+    samples_header,
+)
 from labconsole.instruments.ranges import OVERRANGE_FACTOR, AutoRanger, pick_range
-from labconsole.sources.ptd import PTD_MODELS, MeterSpec
 
 PTD_VERSION = "1.11.1"
 PTD_CRC = "00000000"  # no SPEC build: a CRC of zeros
 PTD_BUILD_DATE = "20260101"
-MAX_SAMPLES = 500000  # PTD's reply always names this maximum
-HELLO = "Hello, PTDaemon here!"
 MAX_COMMAND_BYTES = 64 * 1024
 
 
@@ -100,19 +126,10 @@ class PtdEmulatorOptions(BaseModel):
     default_interval_ms: int = Field(1000, ge=10, le=3_600_000)
     min_interval_ms: int = Field(10, ge=1, le=3_600_000, description="Go intervals below this are refused")
     uncertainty_limit_pct: float = Field(1.0, gt=0, le=100)
-    max_samples: int = Field(MAX_SAMPLES, ge=1, le=10_000_000)
+    max_samples: int = Field(GO_MAX_SAMPLES, ge=1, le=10_000_000)
 
 
 Options = PtdEmulatorOptions  # checked by the profile loader for a source's `emulator:` block
-
-
-def ptd_time(ns: int) -> str:
-    secs, rest = divmod(int(ns), 1_000_000_000)
-    return time.strftime("%m-%d-%Y %H:%M:%S", time.gmtime(secs)) + f".{rest // 1_000_000:03d}"
-
-
-def _group(g: tuple[float, float, float, float]) -> str:
-    return "Watts,%.6f,Volts,%.6f,Amps,%.6f,PF,%.6f" % g
 
 
 def _nr3(x: float) -> str:
@@ -127,13 +144,10 @@ def _nr3(x: float) -> str:
     return f"{x:.1f}E{exp:+03d}"
 
 
-INVALID_GROUP = (-1.0, -1.0, -1.0, -1.0)
-
-
 @dataclass
 class Sample:
     t_ns: int  # the emulated PTD host's clock
-    groups: list[tuple[float, float, float, float]]  # multichannel: the sum first, then each element
+    groups: list[Group]  # multichannel: the sum first, then each element
     valid: bool
     uncertainty: float | None  # fraction of the reading; None = unknown
     rampup: bool = False
@@ -192,9 +206,9 @@ class PtdEmulator:
         return time.time_ns() + int(self.opts.clock_offset_ms * 1e6)
 
     def console(self, message: str, level: str | None = None, log: bool = False) -> None:
-        stamp = ptd_time(self.now_ns())
+        now = self.now_ns()
         text = f"{level}: {message}" if level else message
-        line = f"{stamp}: {text}"
+        line = console_line(now, text)
         # The client thread and the sampling thread both report: one line at a time, or a
         # print() from each can interleave mid-line (and the checker reads these lines).
         with self._console_lock:
@@ -204,7 +218,7 @@ class PtdEmulator:
             if self._console_sink is not None:
                 self._console_sink(line)
         if log or level in ("ERROR", "WARNING"):
-            self._log(f"Time,{stamp},{level or 'NOTICE'},{message}")
+            self._log(log_message_line(now, level or "NOTICE", message))
 
     def _log(self, line: str) -> None:
         if self._log_fh is not None:
@@ -220,10 +234,9 @@ class PtdEmulator:
 
     def identify_reply(self) -> str:
         os_text = re.sub(r"[,\r\n]", " ", f"labconsole-emulator ({platform.system()} {platform.release()})")
-        return (
-            f"{self.device.model},{self.opts.default_interval_ms},1,1,1,1,0,1,1,"
-            f"version={PTD_VERSION}-{PTD_CRC}-{PTD_BUILD_DATE},OS={os_text},mode=power,"
-            f"1,1,{self.device.elements},0,0,{self.opts.calibration_date},{self.idn.replace(',', ';')}"
+        return format_identify(
+            self.device.model, self.opts.default_interval_ms, PTD_VERSION, PTD_CRC, PTD_BUILD_DATE, os_text,
+            self.device.elements, self.opts.calibration_date, self.idn.replace(",", ";"),
         )
 
     # --- life cycle --------------------------------------------------------------------------------
@@ -392,10 +405,7 @@ class PtdEmulator:
         return Sample(t, groups, not invalid, uncertainty), messages
 
     def _log_line(self, s: Sample, mark: str) -> str:
-        head = f"Time,{ptd_time(s.t_ns)},{_group(s.groups[0])},Mark,{mark}"
-        if not self.device.multichannel:
-            return head
-        return head + "," + ",".join(f"Ch{k},{_group(g)}" for k, g in enumerate(s.groups[1:], start=1))
+        return format_sample_line(s.t_ns, s.groups, mark)
 
     # --- the protocol ------------------------------------------------------------------------------
     def _serve(self) -> None:
@@ -472,7 +482,7 @@ class PtdEmulator:
         head = parts[0]
         try:
             if command == "Hello":
-                return [HELLO]
+                return [HELLO_REPLY]
             if command == "Identify":
                 return [self.identify_reply()]
             if head == "RR":
@@ -483,7 +493,7 @@ class PtdEmulator:
                 return [self._go(parts)]
             if command == "Stop":
                 return [self._stop_measurement()]
-            if head in ("RL", "DC-RL"):
+            if head in (READ_ALL, READ_ALL_DC):
                 return self._rl(command, parts)
             if command == "Watts":
                 return [self._watts()]
@@ -491,21 +501,21 @@ class PtdEmulator:
                 return [self._uncertainty()]
         except _Reply as r:
             return [str(r)]
-        return ["Unknown command"]
+        return [UNKNOWN_COMMAND]
 
     def _rr(self, parts: list[str]) -> str:
-        def group(k: int) -> str:
-            return f"{int(self.auto_a)},{self.a_rangers[k].current:.6f},{int(self.auto_v)},{self.v_rangers[k].current:.6f}"
+        def group(k: int) -> RangeGroup:
+            return RangeGroup(int(self.auto_a), self.a_rangers[k].current, int(self.auto_v), self.v_rangers[k].current)
 
         if len(parts) > 2:
-            raise _Reply("Invalid number of parameters")
+            raise _Reply(INVALID_PARAMETER_COUNT)
         with self._lock:
             if len(parts) == 2 and parts[1] != "*":
-                return "Ranges," + group(self._channel(parts[1]))
+                return format_ranges([group(self._channel(parts[1]))])
             groups = [group(k) for k in range(self.device.elements)]
             if self.device.multichannel:  # PTD >= 1.4.3 puts the sum channel first [unverified values]
-                groups.insert(0, "-1,-1.000000,-1,-1.000000")
-            return "Ranges," + ",".join(groups)
+                groups.insert(0, UNKNOWN_RANGES)
+            return format_ranges(groups)
 
     def _channel(self, text: str) -> int:
         try:
@@ -520,7 +530,7 @@ class PtdEmulator:
 
     def _sr(self, parts: list[str]) -> str:
         if len(parts) not in (3, 4):
-            raise _Reply("Invalid number of parameters")
+            raise _Reply(INVALID_PARAMETER_COUNT)
         quantity, value = parts[1], parts[2].strip()
         if quantity not in ("V", "A"):
             raise _Reply(f"Error in parameter: {quantity!r} is neither V nor A")
@@ -553,11 +563,11 @@ class PtdEmulator:
                     self.auto_a = False
                 msg = f"{word} range set to {chosen:.6f}{quantity}"
         self.console(msg)
-        return f"Range {quantity} changed"
+        return range_changed_reply(quantity)
 
     def _go(self, parts: list[str]) -> str:
         if len(parts) not in (3, 4):
-            raise _Reply("Invalid number of parameters")
+            raise _Reply(INVALID_PARAMETER_COUNT)
         try:
             ms, rampup = int(parts[1]), int(parts[2])
         except ValueError:
@@ -573,46 +583,42 @@ class PtdEmulator:
             self._meas = Measurement(ms / 1000.0, mark, rampup, time.monotonic() + ms / 1000.0)
             self._lock.notify_all()
         self.console(f"Go with mark '{mark}'")
-        return f"Starting untimed measurement, maximum {self.opts.max_samples} samples at {ms}ms with {rampup} rampup samples"
+        return go_reply(ms, rampup, self.opts.max_samples)
 
     def _stop_measurement(self) -> str:
         with self._lock:
             m = self._meas
             if m is None or not m.running:
-                raise _Reply("Error: no measurement to stop")
+                raise _Reply(NO_MEASUREMENT_REPLY)
             m.running = False
         self.console("Completed test")
-        return "Stopping untimed measurement"
+        return STOP_REPLY
 
     def _rl(self, command: str, parts: list[str]) -> list[str]:
-        if (command == "DC-RL") != self.opts.dc:
-            return ["Unknown command"]
-        if command == "RL,*,*" and not self.device.multichannel:
-            return ["Invalid number of parameters"]
-        if len(parts) > 3 or (len(parts) == 3 and command != "RL,*,*"):
-            return ["Invalid number of parameters"]
+        if (command == READ_ALL_DC) != self.opts.dc:
+            return [UNKNOWN_COMMAND]
+        if command == READ_ALL_MULTICHANNEL and not self.device.multichannel:
+            return [INVALID_PARAMETER_COUNT]
+        if len(parts) > 3 or (len(parts) == 3 and command != READ_ALL_MULTICHANNEL):
+            return [INVALID_PARAMETER_COUNT]
         newest: int | None = None
         if len(parts) == 2 and parts[1] != "*":
             try:
                 newest = int(parts[1])
             except ValueError:
                 return ["Error in parameter: RL,<count>"]
-        all_channels = command == "RL,*,*"
+        all_channels = command == READ_ALL_MULTICHANNEL
         with self._lock:
             m = self._meas
             if m is None:
-                return ["Last 0 samples"]  # [unverified]: PTD's reply before any Go
+                return [samples_header(0)]  # [unverified]: PTD's reply before any Go
             if newest is not None:
                 chosen = m.samples[max(0, len(m.samples) - newest) :]
             else:
                 chosen = m.samples[m.unread :]
             m.unread = len(m.samples)
-        lines = []
-        for s in chosen:
-            groups = s.groups if all_channels else s.groups[:1]
-            lines.append(f"Time,{ptd_time(s.t_ns)}," + ",".join(_group(g) for g in groups))
-        n = len(lines)
-        return [f"Last {n} sample{'' if n == 1 else 's'}"] + lines
+        lines = [format_sample_line(s.t_ns, s.groups if all_channels else s.groups[:1]) for s in chosen]
+        return [samples_header(len(lines))] + lines
 
     def _counted(self) -> list[Sample]:
         m = self._meas
@@ -624,8 +630,8 @@ class PtdEmulator:
         watts = [s.groups[0][0] for s in samples if s.valid]
         errors = len(samples) - len(watts)
         if not watts:  # [unverified]: PTD's reply with no valid sample
-            return f"Watts,-1.000000,-1.000000,-1.000000,{len(samples)},{errors},0"
-        return "Watts,%.6f,%.6f,%.6f,%d,%d,%d" % (sum(watts) / len(watts), min(watts), max(watts), len(samples), errors, len(watts))
+            return WattsReply(-1.0, -1.0, -1.0, len(samples), errors, 0).reply()
+        return WattsReply(sum(watts) / len(watts), min(watts), max(watts), len(samples), errors, len(watts)).reply()
 
     def _uncertainty(self) -> str:
         with self._lock:
@@ -635,8 +641,8 @@ class PtdEmulator:
         over = sum(1 for u in known if u > limit)
         unknown = len(samples) - len(known)
         if not known:  # observed in a real ranging log: avg -1.0, min 1e7, max 0
-            return f"Uncertainty,-1.0,10000000.000000,0.000000,{len(samples)},0,0,{unknown}"
-        return "Uncertainty,%.6f,%.6f,%.6f,%d,%d,%d,%d" % (sum(known) / len(known), min(known), max(known), len(samples), over, len(known) - over, unknown)
+            return UncertaintyReply(-1.0, UNKNOWN_UNCERTAINTY_MIN, 0.0, len(samples), 0, 0, unknown).reply()
+        return UncertaintyReply(sum(known) / len(known), min(known), max(known), len(samples), over, len(known) - over, unknown).reply()
 
 
 class _Reply(Exception):

@@ -2,21 +2,21 @@
 
 What the official tools expect, in one place: the compliance checker's constants
 (mlcommons/power-dev: compliance/check.py, byte-identical to mlcommons/inference:
-tools/submission/power/power_checker.py), PTD reply strings, the `ptd_logs.txt` line shape,
-the `spl.txt` sample line, and the replies whose fields we interpret (Identify, RR, Watts,
-Uncertainty). `checks_official` uses it to re-implement the checker; `bundle/export_mlperf`
-uses it to write the same formats.
+tools/submission/power/power_checker.py), the PTD replies it demands, its reading of Identify
+and RR, PTD's replies as recorded in server.json, client.log's NTP lines, and the `spl.txt`
+sample line. The PTD protocol itself (reply layout, sample and log lines, the time format) is
+`labconsole.instruments.ptd`. `mlperf.checks.official` uses this module to re-implement the
+checker; `mlperf.export` uses it to write the same formats.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from labconsole.workload.loadgen_log import format_power_time, parse_power_time
+from labconsole.instruments import ptd
 
 # --- the checker's constants (compliance/check.py at power-dev HEAD c4b3ad8) ------------------
 SUPPORTED_VERSION = ("1.11.1",)
@@ -36,11 +36,12 @@ SUPPORTED_MODEL = {
     "YokogawaWT330_DC": 586,
 }
 SUPPORTED_DEVICE_TYPES = frozenset(SUPPORTED_MODEL.values())
-REPLY_RANGE_A = "Range A changed"
-REPLY_RANGE_V = "Range V changed"
-REPLY_GO = "Starting untimed measurement, maximum 500000 samples at 1000ms with 0 rampup samples"
-REPLY_STOP = "Stopping untimed measurement"
-REPLY_STOP_IDLE = "Error: no measurement to stop"
+# The replies the checker demands to the letter (check_reply): PTD's, Go at MLPerf's 1 s without ramp-up.
+REPLY_RANGE_A = ptd.range_changed_reply("A")
+REPLY_RANGE_V = ptd.range_changed_reply("V")
+REPLY_GO = ptd.go_reply(1000)
+REPLY_STOP = ptd.STOP_REPLY
+REPLY_STOP_IDLE = ptd.NO_MEASUREMENT_REPLY
 COMMON_ERROR_RANGING = (
     "Can't evaluate uncertainty of this sample!",
     "Bad watts reading nan from ",
@@ -71,7 +72,6 @@ REQUIRED_POWER_FILES = ("client.json", "client.log", "ptd_logs.txt", "server.jso
 PROTOCOL_CLIENT_RE = re.compile(r"mlcommons\/power client v(\d+)$")
 PROTOCOL_SERVER_RE = re.compile(r"mlcommons\/power server v(\d+)$")
 
-_PTD_LOG_TIME_RE = re.compile(r"^(\d\d-\d\d-\d\d\d\d \d\d:\d\d:\d\d.\d\d\d)")
 _NTP_LINE_RE = re.compile(r"NTP:offset = (-?\d+(?:\.\d+)?) s, delay = (-?\d+(?:\.\d+)?) s")
 
 
@@ -83,7 +83,11 @@ def sha1_file(path: Path) -> str:
     return h.hexdigest()
 
 
-# --- PTD replies --------------------------------------------------------------------------------
+# --- PTD replies as recorded in server.json ------------------------------------------------------
+# The replies' layout is the protocol's (labconsole.instruments.ptd). What is MLPerf's here: the
+# checker's own reading of Identify, and a recorded reply is evidence to report on, not a live
+# exchange: surrounding blanks ignored, numbers read as float() reads them (PTD's printf may write
+# nan), and None for a reply that cannot be read rather than an error.
 @dataclass
 class IdentifyReply:
     model: str
@@ -94,62 +98,25 @@ class IdentifyReply:
 
 
 def parse_identify(reply: str) -> IdentifyReply:
+    """Identify as compliance/check.py reads it (first field, `version=` up to the first '-');
+    never fails, since the checker reports what it finds."""
     fields = reply.split(",")
     m = re.search(r"(?<=version=)(.+?)-", reply)
-    cal = next((f for f in fields if f == "no_cal_date" or re.fullmatch(r"\d{4}-\d\d-\d\d|\d\d-\d\d-\d{4}", f)), None)
+    cal = next((f for f in fields if f == ptd.NO_CAL_DATE or re.fullmatch(r"\d{4}-\d\d-\d\d|\d\d-\d\d-\d{4}", f)), None)
     instrument = fields[-1] if fields and ";" in fields[-1] else None
     return IdentifyReply(model=fields[0].strip(), version=m.group(1) if m else "", raw=reply, calibration_date=cal, instrument=instrument)
 
 
-@dataclass
-class UncertaintyReply:
-    """`Uncertainty,<avg>,<min>,<max>,<samples>,<over>,<within>,<unknown>` (fractions, 0.0031 = 0.31 %).
-
-    The meaning of the last three counts is inferred from real replies (reference §2.2): in a
-    ranging run at Auto all samples are "unknown", in a clean testing run all are "within".
-    """
-
-    avg: float
-    min: float
-    max: float
-    samples: int
-    over_limit: int
-    within: int
-    unknown: int
-
-    @property
-    def known(self) -> bool:
-        return self.avg >= 0
-
-
-def parse_uncertainty(reply: str) -> UncertaintyReply | None:
-    parts = reply.strip().split(",")
-    if len(parts) < 8 or parts[0] != "Uncertainty":
-        return None
+def parse_uncertainty(reply: str) -> ptd.UncertaintyReply | None:
     try:
-        return UncertaintyReply(float(parts[1]), float(parts[2]), float(parts[3]), int(parts[4]), int(parts[5]), int(parts[6]), int(parts[7]))
+        return ptd.parse_uncertainty(reply.strip(), number=float)
     except ValueError:
         return None
 
 
-@dataclass
-class WattsReply:
-    """`Watts,<avg>,<min>,<max>,<samples>,<errors>,<valid>` (PTD's own summary of a measurement)."""
-
-    avg: float
-    min: float
-    max: float
-    samples: int
-    errors: int
-    valid: int
-
-
-def parse_watts(reply: str) -> WattsReply | None:
-    parts = reply.strip().split(",")
-    if len(parts) < 7 or parts[0] != "Watts":
-        return None
+def parse_watts(reply: str) -> ptd.WattsReply | None:
     try:
-        return WattsReply(float(parts[1]), float(parts[2]), float(parts[3]), int(parts[4]), int(parts[5]), int(parts[6]))
+        return ptd.parse_watts(reply.strip(), number=float)
     except ValueError:
         return None
 
@@ -169,31 +136,7 @@ def initial_range(rr_reply: str, index: int) -> str | None:
     return "Auto"
 
 
-# --- ptd_logs.txt ---------------------------------------------------------------------------------
-@dataclass
-class PtdLogLine:
-    lineno: int
-    wall_ns: int | None  # None for lines without PTD's timestamp prefix
-    message: str  # the text after "MM-DD-YYYY HH:MM:SS.mmm"; starts with ": " for PTD's own lines
-    text: str
-
-
-def parse_ptd_log(lines: list[str]) -> list[PtdLogLine]:
-    out = []
-    for i, line in enumerate(lines, start=1):
-        m = _PTD_LOG_TIME_RE.match(line)
-        if not m:
-            out.append(PtdLogLine(i, None, line.strip(), line))
-            continue
-        try:
-            ns = parse_power_time(m.group(1))
-        except ValueError:
-            out.append(PtdLogLine(i, None, line.strip(), line))
-            continue
-        out.append(PtdLogLine(i, ns, line[m.end() :].strip(), line))
-    return out
-
-
+# --- client.log and server.json's time exchanges ------------------------------------------------------
 def ntp_offsets_from_client_log(lines: list[str]) -> list[tuple[float, float]]:
     """(offset s, delay s) of every `NTP:offset = X s, delay = Y s` line power-dev's client logged."""
     out = []
@@ -220,15 +163,8 @@ def time_exchange_offsets(messages: list[dict]) -> list[float]:
 
 
 # --- spl.txt --------------------------------------------------------------------------------------
-def _field(value: float) -> str:
-    """PTD's fixed-point field; -1.000000 marks an unknown or invalid value."""
-    if value is None or not math.isfinite(value):
-        return "-1.000000"
-    return f"{value:.6f}"
-
-
 def format_spl_line(wall_ns: int, watts: float, volts: float, amps: float, pf: float, mark: str, valid: bool = True) -> str:
     """One `spl.txt` line as power-dev writes it (timestamp UTC, milliseconds; Mark appended)."""
     if not valid:
         watts = volts = amps = pf = float("nan")
-    return f"Time,{format_power_time(wall_ns)},Watts,{_field(watts)},Volts,{_field(volts)},Amps,{_field(amps)},PF,{_field(pf)},Mark,{mark}"
+    return ptd.format_sample_line(wall_ns, [(watts, volts, amps, pf)], mark)

@@ -3,7 +3,9 @@
 PTDaemon owns the power analyzer; we talk to it over TCP (default port 8888), on loopback or
 on another host. The protocol (reconstructed from mlcommons/power-dev and SPEC's harness, see
 docs in the reference notes): ASCII lines ending in CR LF, one reply line per command, except
-`RL`, which answers a header `Last N samples` followed by N sample lines.
+`RL`, which answers a header `Last N samples` followed by N sample lines. Its commands, replies
+and parsers are `labconsole.instruments.ptd` (shared with the emulator); this module is the
+transport and the source's life cycle.
 
 Commands this driver sends, and when:
     open       Hello, Identify, RR, Stop (a measurement left running; its unread samples are
@@ -34,330 +36,53 @@ the receipt (receipt mono minus the sample's age), so intervals between samples 
 
 from __future__ import annotations
 
-import calendar
 import math
 import random
-import re
 import select
 import socket
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
 
+from labconsole.instruments.ptd import (
+    DEFAULT_PORT,
+    HELLO_REPLY,
+    INVALID,
+    GO_STARTED,
+    NO_MEASUREMENT,
+    STOP_STARTED,
+    PTD_MODELS,
+    READ_ALL,
+    READ_ALL_DC,
+    READ_ALL_MULTICHANNEL,
+    UNKNOWN_COMMAND,
+    Group,
+    MeterSpec,
+    PtdIdentity,
+    RangeGroup,
+    format_range_value,
+    go_command,
+    go_interval_ms,
+    is_error_reply,
+    is_nothing_unread,
+    parse_identify,
+    parse_ranges,
+    parse_sample_line,
+    parse_samples_header,
+    parse_uncertainty,
+    parse_watts,
+    range_changed_reply,
+    set_range_command,
+)
 from labconsole.instruments.ranges import AccuracySpec, RangeState
 from labconsole.samples.batch import ERROR, NO_DATA, SAMPLE_DTYPE, ChannelBatch, empty_batch, now_ns
 from labconsole.sources.base import Capabilities, Discovered, DriverOptions, Identity, Source, SourceError
 
-DEFAULT_PORT = 8888
-HELLO_REPLY = "Hello, PTDaemon here!"
-INVALID = -1.0  # PTD writes -1.000000 in every field of a sample it could not read
 MAX_LINE_BYTES = 64 * 1024  # a sample line is < 1 KiB even with many channels: more is garbage
-
-# What the driver knows about the analyzers behind a PTD model name (Identify's first field):
-# range tables for the procedure and the accuracy spec for per-sample uncertainty, taken from
-# the Yokogawa driver's per-model tables (crest factor 3), so each model's numbers exist once.
-# Unknown models still work: PTD rounds ranges itself, the samples then carry no uncertainty
-# (PTD's own `Uncertainty` summary still does).
-
-
-@dataclass(frozen=True)
-class MeterSpec:
-    voltage_ranges: tuple[float, ...]
-    current_ranges: tuple[float, ...]
-    accuracy: AccuracySpec
-
-
-# PTD's analyzer names (MLPerf's SUPPORTED_MODEL keys, AC personalities) -> *IDN? model names.
-PTD_MODEL_NAMES = {
-    "YokogawaWT210": "WT210",
-    "YokogawaWT310": "WT310",
-    "YokogawaWT310E": "WT310E",
-    "YokogawaWT330": "WT330",
-    "YokogawaWT330E": "WT330E",
-    "YokogawaWT330_multichannel": "WT330E",
-    "YokogawaWT500": "WT500",
-    "YokogawaWT500_multichannel": "WT500",
-}
-
-
-def _ptd_models() -> dict[str, MeterSpec]:
-    from labconsole.instruments.yokogawa import lookup_model
-
-    out: dict[str, MeterSpec] = {}
-    for ptd_name, idn_model in PTD_MODEL_NAMES.items():
-        spec = lookup_model(idn_model)
-        if spec is not None:
-            volts, amps = spec.ranges(3)
-            out[ptd_name] = MeterSpec(volts, amps, spec.accuracy_at(3))
-    return out
-
-
-PTD_MODELS: dict[str, MeterSpec] = _ptd_models()
-
-
-# ---------------------------------------------------------------------------------------------
-# Parsing: pure functions, each raising ValueError with what was wrong.
-
-_TIME_RE = re.compile(r"(\d{2})-(\d{2})-(\d{4}) (\d{2}):(\d{2}):(\d{2})\.(\d{1,6})", re.ASCII)
-# PTD prints values with %f: a plain decimal number. Python's float() would also take `1_0`,
-# `infinity`, `nan` or other scripts' digits; a reply holding those is garbage, not a reading.
-_VALUE_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
-
-
-def _value(text: str) -> float:
-    if not _VALUE_RE.fullmatch(text):
-        raise ValueError(f"not a number: {text[:40]!r}")
-    v = float(text)
-    if not math.isfinite(v):
-        raise ValueError(f"not a finite number: {text[:40]!r}")
-    return v
-
-
-def parse_ptd_time(text: str) -> int:
-    """`MM-DD-YYYY HH:MM:SS.mmm` (month first, UTC) -> ns since the epoch."""
-    m = _TIME_RE.fullmatch(text.strip())
-    if m is None:
-        raise ValueError(f"not a PTD time: {text!r}")
-    mo, d, y, hh, mm, ss, frac = m.groups()
-    month, day, hour, minute, second = int(mo), int(d), int(hh), int(mm), int(ss)
-    if not (1 <= month <= 12 and 1 <= day <= 31 and hour < 24 and minute < 60 and second < 61):
-        raise ValueError(f"not a PTD time: {text!r}")
-    secs = calendar.timegm((int(y), month, day, hour, minute, second, 0, 0, 0))
-    return secs * 1_000_000_000 + int(frac.ljust(9, "0"))
-
-
-def format_ptd_time(ns: int) -> str:
-    """ns since the epoch -> `MM-DD-YYYY HH:MM:SS.mmm` (UTC), the format PTD and LoadGen use."""
-    secs, rest = divmod(int(ns), 1_000_000_000)
-    return time.strftime("%m-%d-%Y %H:%M:%S", time.gmtime(secs)) + f".{rest // 1_000_000:03d}"
-
-
-@dataclass
-class PtdIdentity:
-    """The fields of PTD's `Identify` reply (field order from SPEC's design document, as quoted
-    in SPEC CPU's harness util.pl)."""
-
-    model: str  # PTD's name for the analyzer, e.g. YokogawaWT310E (MLPerf checks this one)
-    interval_ms: int
-    can: dict[str, bool]  # watts, volts, amps, pf, energy, frequency
-    accepted_by_spec: bool
-    version: str  # 1.11.1
-    crc: str
-    build_date: str
-    os: str
-    mode: str  # power | temperature
-    accuracy_estimation: bool | None
-    range_setting: bool | None
-    channels: int
-    calibration_date: str | None  # None when PTD says no_cal_date
-    meter_idn: str  # the analyzer's own *IDN?, ';'-separated
-    raw: str
-
-    @property
-    def idn_fields(self) -> list[str]:
-        return self.meter_idn.split(";")
-
-    @property
-    def vendor(self) -> str:
-        f = self.idn_fields
-        return f[0] if len(f) > 1 else ""
-
-    @property
-    def meter_model(self) -> str:
-        f = self.idn_fields
-        return f[1] if len(f) > 1 else self.meter_idn
-
-    @property
-    def serial(self) -> str:
-        f = self.idn_fields
-        return f[2] if len(f) > 2 else ""
-
-    @property
-    def firmware(self) -> str:
-        f = self.idn_fields
-        return f[3] if len(f) > 3 else ""
-
-    @property
-    def emulator(self) -> bool:
-        return "labconsole-emulator" in self.os or self.serial.startswith("EMU")
-
-
-_CAN_NAMES = ("watts", "volts", "amps", "pf", "energy", "frequency")
-
-
-def parse_identify(reply: str) -> PtdIdentity:
-    """Parse an Identify reply. The OS field may itself hold commas, so the fixed fields are
-    taken from the front (9), `version=`/`OS=`/`mode=` by name, and the rest from the back."""
-    parts = reply.split(",")
-    if len(parts) < 12:
-        raise ValueError(f"Identify reply has {len(parts)} fields, expected at least 12: {reply!r}")
-    model = parts[0].strip()
-    try:
-        interval_ms = int(parts[1])
-        flags = [int(x) for x in parts[2:9]]
-    except ValueError:
-        raise ValueError(f"Identify reply: fields 2-9 are not numbers: {reply!r}") from None
-    try:
-        i_ver = next(i for i, p in enumerate(parts) if p.startswith("version="))
-        i_os = next(i for i, p in enumerate(parts) if p.startswith("OS="))
-        i_mode = max(i for i, p in enumerate(parts) if p.startswith("mode="))
-    except (StopIteration, ValueError):
-        raise ValueError(f"Identify reply lacks version=, OS= or mode=: {reply!r}") from None
-    if not i_ver < i_os < i_mode:
-        raise ValueError(f"Identify reply: version=, OS=, mode= out of order: {reply!r}")
-    version_full = parts[i_ver][len("version=") :]
-    vparts = version_full.split("-")
-    os_text = ",".join(parts[i_os : i_mode])[len("OS=") :]
-    mode = parts[i_mode][len("mode=") :].strip()
-    tail = parts[i_mode + 1 :]
-    if len(tail) < 5:
-        raise ValueError(f"Identify reply: too few fields after mode=: {reply!r}")
-    meter_idn = tail[-1].strip()
-    cal = tail[-2].strip()
-    numbers = tail[:-2]
-
-    def flag(i: int) -> bool | None:
-        try:
-            return bool(int(numbers[i]))
-        except (IndexError, ValueError):
-            return None
-
-    try:
-        channels = int(numbers[2])
-    except (IndexError, ValueError):
-        channels = 1
-    return PtdIdentity(
-        model=model,
-        interval_ms=interval_ms,
-        can=dict(zip(_CAN_NAMES, (bool(x) for x in flags[:6]))),
-        accepted_by_spec=bool(flags[6]),
-        version=vparts[0],
-        crc=vparts[1] if len(vparts) > 1 else "",
-        build_date=vparts[2] if len(vparts) > 2 else "",
-        os=os_text,
-        mode=mode,
-        accuracy_estimation=flag(0),
-        range_setting=flag(1),
-        channels=max(1, channels),
-        calibration_date=None if cal in ("no_cal_date", "") else cal,
-        meter_idn=meter_idn,
-        raw=reply,
-    )
-
-
-@dataclass
-class RangeGroup:
-    """One channel's part of an RR reply: autorange -1 unknown / 0 off / 1 on; range -1 unknown."""
-
-    auto_a: int
-    amps: float
-    auto_v: int
-    volts: float
-
-    def state(self) -> RangeState:
-        return RangeState(
-            volts=self.volts if self.volts > 0 else math.nan,
-            amps=self.amps if self.amps > 0 else math.nan,
-            auto_v=self.auto_v != 0,  # unknown (-1) counts as "not fixed"
-            auto_a=self.auto_a != 0,
-        )
-
-
-def parse_ranges(reply: str) -> list[RangeGroup]:
-    """`Ranges,{Amp Autorange},{Amp Range},{Volt Autorange},{Volt Range}` (4 values per channel)."""
-    parts = reply.split(",")
-    if parts[0] != "Ranges" or len(parts) < 5 or (len(parts) - 1) % 4:
-        raise ValueError(f"not a Ranges reply: {reply!r}")
-    groups = []
-    try:
-        for i in range(1, len(parts), 4):
-            groups.append(RangeGroup(int(_value(parts[i])), _value(parts[i + 1]), int(_value(parts[i + 2])), _value(parts[i + 3])))
-    except ValueError:
-        raise ValueError(f"Ranges reply has a field that is not a number: {reply!r}") from None
-    return groups
-
-
-def parse_watts(reply: str) -> dict[str, float | int]:
-    """`Watts,<avg>,<min>,<max>,<samples>,<errors>,<valid>`."""
-    parts = reply.split(",")
-    if parts[0] != "Watts" or len(parts) < 7:
-        raise ValueError(f"not a Watts reply: {reply!r}")
-    try:
-        return {
-            "avg_w": _value(parts[1]), "min_w": _value(parts[2]), "max_w": _value(parts[3]),
-            "samples": int(parts[4]), "errors": int(parts[5]), "valid": int(parts[6]),
-        }
-    except ValueError:
-        raise ValueError(f"Watts reply has a field that is not a number: {reply!r}") from None
-
-
-def parse_uncertainty(reply: str) -> dict[str, float | int]:
-    """`Uncertainty,<avg>,<min>,<max>,<total>,<invalid>,<valid>,<unknown>`; averages are
-    fractions (0.0031 = 0.31 %); avg -1 means no sample's uncertainty was known."""
-    parts = reply.split(",")
-    if parts[0] != "Uncertainty" or len(parts) < 8:
-        raise ValueError(f"not an Uncertainty reply: {reply!r}")
-    try:
-        return {
-            "avg": _value(parts[1]), "min": _value(parts[2]), "max": _value(parts[3]),
-            "total": int(parts[4]), "invalid": int(parts[5]), "valid": int(parts[6]), "unknown": int(parts[7]),
-        }
-    except ValueError:
-        raise ValueError(f"Uncertainty reply has a field that is not a number: {reply!r}") from None
-
-
-_CHANNEL_LABEL = re.compile(r"(Ch|Analyzer)\d+")
-
-
-def parse_sample_line(line: str) -> tuple[int, list[tuple[float, float, float, float]]]:
-    """A sample line -> (PTD time ns, [(watts, volts, amps, pf) per group]).
-
-    `Time,<ts>,Watts,w,Volts,v,Amps,a,PF,pf` then, for multichannel meters, more
-    `Watts,..,PF,..` groups (sum first, then each channel), optionally labelled `ChN` and
-    with a `Mark,<mark>` pair (log-file and spl.txt forms are accepted too).
-    """
-    tokens = line.split(",")
-    if len(tokens) < 10 or tokens[0] != "Time":
-        raise ValueError(f"not a sample line: {line[:120]!r}")
-    t = parse_ptd_time(tokens[1])
-    groups = []
-    i = 2
-    while i < len(tokens):
-        tok = tokens[i]
-        if tok == "Watts":
-            if i + 8 > len(tokens) or tokens[i + 2] != "Volts" or tokens[i + 4] != "Amps" or tokens[i + 6] != "PF":
-                raise ValueError(f"truncated or malformed sample group at field {i + 1}: {line[:120]!r}")
-            try:
-                vals = tuple(_value(tokens[i + k]) for k in (1, 3, 5, 7))
-            except ValueError as exc:
-                raise ValueError(f"{exc} in sample line: {line[:120]!r}") from None
-            groups.append(vals)  # type: ignore[arg-type]
-            i += 8
-        elif tok == "Mark" and i + 1 < len(tokens):
-            i += 2
-        elif _CHANNEL_LABEL.fullmatch(tok):
-            i += 1
-        else:
-            raise ValueError(f"unexpected field {tok[:40]!r} in sample line: {line[:120]!r}")
-    if not groups:
-        raise ValueError(f"sample line without values: {line[:120]!r}")
-    return t, groups
-
-
-def _no_unread(reply: str) -> bool:
-    """PTD's "nothing new yet" to RL (util.pl knows `No unread...` and `Insufficient unread...`;
-    the exact wording is not public, so any reply about unread samples counts)."""
-    return "unread" in reply.lower()
-
-
-def is_error_reply(reply: str) -> bool:
-    """PTD's error replies start with Error / Invalid / Unknown (util.pl, power-dev)."""
-    return reply.startswith(("Error", "Invalid", "Unknown", "Null channel", "Channel number out", "Meter busy"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -632,15 +357,15 @@ class PtdSource(Source):
             if conn is not None and conn.connected:
                 try:
                     if self._measuring:
-                        self._expect("Stop", "Stopping", "to stop the measurement")
+                        self._expect("Stop", STOP_STARTED, "to stop the measurement")
                 except SourceError as exc:
                     problems.append(str(exc))
                 self._measuring = False
                 init = self._initial_ranges
                 if self.options.restore_ranges and init is not None and conn.connected:
                     try:
-                        self._set_one("V", "Auto" if init.auto_v != 0 or init.volts <= 0 else _fmt_range(init.volts))
-                        self._set_one("A", "Auto" if init.auto_a != 0 or init.amps <= 0 else _fmt_range(init.amps))
+                        self._set_one("V", init.setting("V"))
+                        self._set_one("A", init.setting("A"))
                     except SourceError as exc:
                         problems.append(f"restoring the initial ranges: {exc}")
             if conn is not None:
@@ -724,8 +449,8 @@ class PtdSource(Source):
         return group
 
     def _set_one(self, quantity: str, value: str) -> None:
-        reply = self._cmd(f"SR,{quantity},{value}")
-        if reply != f"Range {quantity} changed":
+        reply = self._cmd(set_range_command(quantity, value))
+        if reply != range_changed_reply(quantity):
             raise SourceError(f"{self.name}: PTDaemon refused the {'voltage' if quantity == 'V' else 'current'} range {value}: {reply!r}")
 
     def set_ranges(self, volts: float | None = None, amps: float | None = None, auto: bool | None = None) -> RangeState:
@@ -735,13 +460,13 @@ class PtdSource(Source):
             else:
                 wanted = {}
                 if volts is not None:
-                    wanted["V"] = _fmt_range(volts)
+                    wanted["V"] = format_range_value(volts)
                 if amps is not None:
-                    wanted["A"] = _fmt_range(amps)
+                    wanted["A"] = format_range_value(amps)
                 if auto is False:  # "fixed, as they are now": PTD needs a value to leave auto
                     for q, cur in (("V", self._ranges.volts), ("A", self._ranges.amps)):
                         if q not in wanted and not math.isnan(cur):
-                            wanted[q] = _fmt_range(cur)
+                            wanted[q] = format_range_value(cur)
             for q in ("V", "A"):
                 if q in wanted:
                     self._set_one(q, wanted[q])
@@ -757,24 +482,24 @@ class PtdSource(Source):
 
     # --- measurement control -------------------------------------------------------------------
     def _go(self, mark: str) -> None:
-        reply = self._expect(f"Go,{self.interval_ms},0,{mark}", "Starting", "to start a measurement")
-        m = re.search(r" at (\d+)ms", reply)
-        if m and int(m.group(1)) > 0:
-            self.interval_s = int(m.group(1)) / 1000.0
+        reply = self._expect(go_command(self.interval_ms, mark), GO_STARTED, "to start a measurement")
+        ms = go_interval_ms(reply)
+        if ms:
+            self.interval_s = ms / 1000.0
         self._mark = mark
         self._measuring = True
 
     def _stop_and_drain(self, deliver: bool, missing_ok: bool = False) -> None:
         reply = self._cmd("Stop")
         self._measuring = False
-        if reply.startswith("Stopping"):
+        if reply.startswith(STOP_STARTED):
             batches = self._poll_locked()
             if deliver and batches:
                 with self._delivered:
                     self._pending.extend(batches)
                     self._handoff, self._handoff_taken = True, False
                 self._wake.set()
-        elif not (missing_ok and reply.startswith("Error: no measurement")):
+        elif not (missing_ok and reply.startswith(NO_MEASUREMENT)):
             raise SourceError(f"{self.name}: PTDaemon refused to stop the measurement: {reply!r}")
 
     def _await_delivery(self) -> None:
@@ -810,7 +535,7 @@ class PtdSource(Source):
                 summary[f"{key}_reply_running"] = running[key]
                 summary[f"{key}_reply"] = final[key]
                 try:
-                    summary[key] = parser(final[key])
+                    summary[key] = parser(final[key]).summary_dict()
                 except ValueError as exc:
                     summary[key] = None
                     summary[f"{key}_problem"] = str(exc)
@@ -865,18 +590,18 @@ class PtdSource(Source):
             return batches
 
     def _read_reply_header(self) -> tuple[str, str]:
-        cmd = self._read_cmd or "RL,*,*"
+        cmd = self._read_cmd or READ_ALL_MULTICHANNEL
         header = self._cmd(cmd, self.options.timeout_s + self.interval_s)
         if self._read_cmd is None:
             # power-dev's fallbacks: a single-channel AC meter answers RL,*,* with
             # "Invalid number of parameters"; a DC personality does not know RL at all.
-            if cmd == "RL,*,*" and header.startswith("Invalid"):
-                cmd = "RL"
+            if cmd == READ_ALL_MULTICHANNEL and header.startswith("Invalid"):
+                cmd = READ_ALL
                 header = self._cmd(cmd, self.options.timeout_s + self.interval_s)
-            if cmd in ("RL,*,*", "RL") and header.startswith("Unknown command"):
-                cmd = "DC-RL"
+            if cmd in (READ_ALL_MULTICHANNEL, READ_ALL) and header.startswith(UNKNOWN_COMMAND):
+                cmd = READ_ALL_DC
                 header = self._cmd(cmd, self.options.timeout_s + self.interval_s)
-            if header.startswith("Last ") or _no_unread(header):
+            if header.startswith("Last ") or is_nothing_unread(header):
                 self._read_cmd = cmd
         return cmd, header
 
@@ -886,17 +611,16 @@ class PtdSource(Source):
             raise SourceError(f"{self.name}: PTDaemon at {self.address} is not connected")
         cmd, header = self._read_reply_header()
         self.counters["polls"] += 1
-        if _no_unread(header):
+        if is_nothing_unread(header):
             return []
-        m = re.fullmatch(r"Last (\d+) samples?", header)
-        if m is None:
+        n = parse_samples_header(header)
+        if n is None:
             # Either way the measurement is not what we think: drop the connection, so that the
             # recorder's reconnect (close + open) starts a clean one and close() sends nothing
             # (no range restore in the middle of a phase).
             if is_error_reply(header):
                 raise self._conn._fail(f"refused {cmd}: {header[:80]!r}")
             raise self._conn._fail(f"unexpected reply to {cmd}: {header[:80]!r}")
-        n = int(m.group(1))
         lines: list[str] = []
         try:
             for _ in range(n):
@@ -910,75 +634,66 @@ class PtdSource(Source):
         return batches
 
     def _to_batches(self, lines: list[str], recv_wall: int, recv_mono: int) -> list[ChannelBatch]:
+        """An RL reply's sample lines, received at (recv_wall, recv_mono), as batches per channel."""
         if not lines:
             return []
-        parsed: list[tuple[int | None, list[tuple[float, float, float, float]] | None]] = []
-        newest: int | None = None
-        for line in lines:
-            try:
-                t, groups = parse_sample_line(line)
-            except ValueError:
-                self.counters["garbage_lines"] += 1
-                parsed.append((None, None))
-                continue
-            parsed.append((t, groups))
-            newest = t if newest is None else max(newest, t)
+        parsed = self._parse_lines(lines)
+        newest = max((p[0] for p in parsed if p is not None), default=None)
         if newest is not None:
             self.clock.add(newest, recv_wall)
-        offset = (self.clock.offset_ns() or 0) if self.options.timestamps == "corrected" else 0
-        names = self._channel_names()
         fixed = not (self._ranges.auto_v or self._ranges.auto_a)
         rv = self._ranges.volts if fixed else math.nan
         ra = self._ranges.amps if fixed else math.nan
         acc = self.spec.accuracy if (self.spec and fixed) else None
-        per_channel: dict[str, list[tuple]] = {}
+        out = []
+        for ch, rows in self._rows_per_channel(parsed, recv_wall, recv_mono).items():
+            batch = _sample_batch(rows, rv, ra, acc)
+            self.counters["samples"] += len(batch)
+            self.counters["invalid"] += int(np.count_nonzero(batch["status"]))
+            out.append(ChannelBatch(ch, batch))
+        return out
+
+    def _parse_lines(self, lines: list[str]) -> list[tuple[int, list[Group]] | None]:
+        """Each line's (PTD time, groups); None for a garbage line (counted)."""
+        parsed: list[tuple[int, list[Group]] | None] = []
+        for line in lines:
+            try:
+                parsed.append(parse_sample_line(line))
+            except ValueError:
+                self.counters["garbage_lines"] += 1
+                parsed.append(None)
+        return parsed
+
+    def _rows_per_channel(self, parsed: list[tuple[int, list[Group]] | None], recv_wall: int, recv_mono: int) -> dict[str, list[_Row]]:
+        """Each sample on our clocks (wall: PTD's time less the offset estimate; monotonic: the
+        receipt less the sample's age), with its group per channel (None for garbage)."""
+        offset = (self.clock.offset_ns() or 0) if self.options.timestamps == "corrected" else 0
+        names = self._channel_names()
         step = int(self.interval_s * 1e9)
-        for t, groups in parsed:
-            if t is None:
+        per_channel: dict[str, list[_Row]] = {}
+        for sample in parsed:
+            if sample is None:
                 # Garbage: an invalid sample one interval after the previous one.
                 wall = self._last_wall_ns + step if self._last_wall_ns else recv_wall
-                status_groups: list[tuple[str, tuple[float, float, float, float] | None]] = [(c, None) for c in names]
+                by_channel: list[tuple[str, Group | None]] = [(c, None) for c in names]
             else:
+                t, groups = sample
                 wall = t - offset
-                if groups is None:  # pragma: no cover
-                    continue
-                if len(groups) == 1:
-                    status_groups = [(names[0] if len(names) == 1 else "main", groups[0])]
-                else:
-                    chans = groups[1:]  # groups[0] is PTD's sum of the channels
-                    wanted = self.options.channels or list(range(1, len(chans) + 1))
-                    status_groups = [(f"ch{k}", chans[k - 1] if k <= len(chans) else None) for k in wanted]
+                by_channel = self._channel_groups(groups, names)
             wall = max(wall, self._last_wall_ns + 1)  # never step back (offset estimate moved)
             self._last_wall_ns = wall
             mono = recv_mono - (recv_wall - wall)
-            for ch, g in status_groups:
+            for ch, g in by_channel:
                 per_channel.setdefault(ch, []).append((wall, mono, g))
-        out = []
-        for ch, rows in per_channel.items():
-            batch = empty_batch(len(rows))
-            for i, (wall, mono, g) in enumerate(rows):
-                batch["wall_ns"][i] = wall
-                batch["mono_ns"][i] = mono
-                batch["range_v"][i] = rv
-                batch["range_a"][i] = ra
-                if g is None:
-                    batch["status"][i] = ERROR
-                    continue
-                w, v, a, pf = g
-                if w == INVALID:
-                    batch["status"][i] = NO_DATA
-                    continue
-                batch["watts"][i] = w
-                batch["volts"][i] = v if v != INVALID else math.nan
-                batch["amps"][i] = a if a != INVALID else math.nan
-                batch["pf"][i] = pf if pf != INVALID else math.nan
-                if acc is not None:
-                    batch["uncertainty_w"][i] = acc.uncertainty_w(w, rv, ra)
-            bad = int(np.count_nonzero(batch["status"]))
-            self.counters["samples"] += len(batch)
-            self.counters["invalid"] += bad
-            out.append(ChannelBatch(ch, batch.astype(SAMPLE_DTYPE, copy=False)))
-        return out
+        return per_channel
+
+    def _channel_groups(self, groups: list[Group], names: tuple[str, ...]) -> list[tuple[str, Group | None]]:
+        """Which channel each group of a sample line is; a wanted channel the line lacks gets None."""
+        if len(groups) == 1:
+            return [(names[0] if len(names) == 1 else "main", groups[0])]
+        chans = groups[1:]  # groups[0] is PTD's sum of the channels
+        wanted = self.options.channels or list(range(1, len(chans) + 1))
+        return [(f"ch{k}", chans[k - 1] if k <= len(chans) else None) for k in wanted]
 
     def diagnostics(self) -> dict[str, Any]:
         return {"counters": dict(self.counters), "read_command": self._read_cmd}
@@ -1005,6 +720,34 @@ class PtdSource(Source):
         for addr in dict.fromkeys(addresses):
             out.append(probe(addr, timeout))
         return out
+
+
+_Row = tuple[int, int, Group | None]  # wall ns, monotonic ns, the channel's group (None: garbage)
+
+
+def _sample_batch(rows: list[_Row], range_v: float, range_a: float, accuracy: AccuracySpec | None) -> np.ndarray:
+    """One channel's samples: a garbage line is an error, a -1 reading no data, any other -1
+    field unknown (NaN); uncertainty only at fixed ranges with a known accuracy spec."""
+    batch = empty_batch(len(rows))
+    for i, (wall, mono, g) in enumerate(rows):
+        batch["wall_ns"][i] = wall
+        batch["mono_ns"][i] = mono
+        batch["range_v"][i] = range_v
+        batch["range_a"][i] = range_a
+        if g is None:
+            batch["status"][i] = ERROR
+            continue
+        w, v, a, pf = g
+        if w == INVALID:
+            batch["status"][i] = NO_DATA
+            continue
+        batch["watts"][i] = w
+        batch["volts"][i] = v if v != INVALID else math.nan
+        batch["amps"][i] = a if a != INVALID else math.nan
+        batch["pf"][i] = pf if pf != INVALID else math.nan
+        if accuracy is not None:
+            batch["uncertainty_w"][i] = accuracy.uncertainty_w(w, range_v, range_a)
+    return batch.astype(SAMPLE_DTYPE, copy=False)
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -1072,11 +815,6 @@ def probe(address: str, timeout_s: float = 2.0) -> Discovered:
             "options": {"host": host, "port": port},
         },
     )
-
-
-def _fmt_range(value: float) -> str:
-    """Six decimals like power-dev's SR commands, rounded up so a requested maximum never shrinks."""
-    return f"{math.ceil(float(value) * 1e6 - 1e-6) / 1e6:.6f}"
 
 
 def _describe_summary(s: dict[str, Any]) -> str:

@@ -2,22 +2,22 @@
 
 Parsed the way MLPerf's tools read them: the first line must start with `:::MLLOG`, a key
 that repeats keeps its first value (the submission checker's rule), and the power window is
-the first `power_begin`/`power_end` pair, UTC `MM-DD-YYYY HH:MM:SS.mmm`. Anything malformed
-is an error that names the file and the line.
+the first `power_begin`/`power_end` pair, UTC `MM-DD-YYYY HH:MM:SS.mmm` (PTD's time format, read
+by `labconsole.instruments.ptd.parse_power_time`). Anything malformed is an error that names
+the file and the line.
 """
 
 from __future__ import annotations
 
-import calendar
-import datetime as _dt
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from labconsole.instruments.ptd import parse_power_time
+
 MLLOG_PREFIX = ":::MLLOG "
-POWER_TIME_FORMAT = "%m-%d-%Y %H:%M:%S.%f"
 _POWER_RE = re.compile(r"(\d+-\d+-\d+ \d+:\d+:\d+\.\d+)")
 
 # The performance metric per scenario (the key the submission checker reads, v5.0+; older
@@ -32,19 +32,6 @@ METRIC_KEYS = {
 
 class LoadGenLogError(ValueError):
     """A LoadGen log that cannot be trusted; the message names the file and line."""
-
-
-def parse_power_time(text: str) -> int:
-    """LoadGen's power timestamp (UTC, millisecond string) -> integer ns since the epoch."""
-    dt = _dt.datetime.strptime(text.strip(), POWER_TIME_FORMAT)
-    return calendar.timegm(dt.timetuple()) * 1_000_000_000 + dt.microsecond * 1000
-
-
-def format_power_time(wall_ns: int) -> str:
-    """The inverse, in LoadGen's format (milliseconds, truncated like LoadGen's)."""
-    secs, ns = divmod(int(wall_ns), 1_000_000_000)
-    dt = _dt.datetime.fromtimestamp(secs, tz=_dt.timezone.utc)
-    return dt.strftime("%m-%d-%Y %H:%M:%S") + f".{ns // 1_000_000:03d}"
 
 
 @dataclass

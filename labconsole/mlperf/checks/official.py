@@ -18,7 +18,7 @@ from typing import Any
 
 from labconsole.bundle.reader import RunRecord
 from labconsole.mlperf.checks.rules import FAIL, OFFICIAL, PASS, SKIP, WARN, CheckResult, bundle_events, check
-from labconsole.workload.loadgen_log import format_power_time
+from labconsole.instruments.ptd import format_power_time, parse_ptd_log
 from labconsole.mlperf.powerdev import (
     COMMON_ERROR_RANGING,
     COMMON_ERROR_TESTING,
@@ -40,7 +40,6 @@ from labconsole.mlperf.powerdev import (
     UNCERTAINTY_OVER_LIMIT_RE,
     initial_range,
     parse_identify,
-    parse_ptd_log,
     sha1_file,
 )
 
