@@ -92,12 +92,13 @@ def main() -> None:
         vals = [r[i] * 1e3 for r in rows]
         print(f"{name:40} median {statistics.median(vals):7.0f} ms   all {', '.join(f'{v:.0f}' for v in vals)}")
 
-    from labconsole.procedure.run import RunProcedure
+    from labconsole.procedure.engine import RunEngine
+    from labconsole.procedure.plans.inference import InferencePlan
     from labconsole.profile import load_profile
 
     prof = Path("bench.yaml")
     prof.write_text((ROOT / "profiles" / "sim-bench.yaml").read_text().replace("duration_s: 10", "duration_s: 2").replace("idle_s: 3", "idle_s: 0.5"))
-    out = RunProcedure(load_profile(prof)).run()
+    out = RunEngine(load_profile(prof), InferencePlan()).run()
     rows = [asyncio.run(compare_once(size, prof, out.bundle)) for _ in range(args.repeat)]
     for name, i in (("= -> Compare screen painted", 0), ("= -> figures on screen", 1)):
         vals = [r[i] * 1e3 for r in rows]

@@ -72,7 +72,8 @@ def _live_line(proc) -> str | None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from labconsole.events import EventBus
-    from labconsole.procedure.run import RunOptions, RunProcedure
+    from labconsole.procedure.engine import RunEngine, RunOptions
+    from labconsole.procedure.plans.inference import InferencePlan
 
     if getattr(args, "from_bundle", None):
         return cmd_rerun(args)
@@ -87,7 +88,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         _err("--duration: must be a number of seconds in (0, 604800]")
         return EXIT_USAGE
     bus = EventBus()
-    proc = RunProcedure(loaded, RunOptions(scenario=args.scenario, duration_s=args.duration, out_dir=Path(args.out) if args.out else None), bus)
+    proc = RunEngine(loaded, InferencePlan(), RunOptions(scenario=args.scenario, duration_s=args.duration, out_dir=Path(args.out) if args.out else None), bus)
     return _drive_procedure(proc, args)
 
 
@@ -134,7 +135,7 @@ def _drive_procedure(proc, args: argparse.Namespace) -> int:
         for s, h in old.items():
             signal.signal(s, h)
     if crash:
-        from labconsole.procedure.run import RunRefused
+        from labconsole.procedure.engine import RunRefused
 
         if isinstance(crash[0], RunRefused):
             _err(f"refused: {crash[0]}")
@@ -185,7 +186,8 @@ def _print_report_lines(rep: dict) -> None:
 def cmd_rerun(args: argparse.Namespace) -> int:
     """`run --from BUNDLE`: the recorded measurement again, after comparing the bench."""
     from labconsole.events import EventBus
-    from labconsole.procedure.run import RunProcedure
+    from labconsole.procedure.engine import RunEngine
+    from labconsole.procedure.plans.inference import InferencePlan
     from labconsole.procedure.rerun import RerunError, check_bench, plan_rerun, probe_bench, refusal
 
     clash = [opt for opt, v in (("--profile", args.profile), ("--scenario", args.scenario), ("--duration", args.duration)) if v is not None]
@@ -228,7 +230,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
         if answer not in ("y", "yes"):
             _err("not run")
             return EXIT_USAGE
-    proc = RunProcedure(plan.loaded, plan.run_options(diffs, out_dir=Path(args.out) if args.out else None), EventBus())
+    proc = RunEngine(plan.loaded, InferencePlan(), plan.run_options(diffs, out_dir=Path(args.out) if args.out else None), EventBus())
     return _drive_procedure(proc, args)
 
 

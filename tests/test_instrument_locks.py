@@ -15,7 +15,8 @@ from labconsole.emulators import lpm01a as lpm_emu
 from labconsole.emulators import ptd as ptd_emu
 from labconsole.emulators import wt310
 from labconsole.locks import serial_key, tcp_key
-from labconsole.procedure.run import RunProcedure
+from labconsole.procedure.engine import RunEngine
+from labconsole.procedure.plans.inference import InferencePlan
 from labconsole.profile import load_profile
 from labconsole.sources.lpm01a import Lpm01aOptions, Lpm01aSource
 from labconsole.sources.ptd import PtdOptions, PtdSource
@@ -82,7 +83,7 @@ def test_a_second_console_on_the_same_meter_is_refused(tmp_path, make):
         p1.write_text(PROFILE.format(name="first", rec=tmp_path / "rec1", source=first_src))
         p2 = tmp_path / "second.yaml"  # its own recordings folder: only the meter is shared
         p2.write_text(PROFILE.format(name="second", rec=tmp_path / "rec2", source=second_src))
-        proc = RunProcedure(load_profile(p1))
+        proc = RunEngine(load_profile(p1), InferencePlan())
         started = threading.Event()
         proc.bus.add_sink(lambda e: started.set() if e.kind == "phase_start" and e.phase == "testing" else None)
         outcome = []

@@ -31,11 +31,12 @@ def tiny_profile(folder: Path, idle: float = 0.5, duration: float = 2) -> Path:
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory) -> Path:
     """One completed, sealed bundle of a short real run."""
-    from labconsole.procedure.run import RunProcedure
+    from labconsole.procedure.engine import RunEngine
+    from labconsole.procedure.plans.inference import InferencePlan
     from labconsole.profile import load_profile
 
     folder = tmp_path_factory.mktemp("bench")
-    out = RunProcedure(load_profile(tiny_profile(folder))).run()
+    out = RunEngine(load_profile(tiny_profile(folder)), InferencePlan()).run()
     assert out.exit_status == "completed", out.reason
     return out.bundle
 

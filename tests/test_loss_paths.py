@@ -18,7 +18,8 @@ from labconsole.bundle.seal import verify
 from labconsole.bundle.writer import BundleWriter
 from labconsole.events import Event, EventBus
 from labconsole.locks import recordings_lock
-from labconsole.procedure.run import RunProcedure
+from labconsole.procedure.engine import RunEngine
+from labconsole.procedure.plans.inference import InferencePlan
 from labconsole.profile import CommandWorkload, load_profile
 from labconsole.recorder import Recorder
 from labconsole.samples.streams import SampleStreamWriter
@@ -228,7 +229,7 @@ def test_a_disk_that_fills_at_the_end_still_leaves_a_recoverable_bundle_and_a_fr
         return real(self, **fields)
 
     monkeypatch.setattr(BundleWriter, "update_run", update_run)
-    proc = RunProcedure(load_profile(path))
+    proc = RunEngine(load_profile(path), InferencePlan())
     errors: list[str] = []
     proc.bus.add_sink(lambda e: errors.append(e.message) if e.kind == "error" else None)
     out = proc.run()  # returns: no exception escapes
@@ -245,7 +246,7 @@ def test_a_disk_that_fills_at_the_end_still_leaves_a_recoverable_bundle_and_a_fr
 def test_a_timeline_the_disk_refuses_does_not_stop_whoever_emitted(tmp_path):
     path = tmp_path / "p.yaml"
     path.write_text(PROFILE.format(rec=tmp_path / "rec"))
-    proc = RunProcedure(load_profile(path))
+    proc = RunEngine(load_profile(path), InferencePlan())
 
     class Bundle:
         def events_sink(self, event):

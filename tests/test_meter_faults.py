@@ -1,7 +1,7 @@
 """Meters that fail mid-run, through the real stacks against the emulators.
 
 Each meter (WT310E over pyvisa-py sockets, PTDaemon over TCP, the PowerShield on a pty) is
-broken while a RunProcedure records its testing phase: it stops answering, returns garbage,
+broken while a RunEngine records its testing phase: it stops answering, returns garbage,
 drops the connection, goes away and comes back, then goes away for good. The console must
 time out every I/O, reconnect with bounded back-off, record each gap as an event with its
 length, count the invalid samples, and continue on the other source (`on_failure: continue`)
@@ -32,7 +32,8 @@ from labconsole.bundle.seal import verify
 from labconsole.emulators import lpm01a as lpm_emu
 from labconsole.emulators import ptd as ptd_emu
 from labconsole.emulators import wt310
-from labconsole.procedure.run import RunProcedure
+from labconsole.procedure.engine import RunEngine
+from labconsole.procedure.plans.inference import InferencePlan
 from labconsole.profile import load_profile
 from labconsole.samples.streams import read_sample_stream
 
@@ -221,7 +222,7 @@ def run_with_faults(tmp_path: Path, meter: Meter, policy: str, meter_primary: bo
     )
     path = tmp_path / "faults.yaml"
     path.write_text(text)
-    proc = RunProcedure(load_profile(path))
+    proc = RunEngine(load_profile(path), InferencePlan())
     tl = Timeline(proc.bus)
     marks: dict[str, float] = {}
     problems: list[BaseException] = []

@@ -488,7 +488,8 @@ DUMMY = "Dummy,1000,1,1,1,1,1,1,0,version=9.9.9-1fee1ded-20161226,OS=Linux,mode=
 def _procedure_with(src: PtdSource, max_v: float, max_a: float):
     from conftest import ROOT
     from labconsole.events import EventBus
-    from labconsole.procedure.run import RunProcedure
+    from labconsole.procedure.engine import RunEngine
+    from labconsole.procedure.plans.inference import InferencePlan
     from labconsole.profile import load_profile
     from labconsole.recorder import SegmentStats
 
@@ -496,12 +497,13 @@ def _procedure_with(src: PtdSource, max_v: float, max_a: float):
         def stats_for(self, phase):
             return {("wall", "main"): SegmentStats(samples=10, max_v=max_v, max_a=max_a)} if phase == "ranging" else {}
 
-    proc = RunProcedure(load_profile(ROOT / "profiles" / "emu-ptd.yaml"), bus=EventBus())
-    proc.recorder = Stats()
-    proc.sources = {"wall": src}
+    plan = InferencePlan()
+    engine = RunEngine(load_profile(ROOT / "profiles" / "emu-ptd.yaml"), plan, bus=EventBus())
+    engine.recorder = Stats()
+    engine.sources = {"wall": src}
     seen = []
-    proc.bus.add_sink(seen.append)
-    return proc, seen
+    engine.bus.add_sink(seen.append)
+    return plan, engine, seen
 
 
 def test_procedure_sends_mlperf_raw_ranges_to_a_meter_without_a_range_table(peers):
@@ -513,9 +515,9 @@ def test_procedure_sends_mlperf_raw_ranges_to_a_meter_without_a_range_table(peer
     src.open()
     caps = src.capabilities()
     assert caps.voltage_ranges == () and caps.ranges_rounded_by_meter and caps.accuracy is None
-    proc, seen = _procedure_with(src, 119.47, 0.13878)
-    proc._choose_ranges()
-    chosen = proc.ranges_chosen["wall"]
+    plan, engine, seen = _procedure_with(src, 119.47, 0.13878)
+    plan.choose_fixed_ranges(engine)
+    chosen = plan.ranges_chosen["wall"]
     assert chosen["requested"] == {"volts": 119.47, "amps": pytest.approx(0.152658)}
     assert chosen["read_back"] == {"volts": 150.0, "amps": 0.2, "auto_v": False, "auto_a": False}
     assert any(e.kind == "result" and "fixed ranges 150 V / 0.2 A" in e.message for e in seen)
@@ -530,9 +532,9 @@ def test_procedure_fails_when_ptd_picks_another_range_than_the_table(peers):
     peer = peers(script)
     src = make(peer)
     src.open()
-    proc, seen = _procedure_with(src, 231.0, 0.6)
+    plan, engine, seen = _procedure_with(src, 231.0, 0.6)
     with pytest.raises(Exception, match="did not accept the fixed ranges"):
-        proc._choose_ranges()
+        plan.choose_fixed_ranges(engine)
     assert any(e.kind == "error" and "reads back 300 V / 5 A" in e.message for e in seen)
     src.close()
     peer.assert_done()

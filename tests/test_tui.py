@@ -163,7 +163,8 @@ async def test_guided_calibration_run_retry_skip_then_abort_seals_the_bundle_as_
 def recorded(tmp_path_factory):
     """A profile whose recordings folder holds one completed bundle."""
     from conftest import SIM_PROFILE, write_profile
-    from labconsole.procedure.run import RunProcedure
+    from labconsole.procedure.engine import RunEngine
+    from labconsole.procedure.plans.inference import InferencePlan
     from labconsole.profile import load_profile
 
     folder = tmp_path_factory.mktemp("recorded")
@@ -171,7 +172,7 @@ def recorded(tmp_path_factory):
         folder,
         SIM_PROFILE.format(recordings=folder / "recordings", scenario="Offline", duration=2, sut="matmul", sut_options="{size: 128, threads: 0}", idle=0.5, interval=0.05, workload_extra=""),
     )
-    out = RunProcedure(load_profile(prof)).run()
+    out = RunEngine(load_profile(prof), InferencePlan()).run()
     assert out.exit_status == "completed", out.reason
     return prof, out.bundle
 

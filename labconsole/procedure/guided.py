@@ -1,6 +1,6 @@
 """Guided calibration: the operator runs, retries, skips and accepts each step.
 
-`RunProcedure(step_runner=GuidedCalibration())` hands its `Calibration` to `drive()`, which
+`InferencePlan(step_runner=GuidedCalibration())` hands its `Calibration` to `drive()`, which
 runs on the procedure's thread and waits for the operator's commands (`run`, `skip`,
 `next`, `run_rest`) posted from another thread (the TUI). The steps are the same objects the
 headless run executes in order, so a guided calibration and `labconsole run` produce the

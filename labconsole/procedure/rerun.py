@@ -44,8 +44,8 @@ class RerunPlan:
     notes: list[Difference] = field(default_factory=list)  # about the bundle itself
 
     def run_options(self, differences: list[Difference], out_dir: Path | None = None, operator: str | None = None):
-        """RunOptions for RunProcedure that repeat this measurement and record where it came from."""
-        from labconsole.procedure.run import RunOptions
+        """RunOptions for RunEngine that repeat this measurement and record where it came from."""
+        from labconsole.procedure.engine import RunOptions
 
         return RunOptions(
             scenario=self.overrides.get("scenario"),
@@ -163,7 +163,7 @@ def plan_rerun(bundle: str | Path, remeasure: bool = False) -> RerunPlan:
 def probe_bench(profile: Profile) -> dict[str, Any]:
     """The bench now: each source opened once, identified and closed; host and software."""
     from labconsole.bundle import environment
-    from labconsole.procedure.run import open_source, source_entry
+    from labconsole.procedure.engine import open_source, source_entry
 
     found = []
     for spec in profile.sources:

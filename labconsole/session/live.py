@@ -2,7 +2,7 @@
 
 The console's Run screen draws a `LiveSession`: the phase and its clock, the ring buffers of
 every channel, the LoadGen progress series and the event timeline. `ProcedureSession` wraps a
-`RunProcedure` running in its own thread; `labconsole.session.replay.ReplaySession` plays a bundle or
+`RunEngine` running in its own thread; `labconsole.session.replay.ReplaySession` plays a bundle or
 an MLPerf result folder through the `replay` source. Everything here is pulled by the viewer
 on its own timer (nothing is pushed into a UI), and nothing here imports a UI toolkit, so the
 same objects serve the TUI, the CLI and tests.
@@ -225,17 +225,18 @@ class LiveSession(ABC):
 
 
 class ProcedureSession(LiveSession):
-    """A `RunProcedure` in a thread of its own, seen through the live-view protocol."""
+    """A `RunEngine` in a thread of its own, seen through the live-view protocol."""
 
     kind = "live"
 
     def __init__(self, loaded, options=None, step_runner=None):
         from labconsole.events import EventBus
-        from labconsole.procedure.run import RunProcedure
+        from labconsole.procedure.engine import RunEngine
+        from labconsole.procedure.plans.inference import InferencePlan
 
         self.bus = EventBus()
         self._queue: queue.Queue[Event] = self.bus.subscribe()
-        self.proc = RunProcedure(loaded, options, self.bus, step_runner=step_runner)
+        self.proc = RunEngine(loaded, InferencePlan(step_runner=step_runner), options, self.bus)
         self.title = f"{loaded.profile.name}: {self.proc.scenario}, {self.proc.duration_s:g} s"
         self.step_runner = step_runner
         self.outcome = None

@@ -226,7 +226,7 @@ class LabConsole(App[int]):
             self.notify("A run is already going (x aborts it)", severity="warning")
             return
         from labconsole.procedure.guided import GuidedCalibration
-        from labconsole.procedure.run import RunOptions
+        from labconsole.procedure.engine import RunOptions
 
         if self.session is not None:
             self.session.close()

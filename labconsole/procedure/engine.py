@@ -1,36 +1,40 @@
-"""One run of the MLPerf Power procedure over a profile; it produces one sealed bundle.
+"""The run engine: one run of a plan over a profile, ending in one sealed bundle.
 
-    sources -> calibration (identity, certificate, clock offset, zero check, idle baseline,
-    update period, cross-check) -> ranging (auto-range) -> fixed ranges ->
-    testing -> analysis -> seal
+    locks -> bundle -> sources (and their emulators) -> recorder -> the plan's steps ->
+    stop -> the plan's analysis -> seal, with an exit status and a reason
+
+The engine owns the run's lifecycle and knows nothing of what is measured: a `Plan` (the
+MLPerf Inference procedure, `labconsole.procedure.plans.inference`) lists the steps, and each
+step uses the engine's services (sources, recorder, bundle, events, abort, waiting, attaching a
+workload). This is bluesky's run-engine/plan seam, without its message protocol.
 
 Headless and UI-agnostic: it publishes events on an EventBus (the CLI prints them, the TUI
 shows them, the bundle keeps them) and exposes the recorder and the progress series for live
 views to pull. `run()` blocks; `abort()` may be called from any thread (Ctrl-C, TUI button).
-Whatever happens, the bundle ends sealed with an exit status and a reason.
+Whatever happens, the bundle ends sealed with an exit status and a reason, even when the plan
+raises.
 """
 
 from __future__ import annotations
 
 import getpass
-import math
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator, Protocol
 
 from labconsole import __version__
 from labconsole import events as ev
 from labconsole.bundle.writer import BundleWriter, iso_utc
 from labconsole.events import EventBus
 from labconsole.locks import LockBusy, instrument_lock, recordings_lock
-from labconsole.profile import CommandWorkload, LoadedProfile, LoadGenWorkload
-from labconsole.instruments.ranges import CURRENT_MARGIN, mlperf_fixed_ranges
+from labconsole.profile import LoadedProfile
 from labconsole.recorder import Recorder
 from labconsole.sources.base import Source
-from labconsole.workload.runner import CommandRun, LoadGenRun, ProgressPoint, WorkloadResult
+from labconsole.workload.runner import ProgressPoint
 
 
 @dataclass
@@ -55,20 +59,39 @@ class RunOutcome:
 
 
 class RunAborted(Exception):
-    pass
+    """Raised inside the run to stop it: the operator aborted, or the engine failed it."""
+
+
+class RunFailed(Exception):
+    """Raised by a step (or the engine) to end the run as failed with this reason."""
 
 
 class RunRefused(RuntimeError):
     """The run could not start at all (folder in use or not writable); nothing was recorded."""
 
 
-class RunProcedure:
-    def __init__(self, loaded: LoadedProfile, options: RunOptions | None = None, bus: EventBus | None = None, step_runner: Any = None):
-        """`step_runner`: drives the calibration steps instead of running them all in order
-        (the TUI's guided calibration, `labconsole.procedure.guided.GuidedCalibration`); it is
-        called on this procedure's thread as `step_runner.drive(calibration, should_stop)`."""
+Step = Callable[["RunEngine"], None]
+
+
+class Plan(Protocol):
+    """What a run measures, step by step; the engine runs it between opening and sealing."""
+
+    def steps(self, engine: RunEngine) -> list[Step]:
+        """The steps in order, asked for once the sources are open and the recorder runs.
+        The engine checks for an abort between steps; a step raises RunAborted or RunFailed
+        to stop the run."""
+        ...
+
+    def analyse(self, engine: RunEngine) -> tuple[dict, list[dict]]:
+        """(report, checks) for `summary.json`, from what the bundle holds; asked for after
+        the sources are closed, whatever the exit status (run.json already has it)."""
+        ...
+
+
+class RunEngine:
+    def __init__(self, loaded: LoadedProfile, plan: Plan, options: RunOptions | None = None, bus: EventBus | None = None):
         self.loaded = loaded
-        self.step_runner = step_runner
+        self.plan = plan
         self.profile = loaded.profile
         self.options = options or RunOptions()
         self.bus = bus or EventBus()
@@ -80,20 +103,21 @@ class RunProcedure:
         self.sources: dict[str, Source] = {}
         self.phase: str = "starting"
         self.phase_started_mono: float = time.monotonic()
+        # The workload's progress per phase, filled by the plan's steps, pulled by live views.
         self.progress: dict[str, list[ProgressPoint]] = {}
         self.state = "created"
-        self.calibration = None
-        self.ranges_chosen: dict[str, dict] = {}
         self._locks: list = []  # recordings-folder and instrument locks held during the run
+        self._held_keys: set = set()  # instrument lock keys taken before the bundle existed
         self._emulators: list = []  # loopback emulators started for sources with `emulator:`
-        self.resolved_settings: dict[str, float] = {}  # `auto` LoadGen values measured by the first phase
         self._abort = threading.Event()
         self._abort_reason = ""
-        self._workload = None
+        self._failed_reason = ""
+        self._workload = None  # the workload running now, so that abort() reaches it
         self._lock = threading.Lock()
         self._last_progress_event = 0.0
+        self._events_not_written = 0
 
-    # --- control -----------------------------------------------------------------------------
+    # --- control (any thread) -------------------------------------------------------------------
     def abort(self, reason: str = "aborted by the operator") -> None:
         with self._lock:
             if not self._abort.is_set():
@@ -107,6 +131,7 @@ class RunProcedure:
     def aborted(self) -> bool:
         return self._abort.is_set()
 
+    # --- services for the plan's steps (the run's thread) ------------------------------------------
     def wait(self, seconds: float) -> bool:
         """Sleep, but wake for an abort or a fatal recorder error; True when the time ran out."""
         deadline = time.monotonic() + seconds
@@ -120,23 +145,57 @@ class RunProcedure:
                 self._fail(self.recorder.fatal)
                 return False
 
-    def _fail(self, reason: str) -> None:
-        """Stop the run as failed (not aborted): the recorder hit an error it cannot get past."""
-        if not self._failed_reason:
-            self._failed_reason = reason
-        self.abort(reason)
+    def should_stop(self) -> bool:
+        """True once an abort was asked for or the recorder hit an error it cannot get past."""
+        return self.aborted or bool(self.recorder and self.recorder.fatal)
 
-    def _check_abort(self) -> None:
+    def check_abort(self) -> None:
         if self.recorder is not None and self.recorder.fatal and not self._abort.is_set():
             self._fail(self.recorder.fatal)
         if self._abort.is_set():
             raise RunAborted(self._abort_reason)
 
-    def _set_phase(self, phase: str) -> None:
+    def set_phase(self, phase: str) -> None:
         self.phase = phase
         self.phase_started_mono = time.monotonic()
 
-    # --- the run ---------------------------------------------------------------------------------
+    def spec(self, name: str):
+        """The profile's entry for the source `name`."""
+        for s in self.profile.sources:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def sources_still_read(self) -> dict[str, Source]:
+        """The open sources, less those given up on under `on_failure: continue`."""
+        gone = {n for n, st in getattr(self.recorder, "states", {}).items() if st.failed}
+        return {n: s for n, s in self.sources.items() if n not in gone}
+
+    def tolerate(self, name: str, what: str, exc: Exception) -> None:
+        """A source's command failed outside the acquisition thread: fatal under `on_failure:
+        stop`; under `continue` a warning (its acquisition thread reconnects or gives up)."""
+        if self.spec(name).on_failure == "stop":
+            raise exc
+        self.bus.emit(ev.WARNING, f"{name}: could not {what} ({exc}); going on (on_failure: continue)", source=name)
+
+    @contextmanager
+    def attached(self, runner: Any, watch: bool = True) -> Iterator[Any]:
+        """While the block runs the workload `runner`, abort() reaches it. `watch`: an abort
+        asked for already stops it at once, and a watchdog stops it when the recorder hits an
+        error it cannot get past (a recorded phase; a short probe records nothing)."""
+        with self._lock:
+            self._workload = runner
+        if watch:
+            if self._abort.is_set():
+                runner.abort(self._abort_reason)
+            threading.Thread(target=self._watch_fatal, args=(runner,), daemon=True).start()
+        try:
+            yield runner
+        finally:
+            with self._lock:
+                self._workload = None
+
+    # --- the run -----------------------------------------------------------------------------------
     def run(self) -> RunOutcome:
         self.state = "running"
         status, reason = "completed", ""
@@ -156,27 +215,21 @@ class RunProcedure:
         try:
             self._start_bundle()
             self._open_sources()
-            self._check_abort()
+            self.check_abort()
             self.recorder = Recorder(
-                [(s, self.profile_spec(n).on_failure) for n, s in self.sources.items()],
+                [(s, self.spec(n).on_failure) for n, s in self.sources.items()],
                 self.bus,
                 between_folder=self.bundle.data / "between",
-                stream_formats={n: self.profile_spec(n).stream for n in self.sources},
+                stream_formats={n: self.spec(n).stream for n in self.sources},
             )
             self.recorder.start()
-            self._calibrate()
-            self._check_abort()
-            self._probe_workload()
-            self._check_abort()
-            if self.profile.procedure.ranging:
-                self._run_phase("ranging", auto_range=True)
-                self._check_abort()
-                self._choose_ranges()
-            self._check_abort()
-            self._run_phase("testing", auto_range=False)
+            for i, step in enumerate(self.plan.steps(self)):
+                if i:
+                    self.check_abort()
+                step(self)
         except RunAborted as exc:
             status, reason = ("failed" if self._failed_reason else "aborted"), (self._failed_reason or str(exc))
-        except _PhaseFailed as exc:
+        except RunFailed as exc:
             status, reason = "failed", str(exc)
         except Exception as exc:  # noqa: BLE001 - any crash still seals the bundle
             status, reason = "failed", f"{type(exc).__name__}: {exc}"
@@ -197,14 +250,21 @@ class RunProcedure:
                 reason = "completed without " + "; ".join(gone)
         return self._finish(status, reason)
 
-    _failed_reason: str = ""
-    _events_not_written: int = 0
+    def _fail(self, reason: str) -> None:
+        """Stop the run as failed (not aborted): the recorder hit an error it cannot get past."""
+        if not self._failed_reason:
+            self._failed_reason = reason
+        self.abort(reason)
 
-    def profile_spec(self, name: str):
-        for s in self.profile.sources:
-            if s.name == name:
-                return s
-        raise KeyError(name)
+    def _watch_fatal(self, runner: Any) -> None:
+        while True:
+            with self._lock:
+                if self._workload is not runner:
+                    return
+            if self.recorder is not None and self.recorder.fatal:
+                self._fail(self.recorder.fatal)
+                return
+            time.sleep(0.2)
 
     def _lock_instruments(self) -> None:
         """Take each physical instrument's lock up front, so a meter another console reads
@@ -228,8 +288,6 @@ class RunProcedure:
             self._locks.append(instrument_lock(key).acquire())
             held[key] = spec.name
         self._held_keys = set(held)
-
-    _held_keys: set = set()
 
     def _release_locks(self) -> None:
         while self._locks:
@@ -278,7 +336,7 @@ class RunProcedure:
     def _open_sources(self) -> None:
         from labconsole.bundle import environment
 
-        self._set_phase("sources")
+        self.set_phase("sources")
         found = []
         for spec in self.profile.sources:
             try:
@@ -288,7 +346,7 @@ class RunProcedure:
                 if spec.on_failure == "stop":
                     self.bus.emit(ev.ERROR, msg, source=spec.name)
                     self._failed_reason = msg
-                    raise _PhaseFailed(msg) from None
+                    raise RunFailed(msg) from None
                 self.bus.emit(ev.WARNING, msg + "; continuing without it (on_failure: continue)", source=spec.name)
                 found.append(source_entry(spec, error=exc))
                 continue
@@ -301,251 +359,14 @@ class RunProcedure:
             found.append(source_entry(spec, opened))
             self.bus.emit(ev.INFO, f"source {spec.name}: {opened.identity.describe()}", source=spec.name, identity=opened.identity.as_dict())
         if not self.sources:
-            raise _PhaseFailed("no source could be opened")
+            raise RunFailed("no source could be opened")
         assert self.bundle is not None
         self.bundle.write_json("environment.json", environment.collect(found))
         if self.profile.primary_source.name not in self.sources:
-            raise _PhaseFailed(f"the primary source {self.profile.primary_source.name} is unavailable; the metric cannot be measured")
-
-    def _calibrate(self) -> None:
-        from labconsole.procedure.calibration import Calibration, CalibrationContext
-
-        assert self.bundle is not None and self.recorder is not None
-        self._set_phase("calibration")
-        ctx = CalibrationContext(
-            profile=self.profile,
-            sources=self.sources,
-            specs={s.name: s for s in self.profile.sources},
-            identities={n: s.identify() for n, s in self.sources.items()},
-            capabilities={n: s.capabilities() for n, s in self.sources.items()},
-            recorder=self.recorder,
-            bus=self.bus,
-            phase_dir=self.bundle.phase_dir,
-            wait=self.wait,
-        )
-        self.calibration = Calibration(ctx)
-        self.calibration.on_change = lambda: self.bundle.write_json("calibration.json", self.calibration.as_dict())
-        for step in self.calibration.steps:
-            if not step.applies(ctx):
-                self.calibration.mark_not_applicable(step)
-        if self.step_runner is not None:  # the console guides the operator step by step
-            self.step_runner.drive(self.calibration, lambda: self.aborted or bool(self.recorder and self.recorder.fatal))
-        else:
-            for step in self.calibration.applicable():
-                self._check_abort()
-                self.calibration.run_step(step)
-        self.bundle.write_json("calibration.json", self.calibration.as_dict())
-        verdict = self.calibration.verdict()
-        self.bus.emit(ev.RESULT if verdict == "pass" else ev.WARNING, f"calibration: {verdict.upper()}", phase="calibration", verdict=verdict)
-
-    def _probe_workload(self) -> None:
-        """Measure the SUT once for `auto` LoadGen settings, before ranging.
-
-        Ranging and testing must run the same load (MLPerf runs one command twice), and a
-        probe inside a phase would also put its burst of work next to the power window.
-        """
-        wl = self.profile.workload
-        if not isinstance(wl, LoadGenWorkload):
-            return
-        assert self.bundle is not None
-        if self.options.resolved:
-            # A rerun: the values the original run measured, so the load is the same.
-            self.resolved_settings = {k: float(self.options.resolved[k]) for k in ("target_qps", "expected_latency_ms") if k in self.options.resolved}
-            self.bundle.update_run(workload_resolved=dict(self.options.resolved), workload_resolved_reused=True)
-            shown = ", ".join(f"{k} {v:.6g}" for k, v in self.resolved_settings.items())
-            self.bus.emit(ev.INFO, f"reusing the recorded 'auto' LoadGen settings: {shown}", phase="probe", settings=self.resolved_settings)
-            return
-        probe = LoadGenRun(wl, self.bundle.phase_dir("probe"), scenario=self.scenario, duration_s=self.duration_s)
-        if not probe.needs_probe():
-            return
-        self._set_phase("probe")
-        self.bus.emit(ev.INFO, f"measuring the {wl.sut} SUT for the 'auto' LoadGen settings", phase="probe")
-        with self._lock:
-            self._workload = probe
-        try:
-            result = probe.run(probe_only=True)
-        finally:
-            with self._lock:
-                self._workload = None
-        if result.status == "aborted":
-            raise RunAborted(result.reason)
-        if result.status != "completed" or not result.settings:
-            tail = "\n".join(result.stderr_tail[-10:])
-            self.bus.emit(ev.ERROR, f"SUT probe: {result.reason or 'no settings reported'}" + (f"\nlast lines of the worker:\n{tail}" if tail else ""), phase="probe")
-            raise _PhaseFailed(f"SUT probe: {result.reason or 'no settings reported'}")
-        self.resolved_settings = {k: result.settings[k] for k in ("target_qps", "expected_latency_ms") if k in result.settings}
-        self.bundle.update_run(workload_resolved=result.settings)
-        shown = ", ".join(f"{k} {v:.6g}" for k, v in result.settings.items() if isinstance(v, (int, float)))
-        self.bus.emit(ev.RESULT, f"SUT probe: {shown}", phase="probe", settings=result.settings)
-
-    def _ranged_sources(self) -> list[str]:
-        """Sources with ranges to set, less those given up on under `on_failure: continue`."""
-        gone = {n for n, st in getattr(self.recorder, "states", {}).items() if st.failed}
-        return [n for n, s in self.sources.items() if n not in gone and s.capabilities().has_ranges]
-
-    def _tolerate(self, name: str, what: str, exc: Exception) -> None:
-        """A source's command failed outside the acquisition thread: fatal under `on_failure:
-        stop`; under `continue` a warning (its acquisition thread reconnects or gives up)."""
-        if self.profile_spec(name).on_failure == "stop":
-            raise exc
-        self.bus.emit(ev.WARNING, f"{name}: could not {what} ({exc}); going on (on_failure: continue)", source=name)
-
-    def _read_back_ranges(self) -> dict[str, dict]:
-        out = {}
-        for n in self._ranged_sources():
-            try:
-                out[n] = self.sources[n].get_ranges().as_dict()
-            except Exception as exc:  # noqa: BLE001 - the phase's record must still be written
-                out[n] = {"error": str(exc)}
-        return out
-
-    def _run_phase(self, phase: str, auto_range: bool) -> None:
-        assert self.bundle is not None and self.recorder is not None
-        if auto_range:
-            for name in self._ranged_sources():
-                try:
-                    rs = self.sources[name].set_ranges(auto=True)
-                except Exception as exc:  # noqa: BLE001
-                    self._tolerate(name, f"switch auto-range on for {phase}", exc)
-                    continue
-                self.bus.emit(ev.INFO, f"{name}: auto-range on for {phase}", phase=phase, source=name, ranges=rs.as_dict())
-        settle = self.profile.procedure.settle_s
-        if settle:
-            self.bus.emit(ev.INFO, f"settling {settle:g} s before {phase}", phase=phase)
-            if not self.wait(settle):
-                self._check_abort()
-        folder = self.bundle.phase_dir(phase)
-        self._set_phase(phase)
-        self.progress[phase] = []
-        self._phase_hook("begin", phase)
-        self.recorder.begin_segment(phase, folder)
-        self.bus.emit(ev.PHASE_START, f"{phase}: {self.scenario}, {self.duration_s:g} s", phase=phase, scenario=self.scenario, duration_s=self.duration_s)
-
-        def on_progress(point: ProgressPoint, phase: str = phase) -> None:
-            self.progress[phase].append(point)
-            self.bus.emit(ev.PROGRESS, f"{point.completed} completed", phase=phase, issued=point.issued, completed=point.completed)
-
-        wl = self.profile.workload
-        if isinstance(wl, LoadGenWorkload):
-            runner: Any = LoadGenRun(wl, folder, on_progress, scenario=self.scenario, duration_s=self.duration_s, resolved=self.resolved_settings)
-        elif isinstance(wl, CommandWorkload):
-            runner = CommandRun(wl, folder, on_progress, duration_s=self.duration_s)
-        else:  # pragma: no cover
-            raise _PhaseFailed(f"unknown workload type {type(wl).__name__}")
-        with self._lock:
-            self._workload = runner
-        if self._abort.is_set():
-            runner.abort(self._abort_reason)
-        watcher = threading.Thread(target=self._watch_fatal, args=(runner,), daemon=True)
-        watcher.start()
-        summaries: dict[str, dict] = {}
-        try:
-            result: WorkloadResult = runner.run()
-            if result.status == "completed":
-                # Keep recording a moment past LoadGen's end, so every source has samples on
-                # both sides of power_end (energy counters are interpolated at the edges).
-                self.wait(self._tail_s())
-        finally:
-            with self._lock:
-                self._workload = None
-            summaries = self._phase_hook("end", phase)
-            self.recorder.end_segment()
-        stats = {f"{s}/{c}": st.as_dict() for (s, c), st in self.recorder.stats_for(phase).items()}
-        self.bundle.write_json(f"{phase}/phase.json", {"workload": result.as_dict(), "samples": stats, "ranges": self._read_back_ranges(), "meter_summaries": summaries})
-        if result.status == "completed":
-            self.bus.emit(ev.PHASE_END, f"{phase} done", phase=phase, workload=result.as_dict())
-            return
-        if result.status == "aborted":
-            self.bus.emit(ev.PHASE_END, f"{phase} aborted: {result.reason}", phase=phase)
-            raise RunAborted(result.reason)
-        tail = "\n".join(result.stderr_tail[-10:])
-        msg = f"{phase}: {result.reason}" + (f"\nlast lines of the worker:\n{tail}" if tail else "")
-        self.bus.emit(ev.ERROR, msg, phase=phase, workload=result.as_dict())
-        raise _PhaseFailed(f"{phase}: {result.reason}")
-
-    def _phase_hook(self, which: str, phase: str) -> dict[str, dict]:
-        """Tell the sources a phase begins/ends (PTD starts a marked measurement); collect the
-        meters' own summaries at the end. A failing source is reported, not fatal here: its
-        acquisition thread reconnects or gives up by the profile's on_failure policy."""
-        out: dict[str, dict] = {}
-        for name, src in self.sources.items():
-            try:
-                if which == "begin":
-                    src.begin_phase(phase)
-                    continue
-                summary = src.end_phase(phase)
-            except Exception as exc:  # noqa: BLE001
-                self.bus.emit(ev.WARNING, f"{name}: could not {which} the {phase} phase on the meter: {exc}", phase=phase, source=name)
-                continue
-            if summary:
-                out[name] = summary
-                if summary.get("message"):
-                    kind = ev.WARNING if summary.get("warning") else ev.INFO
-                    self.bus.emit(kind, f"{name}: {phase}: {summary['message']}", phase=phase, source=name, meter_summary=summary)
-        return out
-
-    def _tail_s(self) -> float:
-        slowest = max((src.sample_interval_s for src in self.sources.values()), default=0.1)
-        return min(2.0, max(0.2, 2 * slowest))
-
-    def _watch_fatal(self, runner: Any) -> None:
-        while True:
-            with self._lock:
-                if self._workload is not runner:
-                    return
-            if self.recorder is not None and self.recorder.fatal:
-                self._fail(self.recorder.fatal)
-                return
-            time.sleep(0.2)
-
-    def _choose_ranges(self) -> None:
-        """MLPerf's rule: voltage range holds the max volts, current range holds 1.1 x max amps."""
-        assert self.recorder is not None
-        stats = self.recorder.stats_for("ranging")
-        for name in self._ranged_sources():
-            src = self.sources[name]
-            caps = src.capabilities()
-            chans = [st for (s, _), st in stats.items() if s == name]
-            max_v = max((st.max_v for st in chans if not math.isnan(st.max_v)), default=math.nan)
-            max_a = max((st.max_a for st in chans if not math.isnan(st.max_a)), default=math.nan)
-            if math.isnan(max_v) or math.isnan(max_a):
-                self.bus.emit(ev.WARNING, f"{name}: no valid volts/amps while ranging; keeping auto-range for testing (not MLPerf-grade)", source=name)
-                continue
-            rounded = caps.ranges_rounded_by_meter
-            known = bool(caps.voltage_ranges and caps.current_ranges) or not rounded
-            if known:
-                want_v, want_a = mlperf_fixed_ranges(max_v, max_a, caps.voltage_ranges, caps.current_ranges)
-            # A meter that rounds up itself gets MLPerf's raw values, as power-dev sends them
-            # (SR,V,<max V>; SR,A,<1.1 x max A>); otherwise the range picked from the table.
-            req_v, req_a = (max_v, max_a * CURRENT_MARGIN) if rounded else (want_v, want_a)
-            try:
-                got = src.set_ranges(volts=req_v, amps=req_a, auto=False)
-            except Exception as exc:  # noqa: BLE001
-                self._tolerate(name, "set the fixed ranges", exc)
-                continue
-            self.ranges_chosen[name] = {"max_volts": max_v, "max_amps": max_a, "requested": {"volts": req_v, "amps": req_a}, "read_back": got.as_dict()}
-            if known:
-                ok = got.volts == want_v and got.amps == want_a
-            else:  # no range table for this meter: what it chose must at least hold the request
-                ok = got.volts >= req_v and got.amps >= req_a
-                want_v, want_a = got.volts, got.amps
-            ok = ok and not got.auto_v and not got.auto_a
-            kind = ev.RESULT if ok else ev.ERROR
-            self.bus.emit(
-                kind,
-                f"{name}: ranging saw max {max_v:.2f} V / {max_a:.4f} A -> fixed ranges {want_v:g} V / {want_a:g} A"
-                + ("" if ok else f" but the meter reads back {got.volts:g} V / {got.amps:g} A (auto {got.auto_v}/{got.auto_a})"),
-                phase="ranging",
-                source=name,
-                **self.ranges_chosen[name],
-            )
-            if not ok:
-                raise _PhaseFailed(f"{name}: the meter did not accept the fixed ranges")
-        if self.bundle is not None:
-            self.bundle.update_run(ranges=self.ranges_chosen)
+            raise RunFailed(f"the primary source {self.profile.primary_source.name} is unavailable; the metric cannot be measured")
 
     def _shutdown(self) -> None:
-        self._set_phase("stopping")
+        self.set_phase("stopping")
         if self.recorder is not None and self.recorder.started:
             self.recorder.stop()
         for name, src in self.sources.items():
@@ -582,10 +403,8 @@ class RunProcedure:
             self._release_locks()  # whatever failed above, the next console may use the folder
 
     def _analyse_and_seal(self, status: str, reason: str) -> RunOutcome:
-        from labconsole.mlperf.summary import summarise
-
         assert self.bundle is not None
-        self._set_phase("analysis")
+        self.set_phase("analysis")
         # The verdict goes into run.json first, so the summary's checks see the final status.
         try:
             self.bundle.update_run(exit_status=status, reason=reason, stop=iso_utc())
@@ -594,7 +413,7 @@ class RunProcedure:
         report = None
         check_list: list[dict] = []
         try:
-            report, check_list = summarise(self.bundle.root)
+            report, check_list = self.plan.analyse(self)
             self.bundle.write_json("summary.json", {"report": report, "checks": check_list})
             if report.get("metric"):
                 m = report["metric"]
@@ -608,12 +427,11 @@ class RunProcedure:
         except OSError as exc:
             self.bus.emit(ev.ERROR, f"could not seal the bundle: {exc.strerror or exc}; `labconsole recover {self.bundle.root}` can seal it later")
         self.state = status
-        self._set_phase("done")
+        self.set_phase("done")
         return RunOutcome(self.bundle.root, status, reason, report, check_list)
 
 
-class _PhaseFailed(Exception):
-    pass
+# --- a source as the profile describes it (the engine's and the rerun's bench probe) ---------------
 
 
 @dataclass
