@@ -9,7 +9,7 @@ import pytest
 
 from conftest import run_cli
 from labconsole.mlperf import metrics as analysis
-from labconsole.mlperf.checks import rules as checks
+from labconsole.mlperf import checks
 from labconsole.bundle.environment_diff import WARNING, record_environment
 from labconsole.bundle.reader import open_run
 from labconsole.mlperf.compare import Figure, compare_runs, render_text

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import run_cli, write_profile
 from labconsole.mlperf import metrics as analysis
-from labconsole.mlperf.checks import rules as checks
+from labconsole.mlperf import checks
 from labconsole.mlperf.export import ExportError, export_mlperf
 from labconsole.bundle.reader import open_run
 from labconsole.emulators.sntp import SntpResponder

@@ -19,7 +19,7 @@ import pytest
 
 from conftest import FIXTURES, run_cli
 from labconsole.mlperf import metrics as analysis
-from labconsole.mlperf.checks import rules as checks
+from labconsole.mlperf import checks
 from labconsole.bundle.reader import RunOpenError, open_run
 from powerdev_fakes import make_session
 

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from labconsole.bundle.reader import RunRecord, open_run
+from labconsole.events import PHASE_END, PHASE_START, PROGRESS, Event, read_events
 from labconsole.mlperf.powerdev import SUPPORTED_MODEL, format_spl_line, sha1_file
 from labconsole.samples.batch import OK
 
@@ -71,14 +72,14 @@ def _session_name(record: RunRecord) -> str:
     return t.strftime("%Y-%m-%d_%H-%M-%S") + "_labconsole"  # power-dev: time + "_" + label
 
 
-def _phase_spans(events: list[dict]) -> dict[str, list[float]]:
+def _phase_spans(events: list[Event]) -> dict[str, list[float]]:
     spans: dict[str, list[float]] = {}
     for e in events:
-        ph = e.get("phase")
-        if ph in PHASE_FOLDERS and e.get("kind") == "phase_start":
-            spans[ph] = [e["wall_ns"] / 1e9, e["wall_ns"] / 1e9]
-        elif ph in spans and e.get("kind") == "phase_end":
-            spans[ph][1] = e["wall_ns"] / 1e9
+        ph = e.phase
+        if ph in PHASE_FOLDERS and e.kind == PHASE_START:
+            spans[ph] = [e.wall_ns / 1e9, e.wall_ns / 1e9]
+        elif ph in spans and e.kind == PHASE_END:
+            spans[ph][1] = e.wall_ns / 1e9
     return spans
 
 
@@ -116,22 +117,20 @@ def spl_lines(frame: Any, mark: str, begin_ns: int | None) -> tuple[list[str], i
     return lines, moved
 
 
-def _timeline_log(events: list[dict]) -> str:
+def _timeline_log(events: list[Event]) -> str:
     out = []
     level = {"warning": "WARNING", "error": "ERROR"}
     for e in events:
-        if e.get("kind") == "progress":
+        if e.kind == PROGRESS:
             continue
-        t = _dt.datetime.fromtimestamp(e["wall_ns"] / 1e9, tz=_dt.timezone.utc)
+        t = _dt.datetime.fromtimestamp(e.wall_ns / 1e9, tz=_dt.timezone.utc)
         stamp = t.strftime("%Y-%m-%d %H:%M:%S") + f",{t.microsecond // 1000:03d}"
-        msg = str(e.get("message", "")).replace("\n", " | ")
-        out.append(f"labconsole {stamp} [{level.get(e.get('kind'), 'INFO')}] {msg}")
+        msg = e.message.replace("\n", " | ")
+        out.append(f"labconsole {stamp} [{level.get(e.kind, 'INFO')}] {msg}")
     return "\n".join(out) + ("\n" if out else "")
 
 
 def export_mlperf(bundle: str | Path, out_dir: str | Path) -> ExportResult:
-    from labconsole.mlperf.checks.rules import bundle_events
-
     record = open_run(bundle)
     if record.kind != "bundle":
         raise ExportError(f"{bundle}: already an MLPerf result folder; export reads labconsole bundles")
@@ -146,7 +145,7 @@ def export_mlperf(bundle: str | Path, out_dir: str | Path) -> ExportResult:
     prim = record.primary_source
     session = _session_name(record)
     res = ExportResult(out, session_name=session)
-    events = bundle_events(record)
+    events = read_events(record.path / "data" / "events.jsonl")
     tmp = out.with_name(out.name + ".partial")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -230,6 +229,7 @@ def export_mlperf(bundle: str | Path, out_dir: str | Path) -> ExportResult:
             ptd_messages=[],
             ptd_config=[{"command": [], "device_type": device_type, "interface_flag": None, "dc_flag": None, "device_port": ident.get("address"), "channel": None, "identity": ident, "driver": found.get("driver")}],
         )
+        # As power-dev's summary.py writes them (indent 4), not labconsole.events.to_json: MLPerf's tools read these.
         for name, obj in (("client.json", client), ("server.json", server)):
             (tmp / "power" / name).write_text(json.dumps(obj, indent=4) + "\n", encoding="utf-8")
         res.notes.append("client.json/server.json: no power-dev messages, source checksums or PTD messages (none exist for this run)")

@@ -12,7 +12,7 @@ def summarise(root: Path) -> tuple[dict, list[dict]]:
     """
     from labconsole.bundle.reader import open_run
     from labconsole.mlperf import metrics
-    from labconsole.mlperf.checks import rules as checks
+    from labconsole.mlperf import checks
 
     record = open_run(root)
     report = metrics.compute_report(record)

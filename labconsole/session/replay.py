@@ -57,12 +57,8 @@ def synthesize_events(record) -> list[Event]:
 
 
 def recorded_events(record) -> list[Event]:
-    path = Path(record.path) / "data" / "events.jsonl"
-    if record.kind == "bundle" and path.exists():
-        try:
-            events = ev.read_events(path)
-        except ValueError:
-            events = []
+    if record.kind == "bundle":
+        events = ev.read_events(Path(record.path) / "data" / "events.jsonl")
         if events:
             return sorted(events, key=lambda e: e.wall_ns)
     return synthesize_events(record)

@@ -1,65 +1,29 @@
-"""Checks of a recorded run against MLPerf's power rules and our own, for `labconsole check`.
+"""Our checks of a recorded run (origin "labconsole"), for `labconsole check`.
 
-Each check returns a verdict and a message that says what was seen and, on failure, what it
-means. The same list runs on our bundles and on MLPerf result folders:
-
-    pass   the rule holds
-    warn   it holds with a reservation, or its inputs are missing (the message says which)
-    fail   the rule is broken
-    skip   the rule does not apply to this kind of record (the message says why)
-
-The official compliance checker's eleven checks live in `checks_official` (origin "mlperf");
-the checks here are ours (origin "labconsole"): completeness, LoadGen validity and error lines,
-the power window, the ranging delta, minimum duration, sample regularity and gaps, invalid
-samples, uncertainty, clock offset, calibration and the scope cross-check.
+Each check returns verdicts (labconsole.verdict) with a message that says what was seen and, on
+failure, what it means. The same list runs on our bundles and on MLPerf result folders:
+completeness, LoadGen validity and error lines, the power window, the ranging delta, minimum
+duration, sample regularity and gaps, invalid samples, uncertainty, clock offset, calibration,
+the scope cross-check and acquisition. The official compliance checker's eleven checks live in
+`official` (origin "mlperf").
 """
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from labconsole.mlperf import metrics as analysis
 from labconsole.bundle.reader import RunRecord
 from labconsole.bundle.seal import verify
+from labconsole.mlperf.checks.registry import OFFICIAL, CheckResult, check
 from labconsole.samples.batch import GAP, OK, OVERRANGE, STATUS_NAMES
-
-PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
-OURS, OFFICIAL = "labconsole", "mlperf"
+from labconsole.verdict import FAIL, PASS, SKIP, WARN, worst
 
 MLPERF_MIN_DURATION_S = 600.0  # inference_rules.adoc scenario table; the checker's TEST_DURATION_MS
 MLPERF_DELTA_LIMIT_PCT = -5.0  # testing must not be more than 5 % below ranging (compliance/check.py)
-
-
-@dataclass
-class CheckResult:
-    name: str
-    status: str
-    message: str
-    origin: str = OURS
-
-    def as_dict(self) -> dict:
-        return {"name": self.name, "status": self.status, "message": self.message, "origin": self.origin}
-
-
-CheckFn = Callable[[RunRecord], list[CheckResult]]
-REGISTRY: list[CheckFn] = []
-
-
-def check(fn: CheckFn) -> CheckFn:
-    REGISTRY.append(fn)
-    return fn
-
-
-def worst(statuses: list[str]) -> str:
-    for s in (FAIL, WARN, PASS):
-        if s in statuses:
-            return s
-    return SKIP if statuses else PASS
 
 
 def procedure_setting(record: RunRecord, key: str, default: float) -> float:
@@ -69,22 +33,6 @@ def procedure_setting(record: RunRecord, key: str, default: float) -> float:
         return float(default if value is None else value)
     except (TypeError, ValueError):
         return default
-
-
-def bundle_events(record: RunRecord) -> list[dict]:
-    """The bundle's timeline (events.jsonl); a torn last line is skipped."""
-    path = record.path / "data" / "events.jsonl"
-    out = []
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return out
-    for line in text.splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            continue
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -527,7 +475,9 @@ def calibration(record: RunRecord) -> list[CheckResult]:
         statuses.append(WARN if st == SKIP else st)  # a step the operator skipped is unverified
         if st != PASS:
             parts.append(f"{s.get('title', s.get('key'))}: {st}: {s.get('reason')}")
-    verdict = worst([x for x in statuses if x in (PASS, WARN, FAIL)]) if statuses else WARN
+    # A step that failed or warned decides; otherwise the calibration passed (a status we do
+    # not know, from a damaged file, is not held against it). No applicable step is a warning.
+    verdict = worst([PASS, *statuses]) if statuses else WARN
     if verdict == PASS:
         return [CheckResult("calibration", PASS, f"all {len(steps)} calibration steps passed")]
     return [CheckResult("calibration", verdict, "; ".join(parts))]
@@ -584,22 +534,3 @@ def acquisition(record: RunRecord) -> list[CheckResult]:
         return [CheckResult("acquisition", FAIL, "; ".join(notes))]
     head = f"every sample read ({read}) was written" if read is not None else "no sample was lost"
     return [CheckResult("acquisition", worst_sev, head + ("; " + "; ".join(notes) if notes else ""))]
-
-
-# --------------------------------------------------------------------------------------------
-
-
-def run_checks(record: RunRecord) -> list[CheckResult]:
-    from labconsole.mlperf.checks import official as checks_official  # noqa: F401 - registers the official checks
-
-    results: list[CheckResult] = []
-    for fn in REGISTRY:
-        try:
-            results.extend(fn(record))
-        except Exception as exc:  # noqa: BLE001 - one broken input must not hide the others
-            results.append(CheckResult(fn.__name__.replace("_", " "), FAIL, f"could not be checked: {type(exc).__name__}: {exc}"))
-    return results
-
-
-def passed(results: list[CheckResult]) -> bool:
-    return all(r.status != FAIL for r in results)

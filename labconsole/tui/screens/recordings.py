@@ -51,7 +51,7 @@ def list_bundles(folder: Path) -> list[dict]:
 def summarise(path: Path) -> dict:
     """Metric and check verdicts of one recording (slow: reads and hashes everything)."""
     from labconsole.mlperf import metrics as analysis
-    from labconsole.mlperf.checks import rules as checks
+    from labconsole.mlperf import checks
     from labconsole.bundle.reader import open_run
 
     record = open_run(path)

@@ -26,7 +26,7 @@ from labconsole.tui.widgets import TopBar
 def load_results(path: Path) -> dict:
     """Everything the screen shows, computed off the UI loop."""
     from labconsole.mlperf import metrics as analysis
-    from labconsole.mlperf.checks import rules as checks
+    from labconsole.mlperf import checks
     from labconsole.bundle.reader import open_run
     from labconsole.session.live import qps_series
     from labconsole.session.replay import recorded_progress
