@@ -140,11 +140,11 @@ def read_events(path) -> list[Event]:
     return events
 
 
-def to_json(obj, indent: int | None = None) -> str:
+def to_json(obj: Any, indent: int | None = None) -> str:
     """The console's JSON: one line (the timeline) by default, `indent` for files and `--json`.
 
-    NaN and infinities are written as null. JSON has no such numbers (Python's `NaN` token is
-    refused by jq, browsers and most parsers) and here they always mean "no value". numpy
+    NaN and infinities are written as null: JSON has no such numbers (RFC 8259; JavaScript's
+    JSON.parse refuses Python's `NaN` token), and here they always mean "no value". numpy
     scalars become numbers, objects with `as_dict()` their dict, dates their ISO text, and
     anything else its str(). Files MLPerf's tools read are not written with this: they keep
     the format of the tools that wrote them first.
@@ -154,7 +154,7 @@ def to_json(obj, indent: int | None = None) -> str:
     return json.dumps(_plain(obj), indent=indent, allow_nan=False)
 
 
-def _plain(obj):
+def _plain(obj: Any) -> Any:
     """`obj` as what json encodes: dicts, lists, str, int, finite float, bool and None."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
