@@ -7,7 +7,6 @@ never load Textual.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import signal
@@ -15,6 +14,8 @@ import sys
 import threading
 import time
 from pathlib import Path
+
+from labconsole.events import to_json
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_ABORTED = 0, 1, 2, 130
 
@@ -256,7 +257,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     b = _open_record_or_exit(args.b)
     cmp = compare_runs(a, b)
     if args.json:
-        print(json.dumps(_json_safe(cmp.as_dict()), indent=2))
+        print(to_json(cmp.as_dict(), indent=2))
     else:
         print(render_text(cmp))
     return EXIT_OK
@@ -283,23 +284,13 @@ def _open_record_or_exit(path: str, columns: tuple[str, ...] | None = None):
         raise SystemExit(EXIT_USAGE) from None
 
 
-def _json_safe(obj):
-    if isinstance(obj, float) and (math.isnan(obj) or math.isinf(obj)):
-        return None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj
-
-
 def cmd_report(args: argparse.Namespace) -> int:
-    from labconsole.mlperf import metrics as analysis
+    from labconsole.mlperf import metrics
 
-    record = _open_record_or_exit(args.path, analysis.REPORT_COLUMNS)  # only what the report reads
-    rep = analysis.compute_report(record)
+    record = _open_record_or_exit(args.path, metrics.REPORT_COLUMNS)  # only what the report reads
+    rep = metrics.compute_report(record)
     if args.json:
-        print(json.dumps(_json_safe(rep), indent=2))
+        print(to_json(rep, indent=2))
     else:
         print(f"{record.path} ({'MLPerf result folder' if record.kind == 'mlperf' else 'bundle, ' + str(record.exit_status)})")
         _print_report_lines(rep)
@@ -310,13 +301,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from labconsole.mlperf.checks import rules as checks
+    from labconsole.mlperf import checks
 
     record = _open_record_or_exit(args.path)
     results = checks.run_checks(record)
     ok = checks.passed(results)
     if args.json:
-        print(json.dumps({"path": str(record.path), "kind": record.kind, "passed": ok, "checks": [r.as_dict() for r in results]}, indent=2))
+        print(to_json({"path": str(record.path), "kind": record.kind, "passed": ok, "checks": [r.as_dict() for r in results]}, indent=2))
     else:
         for r in results:
             print(f"[{r.status.upper():4}] {r.name}: {_printable(r.message)}")

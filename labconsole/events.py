@@ -2,14 +2,20 @@
 
 Every step publishes events (start, progress, warning, result, ...) to one `EventBus`. The
 CLI and the TUI each subscribe with their own queue; the bundle writer subscribes a sink that
-appends `events.jsonl`. Replay reads the same lines back, so live and replayed timelines are
-one format.
+appends `events.jsonl`. `read_events` reads the lines back for replay, checks and export, so
+live and replayed timelines are one format.
+
+The timeline is the console's first JSON, so the console's one JSON encoder lives here too
+(`to_json`, for the timeline, the bundle's files and `--json` output): this is the bottom
+layer, importable by every module that writes JSON.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import queue
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -36,7 +42,7 @@ class Event:
     wall_ns: int = field(default_factory=time.time_ns)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), default=_json_default, separators=(",", ":"))
+        return to_json(asdict(self))
 
     @classmethod
     def from_dict(cls, d: dict) -> "Event":
@@ -47,19 +53,6 @@ class Event:
             data=dict(d.get("data") or {}),
             wall_ns=int(d["wall_ns"]),
         )
-
-
-def _json_default(obj: Any) -> Any:
-    try:
-        import numpy as np
-
-        if isinstance(obj, np.generic):
-            return obj.item()
-    except ImportError:  # pragma: no cover
-        pass
-    if hasattr(obj, "as_dict"):
-        return obj.as_dict()
-    return str(obj)
 
 
 class EventBus:
@@ -127,17 +120,55 @@ class JsonlSink:
 
 
 def read_events(path) -> list[Event]:
-    """Read an events.jsonl; a torn last line (crash) is skipped, other bad lines are errors."""
+    """The timeline an events.jsonl holds, in file order; [] when there is no file.
+
+    A line that is not an event is skipped, not an error: `JsonlSink` writes whole lines and
+    flushes each, so a bad line is the one a crash cut off (the last), and one damaged line
+    must not hide the rest of the timeline from replay, `check` or export.
+    """
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            lines = fh.read().split("\n")
+    except OSError:
+        return []
     events: list[Event] = []
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        lines = fh.read().split("\n")
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
+    for line in lines:
         try:
             events.append(Event.from_dict(json.loads(line)))
-        except (ValueError, KeyError, TypeError) as exc:
-            if lineno == len(lines):  # last line with no newline: torn by a crash
-                break
-            raise ValueError(f"{path}:{lineno}: malformed event line ({exc})") from None
+        except (ValueError, KeyError, TypeError):
+            continue
     return events
+
+
+def to_json(obj: Any, indent: int | None = None) -> str:
+    """The console's JSON: one line (the timeline) by default, `indent` for files and `--json`.
+
+    NaN and infinities are written as null: JSON has no such numbers (RFC 8259; JavaScript's
+    JSON.parse refuses Python's `NaN` token), and here they always mean "no value". numpy
+    scalars become numbers, objects with `as_dict()` their dict, dates their ISO text, and
+    anything else its str(). Files MLPerf's tools read are not written with this: they keep
+    the format of the tools that wrote them first.
+    """
+    if indent is None:
+        return json.dumps(_plain(obj), separators=(",", ":"), allow_nan=False)
+    return json.dumps(_plain(obj), indent=indent, allow_nan=False)
+
+
+def _plain(obj: Any) -> Any:
+    """`obj` as what json encodes: dicts, lists, str, int, finite float, bool and None."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if obj is None or isinstance(obj, (str, int)):
+        return obj
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    np = sys.modules.get("numpy")  # a numpy scalar exists only where numpy is loaded
+    if np is not None and isinstance(obj, np.generic):
+        return _plain(obj.item())
+    if hasattr(obj, "as_dict"):
+        return _plain(obj.as_dict())
+    if hasattr(obj, "isoformat"):
+        return obj.isoformat()
+    return str(obj)

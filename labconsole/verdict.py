@@ -1,0 +1,31 @@
+"""Verdicts: what a check of a record or a calibration step concludes, and how verdicts combine.
+
+    pass   the rule holds
+    warn   it holds with a reservation, or its inputs are missing (the message says which)
+    fail   the rule is broken
+    skip   the rule does not apply here (the message says why)
+
+They are plain strings because they are stored as such (summary.json, calibration.json, the
+timeline) and shown as such (`check`, the screens).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
+
+# Most severe first: a fail outweighs a warning, a warning a pass, and anything a skip.
+SEVERITY = (FAIL, WARN, PASS, SKIP)
+
+
+def worst(statuses: Iterable[str]) -> str:
+    """The most severe verdict among `statuses`; SKIP when there is none to judge.
+
+    Nothing judged is a skip, the least verdict, so that verdicts combine in any grouping:
+    worst(a + b) == worst([worst(a), worst(b)]), empty lists included. A caller for whom
+    "nothing" means something else (no samples is a warning, no failure is a pass) says so
+    where it calls. A status that is none of the four counts as a skip.
+    """
+    present = set(statuses)
+    return next((s for s in SEVERITY if s in present), SKIP)

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from labconsole.mlperf import metrics as analysis
+from labconsole.mlperf import metrics
 from labconsole.bundle.reader import open_run
 from labconsole.samples.batch import NO_DATA, OK, OVERRANGE
 from mlperf_fakes import write_detail_log, write_samples
@@ -40,7 +40,7 @@ def test_window_is_strict_and_skips_invalid_and_nonpositive(tmp_path):
     status[6] = OVERRANGE  # t=3.0 s
     status[7] = NO_DATA  # t=3.5 s
     rec = make_bundle(tmp_path, testing_watts=watts, status=status)
-    stats = analysis.phase_power(rec, "testing")
+    stats = metrics.phase_power(rec, "testing")
     inside = [i for i in range(13) if 2 < i < 10]  # t in (1, 5): indices 3..9
     counted = [watts[i] for i in inside if i not in (4, 6, 7)]
     assert stats.samples == len(counted) == 4
@@ -51,7 +51,7 @@ def test_window_is_strict_and_skips_invalid_and_nonpositive(tmp_path):
 
 def test_offline_metric_is_average_watts_and_samples_per_joule(tmp_path):
     rec = make_bundle(tmp_path, "Offline", extra={"result_samples_per_second": 1234.5})
-    rep = analysis.compute_report(rec)
+    rep = metrics.compute_report(rec)
     expected = sum(10.0 * (i + 1) for i in range(3, 10)) / 7
     assert rep["metric"] == {"name": "avg_power", "value": expected, "unit": "W"}
     assert rep["samples_per_joule"] == pytest.approx(1234.5 / expected)
@@ -62,7 +62,7 @@ def test_offline_metric_is_average_watts_and_samples_per_joule(tmp_path):
 
 def test_singlestream_metric_is_millijoules_per_query(tmp_path):
     rec = make_bundle(tmp_path, "SingleStream", queries=400)
-    rep = analysis.compute_report(rec)
+    rep = metrics.compute_report(rec)
     avg = sum(10.0 * (i + 1) for i in range(3, 10)) / 7
     mj = avg * 4.0 * 1000 / 400
     assert rep["metric"] == {"name": "energy_per_query", "value": mj, "unit": "mJ"}
@@ -71,7 +71,7 @@ def test_singlestream_metric_is_millijoules_per_query(tmp_path):
 
 def test_multistream_uses_samples_per_query(tmp_path):
     rec = make_bundle(tmp_path, "MultiStream", queries=100, extra={"effective_samples_per_query": 8})
-    rep = analysis.compute_report(rec)
+    rep = metrics.compute_report(rec)
     mj = rep["metric"]["value"]
     assert rep["samples_per_joule"] == pytest.approx(8 * 1000 / mj)
 
@@ -80,22 +80,22 @@ def test_ranging_delta(tmp_path):
     testing = [100.0] * 13
     ranging = [110.0] * 13
     rec = make_bundle(tmp_path, testing_watts=testing, ranging_watts=ranging)
-    delta = analysis.ranging_delta_pct(rec)
+    delta = metrics.ranging_delta_pct(rec)
     assert delta == pytest.approx((100 / 110 - 1) * 100)
-    assert analysis.checker_ranging_delta_pct(rec) == round((100 / 110 - 1) * 100, 2)
+    assert metrics.checker_ranging_delta_pct(rec) == round((100 / 110 - 1) * 100, 2)
 
 
 def test_sequential_sum_matches_python_sum_order():
     vals = [0.1] * 10 + [1e16, 1.0, -1e16]
-    assert analysis.sequential_sum(vals) == pytest.approx(sum(vals), abs=0) or math.isclose(analysis.sequential_sum(vals), sum(vals))
+    assert metrics.sequential_sum(vals) == pytest.approx(sum(vals), abs=0) or math.isclose(metrics.sequential_sum(vals), sum(vals))
     acc = 0.0
     for v in vals:
         acc += v
-    assert analysis.sequential_sum(vals) == acc
+    assert metrics.sequential_sum(vals) == acc
 
 
 def test_no_samples_in_window(tmp_path):
     rec = make_bundle(tmp_path, testing_watts=[-1.0] * 13)
-    rep = analysis.compute_report(rec)
+    rep = metrics.compute_report(rec)
     assert rep["metric"] is None
     assert rep["power"]["samples_in_window"] == 0

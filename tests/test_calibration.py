@@ -12,10 +12,6 @@ import pytest
 
 from labconsole.events import EventBus
 from labconsole.procedure.calibration import (
-    FAIL,
-    PASS,
-    SKIP,
-    WARN,
     Calibration,
     CalibrationContext,
     CalibrationCertificate,
@@ -33,6 +29,7 @@ from labconsole.samples.batch import ChannelBatch, now_ns, one_sample
 from labconsole.sources.base import Capabilities, Identity, Source
 from labconsole.sources.sntp import NtpError, parse_server, sntp_offset
 from labconsole.emulators.sntp import SntpResponder
+from labconsole.verdict import FAIL, PASS, SKIP, WARN
 
 TODAY = dt.date(2026, 6, 1)
 

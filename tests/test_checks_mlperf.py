@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from labconsole.mlperf.checks import rules as checks
+from labconsole.mlperf import checks
 from labconsole.bundle.reader import open_run
 from powerdev_fakes import make_session, ptd_time
 

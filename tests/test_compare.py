@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
-from labconsole.mlperf import metrics as analysis
-from labconsole.mlperf.checks import rules as checks
+from labconsole.mlperf import metrics
+from labconsole.mlperf import checks
 from labconsole.bundle.environment_diff import WARNING, record_environment
 from labconsole.bundle.reader import open_run
 from labconsole.mlperf.compare import Figure, compare_runs, render_text
@@ -29,8 +29,8 @@ def orin_dell():
 
 
 def test_figures_are_the_reports_figures_with_their_relative_change(orin_dell):
-    ra = analysis.compute_report(open_run(ORIN))
-    rb = analysis.compute_report(open_run(DELL))
+    ra = metrics.compute_report(open_run(ORIN))
+    rb = metrics.compute_report(open_run(DELL))
     f = orin_dell.figure("avg_power")
     assert (f.a, f.b) == (ra["power"]["avg_watts"], rb["power"]["avg_watts"])
     assert f.rel_change_pct == pytest.approx((rb["power"]["avg_watts"] - ra["power"]["avg_watts"]) / ra["power"]["avg_watts"] * 100)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli, write_profile
-from labconsole.mlperf import metrics as analysis
-from labconsole.mlperf.checks import rules as checks
+from labconsole.mlperf import metrics
+from labconsole.mlperf import checks
 from labconsole.mlperf.export import ExportError, export_mlperf
 from labconsole.bundle.reader import open_run
 from labconsole.emulators.sntp import SntpResponder
@@ -61,8 +61,8 @@ def test_export_reads_back_with_the_same_metric(tmp_path, scenario):
     bundle = make_bundle(tmp_path, scenario)
     out = tmp_path / "export"
     res = export_mlperf(bundle, out)
-    mine = analysis.compute_report(open_run(bundle))
-    back = analysis.compute_report(open_run(out))
+    mine = metrics.compute_report(open_run(bundle))
+    back = metrics.compute_report(open_run(out))
     assert back["kind"] == "mlperf"
     # values with 6 decimals (as a real meter reports them) survive PTD's format exactly
     assert back["metric"] == mine["metric"]

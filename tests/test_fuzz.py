@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from labconsole.mlperf import metrics as analysis
+from labconsole.mlperf import metrics
 from labconsole.bundle.reader import open_run
 from labconsole.workload.loadgen_log import LoadGenLogError, parse_detail_log
 from labconsole.profile import ProfileError, parse_profile_text
@@ -138,7 +138,7 @@ def test_report_survives_every_kind_of_broken_log(base_bundle, tmp_path):
         p = root / "data" / "testing" / "loadgen" / "mlperf_log_detail.txt"
         p.write_bytes(mangle(p.read_bytes()))
         rec = open_run(root)
-        rep = analysis.compute_report(rec)
+        rep = metrics.compute_report(rec)
         ph = rec.phases["testing"]
         if name == "no markers":
             assert rep["metric"] is None

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from conftest import FIXTURES, run_cli
-from labconsole.mlperf import metrics as analysis
-from labconsole.mlperf.checks import rules as checks
+from labconsole.mlperf import metrics
+from labconsole.mlperf import checks
 from labconsole.bundle.reader import RunOpenError, open_run
 from powerdev_fakes import make_session
 
@@ -118,10 +118,10 @@ def test_check_lists_every_check_with_a_verdict_and_a_reason(folder):
 
 
 def test_published_uncertainty_is_read_from_ptd(tmp_path):
-    u31 = analysis.compute_report(open_run(V31))["uncertainty"]
+    u31 = metrics.compute_report(open_run(V31))["uncertainty"]
     assert u31["from"] == "ptd Uncertainty reply"
     assert u31["mean_pct"] == pytest.approx(0.7786) and u31["max_pct"] == pytest.approx(1.3646) and u31["over_limit"] == 37
-    u40 = analysis.compute_report(open_run(V40))["uncertainty"]
+    u40 = metrics.compute_report(open_run(V40))["uncertainty"]
     assert u40["max_pct"] == pytest.approx(0.6405) and u40["over_limit"] == 0
 
 
@@ -142,7 +142,7 @@ def test_report_and_check_never_write_into_an_mlperf_folder(tmp_path):
     for cmd in (("report", "--json"), ("report",), ("check", "--json"), ("check",)):
         run_cli(cmd[0], str(work), *cmd[1:])
     checks.run_checks(open_run(work / "performance"))
-    analysis.compute_report(open_run(work))
+    metrics.compute_report(open_run(work))
     assert _snapshot(work) == before  # same names, same bytes, same mtimes
 
 
@@ -155,7 +155,7 @@ def test_crlf_blank_lines_and_minus_one_readings(tmp_path):
     spl.write_bytes(("\r\n".join(lines) + "\r\n\r\n\r\n").encode())
     avg, eff, n = checker_metric(work)
     assert n == 635
-    rep = analysis.compute_report(open_run(work))
+    rep = metrics.compute_report(open_run(work))
     assert rep["metric"]["value"] == avg and rep["samples_per_joule"] == eff
     assert rep["power"]["invalid_in_window"] == 1
     res = {c.name: c for c in checks.run_checks(open_run(work))}
@@ -185,7 +185,7 @@ def test_a_malformed_sample_line_is_named_not_a_traceback(tmp_path):
 # --- the metric per scenario, as the submission checker computes it -------------------------------------
 def test_singlestream_folder_reports_millijoules_per_query(tmp_path):
     s = make_session(tmp_path / "SingleStream" / "performance", scenario="SingleStream", queries=1000, testing_w=50.0)
-    rep = analysis.compute_report(open_run(s.root))
+    rep = metrics.compute_report(open_run(s.root))
     window = s.testing_window[1] - s.testing_window[0]
     mj = 50.0 * window * 1000 / 1000
     assert rep["metric"] == {"name": "energy_per_query", "value": mj, "unit": "mJ"}
@@ -195,7 +195,7 @@ def test_singlestream_folder_reports_millijoules_per_query(tmp_path):
 def test_multistream_inferred_from_singlestream_multiplies_by_eight(tmp_path):
     # filed under MultiStream/, measured as SingleStream: power_metric = avg x window x 8 x 1000 / queries
     s = make_session(tmp_path / "MultiStream" / "performance", scenario="SingleStream", queries=800, testing_w=40.0)
-    rep = analysis.compute_report(open_run(s.root))
+    rep = metrics.compute_report(open_run(s.root))
     window = s.testing_window[1] - s.testing_window[0]
     mj = 40.0 * window * 8 * 1000 / 800
     assert rep["metric"]["value"] == mj and rep["filed_scenario"] == "MultiStream"
@@ -204,7 +204,7 @@ def test_multistream_inferred_from_singlestream_multiplies_by_eight(tmp_path):
 
 def test_multistream_folder(tmp_path):
     s = make_session(tmp_path / "MultiStream" / "performance", scenario="MultiStream", queries=700, testing_w=40.0)
-    rep = analysis.compute_report(open_run(s.root))
+    rep = metrics.compute_report(open_run(s.root))
     window = s.testing_window[1] - s.testing_window[0]
     mj = 40.0 * window * 1000 / 700
     assert rep["metric"]["value"] == mj and rep["samples_per_joule"] == 8 * 1000 / mj
@@ -214,7 +214,7 @@ def test_multistream_folder(tmp_path):
 def test_throughput_scenarios_report_watts(tmp_path, filed, run):
     key = "result_completed_samples_per_sec" if run == "Server" else "result_samples_per_second"
     s = make_session(tmp_path / filed / "performance", scenario=run, testing_w=lambda i: 100.0 + i % 3, extra_detail={key: 2500.0})
-    rep = analysis.compute_report(open_run(s.root))
+    rep = metrics.compute_report(open_run(s.root))
     avg, _, n = checker_metric(s.root) if run == "Offline" else (None, None, None)
     assert rep["metric"]["unit"] == "W"
     if avg is not None:

@@ -202,12 +202,6 @@ def diff_environments(then: dict | None, now: dict | None, missing_source: str =
     return out
 
 
-def worst(diffs: list[Difference]) -> str | None:
-    if not diffs:
-        return None
-    return min((d.severity for d in diffs), key=lambda s: SEVERITY_ORDER.get(s, 9))
-
-
 # ---------------------------------------------------------------------------------------------
 # An MLPerf result folder has no environment.json; its PTD records say which meter it was.
 

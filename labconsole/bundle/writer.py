@@ -12,7 +12,6 @@ part-way leaves a readable, unsealed bundle that `check` recognises and `recover
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
 import re
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from labconsole.bundle.seal import seal
-from labconsole.events import JsonlSink
+from labconsole.events import JsonlSink, to_json
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -46,28 +45,13 @@ def iso_utc(wall_ns: int | None = None) -> str:
 
 def write_json(path: Path, obj: Any) -> None:
     """Write JSON atomically (temp file + rename), so a crash never leaves half a file."""
+    text = to_json(obj, indent=2) + "\n"
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh, indent=2, sort_keys=False, default=_default, allow_nan=True)
-        fh.write("\n")
+        fh.write(text)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-
-
-def _default(obj: Any) -> Any:
-    if hasattr(obj, "as_dict"):
-        return obj.as_dict()
-    if hasattr(obj, "isoformat"):
-        return obj.isoformat()
-    try:
-        import numpy as np
-
-        if isinstance(obj, np.generic):
-            return obj.item()
-    except ImportError:  # pragma: no cover
-        pass
-    return str(obj)
 
 
 class BundleWriter:

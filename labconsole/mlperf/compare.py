@@ -117,7 +117,7 @@ def _num(v: Any) -> bool:
 
 
 def _side(record: Any, report: dict, checks: list) -> RunSide:
-    from labconsole.mlperf.checks.rules import passed
+    from labconsole.mlperf.checks import passed
 
     info = record.run_info or {}
     return RunSide(
@@ -202,13 +202,13 @@ def pair_checks(ca: list, cb: list) -> list[CheckPair]:
 
 def compare_runs(a: Any, b: Any) -> Comparison:
     """Compare two RunRecords (or paths; `labconsole.bundle.reader.open_run` opens them)."""
-    from labconsole.mlperf import metrics as analysis
-    from labconsole.mlperf.checks import rules as checks
+    from labconsole.mlperf import metrics
+    from labconsole.mlperf import checks
     from labconsole.bundle.reader import open_run
 
     ra_rec = a if hasattr(a, "phases") else open_run(a)
     rb_rec = b if hasattr(b, "phases") else open_run(b)
-    ra, rb = analysis.compute_report(ra_rec), analysis.compute_report(rb_rec)
+    ra, rb = metrics.compute_report(ra_rec), metrics.compute_report(rb_rec)
     ca, cb = checks.run_checks(ra_rec), checks.run_checks(rb_rec)
     figs, notes = figures_of(ra, rb)
     env = diff_environments(record_environment(ra_rec), record_environment(rb_rec), missing_source=WARNING, sides=("A", "B"))

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from labconsole.bundle.reader import RunRecord, open_run
+from labconsole.events import PHASE_END, PHASE_START, PROGRESS, Event, read_events
 from labconsole.mlperf.powerdev import SUPPORTED_MODEL, format_spl_line, sha1_file
 from labconsole.samples.batch import OK
 
@@ -71,14 +72,14 @@ def _session_name(record: RunRecord) -> str:
     return t.strftime("%Y-%m-%d_%H-%M-%S") + "_labconsole"  # power-dev: time + "_" + label
 
 
-def _phase_spans(events: list[dict]) -> dict[str, list[float]]:
+def _phase_spans(events: list[Event]) -> dict[str, list[float]]:
     spans: dict[str, list[float]] = {}
     for e in events:
-        ph = e.get("phase")
-        if ph in PHASE_FOLDERS and e.get("kind") == "phase_start":
-            spans[ph] = [e["wall_ns"] / 1e9, e["wall_ns"] / 1e9]
-        elif ph in spans and e.get("kind") == "phase_end":
-            spans[ph][1] = e["wall_ns"] / 1e9
+        ph = e.phase
+        if ph in PHASE_FOLDERS and e.kind == PHASE_START:
+            spans[ph] = [e.wall_ns / 1e9, e.wall_ns / 1e9]
+        elif ph in spans and e.kind == PHASE_END:
+            spans[ph][1] = e.wall_ns / 1e9
     return spans
 
 
@@ -116,16 +117,16 @@ def spl_lines(frame: Any, mark: str, begin_ns: int | None) -> tuple[list[str], i
     return lines, moved
 
 
-def _timeline_log(events: list[dict]) -> str:
+def _timeline_log(events: list[Event]) -> str:
     out = []
     level = {"warning": "WARNING", "error": "ERROR"}
     for e in events:
-        if e.get("kind") == "progress":
+        if e.kind == PROGRESS:
             continue
-        t = _dt.datetime.fromtimestamp(e["wall_ns"] / 1e9, tz=_dt.timezone.utc)
+        t = _dt.datetime.fromtimestamp(e.wall_ns / 1e9, tz=_dt.timezone.utc)
         stamp = t.strftime("%Y-%m-%d %H:%M:%S") + f",{t.microsecond // 1000:03d}"
-        msg = str(e.get("message", "")).replace("\n", " | ")
-        out.append(f"labconsole {stamp} [{level.get(e.get('kind'), 'INFO')}] {msg}")
+        msg = e.message.replace("\n", " | ")
+        out.append(f"labconsole {stamp} [{level.get(e.kind, 'INFO')}] {msg}")
     return "\n".join(out) + ("\n" if out else "")
 
 
@@ -201,7 +202,7 @@ def _write_ptd_logs(stage: _Staging, record: RunRecord, notes: list[str]) -> Non
     stage.write("power/ptd_logs.txt", "".join(parts), stage.server)
 
 
-def _summaries(stage: _Staging, record: RunRecord, events: list[dict], session: str) -> tuple[dict, dict]:
+def _summaries(stage: _Staging, record: RunRecord, events: list[Event], session: str) -> tuple[dict, dict]:
     """client.json and server.json in power-dev's schema, as far as the bundle's data allows."""
     prim = record.primary_source
     spans = _phase_spans(events)
@@ -247,14 +248,12 @@ def _readme(record: RunRecord, session: str, notes: list[str]) -> str:
 
 
 def export_mlperf(bundle: str | Path, out_dir: str | Path) -> ExportResult:
-    from labconsole.mlperf.checks.rules import bundle_events
-
     record = open_run(bundle)
     out = Path(out_dir)
     _check_exportable(record, bundle, out)
     session = _session_name(record)
     res = ExportResult(out, session_name=session)
-    events = bundle_events(record)
+    events = read_events(record.path / "data" / "events.jsonl")
     # Everything is written to a sibling folder and renamed into place at the end: a failed
     # export leaves nothing behind.
     stage = _Staging(out.with_name(out.name + ".partial"))
@@ -268,6 +267,7 @@ def export_mlperf(bundle: str | Path, out_dir: str | Path) -> ExportResult:
         _write_ptd_logs(stage, record, res.notes)
         res.notes.append("power/server.log: not written, there was no power-dev server")
         client, server = _summaries(stage, record, events, session)
+        # As power-dev's summary.py writes them (indent 4), not labconsole.events.to_json: MLPerf's tools read these.
         for name, obj in (("client.json", client), ("server.json", server)):
             (stage.root / "power" / name).write_text(json.dumps(obj, indent=4) + "\n", encoding="utf-8")
         res.notes.append("client.json/server.json: no power-dev messages, source checksums or PTD messages (none exist for this run)")

@@ -26,8 +26,8 @@ import numpy as np
 
 from labconsole import events as ev
 from labconsole.samples.batch import OK
+from labconsole.verdict import FAIL, PASS, SKIP, WARN, worst
 
-PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
 CERTIFICATE_DUE_SOON_DAYS = 30
 WHOLE_SCOPES = ("wall", "system")
 PART_SCOPES = ("gpu", "cpu", "dram")
@@ -85,13 +85,6 @@ class Step:
 
     def result(self, status: str, reason: str, **measured: Any) -> StepResult:
         return StepResult(self.key, self.title, status, reason, measured)
-
-
-def worst(statuses: list[str]) -> str:
-    for s in (FAIL, WARN, PASS):
-        if s in statuses:
-            return s
-    return SKIP
 
 
 def _stats(values: np.ndarray) -> tuple[float, float]:
@@ -578,9 +571,6 @@ class Calibration:
         }
 
     def verdict(self) -> str:
-        statuses = [r.status for r in self.results.values()]
-        if FAIL in statuses:
-            return FAIL
-        if WARN in statuses:
-            return WARN
-        return PASS
+        # Skipped steps (each recorded with its reason) do not lower it: with no failure and no
+        # warning the calibration passed, even when every step was skipped or none has run yet.
+        return worst([PASS, *(r.status for r in self.results.values())])

@@ -43,9 +43,9 @@ def synthesize_events(record) -> list[Event]:
             out.append(Event(ev.INFO, f"LoadGen power_end {detail.power_end}", name, {"synthesized": True}, detail.power_end_ns))
     if out:
         try:
-            from labconsole.mlperf import metrics as analysis
+            from labconsole.mlperf import metrics
 
-            rep = analysis.compute_report(record)
+            rep = metrics.compute_report(record)
             m = rep.get("metric")
             if m:
                 last = max(e.wall_ns for e in out)
@@ -57,12 +57,8 @@ def synthesize_events(record) -> list[Event]:
 
 
 def recorded_events(record) -> list[Event]:
-    path = Path(record.path) / "data" / "events.jsonl"
-    if record.kind == "bundle" and path.exists():
-        try:
-            events = ev.read_events(path)
-        except ValueError:
-            events = []
+    if record.kind == "bundle":
+        events = ev.read_events(Path(record.path) / "data" / "events.jsonl")
         if events:
             return sorted(events, key=lambda e: e.wall_ns)
     return synthesize_events(record)

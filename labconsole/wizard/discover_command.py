@@ -5,10 +5,10 @@ It sits above both the drivers and the emulators: drivers never import emulators
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
+from labconsole.events import to_json
 from labconsole.sources.discovery import DiscoveryResult, add_hint, discover_everything, hints_from_profile, parse_hostport
 
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -76,7 +76,7 @@ def main(args: Any) -> int:
         add_hint(hints, "ptd", addr)
     result = discover_everything(hints)
     if getattr(args, "json", False):
-        print(json.dumps([d.as_dict() for d in result.found], indent=2, default=str))
+        print(to_json([d.as_dict() for d in result.found], indent=2))
     else:
         print(format_human(result), end="", flush=True)
     return EXIT_OK

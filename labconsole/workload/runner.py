@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from labconsole.events import to_json
+
 if TYPE_CHECKING:  # the profile's models, as the procedure hands them over (workload sits below the profile)
     from labconsole.profile import CommandWorkload, LoadGenWorkload
 
@@ -279,7 +281,7 @@ class LoadGenRun(_ProcessRun):
         """Run the LoadGen test (or, with `probe_only`, just measure the SUT's capacity)."""
         self.phase_dir.mkdir(parents=True, exist_ok=True)
         cfg_path = self.phase_dir / "workload.json"
-        cfg_path.write_text(json.dumps(self.config(probe_only), indent=2) + "\n", encoding="utf-8")
+        cfg_path.write_text(to_json(self.config(probe_only), indent=2) + "\n", encoding="utf-8")
         rfd, wfd = os.pipe()
         env = dict(os.environ)
         # The worker must import this very labconsole, installed or not.

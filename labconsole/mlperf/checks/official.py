@@ -17,8 +17,10 @@ import uuid as _uuid
 from typing import Any
 
 from labconsole.bundle.reader import RunRecord
-from labconsole.mlperf.checks.rules import FAIL, OFFICIAL, PASS, SKIP, WARN, CheckResult, bundle_events, check
+from labconsole.events import PHASE_END, PHASE_START, read_events
 from labconsole.instruments.ptd import format_power_time, parse_ptd_log
+from labconsole.mlperf.checks.registry import OFFICIAL, CheckResult, check
+from labconsole.verdict import FAIL, PASS, SKIP, WARN
 from labconsole.mlperf.powerdev import (
     COMMON_ERROR_RANGING,
     COMMON_ERROR_TESTING,
@@ -332,14 +334,12 @@ def time_difference(record: RunRecord) -> list[CheckResult]:
 def _bundle_windows(record: RunRecord) -> list[CheckResult]:
     """Our equivalent: each LoadGen window lies inside the phase the console recorded."""
     name = "Check time difference"
-    events = bundle_events(record)
     spans: dict[str, list[int]] = {}
-    for e in events:
-        ph = e.get("phase")
-        if e.get("kind") == "phase_start" and ph:
-            spans.setdefault(ph, [int(e["wall_ns"]), 0])
-        elif e.get("kind") == "phase_end" and ph in spans:
-            spans[ph][1] = int(e["wall_ns"])
+    for e in read_events(record.path / "data" / "events.jsonl"):
+        if e.kind == PHASE_START and e.phase:
+            spans.setdefault(e.phase, [e.wall_ns, 0])
+        elif e.kind == PHASE_END and e.phase in spans:
+            spans[e.phase][1] = e.wall_ns
     fails, warns, info = [], [], []
     durations = {}
     for mode in ("ranging", "testing"):

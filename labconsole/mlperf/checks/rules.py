@@ -1,65 +1,29 @@
-"""Checks of a recorded run against MLPerf's power rules and our own, for `labconsole check`.
+"""Our checks of a recorded run (origin "labconsole"), for `labconsole check`.
 
-Each check returns a verdict and a message that says what was seen and, on failure, what it
-means. The same list runs on our bundles and on MLPerf result folders:
-
-    pass   the rule holds
-    warn   it holds with a reservation, or its inputs are missing (the message says which)
-    fail   the rule is broken
-    skip   the rule does not apply to this kind of record (the message says why)
-
-The official compliance checker's eleven checks live in `checks_official` (origin "mlperf");
-the checks here are ours (origin "labconsole"): completeness, LoadGen validity and error lines,
-the power window, the ranging delta, minimum duration, sample regularity and gaps, invalid
-samples, uncertainty, clock offset, calibration and the scope cross-check.
+Each check returns verdicts (labconsole.verdict) with a message that says what was seen and, on
+failure, what it means. The same list runs on our bundles and on MLPerf result folders:
+completeness, LoadGen validity and error lines, the power window, the ranging delta, minimum
+duration, sample regularity and gaps, invalid samples, uncertainty, clock offset, calibration,
+the scope cross-check and acquisition. The official compliance checker's eleven checks live in
+`official` (origin "mlperf").
 """
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from labconsole.mlperf import metrics as analysis
+from labconsole.mlperf import metrics
 from labconsole.bundle.reader import RunRecord
 from labconsole.bundle.seal import verify
+from labconsole.mlperf.checks.registry import OFFICIAL, CheckResult, check
 from labconsole.samples.batch import GAP, OK, OVERRANGE, STATUS_NAMES
-
-PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
-OURS, OFFICIAL = "labconsole", "mlperf"
+from labconsole.verdict import FAIL, PASS, SKIP, WARN, worst
 
 MLPERF_MIN_DURATION_S = 600.0  # inference_rules.adoc scenario table; the checker's TEST_DURATION_MS
 MLPERF_DELTA_LIMIT_PCT = -5.0  # testing must not be more than 5 % below ranging (compliance/check.py)
-
-
-@dataclass
-class CheckResult:
-    name: str
-    status: str
-    message: str
-    origin: str = OURS
-
-    def as_dict(self) -> dict:
-        return {"name": self.name, "status": self.status, "message": self.message, "origin": self.origin}
-
-
-CheckFn = Callable[[RunRecord], list[CheckResult]]
-REGISTRY: list[CheckFn] = []
-
-
-def check(fn: CheckFn) -> CheckFn:
-    REGISTRY.append(fn)
-    return fn
-
-
-def worst(statuses: list[str]) -> str:
-    for s in (FAIL, WARN, PASS):
-        if s in statuses:
-            return s
-    return SKIP if statuses else PASS
 
 
 def procedure_setting(record: RunRecord, key: str, default: float) -> float:
@@ -69,22 +33,6 @@ def procedure_setting(record: RunRecord, key: str, default: float) -> float:
         return float(default if value is None else value)
     except (TypeError, ValueError):
         return default
-
-
-def bundle_events(record: RunRecord) -> list[dict]:
-    """The bundle's timeline (events.jsonl); a torn last line is skipped."""
-    path = record.path / "data" / "events.jsonl"
-    out = []
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return out
-    for line in text.splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            continue
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -214,7 +162,7 @@ def power_window(record: RunRecord) -> list[CheckResult]:
         return [CheckResult("power window", FAIL, "no testing detail log")]
     if ph.detail.power_begin_ns is None:
         return [CheckResult("power window", FAIL, f"{ph.detail.path}: no power_begin/power_end markers")]
-    stats = analysis.phase_power(record, "testing")
+    stats = metrics.phase_power(record, "testing")
     if stats is None or stats.samples == 0:
         return [CheckResult("power window", FAIL, f"no valid power samples between power_begin {ph.detail.power_begin} and power_end {ph.detail.power_end}")]
     return [
@@ -230,7 +178,7 @@ def power_window(record: RunRecord) -> list[CheckResult]:
 def ranging_delta(record: RunRecord) -> list[CheckResult]:
     """MLPerf: testing avg power must be > ranging avg power - 5 % (compliance/check.py, check 6)."""
     name = "ranging vs testing"
-    delta = analysis.ranging_delta_pct(record)
+    delta = metrics.ranging_delta_pct(record)
     if delta is None:
         what = []
         rng = record.phases.get("ranging")
@@ -243,9 +191,9 @@ def ranging_delta(record: RunRecord) -> list[CheckResult]:
                 what.append("ranging samples (spl.txt)")
         return [CheckResult(name, WARN, "cannot compare ranging and testing power: missing " + (", ".join(what) or "valid samples in a window"), OFFICIAL)]
     limit = procedure_setting(record, "ranging_delta_limit_pct", MLPERF_DELTA_LIMIT_PCT)
-    checker = analysis.checker_ranging_delta_pct(record)
-    r = analysis.phase_power(record, "ranging")
-    t = analysis.phase_power(record, "testing")
+    checker = metrics.checker_ranging_delta_pct(record)
+    r = metrics.phase_power(record, "ranging")
+    t = metrics.phase_power(record, "testing")
     own = "" if limit == MLPERF_DELTA_LIMIT_PCT else f"; the profile's limit, MLPerf's is {MLPERF_DELTA_LIMIT_PCT:+.0f} %"
     msg = f"testing average {t.avg_w:.5f} W is {delta:+.2f} % against ranging {r.avg_w:.5f} W (limit {limit:+g} %{own})"
     if checker is not None and delta > limit and not checker > MLPERF_DELTA_LIMIT_PCT:
@@ -366,11 +314,11 @@ def invalid_samples(record: RunRecord) -> list[CheckResult]:
     ph = record.phases.get("testing")
     if ph is None or ph.detail is None or ph.detail.power_begin_ns is None or ph.samples is None:
         return [CheckResult("invalid samples", WARN, "no testing samples and window to count invalid samples in")]
-    frame = analysis.source_frame(ph, record.primary_source)
+    frame = metrics.source_frame(ph, record.primary_source)
     if frame is None or len(frame) == 0:
         return [CheckResult("invalid samples", FAIL, f"no samples of the primary source {record.primary_source}")]
     wall = frame["wall_ns"].to_numpy()
-    inside = analysis.window_mask(wall, ph.detail.power_begin_ns, ph.detail.power_end_ns)
+    inside = metrics.window_mask(wall, ph.detail.power_begin_ns, ph.detail.power_end_ns)
     st = frame["status"].to_numpy()[inside]
     watts = frame["watts"].to_numpy()[inside]
     n = int(inside.sum())
@@ -382,7 +330,7 @@ def invalid_samples(record: RunRecord) -> list[CheckResult]:
     if record.kind == "mlperf":
         from labconsole.mlperf.powerdev import parse_watts
 
-        w = parse_watts(analysis.ptd_phase_replies(record, "testing").get("Watts", ""))
+        w = parse_watts(metrics.ptd_phase_replies(record, "testing").get("Watts", ""))
         if w is not None:
             ptd = f"; PTD's own count for the testing run: {w.samples} samples, {w.errors} errors"
     if not bad:
@@ -397,13 +345,13 @@ def invalid_samples(record: RunRecord) -> list[CheckResult]:
 @check
 def uncertainty(record: RunRecord) -> list[CheckResult]:
     name = "uncertainty"
-    limit = procedure_setting(record, "max_uncertainty_pct", analysis.MLPERF_UNCERTAINTY_LIMIT_PCT)
+    limit = procedure_setting(record, "max_uncertainty_pct", metrics.MLPERF_UNCERTAINTY_LIMIT_PCT)
     quirk = (
         " (the official checker fails only on PTD's per-sample 'above 1.00% limit' WARNING lines in ptd_logs.txt, and,"
         " because it adds its 800 ms tolerance as 800 s, only on testing runs longer than about 1600 s)"
     )
     if record.kind == "mlperf":
-        u = analysis.mlperf_uncertainty(record, limit)
+        u = metrics.mlperf_uncertainty(record, limit)
         if u is None:
             return [CheckResult(name, WARN, "no Uncertainty reply for the testing run in server.json ptd_messages: uncertainty unknown", OFFICIAL)]
         if u.get("unreadable"):
@@ -429,7 +377,7 @@ def uncertainty(record: RunRecord) -> list[CheckResult]:
     ph = record.phases.get("testing")
     if ph is None or ph.detail is None or ph.detail.power_begin_ns is None:
         return [CheckResult(name, WARN, "no testing power window to summarise the uncertainty over", OFFICIAL)]
-    u = analysis.uncertainty_summary(analysis.source_frame(ph, record.primary_source), ph.detail.power_begin_ns, ph.detail.power_end_ns, limit)
+    u = metrics.uncertainty_summary(metrics.source_frame(ph, record.primary_source), ph.detail.power_begin_ns, ph.detail.power_end_ns, limit)
     if u is None or not u.get("samples_known"):
         return [
             CheckResult(
@@ -442,7 +390,7 @@ def uncertainty(record: RunRecord) -> list[CheckResult]:
     text = f"{record.primary_source}: mean {u['mean_pct']:.3f} %, max {u['max_pct']:.3f} % over {u['samples_known']} samples (limit {limit:g} % per sample)"
     if u["over_limit"]:
         return [CheckResult(name, FAIL, text + f"; {u['over_limit']} sample(s) above the limit: MLPerf treats each as an error (choose a smaller range or a better meter)" + quirk, OFFICIAL)]
-    mlperf = analysis.MLPERF_UNCERTAINTY_LIMIT_PCT
+    mlperf = metrics.MLPERF_UNCERTAINTY_LIMIT_PCT
     if limit > mlperf and u["max_pct"] > mlperf:
         # The profile allows a coarser meter (an MLPerf Tiny DC monitor is specified at 2 %):
         # within its own limit, but say plainly that MLPerf Inference's 1 % rule is not met.
@@ -527,7 +475,9 @@ def calibration(record: RunRecord) -> list[CheckResult]:
         statuses.append(WARN if st == SKIP else st)  # a step the operator skipped is unverified
         if st != PASS:
             parts.append(f"{s.get('title', s.get('key'))}: {st}: {s.get('reason')}")
-    verdict = worst([x for x in statuses if x in (PASS, WARN, FAIL)]) if statuses else WARN
+    # A step that failed or warned decides; otherwise the calibration passed (a status we do
+    # not know, from a damaged file, is not held against it). No applicable step is a warning.
+    verdict = worst([PASS, *statuses]) if statuses else WARN
     if verdict == PASS:
         return [CheckResult("calibration", PASS, f"all {len(steps)} calibration steps passed")]
     return [CheckResult("calibration", verdict, "; ".join(parts))]
@@ -540,7 +490,7 @@ def scope_cross_check(record: RunRecord) -> list[CheckResult]:
     parts = [s for s in record.sources if s.get("scope") in ("gpu", "cpu", "dram")]
     if not whole or not parts:
         return [CheckResult("scope cross-check", SKIP, "no wall/system source together with GPU/CPU/DRAM sources to compare")]
-    rep = analysis.compute_report(record)
+    rep = metrics.compute_report(record)
     srcs = rep.get("sources") or {}
     w = whole[0]["name"]
     prim = record.primary_source
@@ -584,22 +534,3 @@ def acquisition(record: RunRecord) -> list[CheckResult]:
         return [CheckResult("acquisition", FAIL, "; ".join(notes))]
     head = f"every sample read ({read}) was written" if read is not None else "no sample was lost"
     return [CheckResult("acquisition", worst_sev, head + ("; " + "; ".join(notes) if notes else ""))]
-
-
-# --------------------------------------------------------------------------------------------
-
-
-def run_checks(record: RunRecord) -> list[CheckResult]:
-    from labconsole.mlperf.checks import official as checks_official  # noqa: F401 - registers the official checks
-
-    results: list[CheckResult] = []
-    for fn in REGISTRY:
-        try:
-            results.extend(fn(record))
-        except Exception as exc:  # noqa: BLE001 - one broken input must not hide the others
-            results.append(CheckResult(fn.__name__.replace("_", " "), FAIL, f"could not be checked: {type(exc).__name__}: {exc}"))
-    return results
-
-
-def passed(results: list[CheckResult]) -> bool:
-    return all(r.status != FAIL for r in results)
