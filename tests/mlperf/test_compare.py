@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import FIXTURES, run_cli
 from labconsole.mlperf import metrics
 from labconsole.mlperf import checks
 from labconsole.bundle.environment_diff import WARNING, record_environment
 from labconsole.bundle.reader import open_run
 from labconsole.mlperf.compare import Figure, compare_runs, render_text
 
-RESULTS = Path(__file__).parent / "fixtures" / "mlperf-results"
+RESULTS = FIXTURES / "mlperf-results"
 ORIN = RESULTS / "v3.1__NVIDIA__Orin_TRT_MaxQ__resnet50__Offline"
 DELL = RESULTS / "v4.0__Dell__XR8620_L4x1_MaxQ_TRT_MaxQ__resnet50__Offline"
 

@@ -8,11 +8,11 @@ burner that keeps the lanes and LoadGen's threads descheduled at awkward moments
 The quick test runs in the normal suite. The stress test is long (hundreds of teardowns) and
 runs only when asked, with the number of teardowns per case (8 cases: 63 make 504):
 
-    LABCONSOLE_TEARDOWN_STRESS=63 pytest tests/test_worker_teardown.py
+    LABCONSOLE_TEARDOWN_STRESS=63 pytest tests/workload/test_worker_teardown.py
 
 It can also be run as a script, to count crashes of any copy of the package (an old one too):
 
-    python tests/test_worker_teardown.py --per-case 63 --folder /tmp/stress --pkg-root /path/to/old/checkout
+    python tests/workload/test_worker_teardown.py --per-case 63 --folder /tmp/stress --pkg-root /path/to/old/checkout
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # A user's SUT in the spirit of a real framework's: a pool of its own threads, kept for the
 # whole run, does the work of each batch; the worker's lane thread completes the samples.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import FIXTURES, run_cli
 from labconsole import cli
 from labconsole.bundle.environment_diff import ERROR, INFO, WARNING, diff_environments
 from labconsole.bundle.seal import seal
@@ -292,7 +292,7 @@ def test_a_bundle_changed_after_sealing_is_refused(tmp_path):
 
 
 def test_not_a_bundle_and_options_that_change_the_measurement_are_refused(tmp_path):
-    mlperf = Path(__file__).parent / "fixtures" / "mlperf-results" / "v3.1__NVIDIA__Orin_TRT_MaxQ__resnet50__Offline"
+    mlperf = FIXTURES / "mlperf-results" / "v3.1__NVIDIA__Orin_TRT_MaxQ__resnet50__Offline"
     out = run_cli("run", "--from", str(mlperf))
     assert out.returncode == 2 and "not a labconsole bundle" in out.stderr
     bundle = make_bundle(tmp_path / "b", env_sources=[_sim_entry()])

@@ -1,6 +1,6 @@
-"""`python tests/run_with_fake_gpus.py ARGS...`: the labconsole command line with fake NVIDIA GPUs.
+"""`python tests/helpers/run_with_fake_gpus.py ARGS...`: the labconsole command line with fake NVIDIA GPUs.
 
-The real nvidia-ml-py bindings talk to tests/fake_nvml.py's libnvidia-ml on the real clock, so a
+The real nvidia-ml-py bindings talk to tests/helpers/fake_nvml.py's libnvidia-ml on the real clock, so a
 whole `labconsole run` (recorder, phases, analysis, bundle) goes through the nvml driver.
 GPUs: an H100 whose power follows nothing in particular (300 W, a step to 320 W at 2 s) and an
 A100 at 250 W.

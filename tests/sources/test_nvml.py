@@ -1,4 +1,4 @@
-"""The nvml driver, through the real nvidia-ml-py bindings over a fake libnvidia-ml (tests/fake_nvml.py).
+"""The nvml driver, through the real nvidia-ml-py bindings over a fake libnvidia-ml (tests/helpers/fake_nvml.py).
 
 Number-asserting tests run on a virtual clock shared by the driver and the fake GPUs: exact,
 and never flaky on a loaded machine.

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 import discovery_drivers as dd
-from conftest import ROOT, run_cli, write_profile
+from conftest import HELPERS, ROOT, run_cli, write_profile
 from labconsole.sources import discovery, registry
 from labconsole.wizard import discover_command
 from labconsole.sources.discovery import discover_all, discover_everything, hints_from_profile
@@ -174,7 +174,7 @@ def test_a_full_run_through_the_nvml_driver_on_fake_gpus(tmp_path):
           idle_s: 0.5
     """)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    run = subprocess.run([sys.executable, str(ROOT / "tests" / "run_with_fake_gpus.py"), "run", "--profile", str(prof), "--quiet"], cwd=str(tmp_path), capture_output=True, text=True, timeout=240, env=env)
+    run = subprocess.run([sys.executable, str(HELPERS / "run_with_fake_gpus.py"), "run", "--profile", str(prof), "--quiet"], cwd=str(tmp_path), capture_output=True, text=True, timeout=240, env=env)
     assert run.returncode == 0, run.stdout + run.stderr
     bundle = run.stdout.strip().splitlines()[-1]
     assert run_cli("check", bundle).returncode == 0
