@@ -7,7 +7,7 @@ CLOSE sentinels) and three thin transports over it, one per kind of link a drive
 * `labconsole.testing.tcp`: a scripted peer on loopback TCP (`ScriptedServer`);
 * `labconsole.testing.serial_port`: a scripted pyserial port (`ScriptedSerial`).
 
-The console's own drivers are tested this way (tests/test_yokogawa_transcripts.py,
-tests/test_ptd_transcripts.py, tests/test_lpm01a_transcript.py); a driver of your own can be too.
+The console's own drivers are tested this way (tests/sources/test_yokogawa_transcripts.py,
+tests/sources/test_ptd_transcripts.py, tests/sources/test_lpm01a_transcript.py); a driver of your own can be too.
 Nothing in the console imports this package.
 """
