@@ -15,7 +15,12 @@ import threading
 import time
 from pathlib import Path
 
-from labconsole.events import to_json
+from labconsole import __version__, events as ev
+from labconsole.emulators.registry import EMULATORS, module_for
+from labconsole.events import EventBus, to_json
+from labconsole.mlperf.compare import compare_runs, render_text
+from labconsole.procedure.recover import RecoverError, recover
+from labconsole.wizard.init_command import add_init_arguments, run_init
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_ABORTED = 0, 1, 2, 130
 
@@ -42,8 +47,6 @@ def _load_profile_or_exit(path: str | None):
 
 
 def _fmt_event(e) -> str | None:
-    from labconsole import events as ev
-
     if e.kind == ev.PROGRESS:
         return None
     stamp = time.strftime("%H:%M:%S", time.localtime(e.wall_ns / 1e9))
@@ -72,7 +75,6 @@ def _live_line(proc) -> str | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from labconsole.events import EventBus
     from labconsole.procedure.engine import RunEngine, RunOptions
     from labconsole.procedure.plans.inference import InferencePlan
 
@@ -186,7 +188,6 @@ def _print_report_lines(rep: dict) -> None:
 
 def cmd_rerun(args: argparse.Namespace) -> int:
     """`run --from BUNDLE`: the recorded measurement again, after comparing the bench."""
-    from labconsole.events import EventBus
     from labconsole.procedure.engine import RunEngine
     from labconsole.procedure.plans.inference import InferencePlan
     from labconsole.procedure.rerun import RerunError, check_bench, plan_rerun, probe_bench, refusal
@@ -251,8 +252,6 @@ def _printable(text: str) -> str:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from labconsole.mlperf.compare import compare_runs, render_text
-
     a = _open_record_or_exit(args.a)
     b = _open_record_or_exit(args.b)
     cmp = compare_runs(a, b)
@@ -264,8 +263,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from labconsole.wizard.init_command import run_init
-
     return run_init(args)
 
 
@@ -316,8 +313,6 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_recover(args: argparse.Namespace) -> int:
-    from labconsole.procedure.recover import RecoverError, recover
-
     try:
         msg = recover(Path(args.path))
     except RecoverError as exc:
@@ -348,8 +343,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_emulate(args: argparse.Namespace) -> int:
-    from labconsole.emulators.registry import EMULATORS, module_for
-
     if args.name not in EMULATORS:
         _err(f"no emulator named {args.name!r} (known: {', '.join(sorted(EMULATORS)) or 'none'})")
         return EXIT_USAGE
@@ -400,7 +393,6 @@ def build_parser() -> argparse.ArgumentParser:
         description="Measure the energy efficiency of ML inference the way MLPerf Power does. "
         "With no command, opens the console on the profile it had open last (at first, the built-in simulated bench).",
     )
-    from labconsole import __version__
 
     ap.add_argument("--version", action="version", version=f"labconsole {__version__}")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
@@ -427,7 +419,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("init", help="guided first-time setup: find the meters, choose the workload, write a profile")
-    from labconsole.wizard.init_command import add_init_arguments
 
     add_init_arguments(p)
     p.set_defaults(func=cmd_init)

@@ -10,6 +10,7 @@ stale lock behind; the file only keeps who held it last, for the message.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import os
 import tempfile
@@ -100,8 +101,6 @@ def instrument_lock(key: str) -> FileLock:
 
 
 def host_key(host: str) -> str:
-    import ipaddress
-
     h = host.strip().strip("[]").lower()
     if h in ("localhost", "localhost.localdomain", "ip6-localhost"):
         return "127.0.0.1"

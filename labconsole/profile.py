@@ -17,6 +17,9 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
+from labconsole.emulators.registry import FOR_DRIVER, loopback_problem, module_for
+from labconsole.workload.suts import validate_sut_options
+
 SCENARIOS = ("SingleStream", "MultiStream", "Server", "Offline")
 SCOPES = ("wall", "system", "gpu", "cpu", "dram", "dc-rail", "other")
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -382,14 +385,11 @@ def _check_plugins(profile: Profile, file: str, lines: dict) -> list[ProfileIssu
             issues.append(ProfileIssue(file, _line_for(lines, path), _fmt_path(path), f"unknown driver {src.driver!r} (known: {', '.join(driver_names())})"))
             continue
         if src.emulator is not None:
-            from labconsole.emulators.registry import FOR_DRIVER
-
             if src.driver not in FOR_DRIVER:
                 path = ("sources", i, "emulator")
                 known = ", ".join(sorted(FOR_DRIVER)) or "none"
                 issues.append(ProfileIssue(file, _line_for(lines, path), _fmt_path(path), f"driver {src.driver!r} has no emulator (emulators exist for: {known})"))
                 continue
-            from labconsole.emulators.registry import module_for
 
             # An emulator module may declare `Options` (a pydantic model) for its `emulator:` block.
             emulator_options = getattr(module_for(FOR_DRIVER[src.driver]), "Options", None)
@@ -398,7 +398,6 @@ def _check_plugins(profile: Profile, file: str, lines: dict) -> list[ProfileIssu
                     emulator_options.model_validate(src.emulator)
                 except ValidationError as exc:
                     issues.extend(_pydantic_issues(exc, file, lines, prefix=("sources", i, "emulator")))
-            from labconsole.emulators.registry import loopback_problem
 
             problem = loopback_problem(src.emulator)
             if problem:
@@ -416,8 +415,6 @@ def _check_plugins(profile: Profile, file: str, lines: dict) -> list[ProfileIssu
                 )
     wl = profile.workload
     if isinstance(wl, LoadGenWorkload):
-        from labconsole.workload.suts import validate_sut_options
-
         try:
             validate_sut_options(wl.sut, wl.sut_options)
         except ValidationError as exc:

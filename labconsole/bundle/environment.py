@@ -15,6 +15,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from labconsole import __version__
+
 PACKAGES = (
     "labconsole",
     "mlcommons-loadgen",
@@ -39,8 +41,6 @@ def package_versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             out[name] = None
     if out.get("labconsole") is None:
-        from labconsole import __version__
-
         out["labconsole"] = __version__ + " (not installed)"
     return out
 

@@ -8,10 +8,13 @@ the folder read: MLPerf's files are hash-checked by the official tools.
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from labconsole.instruments.ptd import parse_power_time
 from labconsole.workload.loadgen_log import (
@@ -188,7 +191,6 @@ def read_bundle(root: Path, load_samples: bool = True, columns: tuple[str, ...] 
 def _read_bundle_samples(phase: PhaseRecord, folder: Path, columns: tuple[str, ...] | None = None, read_only: bool = False) -> None:
     """The phase's streams (CSV or binary, one per source) as one frame with a `source` column
     (categorical, so selecting a source compares codes, not 10 M strings)."""
-    import numpy as np
     import pandas as pd
 
     read: list[tuple[str, object]] = []
@@ -226,7 +228,6 @@ def _read_progress(path: Path, phase: PhaseRecord):
         raw = path.read_bytes()
         if raw and not raw.endswith(b"\n"):
             raw = raw[: raw.rfind(b"\n") + 1]
-        import io
 
         return pd.read_csv(io.BytesIO(raw), dtype={"wall_ns": "int64", "issued": "int64", "completed": "int64"})
     except (ValueError, OSError) as exc:
@@ -301,7 +302,6 @@ def read_spl(path: Path, phase: PhaseRecord | None = None):
     starting with `Time` count; `-1` readings are invalid. Values are parsed with float(), like
     the checker, so averages agree to the last bit.
     """
-    import numpy as np
     import pandas as pd
 
     rows_t, rows_w, rows_v, rows_a, rows_pf = [], [], [], [], []

@@ -14,6 +14,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from labconsole import __version__
+
 BAGIT_TXT = "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"
 MANIFEST = "manifest-sha256.txt"
 TAGMANIFEST = "tagmanifest-sha256.txt"
@@ -181,6 +183,4 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def _version() -> str:
-    from labconsole import __version__
-
     return __version__

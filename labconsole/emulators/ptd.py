@@ -36,7 +36,7 @@ from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from labconsole.emulators.registry import listen_tcp
+from labconsole.emulators.registry import is_loopback, listen_tcp
 from labconsole.instruments.load_model import LoadModel, utilisation_arg, utilisation_source
 from labconsole.instruments.ptd import (
     GO_MAX_SAMPLES,
@@ -740,7 +740,6 @@ def main(argv: list[str] | None = None) -> int:
     except (ValidationError, ValueError, OSError) as exc:
         print(f"labconsole emulate ptd: {exc}", file=sys.stderr)
         return 2
-    from labconsole.emulators.registry import is_loopback
 
     if not is_loopback(args.host):
         print(f"warning: listening on {args.host}: other machines can reach this emulator", file=sys.stderr, flush=True)

@@ -12,6 +12,7 @@ Each emulator module provides:
 from __future__ import annotations
 
 import importlib
+import ipaddress
 import signal
 import socket
 import threading
@@ -67,8 +68,6 @@ def listen_tcp(host: str, port: int, backlog: int = 8) -> socket.socket:
 
 
 def is_loopback(host: Any) -> bool:
-    import ipaddress
-
     text = str(host).strip().strip("[]")
     if text.lower() == "localhost":
         return True

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from labconsole.bundle.reader import PhaseRecord, RunRecord
+from labconsole.mlperf.powerdev import parse_uncertainty
 from labconsole.samples.batch import OK
 
 SAMPLES_PER_QUERY = {"SingleStream": 1, "MultiStream": 8}  # the submission checker's fixed values
@@ -258,8 +259,6 @@ def ptd_phase_replies(record: RunRecord, mode: str) -> dict[str, str]:
 
 def mlperf_uncertainty(record: RunRecord, limit_pct: float = MLPERF_UNCERTAINTY_LIMIT_PCT) -> dict | None:
     """The testing run's uncertainty as PTD summarised it (server.json `Uncertainty` reply)."""
-    from labconsole.mlperf.powerdev import parse_uncertainty
-
     reply = ptd_phase_replies(record, "testing").get("Uncertainty")
     if not reply:
         return None

@@ -26,6 +26,7 @@ import numpy as np
 
 from labconsole import events as ev
 from labconsole.samples.batch import OK
+from labconsole.sources.sntp import NtpError, sntp_offset
 from labconsole.verdict import FAIL, PASS, SKIP, WARN, worst
 
 CERTIFICATE_DUE_SOON_DAYS = 30
@@ -229,8 +230,6 @@ class ClockOffset(Step):
     )
 
     def run(self, ctx: CalibrationContext) -> StepResult:
-        from labconsole.sources.sntp import NtpError, sntp_offset
-
         proc = ctx.profile.procedure
         limit_ms = float(proc.max_clock_offset_ms)
         statuses, reasons = [], []

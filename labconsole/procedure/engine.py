@@ -28,12 +28,15 @@ from typing import Any, Callable, Iterator, Protocol
 
 from labconsole import __version__
 from labconsole import events as ev
+from labconsole.bundle import environment
 from labconsole.bundle.writer import BundleWriter, iso_utc
+from labconsole.emulators.registry import start_for_source
 from labconsole.events import EventBus
 from labconsole.locks import LockBusy, instrument_lock, recordings_lock
 from labconsole.profile import LoadedProfile
 from labconsole.recorder import Recorder
 from labconsole.sources.base import Source
+from labconsole.sources.registry import create_source, get_driver
 from labconsole.workload.runner import ProgressPoint
 
 
@@ -269,8 +272,6 @@ class RunEngine:
     def _lock_instruments(self) -> None:
         """Take each physical instrument's lock up front, so a meter another console reads
         refuses this run before a bundle exists (their commands and data must not interleave)."""
-        from labconsole.sources.registry import create_source, get_driver
-
         held: dict[str, str] = {}
         for spec in self.profile.sources:
             if spec.emulator is not None:
@@ -334,8 +335,6 @@ class RunEngine:
         self.bus.emit(ev.INFO, f"recording to {b.root}", bundle=str(b.root))
 
     def _open_sources(self) -> None:
-        from labconsole.bundle import environment
-
         self.set_phase("sources")
         found = []
         for spec in self.profile.sources:
@@ -461,15 +460,11 @@ def open_source(spec: Any, held: set | frozenset = frozenset()) -> OpenedSource:
     `held`: instrument lock keys the caller already holds (not taken again). On any failure,
     whatever was started is stopped again before the error propagates.
     """
-    from labconsole.sources.registry import create_source
-
     handle = None
     lock = None
     try:
         options = dict(spec.options)
         if spec.emulator is not None:
-            from labconsole.emulators.registry import start_for_source
-
             handle = start_for_source(spec.driver, dict(spec.emulator))
             options.update(handle.source_options())
         src = create_source(spec.name, spec.driver, options, spec.sample_interval_s)

@@ -23,7 +23,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from labconsole.bundle import environment
 from labconsole.bundle.environment_diff import ERROR, INFO, WARNING, Difference, diff_environments
+from labconsole.bundle.seal import is_sealed, verify
 from labconsole.profile import LoadedProfile, Profile, ProfileError, parse_profile_text
 
 
@@ -91,8 +93,6 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
 
 def plan_rerun(bundle: str | Path, remeasure: bool = False) -> RerunPlan:
     """Read what a rerun needs from a bundle; raises RerunError when something is missing."""
-    from labconsole.bundle.seal import is_sealed, verify
-
     root = Path(bundle)
     if not root.is_dir():
         raise RerunError(f"{root}: no such bundle folder")
@@ -162,7 +162,6 @@ def plan_rerun(bundle: str | Path, remeasure: bool = False) -> RerunPlan:
 
 def probe_bench(profile: Profile) -> dict[str, Any]:
     """The bench now: each source opened once, identified and closed; host and software."""
-    from labconsole.bundle import environment
     from labconsole.procedure.engine import open_source, source_entry
 
     found = []

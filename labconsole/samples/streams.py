@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import threading
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -272,8 +274,6 @@ class BinarySampleStreamWriter(_StreamWriter):
     """The binary stream (`samples-<source>.bin`): see the format above."""
 
     def _file_header(self) -> bytes:
-        import json
-
         meta = json.dumps({"format": "labconsole sample stream", "version": BINARY_VERSION, "columns": [list(c) for c in STORED_COLUMNS]})
         body = meta.encode("utf-8")
         body += b" " * (_pad8(len(body)) - len(body))
@@ -297,8 +297,6 @@ class BinarySampleStreamWriter(_StreamWriter):
             self._size = scan.end
 
     def _encode(self, todo: list[ChannelBatch]) -> list:
-        import zlib
-
         # One block per channel per flush, channels in the order they first came.
         by_channel: dict[str, list[np.ndarray]] = {}
         for cb in todo:
@@ -491,9 +489,6 @@ def _scan_binary(fd: int, path: Path, verify: str = "tail") -> _Scan | None:
     the CRCs of the last flush (or of all blocks); None when the stream was torn while it was
     being created (no complete header). A crash's torn end is cut off and reported; damage
     with an intact block after it is an error naming the byte."""
-    import json
-    import zlib
-
     size = os.fstat(fd).st_size
     head = os.pread(fd, 16, 0)
     if len(head) < 16:
@@ -668,8 +663,6 @@ def _pread_into(fd: int, view: memoryview, offset: int) -> int:
 
 def _valid_block_after(fd: int, pos: int, size: int) -> bool:
     """Whether a complete, CRC-correct block starts anywhere after byte `pos`."""
-    import zlib
-
     rest = os.pread(fd, size - pos, pos)
     if not rest.rstrip(b"\x00"):
         return False  # zeros where the disk never got the data: a crash's torn end

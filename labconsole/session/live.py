@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 
 from labconsole import events as ev
+from labconsole.emulators.registry import start_for_source
 from labconsole.session.decimate import minmax_pairs
-from labconsole.events import Event
+from labconsole.events import Event, EventBus
 from labconsole.samples.batch import OK
 from labconsole.samples.ring import ChannelRing
 
@@ -230,7 +231,6 @@ class ProcedureSession(LiveSession):
     kind = "live"
 
     def __init__(self, loaded, options=None, step_runner=None):
-        from labconsole.events import EventBus
         from labconsole.procedure.engine import RunEngine
         from labconsole.procedure.plans.inference import InferencePlan
 
@@ -343,8 +343,6 @@ class BenchMonitor:
     """
 
     def __init__(self, loaded):
-        from labconsole.events import EventBus
-
         self.loaded = loaded
         self.bus = EventBus()
         self.recorder = None
@@ -372,8 +370,6 @@ class BenchMonitor:
                 try:
                     options = dict(spec.options)
                     if spec.emulator is not None:
-                        from labconsole.emulators.registry import start_for_source
-
                         handle = start_for_source(spec.driver, dict(spec.emulator))
                         self._emulators.append(handle)
                         options.update(handle.source_options())

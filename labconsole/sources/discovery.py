@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from labconsole.sources.base import Discovered, SourceUnavailable
+from labconsole.sources.registry import driver_names, get_driver
 
 DRIVER_TIME_LIMIT_S = 20.0  # each driver's discover() as a whole
 IO_TIMEOUT_S = 2.0  # suggested to drivers for each exchange
@@ -115,8 +116,6 @@ def _missing_package(exc: ImportError) -> str:
 
 
 def _run_driver(name: str, hints: dict[str, Any], box: dict[str, Any]) -> None:
-    from labconsole.sources.registry import get_driver
-
     started = time.monotonic()
     try:
         cls = get_driver(name)
@@ -142,8 +141,6 @@ def _run_driver(name: str, hints: dict[str, Any], box: dict[str, Any]) -> None:
 def discover_everything(hints: dict[str, Any] | None = None, drivers: list[str] | None = None, time_limit_s: float | None = None) -> DiscoveryResult:
     """Every driver's discover(), concurrently, each given `time_limit_s` (threads are daemons:
     a driver stuck in I/O is reported and left behind, never waited for at exit)."""
-    from labconsole.sources.registry import driver_names
-
     if time_limit_s is None:
         time_limit_s = DRIVER_TIME_LIMIT_S
     hints = dict(hints or {})

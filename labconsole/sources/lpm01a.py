@@ -28,6 +28,7 @@ from pydantic import Field, field_validator, model_validator
 
 from labconsole.instruments import powershield as ps
 from labconsole.instruments.ranges import AccuracySpec
+from labconsole.locks import serial_key
 from labconsole.samples.batch import GAP, OK, OVERRANGE, ChannelBatch, empty_batch, now_ns
 from labconsole.sources.base import Capabilities, Discovered, DriverOptions, Identity, Source, SourceError, SourceUnavailable
 
@@ -215,8 +216,6 @@ class Lpm01aSource(Source):
     def lock_key(self) -> str | None:
         """The resolved tty (a /dev/serial/by-id link and its /dev/ttyACMn are one board); a
         pyserial URL as written, except `loop://` (no board behind it)."""
-        from labconsole.locks import serial_key
-
         port = self.options.port
         if "://" in port:
             return None if port.lower().startswith("loop://") else port.strip()

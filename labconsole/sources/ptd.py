@@ -79,6 +79,7 @@ from labconsole.instruments.ptd import (
     set_range_command,
 )
 from labconsole.instruments.ranges import AccuracySpec, RangeState
+from labconsole.locks import tcp_key
 from labconsole.samples.batch import ERROR, NO_DATA, SAMPLE_DTYPE, ChannelBatch, empty_batch, now_ns
 from labconsole.sources.base import Capabilities, Discovered, DriverOptions, Identity, Source, SourceError
 
@@ -377,8 +378,6 @@ class PtdSource(Source):
 
     def lock_key(self) -> str | None:
         """PTDaemon serves one client: its host:port is the instrument."""
-        from labconsole.locks import tcp_key
-
         return tcp_key(self.options.host, self.options.port)
 
     # --- identity ----------------------------------------------------------------------------

@@ -42,6 +42,7 @@ from labconsole.instruments.yokogawa import (
     lookup_model,
     parse_time,
 )
+from labconsole.locks import host_key, serial_key, tcp_key
 
 YOKOGAWA_USB_VID = 0x0B21
 ZERO_CHECK_TIMEOUT_S = 15.0  # *CAL? takes a few seconds on a real meter
@@ -746,8 +747,6 @@ def visa_key(resource: str) -> str:
     `TCPIP::host::INSTR` is `TCPIP0::host::inst0::INSTR`; USB ids compare as numbers; a serial
     resource (`ASRL/dev/ttyUSB0::INSTR`) is its port, as other serial drivers name it.
     """
-    from labconsole.locks import host_key, serial_key, tcp_key
-
     parts = [p.strip() for p in resource.strip().split("::")]
     m = re.match(r"(?i)^(TCPIP|GPIB|USB|ASRL|VXI|PXI)(\d*)(.*)$", parts[0])
     if m is None:

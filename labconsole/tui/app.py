@@ -21,7 +21,10 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
+from labconsole.procedure.guided import GuidedCalibration
+from labconsole.profile import ProfileError, default_profile_path, load_profile
 from labconsole.session.live import BenchMonitor, LiveSession, ProcedureSession
+from labconsole.session.replay import ReplaySession
 from labconsole.tui.recent import last_profile, remember_profile
 from labconsole.tui.screens.bench import BenchScreen
 from labconsole.tui.screens.calibrate import CalibrateScreen
@@ -202,8 +205,6 @@ class LabConsole(App[int]):
         return True
 
     def open_builtin_bench(self) -> None:
-        from labconsole.profile import default_profile_path, load_profile
-
         self.open_profile(load_profile(default_profile_path()))
 
     def action_help(self) -> None:
@@ -225,7 +226,6 @@ class LabConsole(App[int]):
         if self.run_in_progress:
             self.notify("A run is already going (x aborts it)", severity="warning")
             return
-        from labconsole.procedure.guided import GuidedCalibration
         from labconsole.procedure.engine import RunOptions
 
         if self.session is not None:
@@ -282,8 +282,6 @@ class LabConsole(App[int]):
         self.run_worker(lambda: self._open_replay(Path(path), speed or 1.0), thread=True, exit_on_error=False, group="open-replay")
 
     def _open_replay(self, path: Path, speed: float) -> None:
-        from labconsole.session.replay import ReplaySession
-
         try:
             session = ReplaySession(path, speed=speed)
             session.start()
@@ -447,8 +445,6 @@ def start_choice(profile: str | None, replay: str | None = None, cwd: Path | Non
     still loads; else the built-in simulated bench, behind the Setup screen for a new user.
     Raises the loader's ProfileError / FileNotFoundError for a `--profile` that does not load.
     """
-    from labconsole.profile import ProfileError, default_profile_path, load_profile
-
     notice = None
     if profile is None and replay is None:
         last = last_profile()
@@ -468,8 +464,6 @@ def start_choice(profile: str | None, replay: str | None = None, cwd: Path | Non
 
 def run_tui(profile: str | None = None, replay: str | None = None, speed: float = 1.0) -> int:
     """Open the console (the `labconsole` and `labconsole tui` commands)."""
-    from labconsole.profile import ProfileError
-
     try:
         loaded, setup, notice = start_choice(profile, replay)
     except (ProfileError, FileNotFoundError) as exc:

@@ -10,6 +10,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widget import Widget
 from textual.widgets import Button, Static
 
+from labconsole import events as ev
 from labconsole.session.live import LiveSession, SeriesHistory, qps_over_phases
 from labconsole.tui.plot import Marker, Series
 
@@ -177,7 +178,6 @@ class LiveData:
         if reset:
             self.phase_marks.clear()
             self.events = []
-        from labconsole import events as ev
 
         for e in new:
             if e.kind == ev.PHASE_START and e.phase:

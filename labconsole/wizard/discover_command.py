@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from labconsole.emulators.registry import EMULATORS
 from labconsole.events import to_json
 from labconsole.sources.discovery import DiscoveryResult, add_hint, discover_everything, hints_from_profile, parse_hostport
 
@@ -45,8 +46,6 @@ def format_human(result: DiscoveryResult) -> str:
         lines.extend(f"  {drv}: {why}" for drv, why in sorted(result.notes.items()))
         lines.append("")
     if not finds:
-        from labconsole.emulators.registry import EMULATORS
-
         lines.append("Nothing attached was found.")
         if EMULATORS:
             names = ", ".join(sorted(EMULATORS))

@@ -21,13 +21,23 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import yaml
 
-from labconsole.profile import NAME_PATTERN, SCENARIOS, SCOPES, ProfileError, ProfileIssue, parse_profile_text
+from labconsole.emulators.registry import FOR_DRIVER
+from labconsole.profile import (
+    NAME_PATTERN,
+    SCENARIOS,
+    SCOPES,
+    ProfileError,
+    ProfileIssue,
+    load_profile,
+    parse_profile_text,
+)
 
 # What a source measures, in the words an operator uses.
 SCOPE_HELP = {
@@ -250,8 +260,6 @@ class SetupWizard:
         return not any(o.usable for o in self.found)
 
     def fallback_offers(self) -> list[SourceOffer]:
-        from labconsole.emulators.registry import FOR_DRIVER
-
         out = [
             SourceOffer(
                 "simulated", "simulated", "simulated",
@@ -407,8 +415,6 @@ class SetupWizard:
             if k == "sut_options" and isinstance(v, dict):
                 v = {kk: coerce_scalar(vv) for kk, vv in v.items()}
             elif k == "command" and isinstance(v, str):
-                import shlex
-
                 v = shlex.split(v)  # an argument list; nothing is ever run through a shell
             elif k == "scenario" and isinstance(v, str):
                 v = next((s for s in SCENARIOS if s.lower() == v.strip().lower()), v)
@@ -568,8 +574,6 @@ class SetupWizard:
 
     def write(self, path: str | Path | None = None, force: bool = False):
         """Write the profile and load it back; refuses to overwrite unless `force`."""
-        from labconsole.profile import load_profile
-
         if path is not None:
             self.target = Path(path)
         if not self.sources:

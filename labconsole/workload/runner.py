@@ -10,6 +10,7 @@ console down with it.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import shutil
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from labconsole.events import to_json
+from labconsole.instruments.load_model import workload_utilisation
 
 if TYPE_CHECKING:  # the profile's models, as the procedure hands them over (workload sits below the profile)
     from labconsole.profile import CommandWorkload, LoadGenWorkload
@@ -88,8 +90,6 @@ def tail_lines(path: Path, n: int = 20) -> list[str]:
 
 def _die_with_parent() -> None:
     """In the child, before exec: SIGTERM it when the console dies, so no load is orphaned."""
-    import ctypes
-
     try:
         ctypes.CDLL(None).prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
@@ -181,7 +181,6 @@ class _ProcessRun:
     def _watch(self, poll: Callable[[], None] | None = None) -> WorkloadResult:
         """Wait for the process while enforcing the watchdog and honouring abort."""
         assert self.proc is not None
-        from labconsole.instruments.load_model import workload_utilisation
 
         tracker = workload_utilisation()  # simulated meters follow this process's CPU use
         tracker.track(self.proc.pid)

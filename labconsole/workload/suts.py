@@ -15,10 +15,13 @@ This module imports no numpy or LoadGen at import time; the worker does.
 from __future__ import annotations
 
 import importlib
+import os
 import queue
 import random
+import sys
 import threading
 import time
+import traceback
 from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -73,10 +76,6 @@ def fatal(sut: "Sut", exc: BaseException) -> None:
 
     Print the traceback (the console shows its tail) and leave at once with status 3.
     """
-    import os
-    import sys
-    import traceback
-
     sut.error = exc
     traceback.print_exception(exc, file=sys.stderr)
     print(f"labconsole worker: the SUT raised {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
@@ -233,8 +232,6 @@ class SleepSut(_Lanes):
 
 class MatmulSut(_Lanes):
     def __init__(self, complete: Complete, options: MatmulOptions, seed: int = 0):
-        import os
-
         import numpy as np
 
         self.options = options

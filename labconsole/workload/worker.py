@@ -26,13 +26,18 @@ only once those threads are gone for good, and with os._exit (after flushing) ot
 from __future__ import annotations
 
 import argparse
+import ctypes
 import faulthandler
+import gc
+import importlib.metadata
 import json
 import math
 import os
+import signal
 import sys
 import threading
 import time
+import traceback
 from typing import Any, Callable, TextIO
 
 PROGRESS_INTERVAL_S = 0.1
@@ -262,8 +267,6 @@ def run(cfg: dict, progress_out: TextIO) -> int:
     # Everything imported so far lives for the whole run: keep the cyclic garbage collector
     # from walking it again and again while LoadGen waits on the SUT (a full pass over the
     # modules labconsole and pydantic load takes ~10 ms, here ~0.4 ms: tail latency).
-    import gc
-
     gc.collect()
     gc.freeze()
     progress.start()
@@ -309,8 +312,6 @@ def _report_stuck(progress: Progress, stuck: list[threading.Thread]) -> None:
     names = ", ".join(t.name for t in stuck) or "a completion inside LoadGen"
     msg = f"the SUT did not stop within {SUT_STOP_TIMEOUT_S:g} s after the test ({names} still running); the worker leaves without it"
     print(f"labconsole worker: {msg}", file=sys.stderr)
-    import traceback
-
     frames = sys._current_frames()
     for t in stuck:
         frame = frames.get(t.ident) if t.ident is not None else None
@@ -322,9 +323,7 @@ def _report_stuck(progress: Progress, stuck: list[threading.Thread]) -> None:
 
 def _loadgen_version() -> str:
     try:
-        from importlib.metadata import version
-
-        return version("mlcommons-loadgen")
+        return importlib.metadata.version("mlcommons-loadgen")
     except Exception:  # noqa: BLE001
         return "unknown"
 
@@ -334,9 +333,6 @@ def die_with_parent(parent_pid: int | None) -> None:
     if not sys.platform.startswith("linux"):
         return
     try:
-        import ctypes
-        import signal
-
         libc = ctypes.CDLL(None, use_errno=True)
         PR_SET_PDEATHSIG = 1
         libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)

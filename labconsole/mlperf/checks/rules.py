@@ -19,6 +19,13 @@ from labconsole.mlperf import metrics
 from labconsole.bundle.reader import RunRecord
 from labconsole.bundle.seal import verify
 from labconsole.mlperf.checks.registry import OFFICIAL, CheckResult, check
+from labconsole.mlperf.powerdev import (
+    REQUIRED_POWER_FILES,
+    ntp_offsets_from_client_log,
+    parse_identify,
+    parse_watts,
+    time_exchange_offsets,
+)
 from labconsole.samples.batch import GAP, OK, OVERRANGE, STATUS_NAMES
 from labconsole.verdict import FAIL, PASS, SKIP, WARN, worst
 
@@ -94,8 +101,6 @@ def completeness(record: RunRecord) -> list[CheckResult]:
 
 def _submission_file_lists(record: RunRecord) -> CheckResult:
     """The submission checker's `required_files_check`: exact file lists in power/, ranging/, run_1/."""
-    from labconsole.mlperf.powerdev import REQUIRED_POWER_FILES
-
     required_perf = {"mlperf_log_summary.txt", "mlperf_log_detail.txt", "spl.txt"}
     optional_perf = {"mlperf_log_accuracy.json", "mlperf_log_trace.json", "results.json", ".gitkeep"}
     problems = []
@@ -328,8 +333,6 @@ def invalid_samples(record: RunRecord) -> list[CheckResult]:
         bad["watts <= 0"] = nonpos
     ptd = ""
     if record.kind == "mlperf":
-        from labconsole.mlperf.powerdev import parse_watts
-
         w = parse_watts(metrics.ptd_phase_replies(record, "testing").get("Watts", ""))
         if w is not None:
             ptd = f"; PTD's own count for the testing run: {w.samples} samples, {w.errors} errors"
@@ -409,8 +412,6 @@ def clock_offset(record: RunRecord) -> list[CheckResult]:
     name = "clock offset"
     limit_ms = procedure_setting(record, "max_clock_offset_ms", 400.0)
     if record.kind == "mlperf":
-        from labconsole.mlperf.powerdev import ntp_offsets_from_client_log, time_exchange_offsets
-
         ntp = ntp_offsets_from_client_log(record.power_texts.get("client.log", []))
         client = record.power_json.get("client.json") or {}
         remote = time_exchange_offsets(client.get("messages") or []) if isinstance(client.get("messages"), list) else []
@@ -458,8 +459,6 @@ def _calibration_step(record: RunRecord, key: str) -> dict | None:
 @check
 def calibration(record: RunRecord) -> list[CheckResult]:
     if record.kind == "mlperf":
-        from labconsole.mlperf.powerdev import parse_identify
-
         server = record.power_json.get("server.json") or {}
         ident = next((m.get("reply", "") for m in server.get("ptd_messages") or [] if isinstance(m, dict) and m.get("cmd") == "Identify"), "")
         cal = parse_identify(ident).calibration_date if ident else None

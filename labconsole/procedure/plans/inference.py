@@ -15,6 +15,7 @@ from typing import Any
 
 from labconsole import events as ev
 from labconsole.instruments.ranges import CURRENT_MARGIN, mlperf_fixed_ranges
+from labconsole.procedure.calibration import Calibration, CalibrationContext
 from labconsole.procedure.engine import RunAborted, RunEngine, RunFailed, Step
 from labconsole.profile import CommandWorkload, LoadGenWorkload
 from labconsole.workload.runner import CommandRun, LoadGenRun, ProgressPoint, WorkloadResult
@@ -44,8 +45,6 @@ class InferencePlan:
 
     # --- the steps ---------------------------------------------------------------------------------
     def calibrate(self, engine: RunEngine) -> None:
-        from labconsole.procedure.calibration import Calibration, CalibrationContext
-
         bundle = engine.bundle
         assert bundle is not None and engine.recorder is not None
         engine.set_phase("calibration")

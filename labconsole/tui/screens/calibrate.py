@@ -16,6 +16,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, DataTable, Footer, Static
 
+from labconsole.procedure.calibration import DEFAULT_STEPS
 from labconsole.tui.format import flatten, num, status_markup, verdict_markup
 from labconsole.tui.widgets import LiveData, TickingScreen, TopBar, update_static
 
@@ -139,7 +140,6 @@ class CalibrateScreen(TickingScreen):
             idx = next((i for i, st in enumerate(steps) if st.key not in results), len(steps))
             running = steps[idx].key if idx < len(steps) and proc.phase in ("calibration", "idle") else None
             return steps, results, idx, running, False
-        from labconsole.procedure.calibration import DEFAULT_STEPS
 
         return [cls() for cls in DEFAULT_STEPS], {}, -1, None, False
 

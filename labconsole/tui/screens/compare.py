@@ -6,6 +6,7 @@ sealed bundle), so it runs in a worker thread; the screen says "comparing..." un
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from rich.markup import escape
@@ -17,7 +18,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from labconsole.mlperf.compare import format_change, format_value
+from labconsole.mlperf.compare import compare_runs, format_change, format_value
 from labconsole.tui.format import status_markup, verdict_markup
 from labconsole.tui.widgets import TopBar
 
@@ -81,9 +82,6 @@ class CompareScreen(Screen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="compare")
     def _compare(self, a: Path, b: Path) -> None:
-        import time
-
-        from labconsole.mlperf.compare import compare_runs
 
         t0 = time.perf_counter()
         try:

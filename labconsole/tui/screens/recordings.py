@@ -16,6 +16,7 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
+from textual.worker import get_current_worker
 
 from labconsole.tui.format import status_markup, verdict_markup
 from labconsole.tui.widgets import TopBar
@@ -82,8 +83,6 @@ class RecordingsScreen(Screen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="recordings")
     def _scan(self, extra_paths: list[str], folder: Path) -> None:
         """List (run.json only), post the rows, then summarise each row (slow) and post that."""
-        from textual.worker import get_current_worker
-
         # Deferred, as in every worker here: the readers and the checks are not needed for the first paint.
         from labconsole.bundle.catalogue import list_bundles, opened_row
         from labconsole.mlperf.summary import headline

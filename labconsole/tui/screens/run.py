@@ -16,6 +16,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Footer, Input, Label, ProgressBar, RichLog, Select
 
+from labconsole import events as ev
 from labconsole.sources.replay import MAX, speed_label
 from labconsole.tui.format import duration, event_markup, num, status_markup
 from labconsole.tui.plot import Series, Span, TimePlot
@@ -240,7 +241,6 @@ class RunScreen(TickingScreen):
         if reset:
             log.clear()
             new = list(self.live.events)
-        from labconsole import events as ev
 
         for e in new:
             if e.kind != ev.PROGRESS:

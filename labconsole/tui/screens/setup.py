@@ -24,9 +24,12 @@ from textual.screen import Screen
 from textual.suggester import SuggestFromList
 from textual.widgets import Button, Checkbox, ContentSwitcher, Footer, Input, Label, Select, Static
 
-from labconsole.profile import SCENARIOS, SCOPES
-from labconsole.wizard.setup_wizard import SCOPE_HELP
+from labconsole.profile import SCENARIOS, SCOPES, ProfileError
+from labconsole.sources import discovery
+from labconsole.sources.discovery import parse_hostport
+from labconsole.wizard.setup_wizard import SCOPE_HELP, SetupWizard, WizardError
 from labconsole.tui.widgets import ChoiceScreen, ConfirmScreen, TopBar
+from labconsole.wizard.init_command import parse_key_values
 
 VALIDATE_AFTER_S = 0.4  # after the last change, check the step (the loader's messages appear as you type)
 
@@ -118,7 +121,6 @@ class SetupScreen(Screen):
 
     def __init__(self) -> None:
         super().__init__()
-        from labconsole.wizard.setup_wizard import SetupWizard
 
         req = getattr(self.app, "setup_request", None) or {}
         self.target: Path | None = req.get("target")
@@ -371,8 +373,6 @@ class SetupScreen(Screen):
         return [r for r in self.query(OfferRow) if r.picked]
 
     def _apply_sources(self) -> list:
-        from labconsole.wizard.setup_wizard import WizardError
-
         w = self.wizard
         rows = self._picked_rows()
         if not rows:
@@ -392,8 +392,6 @@ class SetupScreen(Screen):
         return w.issues("sources")
 
     def _apply_workload(self) -> list:
-        from labconsole.wizard.init_command import parse_key_values
-
         v = self._values()
         kind = v["wl-type"]
         scenario = v["wl-scenario"]
@@ -479,7 +477,6 @@ class SetupScreen(Screen):
     def action_discover(self) -> None:
         if self.discovering:
             return
-        from labconsole.sources.discovery import parse_hostport
 
         hints: dict[str, Any] = {}
         ptd = self.query_one("#setup-ptd", Input).value.strip()
@@ -494,8 +491,6 @@ class SetupScreen(Screen):
 
     def _find(self, hints: dict[str, Any]) -> list:
         """The wizard's discovery: every driver's, keeping why each found nothing (to say so)."""
-        from labconsole.sources import discovery
-
         result = discovery.discover_everything(hints)
         self._notes = dict(result.notes)
         return result.found
@@ -562,9 +557,6 @@ class SetupScreen(Screen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="setup-write")
     def _write(self, force: bool) -> None:
-        from labconsole.profile import ProfileError
-        from labconsole.wizard.setup_wizard import WizardError
-
         w = self.wizard
         path = w.path
         try:
