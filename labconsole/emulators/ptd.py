@@ -36,6 +36,7 @@ from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from labconsole.emulators.faults import TcpFaults
 from labconsole.emulators.registry import is_loopback, listen_tcp
 from labconsole.instruments.load_model import LoadModel, utilisation_arg, utilisation_source
 from labconsole.instruments.ptd import (
@@ -164,7 +165,7 @@ class Measurement:
     running: bool = True
 
 
-class PtdEmulator:
+class PtdEmulator(TcpFaults):
     def __init__(self, options: PtdEmulatorOptions, console: Callable[[str], None] | None = None):
         self.opts = o = options
         if o.device_type not in DEVICES:
@@ -195,11 +196,8 @@ class PtdEmulator:
         self._threads: list[threading.Thread] = []
         self.port = 0
         self.commands_seen = 0
-        # Test hooks (a daemon that hangs, answers garbage, or goes away): see set_silent & co.
-        self._silent = threading.Event()
-        self._online = threading.Event()
-        self._online.set()
-        self._mangle: Callable[[str, list[str]], bytes | None] | None = None
+        # Test hooks (a daemon that hangs, answers garbage, or goes away): see TcpFaults.
+        self._init_faults()
 
     # --- clock, console, log ---------------------------------------------------------------------
     def now_ns(self) -> int:
@@ -288,18 +286,6 @@ class PtdEmulator:
                     pass
 
     # --- test hooks ------------------------------------------------------------------------------------
-    def set_silent(self, silent: bool) -> None:
-        """A daemon that hangs: commands are read and dropped, the connection stays open."""
-        if silent:
-            self._silent.set()
-        else:
-            self._silent.clear()
-
-    def set_mangler(self, mangle: "Callable[[str, list[str]], bytes | None] | None") -> None:
-        """A daemon that answers garbage: `mangle(command, reply lines)` gives the bytes sent
-        instead (None: nothing); None restores the real replies."""
-        self._mangle = mangle
-
     def drop_client(self) -> None:
         """The connection breaks (a network fault); the daemon keeps listening."""
         client = self._client
@@ -309,22 +295,20 @@ class PtdEmulator:
             except OSError:
                 pass
 
-    def set_offline(self, offline: bool) -> None:
-        """The PTD host goes away: the client is dropped and nothing listens; back online, the
-        daemon listens on the same port again (its measurement state is kept)."""
-        o = self.opts
-        if offline:
-            self._online.clear()
-            listener, self._listener = self._listener, None
-            if listener is not None:
-                try:
-                    listener.close()
-                except OSError:
-                    pass
-            self.drop_client()
-            return
-        self._listener = listen_tcp(o.host, self.port, backlog=4)
-        self._online.set()
+    # TcpFaults: what going offline means here (the PTD host goes away)
+    def _close_listener(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            try:
+                listener.close()
+            except OSError:
+                pass
+
+    def _listen_again(self) -> None:
+        self._listener = listen_tcp(self.opts.host, self.port, backlog=4)
+
+    def _drop_clients(self) -> None:
+        self.drop_client()
 
     # --- sampling ------------------------------------------------------------------------------------
     def _sample_loop(self) -> None:

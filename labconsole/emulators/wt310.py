@@ -35,11 +35,12 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from labconsole.emulators import scpi
+from labconsole.emulators.faults import TcpFaults
 from labconsole.emulators.registry import listen_tcp, serve_until_interrupted
 from labconsole.emulators.scpi import ErrorQueue, ScpiError, ScpiParser, nr3, parse_bool, parse_choice, parse_number
 from labconsole.instruments.load_model import LoadModel, utilisation_arg, utilisation_source
@@ -563,7 +564,7 @@ class WT310EMeter:
             self.wh = self.whp = self.whm = self.ah = self.ahp = self.ahm = self.integ_time = 0.0
 
 
-class WT310EServer:
+class WT310EServer(TcpFaults):
     """The meter on a TCP socket: one thread accepting, one per connection. Stop() ends all."""
 
     def __init__(self, meter: WT310EMeter, host: str = "127.0.0.1", port: int = 0):
@@ -571,10 +572,7 @@ class WT310EServer:
         self._sock = listen_tcp(host, port)
         self.host, self.port = self._sock.getsockname()[:2]
         self._stop = meter.stopping
-        self._silent = threading.Event()
-        self._online = threading.Event()
-        self._online.set()
-        self._mangle: Callable[[str, str], bytes | None] | None = None
+        self._init_faults()
         self._clients: dict[threading.Thread, socket.socket] = {}
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._accept, name=f"wt310-emulator-{self.port}", daemon=True)
@@ -588,31 +586,18 @@ class WT310EServer:
         self._thread.start()
         return self
 
-    def set_silent(self, silent: bool) -> None:
-        """A meter that stops answering: commands are swallowed, connections stay open."""
-        if silent:
-            self._silent.set()
-        else:
-            self._silent.clear()
+    # TcpFaults: what going offline means here
+    def _close_listener(self) -> None:
+        try:
+            self._sock.close()
+        except OSError:
+            pass
 
-    def set_mangler(self, mangle: "Callable[[str, str], bytes | None] | None") -> None:
-        """Test hook, a meter that answers garbage: `mangle(command, reply)` gives the bytes sent
-        instead of the reply line (None: send nothing); None restores honest replies."""
-        self._mangle = mangle
+    def _listen_again(self) -> None:
+        self._sock = listen_tcp(self.host, self.port)
 
-    def set_offline(self, offline: bool) -> None:
-        """Test hook, a meter switched off: every connection drops and new ones are refused
-        (nothing listens); back online, it listens on the same address again."""
-        if offline:
-            self._online.clear()
-            try:
-                self._sock.close()
-            except OSError:
-                pass
-            self.drop_connections()
-        else:
-            self._sock = listen_tcp(self.host, self.port)
-            self._online.set()
+    def _drop_clients(self) -> None:
+        self.drop_connections()
 
     def drop_connections(self) -> None:
         with self._lock:

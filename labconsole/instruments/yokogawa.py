@@ -12,7 +12,7 @@ profile may override the range tables with `voltage_ranges` / `current_ranges`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from labconsole.instruments.ranges import WT310E_CURRENT_RANGES, WT310E_VOLTAGE_RANGES, AccuracySpec
 
@@ -124,15 +124,9 @@ WT200 = Dialect(
 
 # WT500: the NUMeric item model of the WT300 with rms function names and per-element range
 # commands (UNVERIFIED on hardware: from the WT500 communication manual's command list).
-WT500 = Dialect(
+WT500 = replace(
+    WT300,
     name="WT500",
-    setup=(
-        ":COMMunicate:REMote ON",
-        ":COMMunicate:HEADer OFF",
-        ":COMMunicate:VERBose ON",
-        ":STATus:QMESsage ON",
-        ":NUMeric:FORMat ASCii",
-    ),
     volt_range=":INPut:VOLTage:RANGe:ALL {value}",
     volt_range_q=":INPut:VOLTage:RANGe:ELEMent1?",
     volt_auto=":INPut:VOLTage:AUTO:ALL {state}",
@@ -141,15 +135,8 @@ WT500 = Dialect(
     curr_range_q=":INPut:CURRent:RANGe:ELEMent1?",
     curr_auto=":INPut:CURRent:AUTO:ALL {state}",
     curr_auto_q=":INPut:CURRent:AUTO:ELEMent1?",
-    crest_factor=":INPut:CFACtor {value}",
-    crest_factor_q=":INPut:CFACtor?",
-    rate=":RATE {value}",
-    rate_q=":RATE?",
-    item_style="list",
-    item_count=":NUMeric:NORMal:NUMber {n}",
-    item=":NUMeric:NORMal:ITEM{index} {function},{element}",
-    values_q=":NUMeric:NORMal:VALue?",
     functions={"volts": "URMS", "amps": "IRMS", "watts": "P", "pf": "LAMBda", "wh": "WH"},
+    range_items=False,
 )
 
 DIALECTS = {d.name: d for d in (WT300, WT200, WT500)}
