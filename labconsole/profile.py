@@ -222,9 +222,6 @@ class LoadedProfile:
     sha256: str
     lines: dict[tuple, int] = field(default_factory=dict)
 
-    def line_of(self, *path: Any) -> int:
-        return _line_for(self.lines, tuple(path))
-
 
 # ---------------------------------------------------------------------------------------------
 # YAML with line numbers
@@ -445,8 +442,3 @@ def default_profile_path() -> Path:
         if candidate.is_file():
             return candidate
     raise FileNotFoundError("the built-in profile sim-bench.yaml is not installed")
-
-
-def profile_dirs() -> list[Path]:
-    here = Path(__file__).resolve().parent
-    return [p for p in (Path.cwd() / "profiles", here / "profiles", here.parent / "profiles") if p.is_dir()]

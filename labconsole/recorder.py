@@ -132,10 +132,6 @@ class SourceState:
         return (end_ns - start) / 1e9
 
 
-class RecorderFatal(RuntimeError):
-    pass
-
-
 class Recorder:
     def __init__(
         self,

@@ -231,25 +231,26 @@ class PtdIdentity:
     def idn_fields(self) -> list[str]:
         return self.meter_idn.split(";")
 
+    def _idn_field(self, index: int, default: str = "") -> str:
+        """Field `index` of the meter's `vendor;model;serial;firmware`; a bare name is the model."""
+        f = self.idn_fields
+        return f[index] if len(f) > max(index, 1) else default
+
     @property
     def vendor(self) -> str:
-        f = self.idn_fields
-        return f[0] if len(f) > 1 else ""
+        return self._idn_field(0)
 
     @property
     def meter_model(self) -> str:
-        f = self.idn_fields
-        return f[1] if len(f) > 1 else self.meter_idn
+        return self._idn_field(1, self.meter_idn)
 
     @property
     def serial(self) -> str:
-        f = self.idn_fields
-        return f[2] if len(f) > 2 else ""
+        return self._idn_field(2)
 
     @property
     def firmware(self) -> str:
-        f = self.idn_fields
-        return f[3] if len(f) > 3 else ""
+        return self._idn_field(3)
 
     @property
     def emulator(self) -> bool:

@@ -148,9 +148,6 @@ class ReplaySession(LiveSession):
     def seek(self, wall_ns: int) -> None:
         self.clock.seek(wall_ns)
 
-    def seek_by(self, seconds: float) -> None:
-        self.clock.seek(self.clock.now_ns() + int(seconds * 1e9))
-
     def seek_fraction(self, fraction: float) -> None:
         c = self.clock
         self.clock.seek(c.start_ns + int((c.end_ns - c.start_ns) * min(1.0, max(0.0, fraction))))

@@ -222,12 +222,6 @@ class ClockOffsetEstimator:
     def offset_ns(self) -> int | None:
         return max(self._bounds) if self._bounds else None
 
-    def spread_s(self) -> float | None:
-        """How far apart the recent bounds are: roughly the sampling interval when all is well."""
-        if len(self._bounds) < 2:
-            return None
-        return (max(self._bounds) - min(self._bounds)) / 1e9
-
 
 # ---------------------------------------------------------------------------------------------
 # The driver

@@ -35,13 +35,6 @@ def remember_profile(path: str | Path) -> None:
         pass
 
 
-def forget_profile() -> None:
-    try:
-        (state_dir() / FILE_NAME).unlink()
-    except OSError:
-        pass
-
-
 def last_profile() -> Path | None:
     """The profile last opened, if it still exists as a file; None otherwise."""
     try:

@@ -164,7 +164,7 @@ def _slug(text: str) -> str:
 
 def _import_discover_all() -> Callable[..., list] | None:
     try:
-        from labconsole.sources.discovery import discover_all  # written by the drivers work
+        from labconsole.sources.discovery import discover_all
     except ImportError:
         return None
     return discover_all
@@ -377,9 +377,6 @@ class SetupWizard:
         if issues:
             self.sources.pop()
         return issues
-
-    def remove_source(self, name: str) -> None:
-        self.sources = [s for s in self.sources if str(s.name) != name]
 
     def set_primary(self, name: str) -> bool:
         """Make the source called `name` the one the metric comes from; False if none is."""
