@@ -213,16 +213,30 @@ def build_test_settings(lg: Any, cfg: dict, resolved: dict) -> Any:
     return ts
 
 
-def run(cfg: dict, progress_out: TextIO) -> int:
+def prepare_process(cfg: dict) -> None:
+    """What must be set before LoadGen and the SUT's modules load."""
     if cfg["sut"] == "matmul":
         # One BLAS thread per SUT lane: the SUT's own threads are the parallelism, so the
         # load (and the simulated meter's reading) is what the profile asked for.
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ.setdefault(var, "1")
-    for extra in cfg.get("pythonpath") or []:
+    for extra in cfg.get("pythonpath") or []:  # a user's python:MODULE:FUNCTION SUT
         if extra not in sys.path:
             sys.path.insert(0, extra)
 
+
+def log_settings(lg: Any, cfg: dict, outdir: str) -> Any:
+    lo = lg.LogOutputSettings()
+    lo.outdir = outdir
+    lo.copy_summary_to_stdout = False
+    ls = lg.LogSettings()
+    ls.log_output = lo
+    ls.enable_trace = bool(cfg.get("trace", False))
+    return ls
+
+
+def run(cfg: dict, progress_out: TextIO) -> int:
+    prepare_process(cfg)
     import mlperf_loadgen as lg
 
     from labconsole.workload.suts import fatal, make_sut
@@ -248,13 +262,7 @@ def run(cfg: dict, progress_out: TextIO) -> int:
         return 0
     ts = build_test_settings(lg, cfg, resolved)
     progress.send({"event": "settings", "values": resolved, "loadgen_version": _loadgen_version()})
-
-    lo = lg.LogOutputSettings()
-    lo.outdir = outdir
-    lo.copy_summary_to_stdout = False
-    ls = lg.LogSettings()
-    ls.log_output = lo
-    ls.enable_trace = bool(cfg.get("trace", False))
+    ls = log_settings(lg, cfg, outdir)
 
     def issue(samples: list) -> None:
         try:
