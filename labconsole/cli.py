@@ -15,12 +15,9 @@ import threading
 import time
 from pathlib import Path
 
-from labconsole import __version__, events as ev
-from labconsole.emulators.registry import EMULATORS, module_for
+from labconsole import __version__
+from labconsole import events as ev
 from labconsole.events import EventBus, to_json
-from labconsole.mlperf.compare import compare_runs, render_text
-from labconsole.procedure.recover import RecoverError, recover
-from labconsole.wizard.init_command import add_init_arguments, run_init
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_ABORTED = 0, 1, 2, 130
 
@@ -252,6 +249,8 @@ def _printable(text: str) -> str:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from labconsole.mlperf.compare import compare_runs, render_text
+
     a = _open_record_or_exit(args.a)
     b = _open_record_or_exit(args.b)
     cmp = compare_runs(a, b)
@@ -263,6 +262,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    from labconsole.wizard.init_command import run_init
+
     return run_init(args)
 
 
@@ -313,6 +314,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_recover(args: argparse.Namespace) -> int:
+    from labconsole.procedure.recover import RecoverError, recover
+
     try:
         msg = recover(Path(args.path))
     except RecoverError as exc:
@@ -343,6 +346,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_emulate(args: argparse.Namespace) -> int:
+    from labconsole.emulators.registry import EMULATORS, module_for
+
     if args.name not in EMULATORS:
         _err(f"no emulator named {args.name!r} (known: {', '.join(sorted(EMULATORS)) or 'none'})")
         return EXIT_USAGE
@@ -393,7 +398,6 @@ def build_parser() -> argparse.ArgumentParser:
         description="Measure the energy efficiency of ML inference the way MLPerf Power does. "
         "With no command, opens the console on the profile it had open last (at first, the built-in simulated bench).",
     )
-
     ap.add_argument("--version", action="version", version=f"labconsole {__version__}")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -419,6 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("init", help="guided first-time setup: find the meters, choose the workload, write a profile")
+    from labconsole.wizard.init_command import add_init_arguments
 
     add_init_arguments(p)
     p.set_defaults(func=cmd_init)
