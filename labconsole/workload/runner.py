@@ -48,6 +48,7 @@ class WorkloadResult:
     started_wall_ns: int = 0
     ended_wall_ns: int = 0
     settings: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # what the worker said went wrong but not fatally
 
     @property
     def ok(self) -> bool:
@@ -62,6 +63,7 @@ class WorkloadResult:
             "started_wall_ns": self.started_wall_ns,
             "ended_wall_ns": self.ended_wall_ns,
             "settings": self.settings,
+            **({"warnings": self.warnings} if self.warnings else {}),
         }
 
 
@@ -110,6 +112,7 @@ class _ProcessRun:
         self.proc: subprocess.Popen | None = None
         self.progress: list[ProgressPoint] = []
         self.settings: dict = {}
+        self.warnings: list[str] = []
         self._abort = threading.Event()
         self._abort_reason = ""
         self._last_change = time.monotonic()
@@ -221,7 +224,7 @@ class _ProcessRun:
         tail = tail_lines(self.log_path)
         if status == "completed" and code != 0:
             status, reason = "failed", f"the workload failed ({describe_exit(code)})"
-        return WorkloadResult(status, code, reason, tail if status != "completed" else [], self.started_wall_ns, time.time_ns(), self.settings)
+        return WorkloadResult(status, code, reason, tail if status != "completed" else [], self.started_wall_ns, time.time_ns(), self.settings, list(self.warnings))
 
 
 class LoadGenRun(_ProcessRun):
@@ -322,6 +325,8 @@ class LoadGenRun(_ProcessRun):
                     if msg["event"] == "settings":
                         self.settings = dict(msg.get("values") or {})
                         self.settings["loadgen_version"] = msg.get("loadgen_version")
+                    elif msg["event"] == "warning":  # e.g. a SUT that did not stop after the test
+                        self.warnings.append(str(msg.get("message", "")))
                     continue
                 try:
                     point = ProgressPoint(int(float(msg["t"]) * 1e9), int(msg["issued"]), int(msg["completed"]))

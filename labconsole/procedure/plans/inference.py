@@ -209,6 +209,8 @@ class InferencePlan:
         finally:
             summaries = self._phase_hook(engine, "end", phase)
             engine.recorder.end_segment()
+        for warning in result.warnings:
+            engine.bus.emit(ev.WARNING, f"{phase}: the workload: {warning}", phase=phase)
         stats = {f"{s}/{c}": st.as_dict() for (s, c), st in engine.recorder.stats_for(phase).items()}
         engine.bundle.write_json(f"{phase}/phase.json", {"workload": result.as_dict(), "samples": stats, "ranges": self._read_back_ranges(engine), "meter_summaries": summaries})
         if result.status == "completed":
