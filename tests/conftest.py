@@ -52,6 +52,7 @@ sources:
       idle_w: 60
       dynamic_w: 140
       noise_w: 0.5
+      utilisation: {utilisation}
 workload:
   type: loadgen
   sut: {sut}
@@ -68,12 +69,12 @@ workload:
 def sim_profile(tmp_path):
     """Factory: a simulated-bench profile in tmp_path with small, fast settings."""
 
-    def make(scenario="Offline", duration=2, sut="matmul", sut_options="{size: 128, threads: 0}", idle=0.5, interval=0.05, workload_extra=""):
+    def make(scenario="Offline", duration=2, sut="matmul", sut_options="{size: 128, threads: 0}", idle=0.5, interval=0.05, workload_extra="", utilisation="workload"):
         rec = tmp_path / "recordings"
         return write_profile(
             tmp_path,
             SIM_PROFILE.format(
-                recordings=rec, scenario=scenario, duration=duration, sut=sut, sut_options=sut_options, idle=idle, interval=interval,
+                recordings=rec, scenario=scenario, duration=duration, sut=sut, sut_options=sut_options, idle=idle, interval=interval, utilisation=utilisation,
                 workload_extra="".join(f"  {line}\n" for line in workload_extra.splitlines() if line.strip()),
             ),
         )

@@ -10,10 +10,11 @@ import pytest
 from conftest import run_cli
 
 
-# The `sleep` SUT keeps the CPU nearly idle, so the simulated power (which follows the
-# workload's real CPU time) does not swing with whatever else runs on a shared CI machine, and
-# the ranging-vs-testing rule stays a test of our procedure, not of the neighbours. The
-# matmul SUT's real load is exercised by test_power_rises_over_idle_while_the_sut_works.
+# The simulated meter reads a constant 10 % load here: even the `sleep` SUT's worker uses more or
+# less CPU as a loaded machine schedules it (ranging 83.8 W, testing 78.5 W, -6.3 %, seen in a full
+# run beside a CPU burner), and the ranging-vs-testing rule must stay a test of our procedure,
+# not of the neighbours. Power that follows the SUT's real load is
+# test_power_rises_over_idle_while_the_sut_works's.
 @pytest.mark.parametrize(
     "scenario,sut,sut_options",
     [
@@ -24,7 +25,7 @@ from conftest import run_cli
     ],
 )
 def test_short_run_per_scenario(sim_profile, scenario, sut, sut_options):
-    profile = sim_profile(scenario=scenario, duration=2, sut=sut, sut_options=sut_options)
+    profile = sim_profile(scenario=scenario, duration=2, sut=sut, sut_options=sut_options, utilisation=0.1)
     out = run_cli("run", "--profile", str(profile), "--quiet", timeout=240)
     assert out.returncode == 0, out.stdout + out.stderr
     bundle = Path(out.stdout.strip().splitlines()[-1])
