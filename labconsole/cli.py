@@ -163,13 +163,24 @@ def _print_summary(out) -> None:
 def _print_report_lines(rep: dict) -> None:
     m = rep.get("metric")
     p = rep.get("power") or {}
-    print(f"  scenario: {rep.get('scenario')}   LoadGen result: {rep.get('result_validity')}")
+    filed, run = rep.get("filed_scenario"), rep.get("run_scenario", rep.get("scenario"))
+    shown = f"{filed} (filed; LoadGen ran {run})" if filed and run and filed != run else (filed or rep.get("scenario"))
+    print(f"  scenario: {shown}   LoadGen result: {rep.get('result_validity')}")
+    for note in rep.get("scenario_notes") or []:
+        print(f"  note: {note}")
     if m:
-        print(f"  metric: {m['name']} = {m['value']:.6g} {m['unit']}")
+        est = " (an estimate)" if m.get("estimate") else ""
+        print(f"  metric: {m['name']} = {m['value']:.6g} {m['unit']}{est}")
+    if rep.get("queries_from"):
+        print(f"  queries: {rep['queries']:.6g}, {rep['queries_from']}")
+    if rep.get("metric_note"):
+        print(f"  note: {rep['metric_note']}")
     if p:
         print(f"  average power: {p.get('avg_watts', float('nan')):.6g} W over {p.get('window_s', float('nan')):.3f} s ({p.get('samples_in_window')} samples in the window)")
     if rep.get("samples_per_joule") is not None:
-        print(f"  efficiency: {rep['samples_per_joule']:.6g} samples/J")
+        pf = rep.get("performance_filed") or {}
+        basis = f" (from {pf['key']} = {pf['value']:.6g}, the {filed} figure inferred from the {run} run)" if pf else ""
+        print(f"  efficiency: {rep['samples_per_joule']:.6g} samples/J{basis}")
     idle = rep.get("idle_baseline") or {}
     if idle.get("avg_watts") is not None:
         print(f"  idle baseline: {idle['avg_watts']:.6g} W")
@@ -181,6 +192,8 @@ def _print_report_lines(rep: dict) -> None:
         print(f"  uncertainty ({unc.get('from')}): mean {unc['mean_pct']:.3f} %, max {unc['max_pct']:.3f} %{over}")
     if rep.get("missing"):
         print(f"  missing: {', '.join(rep['missing'])}")
+    for what in rep.get("unreadable") or []:
+        print(f"  unreadable: {what}")
 
 
 def cmd_rerun(args: argparse.Namespace) -> int:
@@ -286,7 +299,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     from labconsole.mlperf import metrics
 
     record = _open_record_or_exit(args.path, metrics.REPORT_COLUMNS)  # only what the report reads
-    rep = metrics.compute_report(record)
+    try:
+        rep = metrics.compute_report(record, args.scenario)
+    except ValueError as exc:
+        _err(f"--scenario: {exc}")
+        return EXIT_USAGE
     if args.json:
         print(to_json(rep, indent=2))
     else:
@@ -326,7 +343,7 @@ def cmd_recover(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from labconsole.mlperf.export import NOT_OFFICIAL, ExportError, export_mlperf
+    from labconsole.mlperf.export import ExportError, export_mlperf
     from labconsole.bundle.reader import RunOpenError
 
     if not args.mlperf:
@@ -337,7 +354,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     except (ExportError, RunOpenError) as exc:
         _err(str(exc))
         return EXIT_FAIL
-    print("NOT AN OFFICIAL MLPERF SUBMISSION. " + NOT_OFFICIAL)
+    print("NOT AN OFFICIAL MLPERF SUBMISSION. " + res.disclaimer)
     for note in res.notes:
         print(f"  note: {note}")
     print(f"  session name: {res.session_name}; {len(res.files)} files")
@@ -431,6 +448,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="metrics of a bundle or an MLPerf result folder")
     p.add_argument("path")
     p.add_argument("--json", action="store_true", help="one JSON object")
+    p.add_argument(
+        "--scenario",
+        metavar="NAME",
+        help="the scenario the result is filed under (default: the MLPerf folder above performance/, else LoadGen's); the metric follows it as the submission checker computes it",
+    )
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("check", help="check a bundle or an MLPerf result folder against the rules (exit 1 on failure)")

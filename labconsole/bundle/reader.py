@@ -52,6 +52,18 @@ class PhaseRecord:
     progress: Any = None  # pandas DataFrame wall_ns, issued, completed
     notes: list[str] = field(default_factory=list)
 
+    def detail_problem(self, label: str | None = None) -> str | None:
+        """Why this phase has no LoadGen power window, in words (None when it has one): the
+        detail log is missing, is there but unreadable (and why), or lacks the power markers."""
+        what = f"{label or self.name + ' detail log'}"
+        if self.detail is None:
+            if self.detail_error:
+                return f"{what} is unreadable: {self.detail_error}"
+            return f"{what} is missing"
+        if self.detail.power_begin_ns is None:
+            return f"{what} has no power_begin/power_end"
+        return None
+
 
 @dataclass
 class RunRecord:
@@ -72,6 +84,9 @@ class RunRecord:
     # MLPerf: the scenario the folder is filed under (…/<scenario>/performance), which the
     # submission checker uses for the metric; None when the folder is not in a results tree.
     folder_scenario: str | None = None
+    # MLPerf: the name of the folder above performance/ as found (the filed scenario, any case,
+    # when it is one); None for bundles.
+    folder_name: str | None = None
 
     @property
     def scenario(self) -> str | None:
@@ -242,6 +257,13 @@ MLPERF_PHASES = {"ranging": "ranging", "testing": "run_1"}
 FOLDER_SCENARIOS = ("SingleStream", "MultiStream", "Server", "Offline", "Interactive")
 
 
+def scenario_name(text: str | None) -> str | None:
+    """LoadGen's spelling of a scenario named in any case (`offline` -> `Offline`), or None
+    when `text` is not a scenario (the submission checker compares the folder name lowercased)."""
+    low = str(text or "").lower()
+    return next((s for s in FOLDER_SCENARIOS if s.lower() == low), None)
+
+
 def read_mlperf(perf: Path, load_samples: bool = True) -> RunRecord:
     record = RunRecord(kind="mlperf", path=perf)
     power = perf / "power"
@@ -263,7 +285,8 @@ def read_mlperf(perf: Path, load_samples: bool = True) -> RunRecord:
             continue
         record.power_texts[name] = [ln.rstrip("\r") for ln in raw.split("\n")]
     folder = perf.parent.name
-    record.folder_scenario = next((s for s in FOLDER_SCENARIOS if s.lower() == folder.lower()), None)
+    record.folder_name = folder
+    record.folder_scenario = scenario_name(folder)
     record.primary_source = "ptd"
     # power-dev always samples at 1 Hz (`Go,1000,0,<mark>`)
     record.sources = [{"name": "ptd", "driver": "ptd", "scope": "wall", "sample_interval_s": 1.0}]

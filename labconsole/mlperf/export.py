@@ -39,6 +39,37 @@ NOT_OFFICIAL = (
     "submission and NOT the output of MLPerf's power workflow: no power-dev client/server and no SPEC PTDaemon "
     "produced it, it carries no source checksums, and the official compliance checker will reject it."
 )
+# The same, for a bundle whose samples a SPEC PTDaemon did produce (read by labconsole's PTD source).
+NOT_OFFICIAL_PTD = (
+    "This folder was written by labconsole from one of its own run bundles. It is NOT an official MLPerf "
+    "submission and NOT the output of MLPerf's power workflow: its samples came from a SPEC PTDaemon, read by "
+    "labconsole instead of power-dev's client/server, so it carries no source checksums and no power-dev messages, "
+    "and the official compliance checker will reject it."
+)
+
+
+def not_official_note(record: RunRecord) -> str:
+    """The export's disclaimer, true to how the bundle's primary source was recorded."""
+    return NOT_OFFICIAL_PTD if _primary_driver(record) == "ptd" else NOT_OFFICIAL
+
+
+def _primary_driver(record: RunRecord) -> str | None:
+    prim = record.primary_source
+    for group in (record.environment.get("sources") or [], record.sources):
+        for s in group:
+            if isinstance(s, dict) and s.get("name") == prim and s.get("driver"):
+                return str(s["driver"])
+    return None
+
+
+def device_type_of(model: str) -> int | None:
+    """MLPerf's device number for an analyzer model: PTD names it as SUPPORTED_MODEL does
+    ("YokogawaWT310E"), a Yokogawa read directly by its *IDN? model ("WT310E")."""
+    key = model.replace(" ", "").lower()
+    for name, number in SUPPORTED_MODEL.items():
+        if name.lower() in (key, "yokogawa" + key):
+            return number
+    return None
 PHASE_FOLDERS = {"ranging": "ranging", "testing": "run_1"}
 MS = 1_000_000
 
@@ -53,6 +84,7 @@ class ExportResult:
     files: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     session_name: str = ""
+    disclaimer: str = NOT_OFFICIAL  # what produced it, truthfully (not_official_note)
 
 
 def _inside(path: Path, root: Path) -> bool:
@@ -210,7 +242,7 @@ def _summaries(stage: _Staging, record: RunRecord, events: list[Event], session:
     found = next((s for s in (record.environment.get("sources") or []) if isinstance(s, dict) and s.get("name") == prim), {})
     ident = found.get("identity") or {}
     model = str(ident.get("model", ""))
-    device_type = next((v for k, v in SUPPORTED_MODEL.items() if k.lower() == ("yokogawa" + model.replace(" ", "")).lower()), None)
+    device_type = device_type_of(model) if model else None
     run_id = str(record.run_info.get("id") or "")
     base = {
         "version": "1.0",
@@ -223,7 +255,7 @@ def _summaries(stage: _Staging, record: RunRecord, events: list[Event], session:
         "phases": phases,
         "labconsole": {
             "official": False,
-            "note": NOT_OFFICIAL,
+            "note": not_official_note(record),
             "bundle": str(record.path),
             "run_id": run_id,
             "primary_source": prim,
@@ -242,7 +274,7 @@ def _summaries(stage: _Staging, record: RunRecord, events: list[Event], session:
 
 def _readme(record: RunRecord, session: str, notes: list[str]) -> str:
     run_id = str(record.run_info.get("id") or "")
-    readme = [NOT_OFFICIAL, "", f"bundle: {record.path}", f"run id: {run_id}", f"session name: {session}", f"primary source: {record.primary_source}", "", "notes:"]
+    readme = [not_official_note(record), "", f"bundle: {record.path}", f"run id: {run_id}", f"session name: {session}", f"primary source: {record.primary_source}", "", "notes:"]
     readme += [f"- {n}" for n in notes]
     return "\n".join(readme) + "\n"
 
@@ -252,7 +284,7 @@ def export_mlperf(bundle: str | Path, out_dir: str | Path) -> ExportResult:
     out = Path(out_dir)
     _check_exportable(record, bundle, out)
     session = _session_name(record)
-    res = ExportResult(out, session_name=session)
+    res = ExportResult(out, session_name=session, disclaimer=not_official_note(record))
     events = read_events(record.path / "data" / "events.jsonl")
     # Everything is written to a sibling folder and renamed into place at the end: a failed
     # export leaves nothing behind.

@@ -18,11 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from labconsole.bundle.reader import PhaseRecord, RunRecord
+from labconsole.bundle.reader import FOLDER_SCENARIOS, PhaseRecord, RunRecord, scenario_name
 from labconsole.mlperf.powerdev import parse_uncertainty
 from labconsole.samples.batch import OK
 
 SAMPLES_PER_QUERY = {"SingleStream": 1, "MultiStream": 8}  # the submission checker's fixed values
+_METRIC_KIND = {"SingleStream": "mJ per query", "MultiStream": "mJ per query, 8 samples per query"}
 
 
 def sequential_sum(values: np.ndarray) -> float:
@@ -353,46 +354,163 @@ def _uncertainty_limit(record: RunRecord) -> float:
         return MLPERF_UNCERTAINTY_LIMIT_PCT
 
 
-def power_metric(record: RunRecord, power: WindowStats, detail: Any, performance: dict | None) -> tuple[dict | None, float | None, dict]:
+@dataclass
+class ScenarioChoice:
+    """The scenario the metric follows (`filed`), the one LoadGen ran (`run`), where `filed`
+    came from ("folder", "--scenario", "loadgen" or "bundle") and what to tell the reader."""
+
+    filed: str | None
+    run: str | None
+    source: str
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"filed_scenario": self.filed, "run_scenario": self.run, "scenario_from": self.source, "scenario_notes": list(self.notes)}
+
+
+def choose_scenario(record: RunRecord, override: str | None = None) -> ScenarioChoice:
+    """The submission checker files a result under `<system>/<model>/<scenario>/performance` and
+    computes the metric for that scenario (`scenario_fixed`, the folder's name, compared
+    lowercased), which may differ from LoadGen's `effective_scenario`. `override` (report
+    --scenario) replaces the folder's; a folder not named after a scenario leaves LoadGen's."""
+    testing = record.phases.get("testing")
+    run = (testing.detail.scenario if testing and testing.detail else None) or record.scenario
+    if override is not None:
+        filed = scenario_name(override)
+        if filed is None:
+            raise ValueError(f"{override!r} is not a scenario (one of {', '.join(FOLDER_SCENARIOS)})")
+        choice = ScenarioChoice(filed, run, "--scenario")
+        if record.kind == "mlperf" and record.folder_scenario and record.folder_scenario != filed:
+            choice.notes.append(f"--scenario {filed} replaces the scenario the folder is filed under ({record.folder_name})")
+    elif record.kind == "mlperf" and record.folder_scenario:
+        choice = ScenarioChoice(record.folder_scenario, run, "folder")
+    elif record.kind == "mlperf":
+        choice = ScenarioChoice(run, run, "loadgen")
+        choice.notes.append(
+            f"the folder above performance/ ({record.folder_name!r}) is not a scenario name, so the filed scenario is unknown:"
+            f" the metric follows LoadGen's scenario ({run}); --scenario NAME sets the one the result is filed under"
+        )
+    else:
+        choice = ScenarioChoice(run, run, "bundle")
+    if choice.filed and run and choice.filed != run:
+        choice.notes.append(
+            f"filed as {choice.filed}, LoadGen ran {run}: the metric is {choice.filed}'s ({_METRIC_KIND.get(choice.filed, 'W')}),"
+            " as the submission checker computes it for a result filed so"
+        )
+    return choice
+
+
+def _performance_for(filed: str | None, run: str | None, detail: Any, performance: dict | None) -> tuple[dict | None, str | None]:
+    """The performance figure the submission checker divides by the watts for an Offline /
+    Server / Interactive filing (checks/performance_check.py, the inferred results): an Offline
+    result inferred from a SingleStream run is `result_qps_without_loadgen_overhead`; from a
+    MultiStream run, samples_per_query x 1000 / (mean query latency in ms). Otherwise the run's
+    own performance metric. (figure, why it is missing)"""
+    if filed == "Offline" and run == "SingleStream":
+        key = "result_qps_without_loadgen_overhead"
+        value = _number(detail.get(key))
+        if value is None:
+            return None, f"the detail log has no {key}, the Offline figure the checker infers from a SingleStream run"
+        return {"key": key, "value": value, "inferred_from": run}, None
+    if filed == "Offline" and run == "MultiStream":
+        spq, mean = _number(detail.get("effective_samples_per_query")), _number(detail.get("result_mean_query_latency_ns"))
+        if spq is None or not mean:
+            return None, "the detail log lacks effective_samples_per_query or result_mean_query_latency_ns, which the checker infers Offline from"
+        return {"key": "effective_samples_per_query x 1000 / (result_mean_query_latency_ns / 1e6)", "value": spq * 1000 / (mean / 1000000), "inferred_from": run}, None
+    return performance, None
+
+
+def _number(value: Any) -> float | None:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
+
+
+def _query_count(detail: Any, run: str | None, window_s: float) -> tuple[float | int | None, str | None, bool]:
+    """(queries, how they were counted when not result_query_count, estimate?), as the
+    submission checker counts them: `result_query_count` (LoadGen v2.0 on). A log from before
+    (rounds v1.0-v1.1) has none; the checker of those rounds estimated a SingleStream run's
+    queries as `result_qps_with_loadgen_overhead x window`, and counted a (legacy) MultiStream
+    run's as `generated_query_count x generated_samples_per_query` (LoadGen always ran them all)."""
+    if detail.query_count:
+        return detail.query_count, None, False
+    if "result_query_count" in detail.values:
+        return None, None, False  # present but 0: no queries to divide by
+    if run == "MultiStream":
+        n, spq = detail.get("generated_query_count"), detail.get("generated_samples_per_query")
+        if isinstance(n, int) and isinstance(spq, int) and n * spq > 0:
+            return n * spq, f"generated_query_count ({n}) x generated_samples_per_query ({spq}): the detail log predates result_query_count (LoadGen before v2.0), and the submission checker of rounds v1.0-v1.1 counted them so", False
+        return None, None, False
+    qps = _number(detail.get("result_qps_with_loadgen_overhead"))
+    if not qps:
+        return None, None, False
+    return qps * window_s, f"estimated as result_qps_with_loadgen_overhead ({qps:g}/s) x window ({window_s:g} s): the detail log predates result_query_count (LoadGen before v2.0), and the submission checker of rounds v1.0-v1.1 counted them so", True
+
+
+def power_metric(record: RunRecord, power: WindowStats, detail: Any, performance: dict | None, choice: ScenarioChoice | None = None) -> tuple[dict | None, float | None, dict]:
     """The power metric and samples/J exactly as the submission checker computes them.
 
     mlcommons/inference tools/submission/submission_checker/checks/power_check.py,
     `get_power_metric_check`: the scenario is the one the result is filed under (the folder
     name; for our bundles, the run's scenario); Offline / Server / Interactive report the average
-    watts and efficiency = performance metric / W; SingleStream / MultiStream report
-    avg W x window s x 1000 / result_query_count mJ per query and efficiency =
-    samples_per_query (1 or 8) x 1000 / mJ, with the x 8 for a MultiStream result inferred
-    from a SingleStream run.
+    watts and efficiency = performance metric / W (for a filing inferred from another scenario,
+    the figure the checker infers: see _performance_for); SingleStream / MultiStream report
+    avg W x window s x 1000 / queries mJ per query and efficiency = samples_per_query (1 or 8)
+    x 1000 / mJ, with the x 8 for a MultiStream result inferred from a SingleStream run.
     """
-    run_scenario = detail.scenario or record.scenario
-    filed = record.folder_scenario or run_scenario
+    choice = choice or choose_scenario(record)
+    run_scenario, filed = choice.run, choice.filed
     avg = power.avg_w
     extra: dict[str, Any] = {}
-    if filed != run_scenario and filed:
-        extra["filed_scenario"] = filed
     if filed in SAMPLES_PER_QUERY:
-        queries = detail.query_count
+        queries, basis, estimate = _query_count(detail, run_scenario, power.window_s)
         if not queries:
+            extra["metric_note"] = "no query count in the testing detail log (result_query_count, or result_qps_with_loadgen_overhead before LoadGen v2.0): no energy per query"
             return None, None, extra
         spq = SAMPLES_PER_QUERY[filed]
-        mj = avg * power.window_s * 1000 / queries
         if filed == "MultiStream" and run_scenario == "SingleStream":
             mj = avg * power.window_s * spq * 1000 / queries
+        else:
+            mj = avg * power.window_s * 1000 / queries
         extra["queries"] = queries
+        metric: dict[str, Any] = {"name": "energy_per_query", "value": mj, "unit": "mJ"}
+        if basis:
+            extra["queries_from"] = basis
+        if estimate:
+            metric["estimate"] = True
         if filed == "MultiStream" and record.kind == "bundle":
             # The checker assumes 8 samples per query; our profiles may set another count.
             eff = detail.get("effective_samples_per_query")
             if eff and int(eff) != spq:
                 spq = int(eff)
                 extra["samples_per_query_note"] = f"efficiency uses this run's {spq} samples per query; MLPerf's checker always assumes 8"
-        return {"name": "energy_per_query", "value": mj, "unit": "mJ"}, (spq * 1000 / mj if mj > 0 else None), extra
+        return metric, (spq * 1000 / mj if mj > 0 else None), extra
     metric = {"name": "avg_power", "value": avg, "unit": "W"}
-    eff = performance["value"] / avg if performance and avg > 0 else None
+    perf, why = _performance_for(filed, run_scenario, detail, performance)
+    if perf is not None and perf is not performance:
+        extra["performance_filed"] = perf
+    if why:
+        extra["metric_note"] = why + ": no samples/J"
+    eff = perf["value"] / avg if perf and avg > 0 else None
     return metric, eff, extra
 
 
-def compute_report(record: RunRecord) -> dict:
-    """The `report --json` object (see the CLI contract in the issue/README)."""
+def unreadable_files(record: RunRecord) -> list[str]:
+    """The logs and sample files that are there but could not be read, each with the reason
+    (a missing one is in `record.missing` instead)."""
+    out = []
+    for ph in record.phases.values():
+        out += [e for e in (ph.detail_error, ph.summary_error) if e]
+        out += list(ph.sample_errors)
+    return out
+
+
+def compute_report(record: RunRecord, scenario_override: str | None = None) -> dict:
+    """The `report --json` object (see the CLI contract in the issue/README). `scenario_override`:
+    the scenario the result is filed under, instead of its folder's (ValueError if not one)."""
+    choice = choose_scenario(record, scenario_override)
     scenario = record.scenario
     testing = record.phases.get("testing")
     detail = testing.detail if testing else None
@@ -415,15 +533,19 @@ def compute_report(record: RunRecord) -> dict:
         "uncertainty": None,
         "sources": {},
         "missing": list(record.missing),
+        "unreadable": unreadable_files(record),
     }
+    report.update(choice.as_dict())
     report["phases"] = {name: phase_summary(record, ph) for name, ph in record.phases.items()}
     if detail is not None:
         perf = detail.performance_metric()
         if perf:
             report["performance"] = {"key": perf[0], "value": perf[1]}
     if power is not None and power.samples > 0 and detail is not None:
-        report["metric"], report["samples_per_joule"], extra = power_metric(record, power, detail, report["performance"])
+        report["metric"], report["samples_per_joule"], extra = power_metric(record, power, detail, report["performance"], choice)
         report.update(extra)
+    elif testing is not None and testing.detail_problem():
+        report["metric_note"] = f"no metric: {testing.detail_problem()}"
     if testing is not None and detail is not None and detail.power_begin_ns is not None:
         b, e = detail.power_begin_ns, detail.power_end_ns
         report["uncertainty"] = uncertainty_summary(source_frame(testing, record.primary_source), b, e, _uncertainty_limit(record))

@@ -47,10 +47,12 @@ def test_six_hundred_seconds_is_submission_grade(tmp_path):
 
 # --- 1, 2 ------------------------------------------------------------------------------------------
 def test_sources_differ_between_client_and_server(session):
+    # power-dev's sources_checksums.json is a list of accepted sets, each side compared with it
+    # on its own: two sides from two accepted releases both pass (issue 13, item 3)
     session.server["sources"]["lib/common.py"] = "0" * 40
     session.save()
     st, msg = verdict(session.root, "Check server sources checksum")
-    assert st == "fail" and "lib/common.py" in msg
+    assert st == "warn" and "lib/common.py" in msg and "which is allowed" in msg
 
 
 # --- 3 ----------------------------------------------------------------------------------------------

@@ -79,7 +79,7 @@ def completeness(record: RunRecord) -> list[CheckResult]:
             continue
         problems = []
         if ph.detail is None:
-            problems.append(ph.detail_error or "no mlperf_log_detail.txt")
+            problems.append(f"mlperf_log_detail.txt is unreadable: {ph.detail_error}" if ph.detail_error else "no mlperf_log_detail.txt")
         if ph.samples is None or len(ph.samples) == 0:
             problems.append("; ".join(ph.sample_errors) or "no samples")
         if ph.torn:
@@ -131,7 +131,8 @@ def _submission_file_lists(record: RunRecord) -> CheckResult:
 def loadgen_validity(record: RunRecord) -> list[CheckResult]:
     ph = record.phases.get("testing")
     if ph is None or ph.detail is None:
-        return [CheckResult("loadgen validity", FAIL, "no testing detail log to read the result from")]
+        why = ph.detail_problem("the testing detail log") if ph else "no testing phase"
+        return [CheckResult("loadgen validity", FAIL, f"{why}: no result to read")]
     validity = ph.detail.validity
     out = []
     if validity == "VALID":
@@ -164,7 +165,7 @@ def loadgen_validity(record: RunRecord) -> list[CheckResult]:
 def power_window(record: RunRecord) -> list[CheckResult]:
     ph = record.phases.get("testing")
     if ph is None or ph.detail is None:
-        return [CheckResult("power window", FAIL, "no testing detail log")]
+        return [CheckResult("power window", FAIL, ph.detail_problem("the testing detail log") if ph else "no testing phase")]
     if ph.detail.power_begin_ns is None:
         return [CheckResult("power window", FAIL, f"{ph.detail.path}: no power_begin/power_end markers")]
     stats = metrics.phase_power(record, "testing")
@@ -186,15 +187,16 @@ def ranging_delta(record: RunRecord) -> list[CheckResult]:
     delta = metrics.ranging_delta_pct(record)
     if delta is None:
         what = []
-        rng = record.phases.get("ranging")
-        if rng is None:
-            what.append("no ranging phase")
-        else:
-            if rng.detail is None:
-                what.append("ranging/mlperf_log_detail.txt")
-            if rng.samples is None or len(rng.samples) == 0:
-                what.append("ranging samples (spl.txt)")
-        return [CheckResult(name, WARN, "cannot compare ranging and testing power: missing " + (", ".join(what) or "valid samples in a window"), OFFICIAL)]
+        for mode in ("ranging", "testing"):
+            ph = record.phases.get(mode)
+            if ph is None:
+                what.append(f"no {mode} phase")
+                continue
+            if ph.detail is None:
+                what.append(ph.detail_problem(f"{mode}/mlperf_log_detail.txt" if record.kind == "bundle" else f"{'run_1' if mode == 'testing' else mode}/mlperf_log_detail.txt"))
+            if ph.samples is None or len(ph.samples) == 0:
+                what.append(f"{mode} samples (spl.txt) missing" if record.kind == "mlperf" else f"no {mode} samples")
+        return [CheckResult(name, WARN, "cannot compare ranging and testing power: " + ("; ".join(w for w in what if w) or "missing valid samples in a window"), OFFICIAL)]
     limit = procedure_setting(record, "ranging_delta_limit_pct", MLPERF_DELTA_LIMIT_PCT)
     checker = metrics.checker_ranging_delta_pct(record)
     r = metrics.phase_power(record, "ranging")
@@ -212,7 +214,8 @@ def ranging_delta(record: RunRecord) -> list[CheckResult]:
 def minimum_duration(record: RunRecord) -> list[CheckResult]:
     ph = record.phases.get("testing")
     if ph is None or ph.detail is None or ph.detail.window_s is None:
-        return [CheckResult("minimum duration", WARN, "no testing power window to measure (detail log or power_begin/power_end missing)")]
+        why = ph.detail_problem("the testing detail log") if ph else "no testing phase"
+        return [CheckResult("minimum duration", WARN, f"no testing power window to measure ({why})")]
     need = procedure_setting(record, "submission_min_duration_s", MLPERF_MIN_DURATION_S)
     got = ph.detail.window_s
     eff = ph.detail.get("effective_min_duration_ms")

@@ -1,0 +1,235 @@
+"""Published results of older rounds (v1.0-v3.0): the metric as the submission checker files it, to the last bit.
+
+The folders under tests/fixtures/mlperf-results/rounds/ are copied byte for byte (see the README
+there, which gives each folder's source, its filed and run scenario and the checker's figure).
+Each keeps the results repository's `<scenario folder>/performance/` layout, so the scenario it
+is filed under is the folder above performance/ (`offline` in lower case for the v1.0 one).
+
+What the submission checker does (mlcommons/inference tools/submission/submission_checker:
+checks/power_check.py get_power_metric_check, checks/performance_check.py's inferred results,
+and the pre-v2.0 branch of submission_checker_old.py get_power_metric):
+  - the scenario is `scenario_fixed`, the folder's name (compared lowercased), not LoadGen's;
+  - Offline/Server: W, samples/J = performance figure / W; for an Offline result inferred
+    from a SingleStream run the figure is result_qps_without_loadgen_overhead;
+  - SingleStream/MultiStream: avg W x window s x 1000 / queries mJ, x 8 for a MultiStream
+    result inferred from a SingleStream run; samples/J = samples_per_query x 1000 / mJ;
+  - queries = result_query_count; a log from before LoadGen v2.0 has none, and the checker
+    then used result_qps_with_loadgen_overhead x window (an estimate).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import FIXTURES, run_cli
+from labconsole.bundle.reader import open_run
+from labconsole.mlperf import checks
+from labconsole.mlperf.checks import official
+from labconsole.mlperf.export import export_mlperf
+from powerdev_fakes import make_session
+from test_export import make_bundle
+
+ROUNDS = FIXTURES / "mlperf-results" / "rounds"
+V10 = ROUNDS / "v1.0__Krai__rpi4coral-fan.on-tflite-v2.4.1-ruy__resnet50__offline"
+V11 = ROUNDS / "v1.1__Inspur__NE5260M5_A100-PCIex2_TRT_MaxQ__3d-unet-99.9__SingleStream"
+V21 = ROUNDS / "v2.1__Dell__XR12_A2x1_TRT_MaxQ__resnet50__MultiStream"
+V30 = ROUNDS / "v3.0__SiMa__davinci_dualm2__resnet50__SingleStream"
+
+# folder: (filed, run, the submission checker's metric (value, unit)) -- the README's table
+PUBLISHED = {
+    V10: ("Offline", "SingleStream", 6.6994563426688645, "W"),
+    V11: ("SingleStream", "SingleStream", 18442.999187743335, "mJ"),
+    V21: ("MultiStream", "MultiStream", 894.4282241973461, "mJ"),
+    V30: ("SingleStream", "SingleStream", 15.285569636160059, "mJ"),
+}
+IDS = ["v1.0-krai-offline", "v1.1-inspur-ss", "v2.1-dell-ms", "v3.0-sima-ss"]
+
+
+def report(*args: str) -> dict:
+    out = run_cli("report", *args, "--json")
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def detail_values(folder: Path) -> dict:
+    perf = next(folder.glob("*/performance"))
+    first: dict = {}
+    for line in (perf / "run_1" / "mlperf_log_detail.txt").read_text().splitlines():
+        if line.startswith(":::MLLOG"):
+            e = json.loads(line[len(":::MLLOG") :])
+            first.setdefault(e["key"], e["value"])
+    return first
+
+
+@pytest.mark.parametrize("folder", list(PUBLISHED), ids=IDS)
+def test_report_gives_the_submission_checkers_metric_exactly(folder):
+    filed, run, value, unit = PUBLISHED[folder]
+    rep = report(str(folder))
+    assert (rep["metric"]["value"], rep["metric"]["unit"]) == (value, unit)
+    assert (rep["filed_scenario"], rep["run_scenario"], rep["scenario_from"]) == (filed, run, "folder")
+    assert rep["scenario"] == run  # `scenario` stays LoadGen's
+
+
+def test_an_offline_filed_singlestream_run_gives_watts_and_the_inferred_offline_efficiency():
+    rep = report(str(V10))
+    avg = rep["power"]["avg_watts"]
+    qps = detail_values(V10)["result_qps_without_loadgen_overhead"]
+    assert qps == 1.68745
+    # before the fix: 606294547 ns (the 90th percentile latency) / W = 90,499,067 "samples/J"
+    assert rep["samples_per_joule"] == qps / avg == 0.2518786471153822
+    assert rep["performance_filed"] == {"key": "result_qps_without_loadgen_overhead", "value": qps, "inferred_from": "SingleStream"}
+    assert any("filed as Offline, LoadGen ran SingleStream" in n for n in rep["scenario_notes"])
+    text = run_cli("report", str(V10)).stdout
+    assert "scenario: Offline (filed; LoadGen ran SingleStream)" in text
+    assert "note: filed as Offline, LoadGen ran SingleStream" in text
+    assert "result_qps_without_loadgen_overhead = 1.68745" in text
+
+
+@pytest.mark.parametrize("folder", [V11, V21, V30], ids=IDS[1:])
+def test_no_filed_vs_run_note_when_they_agree(folder):
+    rep = report(str(folder))
+    assert rep["scenario_notes"] == []
+    assert "LoadGen ran" not in run_cli("report", str(folder)).stdout
+
+
+def test_a_log_without_result_query_count_is_estimated_and_says_so():
+    rep = report(str(V11))
+    d = detail_values(V11)
+    assert "result_query_count" not in d
+    window = rep["power"]["window_s"]
+    assert rep["metric"] == {"name": "energy_per_query", "value": rep["power"]["avg_watts"] * window * 1000 / (d["result_qps_with_loadgen_overhead"] * window), "unit": "mJ", "estimate": True}
+    assert rep["queries"] == d["result_qps_with_loadgen_overhead"] * window
+    assert "result_qps_with_loadgen_overhead" in rep["queries_from"] and "predates result_query_count" in rep["queries_from"]
+    assert rep["samples_per_joule"] == 1000 / 18442.999187743335
+    text = run_cli("report", str(V11)).stdout
+    assert "18443 mJ (an estimate)" in text and "estimated as result_qps_with_loadgen_overhead" in text
+    # a log with result_query_count: counted, not estimated
+    rep = report(str(V30))
+    assert "estimate" not in rep["metric"] and "queries_from" not in rep and rep["queries"] == detail_values(V30)["result_query_count"]
+
+
+def test_scenario_overrides_the_folder():
+    d = detail_values(V10)
+    rep = report(str(V10), "--scenario", "singlestream")  # any case
+    avg, window = rep["power"]["avg_watts"], rep["power"]["window_s"]
+    queries = d["result_qps_with_loadgen_overhead"] * window  # a v1.0 log: the estimate
+    assert (rep["filed_scenario"], rep["run_scenario"], rep["scenario_from"]) == ("SingleStream", "SingleStream", "--scenario")
+    assert rep["metric"] == {"name": "energy_per_query", "value": avg * window * 1000 / queries, "unit": "mJ", "estimate": True}
+    assert any("replaces the scenario the folder is filed under (offline)" in n for n in rep["scenario_notes"])
+    rep = report(str(V10), "--scenario", "MultiStream")  # a SingleStream run filed as MultiStream: x 8
+    mj = avg * window * 8 * 1000 / queries
+    assert rep["metric"]["value"] == mj and rep["samples_per_joule"] == 8 * 1000 / mj
+    assert any("filed as MultiStream, LoadGen ran SingleStream" in n for n in rep["scenario_notes"])
+    rep = report(str(V30), "--scenario", "Offline")  # watts, whatever LoadGen ran
+    assert rep["metric"] == {"name": "avg_power", "value": rep["power"]["avg_watts"], "unit": "W"}
+    bad = run_cli("report", str(V10), "--scenario", "Batch")
+    assert bad.returncode == 2 and "'Batch' is not a scenario" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_folder_not_named_after_a_scenario_uses_loadgens_and_says_so(tmp_path):
+    shutil.copytree(V30 / "SingleStream" / "performance", tmp_path / "results-copy" / "performance")
+    rep = report(str(tmp_path / "results-copy"))
+    assert (rep["filed_scenario"], rep["scenario_from"]) == ("SingleStream", "loadgen")
+    assert rep["metric"]["value"] == 15.285569636160059
+    assert any("'results-copy'" in n and "is not a scenario name" in n for n in rep["scenario_notes"])
+    assert "is not a scenario name" in run_cli("report", str(tmp_path / "results-copy")).stdout
+    # and a lower-case scenario folder is that scenario
+    shutil.copytree(V30 / "SingleStream" / "performance", tmp_path / "x" / "singlestream" / "performance")
+    assert report(str(tmp_path / "x"))["scenario_from"] == "folder"
+
+
+# --- source checksums -----------------------------------------------------------------------------------
+def test_client_and_server_from_different_accepted_sources_do_not_fail():
+    # v2.1 Dell: the client ran lib/server.py cda0cdfa..., the server 24ae49fb...; the checker of
+    # that round passed both (its sources_checksums.json listed both sets)
+    record = open_run(V21)
+    c, s = (record.power_json[n]["sources"] for n in ("client.json", "server.json"))
+    assert [k for k in c if c[k] != s[k]] == ["lib/server.py"]
+    res = {r.name: r for r in official.sources_checksum(record)}
+    for name in ("Check client sources checksum", "Check server sources checksum"):
+        assert res[name].status != "fail", res[name].message
+        assert "different power-dev sources (lib/server.py), which is allowed" in res[name].message
+    out = run_cli("check", str(V21), "--json")
+    verdicts = {c["name"]: c["status"] for c in json.loads(out.stdout)["checks"]}
+    assert verdicts["Check client sources checksum"] != "fail" and verdicts["Check server sources checksum"] != "fail"
+
+
+def test_a_session_whose_sides_ran_different_sources_is_judged_side_by_side(tmp_path):
+    s = make_session(tmp_path / "Offline" / "performance")
+    path = s.root / "power" / "client.json"
+    client = json.loads(path.read_text())
+    client["sources"] = dict(client["sources"], **{"lib/client.py": "0" * 40})
+    path.write_text(json.dumps(client))
+    res = official.sources_checksum(open_run(s.root))
+    assert [r.status for r in res] == ["warn", "warn"]
+    assert all("lib/client.py" in r.message and "sources_checksums.json" in r.message for r in res)
+
+
+# --- smaller ------------------------------------------------------------------------------------------------
+def test_an_unparsable_detail_log_is_unreadable_not_missing(tmp_path):
+    shutil.copytree(V30, tmp_path / "r", copy_function=shutil.copyfile)
+    detail = tmp_path / "r" / "SingleStream" / "performance" / "run_1" / "mlperf_log_detail.txt"
+    lines = detail.read_text().split("\n")
+    lines[2] = "garbage"
+    detail.write_text("\n".join(lines))
+    rep = report(str(tmp_path / "r"))
+    assert rep["metric"] is None and rep["missing"] == []
+    assert len(rep["unreadable"]) == 1 and "mlperf_log_detail.txt:3: unexpected line" in rep["unreadable"][0]
+    assert rep["metric_note"].startswith("no metric: testing detail log is unreadable: ")
+    text = run_cli("report", str(tmp_path / "r")).stdout
+    assert "unreadable: " in text and "mlperf_log_detail.txt:3" in text
+    res = {r.name: r for r in checks.run_checks(open_run(tmp_path / "r"))}
+    for name in ("loadgen validity", "power window", "minimum duration", "ranging vs testing", "Check time difference", "Check errors and warnings from PTD logs"):
+        assert "is unreadable: " in res[name].message and "mlperf_log_detail.txt:3" in res[name].message, (name, res[name].message)
+        assert "missing" not in res[name].message.replace("missing valid", ""), (name, res[name].message)
+    assert "no testing detail log" not in res["power window"].message
+
+
+def test_the_uuid_check_names_the_new_exchange_only_when_there_is_one(tmp_path):
+    s = make_session(tmp_path / "Offline" / "performance")
+    uuid = {r.name: r for r in official.uuid_and_session(open_run(s.root))}["Check UUID"]
+    assert uuid.status == "pass" and "match the 'new' exchange" in uuid.message
+    path = s.root / "power" / "client.json"
+    client = json.loads(path.read_text())
+    client["messages"] = [m for m in client["messages"] if not str(m.get("cmd", "")).startswith("new,")]
+    path.write_text(json.dumps(client))
+    uuid = {r.name: r for r in official.uuid_and_session(open_run(s.root))}["Check UUID"]
+    assert uuid.status == "pass" and "'new' exchange" in uuid.message and "match the 'new' exchange" not in uuid.message
+    assert "records no 'new' exchange" in uuid.message
+
+
+def _bundle_with_source(tmp_path: Path, driver: str, model: str) -> Path:
+    root = make_bundle(tmp_path)  # the export tests' bundle, with another meter
+    env = {"sources": [{"name": "wall", "driver": driver, "identity": {"model": model, "address": "ptd://127.0.0.1:8888"}}]}
+    (root / "data" / "environment.json").write_text(json.dumps(env))
+    run = json.loads((root / "data" / "run.json").read_text())
+    run["sources"][0]["driver"] = driver
+    (root / "data" / "run.json").write_text(json.dumps(run))
+    return root
+
+
+@pytest.mark.parametrize(
+    "driver,model,device_type,ptd",
+    [("ptd", "YokogawaWT310E", 49, True), ("ptd", "YokogawaWT330_multichannel", 77, True), ("yokogawa", "WT310E", 49, False), ("simulated", "Simulated meter", None, False)],
+)
+def test_export_names_the_device_and_who_produced_the_samples(tmp_path, driver, model, device_type, ptd):
+    bundle = _bundle_with_source(tmp_path, driver, model)
+    out = tmp_path / "export"
+    export_mlperf(bundle, out)
+    server = json.loads((out / "power" / "server.json").read_text())
+    assert server["ptd_config"][0]["device_type"] == device_type
+    note = server["labconsole"]["note"]
+    readme = (out / "README-labconsole.txt").read_text()
+    assert "NOT an official MLPerf" in note and "NOT an official MLPerf" in readme
+    if ptd:
+        assert "no SPEC PTDaemon produced it" not in note + readme
+        assert "its samples came from a SPEC PTDaemon" in note and "its samples came from a SPEC PTDaemon" in readme
+    else:
+        assert "no SPEC PTDaemon produced it" in note
+    cli = run_cli("export", str(bundle), "--mlperf", str(tmp_path / "again"))
+    assert cli.returncode == 0, cli.stderr
+    assert ("its samples came from a SPEC PTDaemon" in cli.stdout) is ptd
