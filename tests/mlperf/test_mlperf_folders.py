@@ -167,7 +167,7 @@ def test_a_folder_above_holding_one_result_or_several(tmp_path):
     rep = json.loads(run_cli("report", str(V31), "--json").stdout)
     assert rep["path"].endswith("performance")
     out = run_cli("report", str(FIXTURES / "mlperf-results"), "--json")
-    assert out.returncode == 2 and "MLPerf result folders; name one of them" in out.stderr  # v3.1, v4.0 and rounds/
+    assert out.returncode == 2 and "holds 6 MLPerf result folders; name one of them" in out.stderr  # v3.1, v4.0 and the 4 in rounds/
     with pytest.raises(RunOpenError):
         open_run(tmp_path)
 
