@@ -52,7 +52,6 @@ sources:
       idle_w: 60
       dynamic_w: 140
       noise_w: 0.5
-      utilisation: {utilisation}
 workload:
   type: loadgen
   sut: {sut}
@@ -71,13 +70,13 @@ def sim_profile(tmp_path):
 
     def make(scenario="Offline", duration=2, sut="matmul", sut_options="{size: 128, threads: 0}", idle=0.5, interval=0.05, workload_extra="", utilisation="workload"):
         rec = tmp_path / "recordings"
-        return write_profile(
-            tmp_path,
-            SIM_PROFILE.format(
-                recordings=rec, scenario=scenario, duration=duration, sut=sut, sut_options=sut_options, idle=idle, interval=interval, utilisation=utilisation,
-                workload_extra="".join(f"  {line}\n" for line in workload_extra.splitlines() if line.strip()),
-            ),
+        text = SIM_PROFILE.format(
+            recordings=rec, scenario=scenario, duration=duration, sut=sut, sut_options=sut_options, idle=idle, interval=interval,
+            workload_extra="".join(f"  {line}\n" for line in workload_extra.splitlines() if line.strip()),
         )
+        # what the simulated meter's load follows: the workload's CPU use, or a constant 0..1
+        text = text.replace("      noise_w: 0.5\n", f"      noise_w: 0.5\n      utilisation: {utilisation}\n", 1)
+        return write_profile(tmp_path, text)
 
     return make
 
