@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from labconsole.events import Event, read_events
 from labconsole.instruments.ptd import parse_power_time
 from labconsole.workload.loadgen_log import (
     DetailLog,
@@ -87,6 +88,11 @@ class RunRecord:
     # MLPerf: the name of the folder above performance/ as found (the filed scenario, any case,
     # when it is one); None for bundles.
     folder_name: str | None = None
+
+    def events(self) -> list[Event]:
+        """The bundle's timeline (`data/events.jsonl`), in file order; [] where there is none
+        (an MLPerf result folder)."""
+        return read_events(self.path / "data" / "events.jsonl")
 
     @property
     def scenario(self) -> str | None:

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from labconsole.bundle.reader import RunRecord, open_run
-from labconsole.events import PHASE_END, PHASE_START, PROGRESS, Event, read_events
+from labconsole.events import PHASE_END, PHASE_START, PROGRESS, Event
 from labconsole.mlperf.powerdev import SUPPORTED_MODEL, format_spl_line, sha1_file
 from labconsole.samples.batch import OK
 
@@ -285,7 +285,7 @@ def export_mlperf(bundle: str | Path, out_dir: str | Path) -> ExportResult:
     _check_exportable(record, bundle, out)
     session = _session_name(record)
     res = ExportResult(out, session_name=session, disclaimer=not_official_note(record))
-    events = read_events(record.path / "data" / "events.jsonl")
+    events = record.events()
     # Everything is written to a sibling folder and renamed into place at the end: a failed
     # export leaves nothing behind.
     stage = _Staging(out.with_name(out.name + ".partial"))

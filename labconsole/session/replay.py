@@ -58,7 +58,7 @@ def synthesize_events(record) -> list[Event]:
 
 def recorded_events(record) -> list[Event]:
     if record.kind == "bundle":
-        events = ev.read_events(Path(record.path) / "data" / "events.jsonl")
+        events = record.events()
         if events:
             return sorted(events, key=lambda e: e.wall_ns)
     return synthesize_events(record)

@@ -17,7 +17,7 @@ import uuid as _uuid
 from typing import Any
 
 from labconsole.bundle.reader import RunRecord
-from labconsole.events import PHASE_END, PHASE_START, read_events
+from labconsole.events import PHASE_END, PHASE_START
 from labconsole.instruments.ptd import format_power_time, parse_ptd_log
 from labconsole.mlperf.checks.registry import OFFICIAL, CheckResult, check
 from labconsole.verdict import FAIL, PASS, SKIP, WARN
@@ -340,7 +340,7 @@ def _bundle_windows(record: RunRecord) -> list[CheckResult]:
     """Our equivalent: each LoadGen window lies inside the phase the console recorded."""
     name = "Check time difference"
     spans: dict[str, list[int]] = {}
-    for e in read_events(record.path / "data" / "events.jsonl"):
+    for e in record.events():
         if e.kind == PHASE_START and e.phase:
             spans.setdefault(e.phase, [e.wall_ns, 0])
         elif e.kind == PHASE_END and e.phase in spans:
