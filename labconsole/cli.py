@@ -19,6 +19,9 @@ from labconsole import __version__
 from labconsole import events as ev
 from labconsole.events import EventBus, to_json
 
+from labconsole.mlperf.training import folder as training_folder
+from labconsole.mlperf.training import report as training_report
+
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_ABORTED = 0, 1, 2, 130
 
 
@@ -295,8 +298,49 @@ def _open_record_or_exit(path: str, columns: tuple[str, ...] | None = None):
         raise SystemExit(EXIT_USAGE) from None
 
 
+def _read_training_or_exit(args: argparse.Namespace) -> "training_folder.TrainingResult":
+    try:
+        return training_folder.read_training_folder(Path(args.path), getattr(args, "rules", None))
+    except training_folder.TrainingFolderError as exc:
+        _err(str(exc))
+        raise SystemExit(EXIT_USAGE) from None
+
+
+def _report_training(args: argparse.Namespace) -> int:
+    rep = training_report.training_report(_read_training_or_exit(args))
+    if args.json:
+        print(to_json(rep, indent=2))
+    else:
+        print(f"{_printable(rep['path'])} (MLPerf Training power result)")
+        for line in training_report.report_lines(rep):
+            print(_printable(line))
+    return EXIT_OK
+
+
+def _check_training(args: argparse.Namespace) -> int:
+    from labconsole.mlperf.training.checks import run_training_checks
+    from labconsole.mlperf.checks import passed
+
+    result = _read_training_or_exit(args)
+    results = run_training_checks(result)
+    ok = passed(results)
+    if args.json:
+        print(to_json({"path": str(result.path), "kind": "mlperf-training", "passed": ok,
+                       "rules": {"semantics": result.semantics, "why": result.semantics_why},
+                       "checks": [r.as_dict() for r in results]}, indent=2))
+    else:
+        print(f"{_printable(str(result.path))} (MLPerf Training power result; {result.semantics} summarizer: {_printable(result.semantics_why)})")
+        for r in results:
+            print(f"[{r.status.upper():4}] {_printable(r.name)}: {_printable(r.message)}")
+        print("PASSED" if ok else "FAILED")
+    return EXIT_OK if ok else EXIT_FAIL
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from labconsole.mlperf import metrics
+
+    if training_folder.find_training_folder(Path(args.path)) is not None:
+        return _report_training(args)
 
     record = _open_record_or_exit(args.path, metrics.REPORT_COLUMNS)  # only what the report reads
     try:
@@ -317,6 +361,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from labconsole.mlperf import checks
+
+    if training_folder.find_training_folder(Path(args.path)) is not None:
+        return _check_training(args)
 
     record = _open_record_or_exit(args.path)
     results = checks.run_checks(record)
