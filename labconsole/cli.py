@@ -57,7 +57,7 @@ def _fmt_event(e) -> str | None:
 
 def _live_line(proc) -> str | None:
     rec = proc.recorder
-    if rec is None or proc.phase not in ("idle", "ranging", "testing", "calibration"):
+    if rec is None or not (proc.phase in ("idle", "ranging", "testing", "calibration") or proc.phase.startswith("result_")):
         return None
     parts = [f"[{proc.phase}] {time.monotonic() - proc.phase_started_mono:5.1f} s"]
     pts = proc.progress.get(proc.phase) or []
@@ -76,7 +76,7 @@ def _live_line(proc) -> str | None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from labconsole.procedure.engine import RunEngine, RunOptions
-    from labconsole.procedure.plans.inference import InferencePlan
+    from labconsole.procedure.plans import plan_for
 
     if getattr(args, "from_bundle", None):
         return cmd_rerun(args)
@@ -91,7 +91,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         _err("--duration: must be a number of seconds in (0, 604800]")
         return EXIT_USAGE
     bus = EventBus()
-    proc = RunEngine(loaded, InferencePlan(), RunOptions(scenario=args.scenario, duration_s=args.duration, out_dir=Path(args.out) if args.out else None), bus)
+    if args.scenario and loaded.profile.workload.type == "training":
+        _err("--scenario: a training run has no LoadGen scenario")
+        return EXIT_USAGE
+    proc = RunEngine(loaded, plan_for(loaded.profile), RunOptions(scenario=args.scenario, duration_s=args.duration, out_dir=Path(args.out) if args.out else None), bus)
     return _drive_procedure(proc, args)
 
 
@@ -156,7 +159,10 @@ def _print_summary(out) -> None:
     rep = out.report or {}
     print("", flush=True)
     print(f"run {out.exit_status}" + (f": {out.reason}" if out.reason else ""))
-    if rep:
+    if rep.get("kind") == "mlperf-training":
+        for line in training_report.report_lines(rep):
+            print(_printable(line))
+    elif rep:
         _print_report_lines(rep)
     for c in out.checks:
         if c["status"] not in ("pass", "skip"):
@@ -396,6 +402,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     if not args.mlperf:
         _err("export: name the format: --mlperf DIR")
         return EXIT_USAGE
+    if (Path(args.path) / "data" / "training").is_dir():
+        return _export_training(args)
     try:
         res = export_mlperf(args.path, args.mlperf)
     except (ExportError, RunOpenError) as exc:
@@ -406,6 +414,22 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"  note: {note}")
     print(f"  session name: {res.session_name}; {len(res.files)} files")
     print(res.out_dir)
+    return EXIT_OK
+
+
+def _export_training(args: argparse.Namespace) -> int:
+    from labconsole.mlperf.training.export import TrainingExportError, export_training
+
+    try:
+        res = export_training(Path(args.path), Path(args.mlperf), org=args.org, system_json=Path(args.system_json) if args.system_json else None)
+    except TrainingExportError as exc:
+        _err(str(exc))
+        return EXIT_FAIL
+    print("NOT AN OFFICIAL MLPERF SUBMISSION until its results and system description are reviewed.")
+    for note in res.notes:
+        print(f"  note: {_printable(note)}")
+    print(f"  {len(res.files)} files; check it with: python -m mlperf_logging.package_checker {res.out_dir / args.org} training 4.1.0")
+    print(res.benchmark_dir)
     return EXIT_OK
 
 
@@ -510,6 +534,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="write a bundle in another layout (--mlperf: an MLPerf power result folder, not an official submission)")
     p.add_argument("path", help="a labconsole bundle")
     p.add_argument("--mlperf", metavar="DIR", help="write power/, ranging/, run_1/ as MLPerf's power workflow lays them out (DIR must be new or empty)")
+    p.add_argument("--org", default="labconsole", help="Training: the submitter's folder name (default labconsole)")
+    p.add_argument("--system-json", metavar="FILE", help="Training: the system description to put in systems/<system>.json")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("recover", help="seal a bundle left unsealed by a crash, as 'recovered'")

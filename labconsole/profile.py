@@ -138,6 +138,50 @@ class CommandWorkload(Model):
     timeout_s: float | None = Field(None, gt=0, le=30 * 86400)
 
 
+class SwitchSpec(Model):
+    """An interconnect switch of a Training run: measured by one of the profile's sources, or
+    given as an estimate (max specified power x provisioning ratio, the rules' alternative)."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    source: str | None = Field(None, description="a source of this profile that measures the switch")
+    estimate_w: float | None = Field(None, gt=0, le=1e6, description="estimated power in W (MLPerf's interconnect_power_est)")
+    conversion_eff: float = Field(1.0, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _one_way(self) -> "SwitchSpec":
+        if (self.source is None) == (self.estimate_w is None):
+            raise ValueError("give either source (measured) or estimate_w (estimated), not both or neither")
+        return self
+
+
+class TrainingWorkload(Model):
+    """MLPerf Training: the user's trainer, run `runs` times; it writes MLLOG (run_start,
+    run_stop, ...) to its output or to `log`, which labconsole reads for the timed window.
+    Every source not used for a switch is a node (`nodes` narrows that)."""
+
+    type: Literal["training"]
+    command: list[Annotated[str, Field(min_length=1, max_length=4096)]] = Field(min_length=1, max_length=512)
+    benchmark: str = Field("stand_in", pattern=NAME_PATTERN, description="the benchmark's MLPerf name (folder name)")
+    system: str | None = Field(None, pattern=NAME_PATTERN, description="the system's name (default: the profile's)")
+    runs: int = Field(3, ge=1, le=100)
+    log: str = Field("stdout", min_length=1, max_length=4096, description="stdout, or the file the trainer writes MLLOG to")
+    cwd: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    timeout_s: float = Field(24 * 3600.0, gt=0, le=30 * 86400, description="the longest one run may take")
+    pad_s: float = Field(1.0, ge=0, le=600, description="power measured this long before each run starts and after it ends")
+    gap_s: float = Field(0.0, ge=0, le=3600, description="idle pause between runs")
+    conversion_eff: float = Field(1.0, gt=0, le=1, description="AC/DC efficiency applied to node energy (1: none)")
+    measurement_type: Literal["AC", "DC"] = "AC"
+    nodes: list[Annotated[str, Field(pattern=NAME_PATTERN)]] | None = Field(None, max_length=4096)
+    switches: list[SwitchSpec] = Field(default_factory=list, max_length=1024)
+    # The engine's common fields: a training run has no LoadGen scenario.
+    scenario: Literal["Training"] = "Training"
+
+    @property
+    def duration_s(self) -> float:
+        return self.timeout_s
+
+
 def _workload_kind(value: Any) -> str | None:
     # `type` may be left out: a workload is LoadGen's unless it says `type: command`.
     if isinstance(value, dict):
@@ -147,8 +191,8 @@ def _workload_kind(value: Any) -> str | None:
 
 
 Workload = Annotated[
-    Union[Annotated[LoadGenWorkload, Tag("loadgen")], Annotated[CommandWorkload, Tag("command")]],
-    Discriminator(_workload_kind, custom_error_type="workload_type", custom_error_message="must be loadgen or command"),
+    Union[Annotated[LoadGenWorkload, Tag("loadgen")], Annotated[CommandWorkload, Tag("command")], Annotated[TrainingWorkload, Tag("training")]],
+    Discriminator(_workload_kind, custom_error_type="workload_type", custom_error_message="must be loadgen, command or training"),
 ]
 
 
@@ -180,6 +224,17 @@ class Profile(Model):
             raise ValueError(f"source names must be unique; repeated: {', '.join(dupes)}")
         if sum(s.primary for s in self.sources) > 1:
             raise ValueError("at most one source may be primary")
+        wl = self.workload
+        if isinstance(wl, TrainingWorkload):
+            known = set(names)
+            for sw in wl.switches:
+                if sw.source is not None and sw.source not in known:
+                    raise ValueError(f"workload.switches: {sw.name}: no source named {sw.source!r} (sources: {', '.join(names)})")
+            for n in wl.nodes or []:
+                if n not in known:
+                    raise ValueError(f"workload.nodes: no source named {n!r} (sources: {', '.join(names)})")
+            if not training_nodes(self):
+                raise ValueError("workload: a training run needs at least one node (a source not used for a switch)")
         return self
 
     @property
@@ -188,6 +243,16 @@ class Profile(Model):
             if s.primary:
                 return s
         return self.sources[0]
+
+
+def training_nodes(profile: "Profile") -> list[str]:
+    """The sources that are nodes of a Training run, in the profile's order (node_0, node_1, ...)."""
+    wl = profile.workload
+    if not isinstance(wl, TrainingWorkload):
+        return []
+    switch_sources = {sw.source for sw in wl.switches if sw.source}
+    names = [s.name for s in profile.sources if s.name not in switch_sources]
+    return [n for n in names if wl.nodes is None or n in wl.nodes]
 
 
 # ---------------------------------------------------------------------------------------------

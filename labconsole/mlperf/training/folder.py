@@ -92,6 +92,8 @@ def find_training_folder(path: Path) -> Path | None:
         return path
     if not path.is_dir():
         return None
+    if (path / "data" / "training" / "results").is_dir():  # a labconsole bundle of a training run
+        path = path / "data" / "training" / "results"
     found: list[Path] = []
     for depth in ("*", "*/*", "*/*/*"):
         found = [p for p in sorted(path.glob(depth)) if not p.is_symlink() and is_training_folder(p)]
@@ -199,7 +201,8 @@ def read_training_folder(path: Path, rules: str | None = None) -> TrainingResult
     folder = found
     parts = folder.resolve().parts
     benchmark, system = parts[-1], parts[-2] if len(parts) > 1 else ""
-    submitter = parts[-4] if len(parts) > 3 and parts[-3] == "results" else None
+    in_bundle = len(parts) > 5 and parts[-5] == "data" and parts[-4] == "training"
+    submitter = parts[-4] if len(parts) > 3 and parts[-3] == "results" and not in_bundle else None
     scaling, scaling_note = _read_scaling(folder)
     runs: list[TrainingRun] = []
     for log in sorted(folder.glob(RESULT_GLOB), key=_index):
