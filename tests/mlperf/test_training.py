@@ -181,6 +181,14 @@ def test_a_reading_that_is_not_a_number_names_its_line(tmp_path):
         score.node_energy(log, 1000)
 
 
+@pytest.mark.parametrize("value", ["Infinity", "NaN", "-Infinity"])
+def test_a_reading_that_is_not_finite_is_invalid(tmp_path, value):
+    log = _node_log(tmp_path, [_line(0, "power_measurement_start", "null"), _line(1000, "power_reading", 100),
+                               _line(2000, "power_reading", value), _line(3000, "power_measurement_stop", "null")])
+    with pytest.raises(score.ScoreError, match=r"node_0.txt:3: power_reading value .* not a finite number"):
+        score.node_energy(log, 1000)
+
+
 def test_crash_cases_reach_the_command_line_as_messages(tmp_path):
     org, bench = copy_org(tmp_path)
     rewrite(bench / "power" / "result_4" / "node_0.txt", lambda ls: [ln for ln in ls if "power_measurement_start" not in ln])

@@ -22,6 +22,7 @@ file order of node logs agrees (the summarizer sums nodes in glob order).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from labconsole.mlperf.training.mllog import LogLine, MllogFile, number
@@ -111,15 +112,20 @@ def node_energy(log: MllogFile, ttt_ms: float, semantics: str = GATED) -> NodeEn
             start = prev = ln.time_ms
             started = True
         if ln.key == READING and started and not stopped:
-            w = _reading_value(ln, log)
-            dt = ln.time_ms - prev
+            w = ln.value
+            if type(w) is not float and type(w) is not int:  # the common case costs two type checks
+                w = _reading_value(ln, log)
+            t = ln.time_ms
+            dt = t - prev
             agg += w * dt
-            max_gap = dt if max_gap is None else max(max_gap, dt)
-            prev = ln.time_ms
-            last = max(last, ln.time_ms)
+            if max_gap is None or dt > max_gap:
+                max_gap = dt
+            prev = t
+            if t > last:
+                last = t
             counted += 1
             if first_reading is None:
-                first_reading = ln.time_ms
+                first_reading = t
         if ln.key == STOP:
             stop = ln.time_ms
             stopped = True
@@ -139,6 +145,9 @@ def node_energy(log: MllogFile, ttt_ms: float, semantics: str = GATED) -> NodeEn
         raise ScoreError(f"{log.path}: the power window is empty (start and stop both at {start:.0f} ms); "
                          "the official summarizer divides by zero here"
                          + (" — this log needs the v4.0 round's semantics (--rules v4.0)" if semantics == GATED and counted == 0 else ""))
+    if not math.isfinite(agg):  # an infinite or NaN reading: invalid, as a meter's NaN is
+        bad = next(ln for ln in lines if ln.key == READING and not math.isfinite(float(ln.value)))
+        raise ScoreError(f"{log.path}:{bad.lineno}: power_reading value {bad.value!r} is not a finite number")
     energy = eff * agg * ttt_ms / (stop - start) / 1000
     total_readings = sum(1 for ln in log.lines if ln.key == READING)
     return NodeEnergy(
