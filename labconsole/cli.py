@@ -273,6 +273,20 @@ def _printable(text: str) -> str:
 def cmd_compare(args: argparse.Namespace) -> int:
     from labconsole.mlperf.compare import compare_runs, render_text
 
+    ta, tb = (training_folder.find_training_folder(Path(p)) for p in (args.a, args.b))
+    if ta is not None or tb is not None:
+        if ta is None or tb is None:
+            _err("compare: one is a Training power result and the other is not; compare like with like")
+            return EXIT_USAGE
+        from labconsole.mlperf.training.compare import compare_training
+
+        try:
+            cmp = compare_training(ta, tb)
+        except training_folder.TrainingFolderError as exc:
+            _err(str(exc))
+            return EXIT_USAGE
+        print(to_json(cmp.as_dict(), indent=2) if args.json else _printable(render_text(cmp)))
+        return EXIT_OK
     a = _open_record_or_exit(args.a)
     b = _open_record_or_exit(args.b)
     cmp = compare_runs(a, b)

@@ -266,3 +266,19 @@ def test_not_a_training_folder_is_bad_input(tmp_path):
     (tmp_path / "scaling.json").write_text('{"scaling_factor": "x"}')
     out = run_cli("report", str(tmp_path))
     assert out.returncode == 2 and "scaling.json: scaling_factor" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_compare_two_training_results(tmp_path):
+    org, bench = copy_org(tmp_path)
+    _scaling(bench)  # B: the same runs scaled by 1.25
+    out = run_cli("compare", str(ORG), str(bench), "--json")
+    assert out.returncode == 0, out.stderr
+    cmp = json.loads(out.stdout)
+    fig = {f["key"]: f for f in cmp["figures"]}
+    assert fig["metric"]["a"] == pytest.approx(PUBLISHED_J, rel=1e-12)
+    assert fig["metric"]["rel_change_pct"] == pytest.approx((1.25 / 1.0033670033670032 - 1) * 100, rel=1e-9)
+    assert cmp["a"]["kind"] == cmp["b"]["kind"] == "mlperf-training"
+    text = run_cli("compare", str(ORG), str(bench))
+    assert "energy to train [J]" in text.stdout and "MLPerf Training power result" in text.stdout
+    mixed = run_cli("compare", str(ORG), str(FIXTURES / "mlperf-results"))
+    assert mixed.returncode == 2 and "like with like" in mixed.stderr
