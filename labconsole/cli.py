@@ -342,7 +342,8 @@ def _check_training(args: argparse.Namespace) -> int:
     from labconsole.mlperf.checks import passed
 
     result = _read_training_or_exit(args)
-    results = run_training_checks(result)
+    bundle = Path(args.path)
+    results = run_training_checks(result, bundle=bundle if (bundle / "data" / "run.json").is_file() else None)
     ok = passed(results)
     if args.json:
         print(to_json({"path": str(result.path), "kind": "mlperf-training", "passed": ok,

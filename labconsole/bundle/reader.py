@@ -189,7 +189,9 @@ def read_bundle(root: Path, load_samples: bool = True, columns: tuple[str, ...] 
     record.profile_text = prof.read_text(encoding="utf-8", errors="replace") if prof.exists() else None
     record.sources = list(record.run_info.get("sources") or [])
     record.primary_source = record.run_info.get("primary_source")
-    for name in PHASES:
+    # A Training session's runs are phases of their own (result_0, result_1, ...)
+    runs = sorted((p.name for p in data.glob("result_*") if p.name[7:].isdigit() and p.is_dir() and not p.is_symlink()), key=lambda n: int(n[7:]))
+    for name in (*PHASES, *runs):
         folder = data / name
         if not folder.is_dir():
             continue

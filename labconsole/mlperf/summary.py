@@ -7,6 +7,9 @@ from pathlib import Path
 
 from labconsole.bundle.reader import RunRecord, open_run
 from labconsole.mlperf import checks, metrics
+from labconsole.mlperf.training.checks import run_training_checks
+from labconsole.mlperf.training.folder import read_training_folder
+from labconsole.mlperf.training.report import training_report
 from labconsole.verdict import PASS, worst
 
 
@@ -14,6 +17,12 @@ def evaluate(root: str | Path) -> tuple[RunRecord, dict, list]:
     """(record, report, check results) of the recording at `root` (slow: reads every sample,
     and the manifest check hashes every file)."""
     record = open_run(root)
+    if record.kind == "bundle" and (record.run_info or {}).get("training"):
+        # A Training session: scored from the official layout it keeps, as a published folder is
+        result = read_training_folder(Path(root), rules="current")
+        report = training_report(result)
+        report["scenario"] = "Training"
+        return record, report, run_training_checks(result, bundle=Path(root))
     return record, metrics.compute_report(record), checks.run_checks(record)
 
 

@@ -114,6 +114,18 @@ def test_shipped_emulated_training_profile_runs_end_to_end(tmp_path):
     assert chk.returncode == 0, chk.stdout
     run_json = json.loads((bundle / "data" / "run.json").read_text())
     assert run_json["training"]["nodes"] == {"node_0": "node-a", "node_1": "node-b", "node_2": "node-c", "node_3": "node-d"}
+    # the Results screen's analysis is the same: the training figure and checks, with the seal
+    from labconsole.mlperf.summary import evaluate
+
+    _, report, checks = evaluate(bundle)
+    assert report["metric"]["value"] == rep["metric"]["value"] and checks[0].name == "manifest"
+    # a bundle changed after sealing fails its check, and export refuses it
+    node = next((bundle / "data" / "training").rglob("node_0.txt"))
+    node.write_text(node.read_text() + node.read_text().splitlines(keepends=True)[2])  # one reading twice
+    chk = run_cli("check", str(bundle))
+    assert chk.returncode == 1 and "[FAIL] manifest" in chk.stdout
+    exp = run_cli("export", str(bundle), "--mlperf", str(tmp_path / "out"))
+    assert exp.returncode == 1 and "does not verify" in exp.stderr
 
 
 def test_a_run_that_does_not_converge_is_dropped_not_fatal(tmp_path):

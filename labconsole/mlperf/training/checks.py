@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from collections import Counter
 
+from pathlib import Path
+
+from labconsole.bundle.seal import verify
 from labconsole.mlperf.checks.registry import OFFICIAL, CheckResult
 from labconsole.mlperf.training.folder import TrainingResult, TrainingRun
 from labconsole.verdict import FAIL, PASS, SKIP, WARN
@@ -24,8 +27,16 @@ CLOCK_SLACK_S = 60.0
 MAX_UNCOVERED = 0.02  # share of the time to train a power window may miss before it is a failure  # node and result-log clocks further apart than this disagree
 
 
-def run_training_checks(result: TrainingResult) -> list[CheckResult]:
-    out: list[CheckResult] = []
+def bundle_seal(bundle: Path) -> list[CheckResult]:
+    """A labconsole bundle of a Training session: its seal, as `check` verifies every bundle's."""
+    v = verify(bundle)
+    if not v.ok:
+        return [CheckResult("manifest", FAIL, "; ".join(v.problems))]
+    return [CheckResult("manifest", PASS, f"sealed; {v.files_checked} payload files match their SHA-256")]
+
+
+def run_training_checks(result: TrainingResult, bundle: Path | None = None) -> list[CheckResult]:
+    out: list[CheckResult] = bundle_seal(bundle) if bundle is not None else []
     out += _package_power_folders(result)
     out += _package_file_names(result)
     out += _package_counts(result)

@@ -17,6 +17,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Footer, Sparkline, Static
 
+from labconsole.profile import training_nodes
 from labconsole.session.live import SeriesHistory
 from labconsole.tui.format import num
 from labconsole.tui.widgets import LiveText, TickingScreen, TopBar
@@ -77,10 +78,17 @@ class BenchScreen(TickingScreen):
         ]
         if p.description:
             lines.append(escape(p.description))
-        lines.append(
-            f"workload: {escape(what)}, {wl.scenario}, {wl.duration_s:g} s   procedure: idle {p.procedure.idle_s:g} s, "
-            f"ranging {'on' if p.procedure.ranging else 'off'}   recordings: {escape(p.recordings)}"
-        )
+        if wl.type == "training":
+            sw = ", ".join(escape(s.name) for s in wl.switches) or "none"
+            lines.append(
+                f"workload: Training {escape(wl.benchmark)}, {wl.runs} runs of {escape(what)}   "
+                f"nodes: {len(training_nodes(p))}   switches: {sw}   recordings: {escape(p.recordings)}"
+            )
+        else:
+            lines.append(
+                f"workload: {escape(what)}, {wl.scenario}, {wl.duration_s:g} s   procedure: idle {p.procedure.idle_s:g} s, "
+                f"ranging {'on' if p.procedure.ranging else 'off'}   recordings: {escape(p.recordings)}"
+            )
         return "\n".join(lines)
 
     # --- live readings ------------------------------------------------------------------------

@@ -96,9 +96,18 @@ class RunScreen(TickingScreen):
     def on_mount(self) -> None:
         self.app.run_screen = self
         prof = self.app.loaded.profile
-        self.query_one("#run-scenario", Select).value = prof.workload.scenario
-        self.query_one("#run-duration", Input).value = f"{prof.workload.duration_s:g}"
-        self.query_one("#run-qps", TimePlot).empty_text = "QPS appears when LoadGen runs"
+        self.training = prof.workload.type == "training"
+        if self.training:
+            # A training run has no LoadGen scenario or duration: the trainer decides its length.
+            for wid in ("#run-scenario", "#run-duration", "#run-guided"):
+                self.query_one(wid).display = False
+            for label in self.query(".field-label"):
+                label.display = False
+            self.query_one("#run-qps", TimePlot).empty_text = f"Training: {prof.workload.runs} runs of {prof.workload.benchmark}; no QPS"
+        else:
+            self.query_one("#run-scenario", Select).value = prof.workload.scenario
+            self.query_one("#run-duration", Input).value = f"{prof.workload.duration_s:g}"
+            self.query_one("#run-qps", TimePlot).empty_text = "QPS appears when LoadGen runs"
         self._apply_width()
 
     def on_resize(self) -> None:
@@ -110,6 +119,8 @@ class RunScreen(TickingScreen):
 
     # --- actions ----------------------------------------------------------------------------------
     def _setup_values(self) -> tuple[str | None, float | None] | None:
+        if getattr(self, "training", False):
+            return None, None
         scenario = self.query_one("#run-scenario", Select).value
         text = self.query_one("#run-duration", Input).value.strip()
         dur = None
