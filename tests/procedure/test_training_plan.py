@@ -55,10 +55,10 @@ def _profile(tmp_path: Path, command: str, runs: int, benchmark: str, extra: str
 def test_exported_session_passes_the_package_checker_and_the_summarizer_agrees(tmp_path):
     pytest.importorskip("mlperf_logging")
     # The stand-in re-enacts Dell's ten published llama2_70b_lora logs (compliant, converged,
-    # distinct seeds) 200 times faster, so the package checker's compliance, seed and RCP
+    # distinct seeds) 400 times faster, so the package checker's compliance, seed and RCP
     # checks see a real benchmark's logs on today's clock.
     cmd = json.dumps(["{python}", "-m", "labconsole.workload.standin_trainer", "--replay",
-                      str(DELL_LOGS / "result_{run}.txt"), "--speed", "200"])
+                      str(DELL_LOGS / "result_{run}.txt"), "--speed", "400"])
     profile = _profile(tmp_path, cmd, runs=10, benchmark="llama2_70b_lora")
     out = run_cli("run", "--profile", str(profile), "--quiet", timeout=240)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]

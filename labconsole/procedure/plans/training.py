@@ -166,6 +166,27 @@ class TrainingPlan:
         ttt = None if m.run_start_ms is None or m.run_stop_ms is None else (m.run_stop_ms - m.run_start_ms) / 1000
         engine.bus.emit(ev.PHASE_END, f"run {k + 1} done" + (f": time to train {ttt:.3f} s" if ttt is not None else ""),
                         phase=phase, workload=result.as_dict(), ttt_s=ttt)
+        self._tell_score(engine, k, phase)
+
+    def _tell_score(self, engine: RunEngine, k: int, phase: str) -> None:
+        """This run's energy and the score so far (the olympic average of the runs done), as the
+        summarizer would give it if the session ended now."""
+        try:
+            so_far = read_training_folder(self.folder, rules="current")
+        except ValueError as exc:
+            engine.bus.emit(ev.WARNING, f"run {k + 1}: cannot score the runs so far: {exc}", phase=phase)
+            return
+        run = next((r for r in so_far.runs if r.name == f"result_{k}"), None)
+        if run is not None and run.energy is not None:
+            nodes = ", ".join(f"{n.name} {n.avg_watts:.4g} W" for n in run.energy.nodes[:8])
+            more = f" (+{len(run.energy.nodes) - 8} nodes)" if len(run.energy.nodes) > 8 else ""
+            engine.bus.emit(ev.RESULT, f"run {k + 1}: {run.energy.energy_j / 1000:.6g} kJ; mean power {nodes}{more}",
+                            phase=phase, run=k, energy_j=run.energy.energy_j)
+        elif run is not None:
+            engine.bus.emit(ev.WARNING, f"run {k + 1}: no energy: {run.dropped or run.energy_error}", phase=phase)
+        if so_far.energy_score_j is not None:
+            engine.bus.emit(ev.INFO, f"score so far: {so_far.energy_score_j / 1000:.6g} kJ over {len(so_far.counted)} of "
+                            f"{len(so_far.runs)} runs (olympic)", phase=phase, score_j=so_far.energy_score_j)
 
     def _write_power_logs(self, engine: RunEngine, seg: Path, name: str, start_ns: int, stop_ns: int) -> None:
         wl = engine.profile.workload
