@@ -414,9 +414,12 @@ def cmd_tui(args: argparse.Namespace) -> int:
         from labconsole.tui.app import run_tui
     except ImportError:
         # No console UI in this build: run the default bench headless and print the result.
+        if getattr(args, "watch", False):
+            _err("--watch: this build has no console UI (Textual) to watch with")
+            return EXIT_USAGE
         ns = argparse.Namespace(profile=getattr(args, "profile", None), scenario=None, duration=None, out=None, quiet=False)
         return cmd_run(ns)
-    return run_tui(profile=getattr(args, "profile", None))
+    return run_tui(profile=getattr(args, "profile", None), watch=getattr(args, "watch", False))
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -452,6 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tui", help="open the console (the default)")
     p.add_argument("--profile", help="profile YAML (default: the one the console had open last, else the built-in simulated bench)")
+    p.add_argument("--watch", action="store_true", help="an observer's console: follow the run being recorded under the profile's recordings folder; cannot start or abort runs")
     p.set_defaults(func=cmd_tui)
 
     p = sub.add_parser("run", help="run the procedure headless and seal a bundle")
