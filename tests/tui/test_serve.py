@@ -71,6 +71,8 @@ def test_http_guard_on_loopback_and_with_a_token(bench):
     with serve_process("--port", str(port), "--profile", str(bench)) as (_, first):
         assert first == f"labconsole serve: http://127.0.0.1:{port}/ (this machine only; the full console: whoever opens it can start and abort runs)"
         assert _get("127.0.0.1", port, "/")[0] == 200
+        with pytest.raises(ConnectionRefusedError):  # bound to 127.0.0.1 itself, not to every address
+            _get("127.0.0.2", port, "/")
         assert _get("127.0.0.1", port, "/static/js/textual.js")[0] == 200
         # DNS rebinding: a page from elsewhere reaching 127.0.0.1 carries its own Host
         assert _get("127.0.0.1", port, "/", {"Host": f"attacker.example:{port}"})[0] == 403
