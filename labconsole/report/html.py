@@ -77,13 +77,13 @@ def _table(t: Table, table_id: str = "") -> str:
     return "\n".join(out)
 
 
-def _headline(rep: RunReport) -> str:
+def _headline(rep: RunReport, ident: str = "headline") -> str:
     rows = "".join(f"<tr><td>{e(k)}</td><td>{e(v)}</td></tr>" for k, v in rep.headline)
-    return f'<table class="headline" id="headline">{rows}</table>'
+    return f'<table class="headline" id="{e(ident)}">{rows}</table>'
 
 
-def _verdict(rep: RunReport) -> str:
-    return f'<p id="verdict"><span class="verdict {e(rep.verdict)}">{e(rep.verdict.upper())}</span>{e(rep.verdict_reason)}</p>'
+def _verdict(rep: RunReport, ident: str = "verdict") -> str:
+    return f'<p id="{e(ident)}"><span class="verdict {e(rep.verdict)}">{e(rep.verdict.upper())}</span>{e(rep.verdict_reason)}</p>'
 
 
 def _notes(notes: list[str]) -> str:
@@ -168,8 +168,9 @@ def render_compare(cmp: Comparison, a: RunReport, b: RunReport) -> str:
     ]
     for tag, rep in (("A", a), ("B", b)):
         body.append(f"<details><summary>{tag}: {e(rep.title)}: the whole report</summary>")
-        body += [_verdict(rep), _headline(rep), _notes(rep.notes)]
-        body += [_table(t) for t in rep.tables]
+        low = tag.lower()
+        body += [_verdict(rep, f"verdict-{low}"), _headline(rep, f"headline-{low}"), _notes(rep.notes)]
+        body += [_table(t, f"{low}-t-" + t.title.lower().replace(" ", "-")) for t in rep.tables]
         body.append("</details>")
     return _page(f"labconsole compare: {a.title} vs {b.title}", "\n".join(body))
 

@@ -201,5 +201,13 @@ def test_html_report_renders_in_headless_chromium_without_any_request(which, bun
             rows = drv.find_elements(By.CSS_SELECTOR, "#t-checks tbody tr")
             assert len(rows) > 10 and all(r.find_elements(By.TAG_NAME, "td")[3].text for r in rows[:3])
         assert not [e for e in drv.get_log("browser") if e.get("level") == "SEVERE"], drv.get_log("browser")
+        ids = drv.execute_script("return [...document.querySelectorAll('[id]')].map(e => e.id)")
+        assert len(ids) == len(set(ids)), "an id is used twice"
         colours, ink = screenshot_stats(drv)
         assert colours > 20 and ink > 10_000, "the screenshot is blank"
+        # the page's Content-Security-Policy refuses any request a script might try
+        tried = drv.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "fetch('http://127.0.0.1:9/leak').then(() => done('sent'), (err) => done('refused: ' + err));")
+        assert tried.startswith("refused"), tried
+        assert any("Content Security Policy" in e.get("message", "") for e in drv.get_log("browser"))
