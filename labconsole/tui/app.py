@@ -96,8 +96,7 @@ class LabConsole(App[int]):
         except (NotImplementedError, RuntimeError, AttributeError):  # pragma: no cover - not on Unix
             pass
         if self.watch:
-            self.session = FollowSession(Path(self.loaded.profile.recordings).expanduser())
-            self.session.start()
+            self._follow()
         self.switch_mode(self._start_mode)
         if self.watch:
             self.notify("Watching: this console follows the run being recorded at the bench; only the operator there starts or aborts runs.", timeout=8)
@@ -170,6 +169,18 @@ class LabConsole(App[int]):
 
     def action_show_bench(self) -> None:
         self._show("bench")
+
+    def _follow(self) -> None:
+        if self.session is not None:
+            self.session.close()
+        self.session = FollowSession(Path(self.loaded.profile.recordings).expanduser())
+        self.session.start()
+
+    def action_follow_bench(self) -> None:
+        """An observer back to the run at the bench (after replaying a recording)."""
+        if self.watch and (self.session is None or self.session.kind != "follow"):
+            self._follow()
+        self._show("run")
 
     def refuses(self, action: str) -> bool:
         """Whether this console refuses `action` because it only watches (screens ask too)."""
@@ -372,6 +383,8 @@ class LabConsole(App[int]):
 
     # --- command palette ---------------------------------------------------------------------------
     def get_system_commands(self, screen: Screen):
+        if self.watch:
+            yield SystemCommand("Watch the run at the bench", "follow the operator's run again (after a replay)", self.action_follow_bench)
         yield SystemCommand("Bench", "the profile's sources and their live readings", self.action_show_bench)
         yield SystemCommand("Set up a bench", "guided: find the meters, pick what to record, choose the workload, write a profile", self.action_setup)
         yield SystemCommand("Open the built-in simulated bench", "sim-bench.yaml: no meters needed (the console reopens it next time)", self.open_builtin_bench)

@@ -81,4 +81,9 @@ async def test_an_observers_console_refuses_to_start_abort_or_set_up(profile):
         await pilot.pause(0.5)
         assert app.session.kind == "follow" and app.bench_monitor is None
         assert app.current_mode != "setup"
+        # an observer may replay a recording (it only reads files), then follow the bench again
+        app.start_replay(MLPERF, 0.0)
+        await wait_for(pilot, lambda: app.session.kind == "replay", 30, "the replay")
+        app.action_follow_bench()
+        assert app.session.kind == "follow" and isinstance(app.screen, RunScreen)
     assert not (profile.parent / "recordings").exists() or not any((profile.parent / "recordings").iterdir())
