@@ -278,6 +278,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if ta is None or tb is None:
             _err("compare: one is a Training power result and the other is not; compare like with like")
             return EXIT_USAGE
+        if args.html or args.plot:
+            _err("compare --html/--plot: not yet for Training power results (report --json and compare --json are)")
+            return EXIT_USAGE
         from labconsole.mlperf.training.compare import compare_training
 
         try:
@@ -287,6 +290,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         print(to_json(cmp.as_dict(), indent=2) if args.json else _printable(render_text(cmp)))
         return EXIT_OK
+    if args.html or args.plot:
+        return _write_report(args)
     a = _open_record_or_exit(args.a)
     b = _open_record_or_exit(args.b)
     cmp = compare_runs(a, b)
@@ -295,6 +300,33 @@ def cmd_compare(args: argparse.Namespace) -> int:
     else:
         print(render_text(cmp))
     return EXIT_OK
+
+
+def _write_report(args: argparse.Namespace) -> int:
+    """`report --html/--plot` and `compare --html/--plot`: files to keep (labconsole.report)."""
+    from labconsole.bundle.reader import RunOpenError
+    from labconsole.report.export import ReportError, write_compare_report, write_run_report
+
+    try:
+        if args.command == "compare":
+            done = write_compare_report(args.a, args.b, args.html, args.plot)
+        else:
+            done = write_run_report(args.path, args.html, args.plot, args.scenario)
+    except (ReportError, RunOpenError) as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    except ValueError as exc:  # an unknown --scenario
+        _err(f"--scenario: {exc}")
+        return EXIT_USAGE
+    for path in done.files:
+        print(path)
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from labconsole.tui.serve import serve_main
+
+    return serve_main(args)
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -361,7 +393,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     from labconsole.mlperf import metrics
 
     if training_folder.find_training_folder(Path(args.path)) is not None:
+        if args.html or args.plot:
+            _err("report --html/--plot: not yet for Training power results (report --json is)")
+            return EXIT_USAGE
         return _report_training(args)
+    if args.html or args.plot:
+        return _write_report(args)
 
     record = _open_record_or_exit(args.path, metrics.REPORT_COLUMNS)  # only what the report reads
     try:
@@ -468,9 +505,12 @@ def cmd_tui(args: argparse.Namespace) -> int:
         from labconsole.tui.app import run_tui
     except ImportError:
         # No console UI in this build: run the default bench headless and print the result.
+        if getattr(args, "watch", False):
+            _err("--watch: this build has no console UI (Textual) to watch with")
+            return EXIT_USAGE
         ns = argparse.Namespace(profile=getattr(args, "profile", None), scenario=None, duration=None, out=None, quiet=False)
         return cmd_run(ns)
-    return run_tui(profile=getattr(args, "profile", None))
+    return run_tui(profile=getattr(args, "profile", None), watch=getattr(args, "watch", False))
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -506,6 +546,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tui", help="open the console (the default)")
     p.add_argument("--profile", help="profile YAML (default: the one the console had open last, else the built-in simulated bench)")
+    p.add_argument("--watch", action="store_true", help="an observer's console: follow the run being recorded under the profile's recordings folder; cannot start or abort runs")
     p.set_defaults(func=cmd_tui)
 
     p = sub.add_parser("run", help="run the procedure headless and seal a bundle")
@@ -523,6 +564,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("a", help="the reference run (bundle or MLPerf result folder)")
     p.add_argument("b", help="the run compared with it")
     p.add_argument("--json", action="store_true", help="one JSON object (shape in the README)")
+    p.add_argument("--html", metavar="OUT.html", help="write one self-contained HTML file: A and B overlaid, figures, checks, bench differences")
+    p.add_argument("--plot", metavar="OUT.png|svg", help="write only the overlaid power and QPS plots")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("init", help="guided first-time setup: find the meters, choose the workload, write a profile")
@@ -539,6 +582,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="the scenario the result is filed under (default: the MLPerf folder above performance/, else LoadGen's); the metric follows it as the submission checker computes it",
     )
+    p.add_argument("--html", metavar="OUT.html", help="write one self-contained HTML report (metric and verdict, zoomable plots, checks, calibration, bench, files)")
+    p.add_argument("--plot", metavar="OUT.png|svg", help="write only the power and QPS plots")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("check", help="check a bundle or an MLPerf result folder against the rules (exit 1 on failure)")
@@ -568,6 +613,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", default="1", help="1, 10, 100, ... or max (as fast as it goes); default 1")
     p.add_argument("--profile", help="profile for the rest of the console (default: the built-in simulated bench)")
     p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("serve", help="publish the console to a web browser (127.0.0.1 unless --host; --watch: observers who cannot start or abort a run)")
+    p.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1, this machine only); any other needs the token printed at start")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    p.add_argument("--profile", help="profile for the console (default: as `labconsole` chooses)")
+    p.add_argument("--watch", action="store_true", help="observers: follow the run being recorded under the profile's recordings folder; r/s/x/g do nothing")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("emulate", help="start a loopback instrument emulator (wt310, ptd, lpm01a) for training and tests")
     p.add_argument("name", help="which emulator")

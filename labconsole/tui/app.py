@@ -23,6 +23,7 @@ from textual.screen import Screen
 
 from labconsole.procedure.guided import GuidedCalibration
 from labconsole.profile import ProfileError, default_profile_path, load_profile
+from labconsole.session.follow import FollowSession
 from labconsole.session.live import BenchMonitor, LiveSession, ProcedureSession
 from labconsole.session.replay import ReplaySession
 from labconsole.tui.recent import last_profile, remember_profile
@@ -37,6 +38,8 @@ from labconsole.tui.screens.setup import SetupScreen
 from labconsole.tui.widgets import ConfirmScreen
 
 CSS_FILES = ["app.tcss"]
+# What an observer's console (`serve --watch`) refuses, by action name, wherever it is bound.
+WATCH_REFUSED = frozenset({"start", "start_guided", "abort", "abort_run", "setup", "discover", "run_step", "skip_step", "next_step", "run_rest"})
 # Set to 1, the console exits as soon as its first screen is painted: `bench/startup.py` times
 # spawn -> exit on a terminal to bound the first paint from above.
 EXIT_AFTER_FIRST_PAINT_ENV = "LABCONSOLE_EXIT_AFTER_FIRST_PAINT"
@@ -58,11 +61,17 @@ class LabConsole(App[int]):
     ]
 
     def __init__(self, loaded, *, replay: str | Path | None = None, speed: float = 1.0, start_mode: str = "bench", setup: dict | None = None,
-                 notice: tuple[str, str] | None = None):
+                 notice: tuple[str, str] | None = None, watch: bool = False):
         """`setup`: open on the Setup screen ({"target": PATH or None, "welcome": text}); see `setup_on_start`.
-        `notice`: (text, severity) shown once the console is up (which profile it opened, and why)."""
+        `notice`: (text, severity) shown once the console is up (which profile it opened, and why).
+        `watch`: an observer's console (`labconsole serve --watch`): it follows the run being recorded
+        under the profile's recordings folder and can neither start nor abort one, nor open the
+        instruments (no bench readings, no discovery, no setup)."""
         super().__init__()
         self.loaded = loaded
+        self.watch = watch
+        if watch:
+            setup, replay, start_mode = None, None, "run"
         self._notice = notice
         self.setup_request = setup
         self._setup_return = "bench"
@@ -86,7 +95,11 @@ class LabConsole(App[int]):
                 loop.add_signal_handler(sig, self._on_signal, sig)
         except (NotImplementedError, RuntimeError, AttributeError):  # pragma: no cover - not on Unix
             pass
+        if self.watch:
+            self._follow()
         self.switch_mode(self._start_mode)
+        if self.watch:
+            self.notify("Watching: this console follows the run being recorded at the bench; only the operator there starts or aborts runs.", timeout=8)
         if self._notice is not None:
             self.notify(self._notice[0], severity=self._notice[1], timeout=10)
         if self._initial_replay is not None:
@@ -157,13 +170,38 @@ class LabConsole(App[int]):
     def action_show_bench(self) -> None:
         self._show("bench")
 
+    def _follow(self) -> None:
+        if self.session is not None:
+            self.session.close()
+        self.session = FollowSession(Path(self.loaded.profile.recordings).expanduser())
+        self.session.start()
+
+    def action_follow_bench(self) -> None:
+        """An observer back to the run at the bench (after replaying a recording)."""
+        if self.watch and (self.session is None or self.session.kind != "follow"):
+            self._follow()
+        self._show("run")
+
+    def refuses(self, action: str) -> bool:
+        """Whether this console refuses `action` because it only watches (screens ask too)."""
+        return self.watch and action in WATCH_REFUSED
+
+    def _watch_refusal(self) -> bool:
+        if self.watch:
+            self.notify("Watching only: runs are started and aborted by the operator at the bench.", severity="warning")
+        return self.watch
+
     def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if self.refuses(action):
+            return False
         if action in self.SETUP_BLOCKS and isinstance(self.screen, SetupScreen):
             return False  # typing a name must not switch screens or quit; esc leaves setup
         return True
 
     # --- setup and opening a profile ---------------------------------------------------------------
     def action_setup(self) -> None:
+        if self._watch_refusal():
+            return
         self._leave_pushed()
         if self.current_mode != "setup":
             self._setup_return = self.current_mode
@@ -174,6 +212,8 @@ class LabConsole(App[int]):
 
     def open_profile(self, loaded, start_run: bool = False) -> bool:
         """Make `loaded` the console's profile: every screen is built anew for it."""
+        if self._watch_refusal():
+            return False
         if self.run_in_progress:
             self.notify("A run is going: open the new profile when it has ended (x aborts it)", severity="warning", timeout=8)
             return False
@@ -223,6 +263,8 @@ class LabConsole(App[int]):
         return s is not None and s.kind == "live" and not s.finished
 
     def start_run(self, scenario: str | None, duration_s: float | None, guided: bool = False) -> None:
+        if self._watch_refusal():
+            return
         if self.run_in_progress:
             self.notify("A run is already going (x aborts it)", severity="warning")
             return
@@ -262,6 +304,8 @@ class LabConsole(App[int]):
             self._show("run")
 
     def action_abort_run(self) -> None:
+        if self._watch_refusal():
+            return
         if not self.run_in_progress:
             self.notify("No run is going")
             return
@@ -303,6 +347,8 @@ class LabConsole(App[int]):
 
     # --- bench readings ------------------------------------------------------------------------------
     def ensure_bench_monitor(self) -> None:
+        if self.watch:  # the operator's run holds the instruments; an observer never opens them
+            return
         if self.bench_monitor is None and not self.run_in_progress:
             self.bench_monitor = BenchMonitor(self.loaded)
             self.bench_monitor.start()
@@ -337,6 +383,8 @@ class LabConsole(App[int]):
 
     # --- command palette ---------------------------------------------------------------------------
     def get_system_commands(self, screen: Screen):
+        if self.watch:
+            yield SystemCommand("Watch the run at the bench", "follow the operator's run again (after a replay)", self.action_follow_bench)
         yield SystemCommand("Bench", "the profile's sources and their live readings", self.action_show_bench)
         yield SystemCommand("Set up a bench", "guided: find the meters, pick what to record, choose the workload, write a profile", self.action_setup)
         yield SystemCommand("Open the built-in simulated bench", "sim-bench.yaml: no meters needed (the console reopens it next time)", self.open_builtin_bench)
@@ -349,6 +397,7 @@ class LabConsole(App[int]):
         yield SystemCommand("Compare the two marked recordings", "on the Recordings screen, m marks two; figures side by side with their change", self._palette_compare)
         yield SystemCommand("Replay the newest recording", "play the last bundle back through the Run screen", self._palette_replay_latest)
         yield SystemCommand("Results of the current run or replay", "metrics, checks, whole-run plots", self._palette_results)
+        yield SystemCommand("Export the report", "HTML report and plots of the results shown (or of the current run or replay), to keep or share", self._palette_export)
         for label, factor in (("1x", 1.0), ("10x", 10.0), ("100x", 100.0), ("as fast as it goes", 0.0)):
             yield SystemCommand(f"Replay speed {label}", "for the replay on the Run screen", lambda f=factor: self._palette_speed(f))
         yield SystemCommand("Pause or resume the replay", "space on the Run screen", self._palette_pause)
@@ -388,6 +437,19 @@ class LabConsole(App[int]):
             self.notify("no finished run or replay to show")
             return
         self.show_results(p)
+
+    def _palette_export(self) -> None:
+        scr = self.screen
+        if isinstance(scr, ResultsScreen):
+            scr.action_export()
+            return
+        s = self.session
+        p = s.bundle_path() if s is not None else None
+        if p is None or (s.kind in ("live", "follow") and not s.finished):
+            self.notify("no finished run or replay to export (open one's results, then e)")
+            return
+        self.show_results(p)
+        self.call_after_refresh(lambda: isinstance(self.screen, ResultsScreen) and self.screen.action_export())
 
     def _palette_compare(self) -> None:
         self._show("recordings")
@@ -462,14 +524,17 @@ def start_choice(profile: str | None, replay: str | None = None, cwd: Path | Non
     return loaded, setup, notice
 
 
-def run_tui(profile: str | None = None, replay: str | None = None, speed: float = 1.0) -> int:
-    """Open the console (the `labconsole` and `labconsole tui` commands)."""
+def run_tui(profile: str | None = None, replay: str | None = None, speed: float = 1.0, watch: bool = False) -> int:
+    """Open the console (the `labconsole` and `labconsole tui` commands; `--watch`: an observer's)."""
     try:
-        loaded, setup, notice = start_choice(profile, replay)
+        if watch:  # an observer never writes: no remembered profile, no setup
+            loaded, setup, notice = load_profile(profile or last_profile() or default_profile_path()), None, None
+        else:
+            loaded, setup, notice = start_choice(profile, replay)
     except (ProfileError, FileNotFoundError) as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    app = LabConsole(loaded, replay=replay, speed=speed, setup=setup, notice=notice)
+    app = LabConsole(loaded, replay=replay, speed=speed, setup=setup, notice=notice, watch=watch)
     try:
         result = app.run()
     finally:

@@ -58,6 +58,9 @@ class BenchScreen(TickingScreen):
             yield Static(id="bench-discovered")
         yield Footer(compact=True, show_command_palette=False)
 
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        return not self.app.refuses(action)  # an observer (serve --watch) never probes the bench
+
     def on_mount(self) -> None:
         self.query_one("#bench-profile", Static).update(self._profile_text())
         self.query_one("#bench-discovered", Static).update("[b]Discovered[/]  [dim]press d to look for meters and devices the profile does not use; n sets up a new profile with them[/]")

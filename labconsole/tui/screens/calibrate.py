@@ -72,6 +72,8 @@ class CalibrateScreen(TickingScreen):
         return g
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if self.app.refuses(action):  # an observer's console (serve --watch)
+            return False
         if action in ("run_step", "skip_step", "next_step", "run_rest"):
             g = self._guide()
             return None if g is None or not g.waiting else True

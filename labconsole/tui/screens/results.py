@@ -26,6 +26,7 @@ class ResultsScreen(Screen):
     BINDINGS = [
         Binding("escape", "back", "Back"),
         Binding("p", "replay", "Replay"),
+        Binding("e", "export", "Export report"),
     ]
 
     def __init__(self, path: Path):
@@ -33,6 +34,7 @@ class ResultsScreen(Screen):
         self.path = Path(path)
         self.data: dict | None = None
         self.error: str | None = None
+        self.exported: list[Path] = []
 
     def compose(self) -> ComposeResult:
         yield TopBar(id="res-top")
@@ -126,6 +128,24 @@ class ResultsScreen(Screen):
         marks = [Marker(t, name) for t, name in data["marks"]]
         qps_plot.show([Series("QPS", qt, qy, color="#58a6ff")] if len(qt) else [], xr, origin=origin, y_floor=0.0, markers=marks, spans=spans)
         self.query_one("#res-power", TimePlot).show([Series(lbl, t, y) for lbl, t, y in data["power"]], xr, origin=origin, markers=marks, spans=spans)
+
+    def action_export(self) -> None:
+        """The HTML report and the plots, written off the loop; a notice says where."""
+        self.notify("writing the HTML report and the plots...", timeout=3)
+        self._export()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="export")
+    def _export(self) -> None:
+        from labconsole.report.export import export_for_console  # deferred: plotly and matplotlib load only to export
+
+        try:
+            done = export_for_console(self.path)
+        except Exception as exc:  # noqa: BLE001 - a message, never a crash
+            self.app.call_from_thread(self.notify, f"export failed: {escape(f'{type(exc).__name__}: {exc}')}", severity="error", timeout=10)
+            return
+        self.exported = list(done.files)
+        where = "\n".join(escape(str(p)) for p in done.files)
+        self.app.call_from_thread(self.notify, f"report written:\n{where}", title="Exported", timeout=15)
 
     def action_back(self) -> None:
         self.app.pop_screen()

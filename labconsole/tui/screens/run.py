@@ -177,6 +177,8 @@ class RunScreen(TickingScreen):
         return s if s is not None and s.kind == "replay" else None
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if self.app.refuses(action):  # an observer's console (serve --watch)
+            return False
         if action in REPLAY_ACTIONS:
             return self._replay() is not None
         s = self.app.session
@@ -257,7 +259,7 @@ class RunScreen(TickingScreen):
             if e.kind != ev.PROGRESS:
                 log.write(event_markup(e))
         hint = "  [dim]space pause · 1/2/3/4 speed · ←/→ seek[/]" if s.kind == "replay" and self.size.width >= 100 else ""
-        top.update(f"[b]{'REPLAY' if s.kind == 'replay' else 'RUN'}[/]  {s.title}  {status_markup(s.status)}{hint}")
+        top.update(f"[b]{ {'replay': 'REPLAY', 'follow': 'WATCH'}.get(s.kind, 'RUN')}[/]  {s.title}  {status_markup(s.status)}{hint}")
         pc = s.phase_clock()
         self.query_one("#run-phase", LiveText).update(f"[b]{pc.phase}[/]")
         bar = self.query_one("#run-progress", ProgressBar)

@@ -1,0 +1,1 @@
+"""Run reports to keep: one self-contained HTML file per run (or per pair of runs), and the plots."""
