@@ -416,6 +416,8 @@ def build_parser() -> argparse.ArgumentParser:
         "With no command, opens the console on the profile it had open last (at first, the built-in simulated bench).",
     )
     ap.add_argument("--version", action="version", version=f"labconsole {__version__}")
+    # `labconsole --profile PATH` opens the console on it (as `labconsole tui --profile PATH` does).
+    ap.add_argument("--profile", dest="top_profile", metavar="PATH", help="open the console on this profile (a new path: setup writes it there)")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("tui", help="open the console (the default)")
@@ -491,9 +493,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
+    top = getattr(args, "top_profile", None)
     if args.command is None:
-        args.profile = None
+        args.profile = top
         return cmd_tui(args)
+    if top is not None and getattr(args, "profile", "absent") is None:
+        args.profile = top  # `labconsole --profile P run` = `labconsole run --profile P`
     try:
         return int(args.func(args) or 0)
     except SystemExit as exc:

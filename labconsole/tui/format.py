@@ -23,7 +23,8 @@ _EVENT_TAG = {
 }
 
 
-def event_markup(e: ev.Event) -> str:
+def event_markup(e: ev.Event, whole: bool = False) -> str:
+    """One event as a log line; `whole`: every line of its message (the full-screen log)."""
     stamp = time.strftime("%H:%M:%S", time.localtime(e.wall_ns / 1e9))
     tag, style = _EVENT_TAG.get(e.kind, ("", ""))
     parts = [f"[dim]{stamp}[/]"]
@@ -31,7 +32,8 @@ def event_markup(e: ev.Event) -> str:
         parts.append(f"[{style}]{tag}[/]")
     if e.phase:
         parts.append(f"[dim]\\[{escape(e.phase)}][/]")
-    msg = escape(e.message.splitlines()[0] if e.message else "")
+    lines = (e.message or "").splitlines() or [""]
+    msg = escape("\n".join(lines) if whole else lines[0])
     parts.append(msg)
     return " ".join(parts)
 

@@ -39,6 +39,7 @@ class BenchScreen(TickingScreen):
     BINDINGS = [
         Binding("d", "discover", "Discover"),
         Binding("n", "app.setup", "Setup"),
+        Binding("p", "app.open_profile", "Open profile"),
     ]
 
     def __init__(self) -> None:
