@@ -474,6 +474,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("discover", help="list the meters and devices attached, and how to use them in a profile")
     p.add_argument("--json", action="store_true", help="a JSON list of {driver, address, model, serial, status, ...}")
     p.add_argument("--ptd", action="append", default=[], metavar="HOST:PORT", help="also ask a PTDaemon at this address (repeatable)")
+    p.add_argument("--host", action="append", default=[], metavar="HOST[:PORT]",
+                   help="also ask this host (repeatable): VXI-11, a meter's SCPI socket (5025) and PTDaemon (8888), or only PORT; never a range")
     p.add_argument("--profile", help="also probe the addresses this profile names")
     p.set_defaults(func=cmd_discover)
 

@@ -26,7 +26,6 @@ from textual.widgets import Button, Checkbox, ContentSwitcher, Footer, Input, La
 
 from labconsole.profile import SCENARIOS, SCOPES, ProfileError
 from labconsole.sources import discovery
-from labconsole.sources.discovery import parse_hostport
 from labconsole.wizard.setup_wizard import SCOPE_HELP, SetupWizard, WizardError
 from labconsole.tui.widgets import ChoiceScreen, ConfirmScreen, TopBar
 from labconsole.wizard.init_command import parse_key_values
@@ -152,7 +151,8 @@ class SetupScreen(Screen):
                 yield Static(id="setup-fallback")
                 yield Vertical(id="setup-offers")
                 yield _field("metric from", Select([], allow_blank=True, compact=True, id="setup-primary"), "the source MLPerf's metric uses", row_id="setup-primary-row")
-                yield _field("PTDaemon at", Input(placeholder="HOST:PORT, then Enter", compact=True, id="setup-ptd"), "also ask a PTDaemon on the network")
+                yield _field("add by address", Input(placeholder="TCPIP::HOST::INSTR · TCPIP::HOST::PORT::SOCKET · GPIB0::N::INSTR · ASRL… · PTD HOST:PORT", compact=True, id="setup-address"),
+                             "then Enter: asked for its identity", row_id="setup-address-row")
             with VerticalScroll(id="step-workload", classes="setup-step"):
                 yield Static(escape(w.steps[1].help), classes="setup-help")
                 yield _field("load from", Select([("a built-in SUT under the real LoadGen", "loadgen"), ("your own harness (a command)", "command")], value="loadgen", allow_blank=False, compact=True, id="wl-type"))
@@ -281,8 +281,8 @@ class SetupScreen(Screen):
             self.action_back()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id == "setup-ptd":
-            self.action_discover()
+        if event.input.id == "setup-address":
+            self.add_address(event.value)
             return
         self.action_next()  # Enter in a field: this step is answered
 
@@ -297,7 +297,7 @@ class SetupScreen(Screen):
         self._validate_timer = self.set_timer(VALIDATE_AFTER_S, lambda: self.validate_step(all_issues=False))
 
     def on_input_changed(self, event: Input.Changed) -> None:
-        if event.input.id != "setup-ptd":
+        if event.input.id != "setup-address":
             if event.input.has_class("offer-name"):
                 self._refresh_primary()
             self._changed(event.input)
@@ -473,18 +473,42 @@ class SetupScreen(Screen):
 
             self.query_one("#setup-preview", Static).update(Syntax(w.text(), "yaml", theme="ansi_dark", background_color="default", word_wrap=False))
 
+    # --- a meter by its address (a worker thread) ----------------------------------------------------
+    def add_address(self, text: str) -> None:
+        """Ask the instrument at a typed address for its identity; offered (and ticked) when it answers."""
+        address = text.strip()
+        if not address:
+            return
+        if discovery.address_kind(address) is None:
+            self.notify(f"{address!r} is not an address: a VISA resource (TCPIP::HOST::INSTR, TCPIP::HOST::PORT::SOCKET, GPIB0::N::INSTR, ASRL...) or a PTDaemon HOST:PORT",
+                        severity="error", timeout=8)
+            return
+        if self.discovering:
+            self.notify("still looking for meters and devices...", timeout=3)
+            return
+        self.discovering = True
+        self.query_one("#setup-found", Static).update(f"[cyan]Asking {escape(address)} for its identity...[/]")
+        self._probe_address(address)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="setup-discover")
+    def _probe_address(self, address: str) -> None:
+        offer = self.wizard.add_address(address)
+        self.app.call_from_thread(self._address_answered, offer)
+
+    def _address_answered(self, offer) -> None:
+        self._discovered(self.wizard.offers(), self.discovery_notes, self.discovery_s or 0.0)
+        if offer.usable:
+            self.query_one("#setup-address", Input).value = ""
+            self.notify(f"found {offer.label}", timeout=8)
+        else:
+            self.notify(f"nothing usable at {offer.address}: {offer.detail or offer.status}", severity="error", timeout=10)
+
     # --- discovery (a worker thread) ------------------------------------------------------------------
     def action_discover(self) -> None:
         if self.discovering:
             return
 
         hints: dict[str, Any] = {}
-        ptd = self.query_one("#setup-ptd", Input).value.strip()
-        if ptd:
-            if parse_hostport(ptd) is None:
-                self.notify(f"PTDaemon: {ptd!r} is not HOST:PORT (for example 192.168.1.20:8888)", severity="error")
-                return
-            hints["ptd"] = [ptd]
         self.discovering = True
         self.query_one("#setup-found", Static).update("[cyan]Looking for meters and devices (GPUs, RAPL, VISA and serial meters, PTDaemon, LPM01A)...[/]")
         self._discover(hints)
