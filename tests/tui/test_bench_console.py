@@ -246,3 +246,58 @@ def test_labconsole_dash_dash_profile_opens_the_console_on_it(monkeypatch, tmp_p
     assert cli.main(["tui", "--profile", "x.yaml"]) == 0 and seen["profile"] == "x.yaml"
     seen.clear()
     assert cli.main([]) == 0 and seen["profile"] is None
+
+
+# --- 2. a meter added by its address in the Setup screen ---------------------------------------------
+
+
+async def test_setup_adds_a_meter_by_its_address_and_the_bench_uses_it(tmp_path, monkeypatch):
+    from textual.widgets import Checkbox
+
+    from helpers.emulate_cli import emulate
+    from labconsole.profile import default_profile_path, load_profile
+    from labconsole.sources import discovery
+    from labconsole.tui.app import LabConsole
+    from labconsole.tui.screens.bench import BenchScreen
+    from labconsole.tui.screens.setup import OfferRow, SetupScreen
+    from labconsole.tui.widgets import ChoiceScreen
+
+    monkeypatch.chdir(tmp_path)
+    # nothing is attached: the meter on the network is only reachable by its address
+    monkeypatch.setattr(discovery, "discover_everything", lambda hints=None, drivers=None, time_limit_s=None: discovery.DiscoveryResult())
+    with emulate("wt310") as port:
+        resource = f"TCPIP::127.0.0.1::{port}::SOCKET"
+        app = LabConsole(load_profile(default_profile_path()), setup={"target": None, "welcome": ""})
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen) and app.screen.wizard.discovered and len(app.screen.query(OfferRow)) > 0, 30, "setup")
+            setup = app.screen
+            await pilot.pause(0.5)  # the first rows settle (and take the focus) first
+            setup.query_one("#setup-address").value = "not-an-address"
+            setup.query_one("#setup-address").focus()
+            await pilot.pause(0.1)
+            await pilot.press("enter")
+            await pilot.pause(0.2)
+            assert "is not an address" in notes(app)
+            setup.query_one("#setup-address").value = resource
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: any(r.offer.kind == "found" for r in setup.query(OfferRow)), 30, "the meter offered")
+            row = next(r for r in setup.query(OfferRow) if r.offer.kind == "found")
+            assert row.offer.model == "WT310E" and row.offer.serial == "EMU0000001" and row.offer.usable
+            await wait_for(pilot, lambda: "WT310E s/n EMU0000001" in screen_text(app), 10, "its identity on screen")
+            assert row.query_one(Checkbox).value  # ticked: the meter is what the operator asked for
+            sim = next(r for r in setup.query(OfferRow) if r.offer.kind == "simulated")
+            sim.query_one(Checkbox).value = False
+            for step in ("workload", "procedure", "save"):
+                await pilot.press("ctrl+n")
+                await wait_for(pilot, lambda: setup.step_key == step and not setup.issues, 20, f"the {step} step")
+            setup.query_one("#meta-name").value = "wt310-lab"
+            await pilot.pause(0.1)
+            await pilot.press("ctrl+n")
+            await wait_for(pilot, lambda: isinstance(app.screen, ChoiceScreen), 30, "the offer to open the profile")
+            prof = load_profile(tmp_path / "profiles" / "wt310-lab.yaml").profile
+            assert [(s.driver, s.options["resource"]) for s in prof.sources] == [("yokogawa", resource)]
+            app.screen.dismiss("bench")
+            await wait_for(pilot, lambda: isinstance(app.screen, BenchScreen) and "wt310-lab" in screen_text(app), 20, "the Bench on the new profile")
+            await wait_for(pilot, lambda: app.bench_monitor is not None and app.bench_monitor.status.get("wall") == "ok", 30, "the meter opened")
+            await wait_for(pilot, lambda: "EMU0000001" in screen_text(app), 30, "the meter's identity on the Bench")
+            await pilot.press("q")

@@ -550,7 +550,6 @@ class SetupScreen(Screen):
             fallback = "[dim]Also available without hardware: the simulated bench and the emulators, at the end of the list.[/]"
         self.query_one("#setup-fallback", Static).update(fallback)
         box = self.query_one("#setup-offers", Vertical)
-        box.remove_children()
         rows = []
         used: set[str] = set()
         for o in offers:
@@ -565,8 +564,13 @@ class SetupScreen(Screen):
             used.add(name)
             rows.append(OfferRow(o, picked, name, scope))
         self._loading = True
-        box.mount_all(rows)
-        self.call_after_refresh(self._after_offers)
+
+        async def rebuild() -> None:  # the old rows go first (again after an address was added)
+            await box.remove_children()
+            await box.mount_all(rows)
+            self.call_after_refresh(self._after_offers)
+
+        self.run_worker(rebuild(), group="setup-offers", exclusive=True, exit_on_error=False)
 
     def _after_offers(self) -> None:
         self._loading = False
