@@ -126,14 +126,14 @@ async def test_ctrl_q_and_the_palette_quit_ask_first_during_a_run(sim_profile):
         await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), 10, "the Run screen")
         await pilot.press("s")
         await wait_for(pilot, lambda: app.run_in_progress, 30, "the run")
-        await pilot.press("ctrl+c")
-        await pilot.pause(0.2)
-        assert "asks whether to abort" in notes(app)  # the hint names a way out that asks
         await pilot.press("ctrl+q")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 10, "ctrl+q to ask")
         assert app.is_running
         await pilot.press("n")
         await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), 10, "back on the Run screen")
+        await pilot.press("ctrl+c")
+        await pilot.pause(0.2)
+        assert "asks whether to abort" in notes(app)  # the hint names a way out that asks
         quit_cmds = [c for c in app.get_system_commands(app.screen) if c.title.lower().startswith("quit")]
         assert len(quit_cmds) == 1
         quit_cmds[0].callback()
@@ -153,7 +153,6 @@ async def test_the_event_log_wraps_whole_lines_opens_full_screen_copies_and_save
     from textual.widgets import Input
 
     from labconsole import events as ev
-    from labconsole.tui.screens.log import LogScreen
     from labconsole.tui.screens.run import RunScreen
 
     app = console(sim_profile(duration=30))
@@ -170,6 +169,8 @@ async def test_the_event_log_wraps_whole_lines_opens_full_screen_copies_and_save
         assert squeeze(long) in logged  # every word, in order: nothing of the middle lost
         width = run.query_one("#run-log").scrollable_content_region.width
         assert all(len(line.text.rstrip()) <= width for line in run.query_one("#run-log").lines)
+        from labconsole.tui.screens.log import LogScreen
+
         await pilot.press("l")
         await wait_for(pilot, lambda: isinstance(app.screen, LogScreen), 10, "the full-screen log")
         full = app.screen
@@ -301,3 +302,36 @@ async def test_setup_adds_a_meter_by_its_address_and_the_bench_uses_it(tmp_path,
             await wait_for(pilot, lambda: app.bench_monitor is not None and app.bench_monitor.status.get("wall") == "ok", 30, "the meter opened")
             await wait_for(pilot, lambda: "EMU0000001" in screen_text(app), 30, "the meter's identity on the Bench")
             await pilot.press("q")
+
+
+# --- 4. LoadGen overrunning its minimum duration is shown as what it is -----------------------------
+
+
+async def test_an_offline_run_past_its_minimum_duration_says_what_loadgen_waits_for(sim_profile):
+    from textual.widgets import ProgressBar
+
+    from labconsole.tui.screens.run import RunScreen
+
+    # 1 lane of 10 ms serves ~100 samples/s; told 300/s, Offline issues 1.1 x 2 s x 300 = 660 samples: ~6.6 s, not 2
+    app = console(sim_profile(duration=2, sut="sleep", sut_options="{latency_ms: 10, concurrency: 1}", idle=0.2, workload_extra="target_qps: 300"))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), 10, "the Run screen")
+        await pilot.press("s")
+        await wait_for(pilot, lambda: app.session is not None and app.session.phase_clock().phase == "ranging", 60, "ranging")
+        await wait_for(pilot, lambda: app.session.phase_clock().elapsed_s > 3.5, 60, "ranging past its minimum duration")
+        clock = app.screen.query_one("#run-clock").markup
+        assert "finishing: waiting for" in clock and "queries" in clock, clock
+        assert "left 0.0 s" not in clock
+        bar = app.screen.query_one("#run-progress", ProgressBar)
+        assert bar.total is not None and 0 < bar.progress < bar.total  # not full, not empty: how far LoadGen is
+        p1 = bar.progress
+        await pilot.pause(1.0)
+        assert app.screen.query_one("#run-progress", ProgressBar).progress > p1  # it moves: never looks stuck
+        wp = app.session.workload_progress()
+        assert wp.target == 660 and wp.finishing and wp.waiting > 0
+        est = app.session.run_estimate()
+        assert est.total_s > est.elapsed_s + 5  # testing is still to come, as long as ranging took
+        assert "run " in screen_text(app) and " of ~" in screen_text(app)
+        app.session.abort("test over")
+        await wait_for(pilot, lambda: app.session.finished, 60, "the abort")
