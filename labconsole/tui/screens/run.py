@@ -21,6 +21,7 @@ from rich.markup import escape
 from labconsole.sources.replay import MAX, speed_label
 from labconsole.tui.format import duration, event_markup, num, status_markup
 from labconsole.tui.plot import Series, Span, TimePlot
+from labconsole.tui.screens.log import LogScreen
 from labconsole.tui.widgets import LiveData, LiveText, TickingScreen, TopBar
 
 SCENARIOS = ("Offline", "Server", "SingleStream", "MultiStream")
@@ -183,8 +184,6 @@ class RunScreen(TickingScreen):
         self.app.show_results(path)
 
     def action_log(self) -> None:
-        from labconsole.tui.screens.log import LogScreen  # deferred: the first paint does without it
-
         self.app.push_screen(LogScreen(self.live))
 
     def action_zoom(self) -> None:
