@@ -160,7 +160,10 @@ def run_estimate(phase_log: list[tuple[str, float]], now_mono: float, current: P
     in_phase = now_mono - now_t0
     if now_phase in WORKLOAD_PHASES and current is not None and current.phase == now_phase:
         rem = current.remaining_s
-        total += (rem if rem is not None else max(0.0, guess[now_phase] - in_phase)) + 1.0
+        rem = (rem if rem is not None else max(0.0, guess[now_phase] - in_phase)) + 1.0
+        total += rem
+        if now_phase == "ranging":  # testing runs the same load: as long as ranging will have taken
+            guess["testing"] = max(guess["testing"], in_phase + rem)
     elif now_phase in guess and not (guided and now_phase == "calibration"):
         total += max(0.0, guess[now_phase] - in_phase)
     for name in plan[i_now + 1:] if i_now >= 0 else []:

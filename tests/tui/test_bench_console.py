@@ -287,7 +287,7 @@ async def test_setup_adds_a_meter_by_its_address_and_the_bench_uses_it(tmp_path,
             await wait_for(pilot, lambda: "WT310E s/n EMU0000001" in screen_text(app), 10, "its identity on screen")
             assert row.query_one(Checkbox).value  # ticked: the meter is what the operator asked for
             sim = next(r for r in setup.query(OfferRow) if r.offer.kind == "simulated")
-            sim.query_one(Checkbox).value = False
+            assert not sim.query_one(Checkbox).value  # ticked for want of a meter; the meter replaces it
             for step in ("workload", "procedure", "save"):
                 await pilot.press("ctrl+n")
                 await wait_for(pilot, lambda: setup.step_key == step and not setup.issues, 20, f"the {step} step")

@@ -71,7 +71,7 @@ class RunScreen(TickingScreen):
         Binding("g", "start_guided", "Guided start", show=False),
         Binding("x", "abort", "Abort"),
         Binding("v", "results", "Results"),
-        Binding("l", "log", "Log"),
+        Binding("l", "log", "Log", show=False),  # the footer is full at 80 columns: the log's frame says it
         Binding("z", "zoom", "Zoom", show=False),
         Binding("space", "pause", "Pause"),
         Binding("1", "speed(1)", "1x", show=False),
@@ -123,6 +123,8 @@ class RunScreen(TickingScreen):
         self.query_one("#run-scenario", Select).value = prof.workload.scenario
         self.query_one("#run-duration", Input).value = f"{prof.workload.duration_s:g}"
         self.query_one("#run-qps", TimePlot).empty_text = "QPS appears when LoadGen runs"
+        self.query_one("#run-side").border_title = "l: the event log, full screen"
+        self.query_one("#run-log").border_title = "events · l: full screen"
         self._apply_width()
 
     def on_resize(self) -> None:

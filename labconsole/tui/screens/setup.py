@@ -116,6 +116,7 @@ class SetupScreen(Screen):
         Binding("ctrl+n", "next", "Next", priority=True),
         Binding("escape", "back", "Back / leave"),
         Binding("ctrl+r", "discover", "Look again"),
+        Binding("ctrl+a", "focus_address", "Add by address"),
     ]
 
     def __init__(self) -> None:
@@ -149,10 +150,10 @@ class SetupScreen(Screen):
                 yield Static(id="setup-found")
                 yield Static(id="setup-notes")
                 yield Static(id="setup-fallback")
+                yield _field("add by address", Input(placeholder="TCPIP::HOST::INSTR, TCPIP::HOST::PORT::SOCKET, GPIB0::N::INSTR, ASRL…, PTD HOST:PORT", compact=True, id="setup-address"),
+                             "Enter asks it", row_id="setup-address-row")
                 yield Vertical(id="setup-offers")
                 yield _field("metric from", Select([], allow_blank=True, compact=True, id="setup-primary"), "the source MLPerf's metric uses", row_id="setup-primary-row")
-                yield _field("add by address", Input(placeholder="TCPIP::HOST::INSTR · TCPIP::HOST::PORT::SOCKET · GPIB0::N::INSTR · ASRL… · PTD HOST:PORT", compact=True, id="setup-address"),
-                             "then Enter: asked for its identity", row_id="setup-address-row")
             with VerticalScroll(id="step-workload", classes="setup-step"):
                 yield Static(escape(w.steps[1].help), classes="setup-help")
                 yield _field("load from", Select([("a built-in SUT under the real LoadGen", "loadgen"), ("your own harness (a command)", "command")], value="loadgen", allow_blank=False, compact=True, id="wl-type"))
@@ -234,7 +235,7 @@ class SetupScreen(Screen):
         )
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
-        if action == "discover":
+        if action in ("discover", "focus_address"):
             return self.step == 0  # looking again belongs to the sources step
         return True
 
@@ -370,7 +371,8 @@ class SetupScreen(Screen):
 
     # --- answers -> wizard -------------------------------------------------------------------------
     def _picked_rows(self) -> list[OfferRow]:
-        return [r for r in self.query(OfferRow) if r.picked]
+        # rows being replaced (after an address was added) may have lost their children already
+        return [r for r in self.query(OfferRow) if r.query(Checkbox) and r.picked]
 
     def _apply_sources(self) -> list:
         w = self.wizard
@@ -474,6 +476,9 @@ class SetupScreen(Screen):
             self.query_one("#setup-preview", Static).update(Syntax(w.text(), "yaml", theme="ansi_dark", background_color="default", word_wrap=False))
 
     # --- a meter by its address (a worker thread) ----------------------------------------------------
+    def action_focus_address(self) -> None:
+        self.query_one("#setup-address", Input).focus()
+
     def add_address(self, text: str) -> None:
         """Ask the instrument at a typed address for its identity; offered (and ticked) when it answers."""
         address = text.strip()
@@ -496,6 +501,10 @@ class SetupScreen(Screen):
         self.app.call_from_thread(self._address_answered, offer)
 
     def _address_answered(self, offer) -> None:
+        if offer.usable:  # the meter asked for replaces the simulated bench ticked for want of one
+            for row in self.query(OfferRow):
+                if row.offer.kind == "simulated" and not any(o.usable for o in self.wizard.found if o is not offer):
+                    row.query_one(Checkbox).value = False
         self._discovered(self.wizard.offers(), self.discovery_notes, self.discovery_s or 0.0)
         if offer.usable:
             self.query_one("#setup-address", Input).value = ""
