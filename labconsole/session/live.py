@@ -327,7 +327,7 @@ class ProcedureSession(LiveSession):
         phase = proc.phase
         if phase not in WORKLOAD_PHASES or self._ended_mono is not None:
             return None
-        points = list(proc.progress.get(phase) or [])
+        points = (proc.progress.get(phase) or [])[-64:]  # the last few: the count now and the rate lately
         return phase_progress(phase, proc.scenario, time.monotonic() - proc.phase_started_mono, proc.duration_s, points, proc.workload_target())
 
     def run_estimate(self) -> RunEstimate | None:

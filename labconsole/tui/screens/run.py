@@ -89,6 +89,7 @@ class RunScreen(TickingScreen):
         self.live = LiveData()
         self.zoom_recent = False
         self._done_seen = False
+        self._estimate = None  # the whole run's, this tick
         self._log_written = 0  # how many of live.events the log shows
         self._log_width = 0  # the width they were wrapped to
         self.tick_times: list[float] = []  # ms each tick took (bench/tui_responsiveness.py reads these)
@@ -324,7 +325,7 @@ class RunScreen(TickingScreen):
         """The phase's bar and words: LoadGen's counts and the minimum duration in workload phases,
         the phase clock elsewhere, and the whole run's estimate; never an endless animation."""
         wp = s.workload_progress() if hasattr(s, "workload_progress") else None
-        est = s.run_estimate() if hasattr(s, "run_estimate") else None
+        est = self._estimate = s.run_estimate() if hasattr(s, "run_estimate") else None
         whole = f"  [dim]run {duration(est.elapsed_s)} of ~{duration(est.total_s)}[/]" if est is not None and self.size.width >= 120 else ""
         clock = self.query_one("#run-clock", LiveText)
         if wp is not None:
@@ -376,7 +377,7 @@ class RunScreen(TickingScreen):
         if phase_t0 is None and self.live.phase_marks:
             phase_t0 = self.live.phase_marks[-1].t  # between phases / done: the last phase's average
         lines = []
-        est = s.run_estimate() if s.kind == "live" and hasattr(s, "run_estimate") else None
+        est = self._estimate if s.kind == "live" and not s.finished else None  # computed once a tick, by _live_progress
         if est is not None:
             lines.append(f"[b]run[/] {duration(est.elapsed_s)} of ~{duration(est.total_s)}  [dim]~{duration(est.remaining_s)} left[/]")
         rings = s.rings()
