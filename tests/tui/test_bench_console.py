@@ -94,6 +94,24 @@ async def test_a_run_refused_for_a_lock_says_why_and_what_to_do_and_stops_its_cl
             held.release()
 
 
+async def test_a_guided_run_refused_for_a_lock_leaves_the_calibrate_screen_for_the_reason(sim_profile):
+    from labconsole.locks import recordings_lock
+    from labconsole.tui.screens.calibrate import CalibrateScreen
+    from labconsole.tui.screens.run import RunScreen
+
+    app = console(sim_profile())
+    held = recordings_lock(Path(app.loaded.profile.recordings)).acquire()
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("c")
+            await wait_for(pilot, lambda: isinstance(app.screen, CalibrateScreen), 10, "the Calibrate screen")
+            await pilot.press("g")
+            await wait_for(pilot, lambda: isinstance(app.screen, RunScreen) and "What to do" in screen_text(app), 30, "the Run screen with the reason")
+            assert app.session.status == "refused" and squeeze("in use by another labconsole") in squeeze(screen_text(app))
+    finally:
+        held.release()
+
+
 async def test_a_source_that_cannot_be_opened_fails_the_run_in_words_with_what_to_do(tmp_path):
     from labconsole.tui.screens.run import RunScreen
 
