@@ -11,7 +11,7 @@ from labconsole import events as ev
 
 VERDICT_STYLE = {"pass": "green", "warn": "yellow", "fail": "red", "skip": "dim", "running": "cyan", "pending": "dim"}
 VERDICT_ICON = {"pass": "✔", "warn": "▲", "fail": "✘", "skip": "↷", "running": "●", "pending": "·"}
-STATUS_STYLE = {"completed": "green", "replayed": "green", "aborted": "yellow", "recovered": "yellow", "failed": "red", "running": "cyan", "stopping": "yellow"}
+STATUS_STYLE = {"completed": "green", "replayed": "green", "aborted": "yellow", "recovered": "yellow", "failed": "red", "refused": "red", "running": "cyan", "stopping": "yellow"}
 
 _EVENT_TAG = {
     ev.WARNING: ("WARN", "yellow"),
