@@ -542,6 +542,8 @@ def build_parser() -> argparse.ArgumentParser:
         "With no command, opens the console on the profile it had open last (at first, the built-in simulated bench).",
     )
     ap.add_argument("--version", action="version", version=f"labconsole {__version__}")
+    # `labconsole --profile PATH` opens the console on it (as `labconsole tui --profile PATH` does).
+    ap.add_argument("--profile", dest="top_profile", metavar="PATH", help="open the console on this profile (a new path: setup writes it there)")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("tui", help="open the console (the default)")
@@ -605,6 +607,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("discover", help="list the meters and devices attached, and how to use them in a profile")
     p.add_argument("--json", action="store_true", help="a JSON list of {driver, address, model, serial, status, ...}")
     p.add_argument("--ptd", action="append", default=[], metavar="HOST:PORT", help="also ask a PTDaemon at this address (repeatable)")
+    p.add_argument("--host", action="append", default=[], metavar="HOST[:PORT]",
+                   help="also ask this host (repeatable): VXI-11, a meter's SCPI socket (5025) and PTDaemon (8888), or only PORT; never a range")
     p.add_argument("--profile", help="also probe the addresses this profile names")
     p.set_defaults(func=cmd_discover)
 
@@ -631,9 +635,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
+    top = getattr(args, "top_profile", None)
     if args.command is None:
-        args.profile = None
+        args.profile = top
         return cmd_tui(args)
+    if top is not None and getattr(args, "profile", "absent") is None:
+        args.profile = top  # `labconsole --profile P run` = `labconsole run --profile P`
     try:
         return int(args.func(args) or 0)
     except SystemExit as exc:

@@ -45,12 +45,12 @@ from labconsole.emulators.registry import listen_tcp, serve_until_interrupted
 from labconsole.emulators.scpi import ErrorQueue, ScpiError, ScpiParser, nr3, parse_bool, parse_choice, parse_number
 from labconsole.instruments.load_model import LoadModel, utilisation_arg, utilisation_source
 from labconsole.instruments.ranges import AutoRanger
-from labconsole.instruments.yokogawa import MODELS
+from labconsole.instruments.yokogawa import MODELS, SOCKET_PORT
 
 SPEC = MODELS["WT310E"]
 # The same meter for PyVISA-sim (identity and discovery tests): ResourceManager(f"{SIM_YAML}@sim").
 SIM_YAML = Path(__file__).with_name("wt310-sim.yaml")
-DEFAULT_PORT = 5025  # the usual port of SCPI raw sockets
+DEFAULT_PORT = SOCKET_PORT  # the usual port of SCPI raw sockets
 MAX_LINE = 65536
 
 # Yokogawa device errors (codes as yoko-tool handles them; texts are ours).

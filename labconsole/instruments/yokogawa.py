@@ -16,6 +16,12 @@ from dataclasses import dataclass, field, replace
 
 from labconsole.instruments.ranges import WT310E_CURRENT_RANGES, WT310E_VOLTAGE_RANGES, AccuracySpec
 
+# Network ports a Yokogawa meter is asked on when only its host is known (`discover --host`):
+# VXI-11 (`TCPIP::host::INSTR`, what power-dev uses on a WT300E) needs no port; a raw SCPI
+# socket is conventionally 5025 (the emulator's default). Not 10001: that is the WT1600/WT3000
+# interface, which wants a framed login before any command (instruments.md §1.2).
+SOCKET_PORT = 5025
+
 # ---------------------------------------------------------------------------------------------
 # Command dialects. Long forms as the manuals spell them (meters accept long or short forms in
 # any case). `{...}` fields are filled by the driver.

@@ -106,6 +106,8 @@ class RunEngine:
         self.sources: dict[str, Source] = {}
         self.phase: str = "starting"
         self.phase_started_mono: float = time.monotonic()
+        # (phase, monotonic start) in order, for live views' whole-run estimate.
+        self.phase_log: list[tuple[str, float]] = [(self.phase, self.phase_started_mono)]
         # The workload's progress per phase, filled by the plan's steps, pulled by live views.
         self.progress: dict[str, list[ProgressPoint]] = {}
         self.state = "created"
@@ -161,6 +163,13 @@ class RunEngine:
     def set_phase(self, phase: str) -> None:
         self.phase = phase
         self.phase_started_mono = time.monotonic()
+        self.phase_log.append((phase, self.phase_started_mono))
+
+    def workload_target(self) -> dict:
+        """What the workload running now must complete (LoadGen's sample count and minimum
+        duration, once its worker said), for live progress; {} when none runs."""
+        wl = self._workload
+        return dict(getattr(wl, "target", None) or {})
 
     def spec(self, name: str):
         """The profile's entry for the source `name`."""

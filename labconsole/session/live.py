@@ -23,6 +23,7 @@ import numpy as np
 from labconsole import events as ev
 from labconsole.emulators.registry import start_for_source
 from labconsole.session.decimate import minmax_pairs
+from labconsole.session.progress import WORKLOAD_PHASES, PhaseProgress, RunEstimate, phase_progress, run_estimate
 from labconsole.events import Event, EventBus
 from labconsole.samples.batch import OK
 from labconsole.samples.ring import ChannelRing
@@ -215,6 +216,11 @@ class LiveSession(ABC):
         """(begin, end) wall seconds of the testing run's power window, once known."""
         return None
 
+    def failure(self) -> str | None:
+        """Why the session ended without completing (a refusal, a failure before the first
+        phase, a failed or aborted run), in words; None while it runs or when it completed."""
+        return None
+
     def abort(self, reason: str) -> None:  # pragma: no cover - replay has nothing to abort
         pass
 
@@ -245,20 +251,33 @@ class ProcedureSession(LiveSession):
         self.step_runner = step_runner
         self.outcome = None
         self.crash: BaseException | None = None
+        self.refused = False  # the run could not start at all (folder or instrument in use, folder not writable)
         self._thread: threading.Thread | None = None
         self._started_s: float | None = None
+        self._started_mono: float | None = None
+        self._ended_mono: float | None = None
         self._phase_started: dict[str, float] = {}
 
     def start(self) -> None:
         self._started_s = time.time()
+        self._started_mono = time.monotonic()
         self._thread = threading.Thread(target=self._target, name="procedure", daemon=True)
         self._thread.start()
 
     def _target(self) -> None:
+        from labconsole.procedure.engine import RunRefused
+
         try:
             self.outcome = self.proc.run()
+        except RunRefused as exc:  # nothing was recorded: the reason goes to the viewer's log
+            self.crash = exc
+            self.refused = True
+            self.bus.emit(ev.ERROR, f"the run was refused: {exc}")
         except BaseException as exc:  # noqa: BLE001 - reported to the viewer, never lost
             self.crash = exc
+            self.bus.emit(ev.ERROR, f"the run failed before it started: {type(exc).__name__}: {exc}")
+        finally:
+            self._ended_mono = time.monotonic()
 
     @property
     def alive(self) -> bool:
@@ -275,11 +294,29 @@ class ProcedureSession(LiveSession):
         if self.alive:
             return "stopping" if self.proc.aborted else "running"
         if self.crash is not None:
-            return "failed"
+            return "refused" if self.refused else "failed"
         return self.outcome.exit_status if self.outcome else self.proc.state
+
+    def failure(self) -> str | None:
+        if not self.finished:
+            return None
+        if self.crash is not None:
+            return str(self.crash) if self.refused else f"{type(self.crash).__name__}: {self.crash}"
+        o = self.outcome
+        if o is not None and o.exit_status != "completed":
+            return o.reason or f"the run ended {o.exit_status}"
+        return None
+
+    @property
+    def started_phases(self) -> bool:
+        """True once a timed phase (idle, probe, ranging, testing) or calibration began."""
+        return bool(self._phase_started) or bool(self.proc.progress)
 
     def phase_clock(self) -> PhaseClock:
         phase = self.proc.phase
+        if self._ended_mono is not None:
+            # Ended: the clock stops (the whole run's length), nothing is expected any more.
+            return PhaseClock("refused" if self.refused else phase, self._ended_mono - (self._started_mono or self._ended_mono), None)
         elapsed = time.monotonic() - self.proc.phase_started_mono
         expected = None
         if phase == "idle":
@@ -287,6 +324,26 @@ class ProcedureSession(LiveSession):
         elif phase in ("ranging", "testing"):
             expected = float(self.proc.duration_s)
         return PhaseClock(phase, elapsed, expected)
+
+    def workload_progress(self) -> PhaseProgress | None:
+        """The ranging or testing phase on now: LoadGen's counts against its target, time against the minimum."""
+        proc = self.proc
+        phase = proc.phase
+        if phase not in WORKLOAD_PHASES or self._ended_mono is not None:
+            return None
+        points = (proc.progress.get(phase) or [])[-64:]  # the last few: the count now and the rate lately
+        return phase_progress(phase, proc.scenario, time.monotonic() - proc.phase_started_mono, proc.duration_s, points, proc.workload_target())
+
+    def run_estimate(self) -> RunEstimate | None:
+        """The whole run so far and as expected (calibration, idle, probe, ranging, testing)."""
+        if self._ended_mono is not None or self._thread is None:
+            return None
+        proc = self.proc
+        wl = proc.profile.workload
+        probes = proc.options.resolved is None and "auto" in (str(getattr(wl, "target_qps", "")), str(getattr(wl, "expected_latency_ms", "")))
+        return run_estimate(list(proc.phase_log), time.monotonic(), self.workload_progress(), duration_s=proc.duration_s,
+                            idle_s=float(proc.profile.procedure.idle_s), ranging=bool(proc.profile.procedure.ranging), probes=probes,
+                            guided=self.step_runner is not None)
 
     def rings(self) -> dict[tuple[str, str], ChannelRing]:
         rec = self.proc.recorder

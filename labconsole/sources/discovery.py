@@ -106,6 +106,82 @@ def parse_hostport(text: str) -> tuple[str, int] | None:
 
 
 # ---------------------------------------------------------------------------------------------
+# An instrument named by its address (never a scan: only what the operator typed is asked)
+
+PTD_PORT = 8888  # PTDaemon's default -p (instruments.md §2.1)
+YOKOGAWA_SOCKET_PORT = 5025  # labconsole.instruments.yokogawa.SOCKET_PORT (not imported: discovery stays light)
+
+
+_VISA_TYPED_RE = re.compile(r"^(TCPIP|USB|GPIB|ASRL|VXI|VICP|PRLGX-TCPIP|PRLGX-ASRL)[^:\s]*::\S+$", re.IGNORECASE)  # ASRL/dev/ttyUSB0::INSTR too
+
+
+def address_kind(text: str) -> str | None:
+    """'visa' for a VISA resource (TCPIP::, GPIB, ASRL, USB...), 'hostport' for HOST:PORT, else None."""
+    t = text.strip()
+    if _VISA_TYPED_RE.match(t):
+        return "visa"
+    if parse_hostport(t):
+        return "hostport"
+    return None
+
+
+def probe_address(address: str, timeout_s: float = IO_TIMEOUT_S) -> Discovered:
+    """Ask one address for its identity: a VISA resource as a Yokogawa meter; a HOST:PORT as a
+    PTDaemon, then (if no PTDaemon answers there) as a meter's raw SCPI socket. The answer is a
+    `Discovered` with status `available` and the identity, or `error` and why."""
+    address = address.strip()
+    kind = address_kind(address)
+    if kind is None:
+        return Discovered("", address, status="error",
+                          detail="not an address: give a VISA resource (TCPIP::HOST::INSTR, TCPIP::HOST::PORT::SOCKET, GPIB0::N::INSTR, ASRL/dev/ttyUSB0::INSTR) or a PTDaemon HOST:PORT")
+    try:
+        if kind == "visa":
+            return get_driver("yokogawa").probe_address(address, timeout_s)
+        ptd = get_driver("ptd").probe_address(address, timeout_s)
+        if ptd.status == "available" or "connection refused" in ptd.detail:
+            return ptd
+        host, port = parse_hostport(address)  # type: ignore[misc]
+        meter = get_driver("yokogawa").probe_address(f"TCPIP::{host}::{port}::SOCKET", timeout_s)
+        if meter.status == "available":
+            return meter
+        return Discovered(ptd.driver, address, status=ptd.status, detail=f"{ptd.detail}; as a meter's SCPI socket: {meter.detail}")
+    except ImportError as exc:
+        return Discovered("", address, status="error", detail=_missing_package(exc))
+    except Exception as exc:  # noqa: BLE001 - a probe never crashes the caller
+        return Discovered("", address, status="error", detail=f"{type(exc).__name__}: {exc}")
+
+
+def host_addresses(host: str) -> list[str]:
+    """What `discover --host HOST[:PORT]` asks: with a port, that port (PTDaemon, then a meter's
+    socket); without, VXI-11, the Yokogawa socket port and PTDaemon's default port."""
+    hp = parse_hostport(host)
+    if hp is not None:
+        return [f"{hp[0]}:{hp[1]}"]
+    h = host.strip().strip("[]")
+    hh = f"[{h}]" if ":" in h else h
+    return [f"TCPIP::{h}::INSTR", f"TCPIP::{h}::{YOKOGAWA_SOCKET_PORT}::SOCKET", f"{hh}:{PTD_PORT}"]
+
+
+def probe_addresses(addresses: list[str], timeout_s: float = IO_TIMEOUT_S, time_limit_s: float | None = None) -> list[Discovered]:
+    """`probe_address` for each, at once (threads), each answer in the order asked."""
+    limit = time_limit_s if time_limit_s is not None else 3 * timeout_s + 2
+    boxes: list[dict[str, Any]] = [{} for _ in addresses]
+
+    def one(addr: str, box: dict[str, Any]) -> None:
+        box["d"] = probe_address(addr, timeout_s)
+
+    threads = [threading.Thread(target=one, args=(a, b), name=f"probe-{a}", daemon=True) for a, b in zip(addresses, boxes)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + limit
+    out = []
+    for addr, t, box in zip(addresses, threads, boxes):
+        t.join(max(0.0, deadline - time.monotonic()))
+        out.append(box.get("d") or Discovered("", addr, status="error", detail=f"no answer within {limit:g} s"))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
 # Running the drivers
 
 

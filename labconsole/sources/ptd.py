@@ -697,6 +697,11 @@ class PtdSource(Source):
 
     # --- discovery -------------------------------------------------------------------------------
     @classmethod
+    def probe_address(cls, address: str, timeout_s: float = 2.0) -> Discovered:
+        """One PTDaemon `host:port` typed by the operator: Hello and Identify (`probe`)."""
+        return probe(address, timeout_s)
+
+    @classmethod
     def discover(cls, hints: dict[str, Any] | None = None) -> list[Discovered]:
         """Ask each PTDaemon address in `hints` (keys `ptd`, `ptd_addresses` or `addresses`: a
         "host:port" string or a list of them) for Hello and Identify. Nothing is probed unasked."""

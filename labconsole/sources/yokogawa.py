@@ -702,6 +702,11 @@ class YokogawaSource(Source):
 
     # --- discovery ------------------------------------------------------------------------------------
     @classmethod
+    def probe_address(cls, address: str, timeout_s: float = 2.0) -> Discovered:
+        """One VISA resource typed by the operator, asked for its identity (`probe_resource`)."""
+        return probe_resource(address, timeout_s)
+
+    @classmethod
     def discover(cls, hints: dict[str, Any] | None = None) -> list[Discovered]:
         """Yokogawa meters among the VISA resources, identified by *IDN?.
 
@@ -738,6 +743,23 @@ class YokogawaSource(Source):
                     found.append(entry)
             extra = []  # explicit addresses are tried once, with the first library
         return found
+
+
+def probe_resource(resource: str, timeout_s: float = 2.0, visa_library: str = "@py") -> Discovered:
+    """Ask one VISA resource the operator typed (`TCPIP::host::INSTR`, `TCPIP::host::port::SOCKET`,
+    `GPIB0::n::INSTR`, `ASRL...`) for *IDN?, without listing anything else: identity, or why not."""
+    import pyvisa
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rm = pyvisa.ResourceManager(visa_library)
+    except Exception as exc:  # noqa: BLE001
+        return Discovered(YokogawaSource.driver, resource, status="error", detail=f"no VISA library {visa_library!r}: {exc}")
+    # The ResourceManager is shared per library (PyVISA keeps one): closing it would close other
+    # threads' sessions, so only the resource is closed (by _probe).
+    entry = _probe(rm, visa_library, resource.strip(), timeout_s, explicit=True)
+    return entry if entry is not None else Discovered(YokogawaSource.driver, resource, status="error", detail="no answer")
 
 
 def visa_key(resource: str) -> str:

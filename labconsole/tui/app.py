@@ -31,6 +31,7 @@ from labconsole.tui.screens.bench import BenchScreen
 from labconsole.tui.screens.calibrate import CalibrateScreen
 from labconsole.tui.screens.compare import CompareScreen
 from labconsole.tui.screens.help import HelpScreen
+from labconsole.tui.screens.profiles import ProfileScreen
 from labconsole.tui.screens.recordings import RecordingsScreen
 from labconsole.tui.screens.results import ResultsScreen
 from labconsole.tui.screens.run import RunScreen
@@ -58,6 +59,7 @@ class LabConsole(App[int]):
         Binding("b", "show_bench", "Bench"),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("q", "quit_console", "Quit"),
+        Binding("ctrl+o", "open_profile", "Open profile", show=False),
     ]
 
     def __init__(self, loaded, *, replay: str | Path | None = None, speed: float = 1.0, start_mode: str = "bench", setup: dict | None = None,
@@ -244,6 +246,16 @@ class LabConsole(App[int]):
         remember_profile(loaded.path)
         return True
 
+    def action_open_profile(self) -> None:
+        """Switch benches: pick a profile under profiles/ (or beside the open one), or type a path."""
+        if self.run_in_progress:
+            self.notify("A run is going: open another profile when it has ended (x aborts it)", severity="warning", timeout=8)
+            return
+        if isinstance(self.screen, ProfileScreen):
+            return
+        folders = [Path.cwd() / "profiles", Path(self.loaded.path).parent]
+        self.push_screen(ProfileScreen(folders))
+
     def open_builtin_bench(self) -> None:
         self.open_profile(load_profile(default_profile_path()))
 
@@ -273,7 +285,12 @@ class LabConsole(App[int]):
         if self.session is not None:
             self.session.close()
         self.guide = GuidedCalibration() if guided else None
-        session = ProcedureSession(self.loaded, RunOptions(scenario=scenario, duration_s=duration_s), step_runner=self.guide)
+        try:
+            session = ProcedureSession(self.loaded, RunOptions(scenario=scenario, duration_s=duration_s), step_runner=self.guide)
+        except Exception as exc:  # noqa: BLE001 - a run that cannot even be set up is a message, not a crash
+            self.guide = None
+            self.notify(f"the run cannot start: {type(exc).__name__}: {exc}", title="run refused", severity="error", timeout=15)
+            return
         self.session = session
         monitor = self.bench_monitor
         self.bench_monitor = None
@@ -371,6 +388,17 @@ class LabConsole(App[int]):
 
         self.push_screen(ConfirmScreen("A run is going. Abort it and quit?\n\nWhat was recorded is sealed as [b]aborted[/]."), answer)
 
+    def action_quit(self) -> None:
+        """ctrl+q (Textual's own quit key): the same way out as q, asking first while a run is going."""
+        self.action_quit_console()
+
+    def action_help_quit(self) -> None:
+        """ctrl+c: say which key quits, and that it asks first while a run is going."""
+        if self.run_in_progress:
+            self.notify("A run is going: q (or ctrl+q) asks whether to abort it and quit; x aborts it and stays", timeout=6)
+        else:
+            self.notify("Press q (or ctrl+q) to quit", timeout=4)
+
     async def _abort_and_exit(self) -> None:
         s = self.session
         s.abort("the console was closed")
@@ -387,6 +415,7 @@ class LabConsole(App[int]):
             yield SystemCommand("Watch the run at the bench", "follow the operator's run again (after a replay)", self.action_follow_bench)
         yield SystemCommand("Bench", "the profile's sources and their live readings", self.action_show_bench)
         yield SystemCommand("Set up a bench", "guided: find the meters, pick what to record, choose the workload, write a profile", self.action_setup)
+        yield SystemCommand("Open a profile (switch benches)", "ctrl+o: a profile under profiles/, or any path", self.action_open_profile)
         yield SystemCommand("Open the built-in simulated bench", "sim-bench.yaml: no meters needed (the console reopens it next time)", self.open_builtin_bench)
         yield SystemCommand("Run screen", "set up, start and follow a run", self.action_show_run)
         yield SystemCommand("Start a run", "with the scenario and duration set on the Run screen (calibration runs by itself)", self._palette_start)
@@ -398,11 +427,17 @@ class LabConsole(App[int]):
         yield SystemCommand("Replay the newest recording", "play the last bundle back through the Run screen", self._palette_replay_latest)
         yield SystemCommand("Results of the current run or replay", "metrics, checks, whole-run plots", self._palette_results)
         yield SystemCommand("Export the report", "HTML report and plots of the results shown (or of the current run or replay), to keep or share", self._palette_export)
+        yield SystemCommand("Event log, full screen", "l on the Run screen: every event, scrolled, copied or saved", self._palette_log)
         for label, factor in (("1x", 1.0), ("10x", 10.0), ("100x", 100.0), ("as fast as it goes", 0.0)):
             yield SystemCommand(f"Replay speed {label}", "for the replay on the Run screen", lambda f=factor: self._palette_speed(f))
         yield SystemCommand("Pause or resume the replay", "space on the Run screen", self._palette_pause)
         yield SystemCommand("Help", "keys and screens", self.action_help)
-        yield from super().get_system_commands(screen)
+        for cmd in super().get_system_commands(screen):
+            if cmd.callback in (self.exit, self.action_quit) or cmd.title.lower().startswith("quit"):
+                # Textual's own Quit exits at once: ours asks first while a run is going.
+                yield SystemCommand(cmd.title, "leave the console (asks first while a run is going)", self.action_quit_console)
+            else:
+                yield cmd
 
     def _run_screen(self) -> RunScreen | None:
         return self.run_screen  # set by the Run screen when it mounts
@@ -450,6 +485,12 @@ class LabConsole(App[int]):
             return
         self.show_results(p)
         self.call_after_refresh(lambda: isinstance(self.screen, ResultsScreen) and self.screen.action_export())
+
+    def _palette_log(self) -> None:
+        self._show("run")
+        scr = self._run_screen()
+        if scr is not None:
+            scr.action_log()
 
     def _palette_compare(self) -> None:
         self._show("recordings")

@@ -11,7 +11,7 @@ from labconsole import events as ev
 
 VERDICT_STYLE = {"pass": "green", "warn": "yellow", "fail": "red", "skip": "dim", "running": "cyan", "pending": "dim"}
 VERDICT_ICON = {"pass": "✔", "warn": "▲", "fail": "✘", "skip": "↷", "running": "●", "pending": "·"}
-STATUS_STYLE = {"completed": "green", "replayed": "green", "aborted": "yellow", "recovered": "yellow", "failed": "red", "running": "cyan", "stopping": "yellow"}
+STATUS_STYLE = {"completed": "green", "replayed": "green", "aborted": "yellow", "recovered": "yellow", "failed": "red", "refused": "red", "running": "cyan", "stopping": "yellow"}
 
 _EVENT_TAG = {
     ev.WARNING: ("WARN", "yellow"),
@@ -23,7 +23,8 @@ _EVENT_TAG = {
 }
 
 
-def event_markup(e: ev.Event) -> str:
+def event_markup(e: ev.Event, whole: bool = False) -> str:
+    """One event as a log line; `whole`: every line of its message (the full-screen log)."""
     stamp = time.strftime("%H:%M:%S", time.localtime(e.wall_ns / 1e9))
     tag, style = _EVENT_TAG.get(e.kind, ("", ""))
     parts = [f"[dim]{stamp}[/]"]
@@ -31,7 +32,8 @@ def event_markup(e: ev.Event) -> str:
         parts.append(f"[{style}]{tag}[/]")
     if e.phase:
         parts.append(f"[dim]\\[{escape(e.phase)}][/]")
-    msg = escape(e.message.splitlines()[0] if e.message else "")
+    lines = (e.message or "").splitlines() or [""]
+    msg = escape("\n".join(lines) if whole else lines[0])
     parts.append(msg)
     return " ".join(parts)
 

@@ -10,7 +10,16 @@ from typing import Any
 
 from labconsole.emulators.registry import EMULATORS
 from labconsole.events import to_json
-from labconsole.sources.discovery import DiscoveryResult, add_hint, discover_everything, hints_from_profile, parse_hostport
+from labconsole.sources.discovery import (
+    DiscoveryResult,
+    add_hint,
+    address_kind,
+    discover_everything,
+    host_addresses,
+    hints_from_profile,
+    parse_hostport,
+    probe_addresses,
+)
 
 EXIT_OK, EXIT_USAGE = 0, 2
 
@@ -56,8 +65,18 @@ def format_human(result: DiscoveryResult) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
+def add_host_finds(result: DiscoveryResult, answers: list) -> None:
+    """What `--host` asked: an instrument that answered is a find; an address where nothing
+    listens is a note (one line each), so a host's silent ports do not look like failures."""
+    for d in answers:
+        if d.status == "available" or ("refused" not in d.detail and "no answer" not in d.detail and "timed out" not in d.detail):
+            result.found.append(d)
+        else:
+            result.notes[d.address] = d.detail
+
+
 def main(args: Any) -> int:
-    """`labconsole discover [--json] [--ptd HOST:PORT ...] [--profile PATH]`."""
+    """`labconsole discover [--json] [--ptd HOST:PORT ...] [--host HOST[:PORT] ...] [--profile PATH]`."""
     hints: dict[str, Any] = {}
     if getattr(args, "profile", None):
         from labconsole.profile import ProfileError, load_profile
@@ -73,7 +92,15 @@ def main(args: Any) -> int:
             print(f"--ptd: {addr!r} is not HOST:PORT (for example 192.168.1.20:8888)", file=sys.stderr, flush=True)
             return EXIT_USAGE
         add_hint(hints, "ptd", addr)
+    asked: list[str] = []
+    for host in getattr(args, "host", None) or []:
+        host = host.strip()
+        if not host or "/" in host or address_kind(host) == "visa" or any(c.isspace() for c in host):
+            print(f"--host: {host!r} is not HOST or HOST:PORT (for example 192.168.1.20, or 192.168.1.20:8888)", file=sys.stderr, flush=True)
+            return EXIT_USAGE
+        asked += [a for a in host_addresses(host) if a not in asked]
     result = discover_everything(hints)
+    add_host_finds(result, probe_addresses(asked) if asked else [])
     if getattr(args, "json", False):
         print(to_json([d.as_dict() for d in result.found], indent=2))
     else:

@@ -30,7 +30,9 @@ def add_init_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recordings", metavar="DIR", help="folder for the run bundles (default: recordings)")
     p.add_argument(
         "--source", action="append", default=[], metavar="WHAT[,KEY=VALUE...]",
-        help="a source to use (repeatable). WHAT: a find's number or address, 'simulated', or 'emulator:NAME'; "
+        help="a source to use (repeatable). WHAT: a find's number, an instrument's address (a VISA resource such as "
+        "TCPIP::HOST::INSTR or TCPIP::HOST::PORT::SOCKET, GPIB0::N::INSTR, ASRL...; or a PTDaemon HOST:PORT: asked for its identity), "
+        "'simulated', or 'emulator:NAME'; "
         "keys: name, scope (wall|system|gpu|cpu|dram|dc-rail|other), primary, interval; any other key is a driver option "
         "(an emulator option for emulator:NAME)",
     )
@@ -113,6 +115,22 @@ def _print_offers(wiz, out: Callable[[str], None]) -> None:
         out(f"  {o.key:>3}  {o.label}" if len(o.key) <= 3 else f"  {o.key}  {o.label}")
 
 
+def resolve_address(wiz, what: str, out: Callable[[str], None]) -> str:
+    """`what` as an offer key: an address nobody found yet is asked for its identity first
+    (never a scan: only that address). Raises WizardError when nothing usable answers there."""
+    from labconsole.sources.discovery import address_kind
+    from labconsole.wizard.setup_wizard import WizardError
+
+    if address_kind(what) is None or any(o.address == what for o in wiz.found if o.usable):
+        return what
+    out(f"Asking {what}...")
+    offer = wiz.add_address(what)
+    if not offer.usable:
+        raise WizardError(f"nothing usable answered at {what}: {offer.detail or offer.status}")
+    out(f"  {offer.key:>3}  {offer.label}")
+    return offer.key
+
+
 def _print_issues(issues, err: Callable[[str], None]) -> None:
     for i in issues:
         err(str(i))
@@ -173,6 +191,7 @@ def _headless(wiz, args: argparse.Namespace, out, err) -> int:
     for spec in specs:
         try:
             what, fields = parse_source_spec(spec)
+            what = resolve_address(wiz, what, out)
             offer = wiz.offer(what)
             if offer.kind == "emulator":
                 fields["emulator_options"] = fields.pop("options")
@@ -263,7 +282,7 @@ def _ask_sources(wiz, ask: _Asker) -> None:
     usable = [o for o in wiz.found if o.usable]
     default = "simulated" if not usable else ",".join(o.key for o in usable)
     while True:
-        picks = [p.strip() for p in ask.ask("Which ones (numbers or names, separated by commas)", default).split(",") if p.strip()]
+        picks = [p.strip() for p in ask.ask("Which ones (numbers, names, or an address such as TCPIP::HOST::INSTR or HOST:PORT; separated by commas)", default).split(",") if p.strip()]
         if not picks:
             ask.err("pick at least one; 'simulated' works without hardware")
             continue
@@ -289,6 +308,7 @@ def _ask_source(wiz, ask: _Asker, pick: str) -> bool:
     from labconsole.wizard.setup_wizard import SCOPE_HELP, WizardError
 
     try:
+        pick = resolve_address(wiz, pick, ask.out)
         offer = wiz.offer(pick)
     except WizardError as exc:
         ask.err(str(exc))

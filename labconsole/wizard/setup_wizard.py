@@ -170,6 +170,14 @@ def _import_discover_all() -> Callable[..., list] | None:
     return discover_all
 
 
+class _AsFind:
+    """An offer seen as the find it came from (renumbering the finds keeps everything else)."""
+
+    def __init__(self, o: SourceOffer):
+        self.driver, self.address, self.model, self.serial = o.driver, o.address, o.model, o.serial
+        self.status, self.detail, self.profile_snippet = o.status, o.detail, o.snippet
+
+
 # ---------------------------------------------------------------------------------------------
 # YAML text
 
@@ -253,6 +261,22 @@ class SetupWizard:
             suggested_name=_slug(str(snippet.get("name") or driver)),
             suggested_scope=str(snippet.get("scope") or DRIVER_SCOPE.get(driver, "wall")),
         )
+
+    def add_address(self, address: str, probe: Callable[[str], Any] | None = None) -> SourceOffer:
+        """Ask an instrument named by its address (a VISA resource or a PTDaemon HOST:PORT) for
+        its identity, and offer it beside the finds (an address asked before is asked again).
+        Returns the offer; `usable` is False when nothing usable answered (its label says why)."""
+        if probe is None:
+            from labconsole.sources.discovery import probe_address as probe
+        address = str(address).strip()
+        d = probe(address)
+        if not d.address:
+            d.address = address
+        keep = [o for o in self.found if o.address not in (address, d.address)]
+        offer = self._offer_from_find(len(keep), d)
+        self.found = [self._offer_from_find(i, _AsFind(o)) for i, o in enumerate(keep)] + [offer]
+        self.discovered = True
+        return offer
 
     @property
     def nothing_attached(self) -> bool:

@@ -112,6 +112,8 @@ class _ProcessRun:
         self.proc: subprocess.Popen | None = None
         self.progress: list[ProgressPoint] = []
         self.settings: dict = {}
+        # What LoadGen must complete, once the worker said: {"samples", "min_duration_s", "scenario"}.
+        self.target: dict = {}
         self.warnings: list[str] = []
         self._abort = threading.Event()
         self._abort_reason = ""
@@ -325,6 +327,8 @@ class LoadGenRun(_ProcessRun):
                     if msg["event"] == "settings":
                         self.settings = dict(msg.get("values") or {})
                         self.settings["loadgen_version"] = msg.get("loadgen_version")
+                    elif msg["event"] == "target":
+                        self.target = {k: msg.get(k) for k in ("samples", "min_duration_s", "scenario")}
                     elif msg["event"] == "warning":  # e.g. a SUT that did not stop after the test
                         self.warnings.append(str(msg.get("message", "")))
                     continue

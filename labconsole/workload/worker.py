@@ -185,6 +185,22 @@ def resolve_settings(cfg: dict, sut: Any) -> dict:
     return out
 
 
+def target_samples(cfg: dict, resolved: dict) -> int:
+    """How many samples LoadGen issues at least (its effective settings, loadgen.md §1.4), so a
+    live view can show completed against it: Offline one query of max(min_query_count,
+    1.1 x min_duration x expected QPS) samples; Server max(min_query_count, QPS x duration);
+    SingleStream / MultiStream at least min_query_count queries (the time usually decides)."""
+    scenario = cfg["scenario"]
+    min_q = int(cfg.get("min_query_count") or 100)  # LoadGen's default
+    dur = float(cfg["duration_s"])
+    if scenario == "Offline":
+        return max(min_q, int(1.1 * dur * float(resolved["target_qps"])))
+    if scenario == "Server":
+        return max(min_q, int(math.ceil(dur * float(resolved["target_qps"]))))
+    spq = int(cfg.get("samples_per_query", 8)) if scenario == "MultiStream" else 1
+    return min_q * spq
+
+
 def build_test_settings(lg: Any, cfg: dict, resolved: dict) -> Any:
     ts = lg.TestSettings()
     ts.scenario = getattr(lg.TestScenario, cfg["scenario"])
@@ -262,6 +278,7 @@ def run(cfg: dict, progress_out: TextIO) -> int:
         return 0
     ts = build_test_settings(lg, cfg, resolved)
     progress.send({"event": "settings", "values": resolved, "loadgen_version": _loadgen_version()})
+    progress.send({"event": "target", "samples": target_samples(cfg, resolved), "min_duration_s": float(cfg["duration_s"]), "scenario": cfg["scenario"]})
     ls = log_settings(lg, cfg, outdir)
 
     def issue(samples: list) -> None:

@@ -34,8 +34,11 @@ def fake_discovery(monkeypatch, finds=(), raises: Exception | None = None):
             raise raises
         return list(finds)
 
+    from labconsole.sources import discovery as real
+
     mod = types.ModuleType("labconsole.sources.discovery")
     mod.discover_all = discover_all
+    mod.address_kind, mod.probe_address = real.address_kind, real.probe_address  # an address typed is asked for real
     monkeypatch.setitem(sys.modules, "labconsole.sources.discovery", mod)
     return calls
 
@@ -311,3 +314,43 @@ def test_the_loader_names_workload_command_itself(tmp_path):
     with pytest.raises(ProfileError) as exc:
         load_profile(path)
     assert str(exc.value) == f"{path}:7: workload.command: List should have at least 1 item after validation, not 0"
+
+
+def test_init_adds_a_meter_and_a_ptdaemon_by_their_address(tmp_path):
+    """`labconsole init --source ADDRESS` asks that address for its identity and writes a profile
+    that uses it (the trial's `labconsole emulate wt310`, then `init --source TCPIP::...::SOCKET`)."""
+    from helpers.emulate_cli import emulate
+
+    from labconsole.profile import load_profile
+
+    with emulate("wt310") as port:
+        resource = f"TCPIP::127.0.0.1::{port}::SOCKET"
+        out = run_cli("init", "--name", "lab1", "--source", f"{resource},scope=wall", cwd=tmp_path)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "WT310E s/n EMU0000001" in out.stdout
+        prof = load_profile(tmp_path / "profiles" / "lab1.yaml").profile
+        assert prof.sources[0].driver == "yokogawa" and prof.sources[0].options["resource"] == resource
+        assert prof.sources[0].identity.serial == "EMU0000001"
+    with emulate("ptd") as port:
+        out = run_cli("init", "--name", "lab2", "--source", f"127.0.0.1:{port}", cwd=tmp_path)
+        assert out.returncode == 0, out.stdout + out.stderr
+        prof = load_profile(tmp_path / "profiles" / "lab2.yaml").profile
+        assert prof.sources[0].driver == "ptd" and prof.sources[0].options["port"] == port
+    out = run_cli("init", "--name", "lab3", "--source", f"127.0.0.1:{port}", cwd=tmp_path)  # nothing there now
+    assert out.returncode == 2 and "nothing usable answered" in out.stderr and not (tmp_path / "profiles" / "lab3.yaml").exists()
+
+
+def test_init_asks_an_address_typed_at_the_question(in_tmp, monkeypatch):
+    from helpers.emulate_cli import emulate
+
+    fake_discovery(monkeypatch, [])
+    with emulate("wt310") as port:
+        answers = iter([f"TCPIP::127.0.0.1::{port}::SOCKET", "", "", "matmul", "Offline", "3", "auto", "1", "y", "lab4"])
+        printed: list[str] = []
+        errors: list[str] = []
+        args = cli.build_parser().parse_args(["init", "--interactive"])
+        code = run_init(args, input_fn=lambda q: (printed.append(q), next(answers))[1], out=printed.append, err=errors.append)
+        assert code == 0, errors
+    assert any("WT310E s/n EMU0000001" in p for p in printed)
+    p = load_profile(in_tmp / "profiles" / "lab4.yaml").profile
+    assert p.sources[0].driver == "yokogawa" and p.sources[0].options["resource"] == f"TCPIP::127.0.0.1::{port}::SOCKET"

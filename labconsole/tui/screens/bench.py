@@ -40,6 +40,7 @@ class BenchScreen(TickingScreen):
     BINDINGS = [
         Binding("d", "discover", "Discover"),
         Binding("n", "app.setup", "Setup"),
+        Binding("p", "app.open_profile", "Open profile", show=False),  # the footer is full at 80 columns; help and ctrl+p list it
     ]
 
     def __init__(self) -> None:
@@ -119,7 +120,7 @@ class BenchScreen(TickingScreen):
         s = app.session
         busy = s is not None and s.kind == "live" and not s.finished
         self.query_one("#bench-top", TopBar).update(
-            f"[b]BENCH[/]  {escape(app.loaded.profile.name)}  " + ("[cyan]a run is going (r shows it)[/]" if busy else "[dim]r run · c calibrate · o recordings · ? help · ctrl+p all commands[/]")
+            f"[b]BENCH[/]  {escape(app.loaded.profile.name)}  " + ("[cyan]a run is going (r shows it)[/]" if busy else "[dim]r run · c calibrate · o recordings · p open a profile · ? help · ctrl+p all commands[/]")
         )
         now = None
         for key, ring in rings.items():

@@ -196,6 +196,9 @@ class CalibrateScreen(TickingScreen):
             self._done_notified = g
             self.notify("Calibration finished: the run goes on to ranging and testing (r shows it)", timeout=6)
             app.calibration_finished()
+        if s is not None and s.kind == "live" and s.finished and s.failure() is not None and not getattr(s, "started_phases", True) and getattr(self, "_refused_seen", None) is not s:
+            self._refused_seen = s
+            app.calibration_finished()  # refused before its first step: the Run screen says why
         state = (g is not None and g.waiting, g is not None and g.done.is_set(), app.run_in_progress)
         if state != self._binding_state:  # the footer follows what can be done now
             self._binding_state = state

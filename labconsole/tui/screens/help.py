@@ -19,20 +19,32 @@ power meters record, then metrics, checks and a sealed bundle under `recordings/
 
 | key | screen | what it does |
 |---|---|---|
-| `b` | Bench | the profile, each source with its identity, status and live reading; `d` discovers what else is attached; `n` sets up a new bench profile (guided) |
+| `b` | Bench | the profile, each source with its identity, status and live reading; `d` discovers what else is attached; `n` sets up a new bench profile (guided); `p` opens another profile |
 | `c` | Calibrate | the calibration steps and their verdicts; `g` starts a run whose calibration you guide |
 | `r` | Run | choose scenario and duration, `s` start; phase, progress, live power and QPS, stats, events; `x` abort |
 | `o` | Recordings | bundles, newest first; `Enter` results, `p` replay, `f` open a bundle or MLPerf folder by path; `m` marks two, `=` compares them |
 | `?` | Help | this page |
 | `q` | Quit | asks first if a run is going (the bundle is sealed as *aborted*) |
+| `ctrl+o` | Open a profile | switch benches: the profiles under `profiles/`, or any path |
 
-`ctrl+p` opens the command palette: every action is there by name.
+`ctrl+p` opens the command palette: every action is there by name. `ctrl+q` and the
+palette's Quit ask first too while a run is going.
+
+On the Run screen, `l` opens the event log full screen (scroll it; `c` copies it, `w` saves it
+to a file). The progress line says how far LoadGen is: samples done of the count it must
+complete, the time against the minimum duration, and past it "finishing: waiting for N
+queries"; the stats give the whole run's estimate.
+
+A run that cannot start (its recordings folder or meter in use by another labconsole, a
+meter that does not answer) says why on the Run screen, and what to do.
 
 ## Setup (guided)
 
 Four steps: sources, workload, procedure, save. Each answer is checked as you type, with the
 profile loader's own `FILE:LINE: field: reason`. `ctrl+n` or `Enter` in a field goes on, `esc`
-goes back (on the first step it leaves setup), `ctrl+r` looks for meters again. The profile
+goes back (on the first step it leaves setup), `ctrl+r` looks for meters again; a meter on the
+network is added by its address ("add by address": `TCPIP::HOST::INSTR`,
+`TCPIP::HOST::PORT::SOCKET`, `GPIB0::N::INSTR`, `ASRL...`, or a PTDaemon `HOST:PORT`). The profile
 is written under `profiles/`; an existing one is overwritten only after a yes.
 
 The console reopens the profile it had open last; `ctrl+p` "Open the built-in simulated

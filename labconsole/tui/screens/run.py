@@ -16,13 +16,34 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Footer, Input, Label, ProgressBar, RichLog, Select
 
-from labconsole import events as ev
+from rich.markup import escape
+
 from labconsole.sources.replay import MAX, speed_label
 from labconsole.tui.format import duration, event_markup, num, status_markup
 from labconsole.tui.plot import Series, Span, TimePlot
+from labconsole.tui.screens.log import LogScreen
 from labconsole.tui.widgets import LiveData, LiveText, TickingScreen, TopBar
 
 SCENARIOS = ("Offline", "Server", "SingleStream", "MultiStream")
+
+
+def what_to_do(reason: str, recorded: bool) -> str:
+    """The operator's next step for a run that ended early, from its reason."""
+    r = reason.lower()
+    if "in use by another labconsole" in r:
+        return "wait for that run to finish, or stop it (its pid is above); then press s here"
+    if "cannot record into" in r or "permission denied" in r or "read-only" in r:
+        return "choose a recordings folder you can write (the profile's `recordings:`), or free the disk"
+    if "name the same instrument" in r:
+        return "two sources of the profile point at one meter: remove one (b: Bench; ctrl+o opens another profile)"
+    if "cannot be used" in r or "primary source" in r or "no source could be opened" in r:
+        return "check the meter is on and its address is right (b: Bench shows each source; n sets up the bench again)"
+    if "aborted" in r or "closed" in r:
+        return "press s to run again"
+    if recorded:
+        return "v shows what was recorded and the checks; l the whole log"
+    return "read the log (l), fix the cause, then press s"
+
 REPLAY_ACTIONS = {"pause", "speed", "seek", "seek_start", "seek_end"}
 
 
@@ -50,6 +71,7 @@ class RunScreen(TickingScreen):
         Binding("g", "start_guided", "Guided start", show=False),
         Binding("x", "abort", "Abort"),
         Binding("v", "results", "Results"),
+        Binding("l", "log", "Log", show=False),  # the footer is full at 80 columns: the log's frame says it
         Binding("z", "zoom", "Zoom", show=False),
         Binding("space", "pause", "Pause"),
         Binding("1", "speed(1)", "1x", show=False),
@@ -67,6 +89,9 @@ class RunScreen(TickingScreen):
         self.live = LiveData()
         self.zoom_recent = False
         self._done_seen = False
+        self._estimate = None  # the whole run's, this tick
+        self._log_written = 0  # how many of live.events the log shows
+        self._log_width = 0  # the width they were wrapped to
         self.tick_times: list[float] = []  # ms each tick took (bench/tui_responsiveness.py reads these)
         self.tick_starts: list[float] = []  # perf_counter at each tick (timer slip)
 
@@ -89,7 +114,7 @@ class RunScreen(TickingScreen):
                 yield TimePlot("QPS", "q/s", id="run-qps")
             with Vertical(id="run-side"):
                 yield LiveText(id="run-stats")
-                yield RichLog(id="run-log", markup=True, wrap=True, max_lines=2000)
+                yield RichLog(id="run-log", markup=True, wrap=True, min_width=1, max_lines=2000)
         yield Footer(compact=True, show_command_palette=False)
 
     # --- life cycle ---------------------------------------------------------------------------
@@ -108,6 +133,8 @@ class RunScreen(TickingScreen):
             self.query_one("#run-scenario", Select).value = prof.workload.scenario
             self.query_one("#run-duration", Input).value = f"{prof.workload.duration_s:g}"
             self.query_one("#run-qps", TimePlot).empty_text = "QPS appears when LoadGen runs"
+        self.query_one("#run-side").border_title = "l: the event log, full screen"
+        self.query_one("#run-log").border_title = "events · l: full screen"
         self._apply_width()
 
     def on_resize(self) -> None:
@@ -159,6 +186,9 @@ class RunScreen(TickingScreen):
     def action_results(self) -> None:
         s = self.app.session
         path = s.bundle_path() if s is not None else None
+        if s is not None and path is None and s.finished and s.failure():
+            self.notify(f"Nothing was recorded: {escape(s.failure())}", severity="warning", timeout=8)
+            return
         if s is None or path is None:
             self.notify("No run to show yet: start one (s) or open a recording (o)")
             return
@@ -166,6 +196,9 @@ class RunScreen(TickingScreen):
             self.notify("The run is still going; results come when it is sealed")
             return
         self.app.show_results(path)
+
+    def action_log(self) -> None:
+        self.app.push_screen(LogScreen(self.live))
 
     def action_zoom(self) -> None:
         self.zoom_recent = not self.zoom_recent
@@ -189,6 +222,8 @@ class RunScreen(TickingScreen):
             return running
         if action == "results":
             return s is not None and s.bundle_path() is not None and (s.kind == "replay" or s.finished)
+        if action == "log":
+            return s is not None
         return True
 
     def action_pause(self) -> None:
@@ -232,6 +267,7 @@ class RunScreen(TickingScreen):
         s = app.session
         if self.live.attach(s):
             self.query_one("#run-log", RichLog).clear()
+            self._log_written = 0
             self._done_seen = False
             self.refresh_bindings()
         setup = self.query_one("#run-setup")
@@ -249,21 +285,19 @@ class RunScreen(TickingScreen):
             self.query_one("#run-power", TimePlot).show([])
             self.query_one("#run-qps", TimePlot).show([])
             return
-        reset, new = self.live.pull()
-        log = self.query_one("#run-log", RichLog)
-        if reset:
-            log.clear()
-            new = list(self.live.events)
-
-        for e in new:
-            if e.kind != ev.PROGRESS:
-                log.write(event_markup(e))
+        reset, _new = self.live.pull()
+        self._write_log(reset)
         hint = "  [dim]space pause · 1/2/3/4 speed · ←/→ seek[/]" if s.kind == "replay" and self.size.width >= 100 else ""
         top.update(f"[b]{ {'replay': 'REPLAY', 'follow': 'WATCH'}.get(s.kind, 'RUN')}[/]  {s.title}  {status_markup(s.status)}{hint}")
         pc = s.phase_clock()
-        self.query_one("#run-phase", LiveText).update(f"[b]{pc.phase}[/]")
+        failure = s.failure() if s.finished else None
+        self.query_one("#run-phase", LiveText).update(f"[b]{pc.phase}[/]" if failure is None else f"[b red]{escape(s.status)}[/]")
         bar = self.query_one("#run-progress", ProgressBar)
-        if s.kind == "replay":
+        if s.kind == "live" and s.finished:
+            # Ended: a still bar (full when it completed) and a stopped clock, never the "starting" animation.
+            bar.update(total=1, progress=1 if s.status == "completed" else 0)
+            self.query_one("#run-clock", LiveText).update(f"took {duration(pc.elapsed_s)}" if s.bundle_path() is not None else "[red]nothing was recorded[/]")
+        elif s.kind == "replay":
             c = s.clock
             bar.update(total=max(1, c.end_ns - c.start_ns), progress=c.now_ns() - c.start_ns)
             left = (c.end_ns - c.now_ns()) / 1e9
@@ -271,22 +305,72 @@ class RunScreen(TickingScreen):
                 f"{duration((c.now_ns() - c.start_ns) / 1e9)} / {duration((c.end_ns - c.start_ns) / 1e9)}  {speed_label(c.speed)}{' paused' if c.paused else ''}  [dim]-{duration(left)}[/]"
             )
         else:
-            if pc.expected_s:
-                bar.update(total=pc.expected_s, progress=min(pc.elapsed_s, pc.expected_s))
-            else:
-                bar.update(total=None)
-            rem = pc.remaining_s
-            self.query_one("#run-clock", LiveText).update(f"{duration(pc.elapsed_s)}" + (f"  [dim]left {duration(rem)}[/]" if rem is not None else ""))
+            self._live_progress(s, pc, bar)
         self._draw(s)
         if s.finished and not self._done_seen:
             self._done_seen = True
             self.refresh_bindings()
             if s.kind == "live":
-                status = s.status
-                self.notify(f"run {status}: press v for the results", severity="information" if status == "completed" else "warning", timeout=8)
+                self._announce_end(s)
                 app.session_finished(s)
         self.tick_times.append((time.perf_counter() - t_start) * 1e3)
         del self.tick_times[:-500]
+
+    def _write_log(self, reset: bool = False) -> None:
+        """Add the events the log lacks; everything again after a seek or a new width (lines
+        are wrapped when written, so a wider or narrower log rewraps them)."""
+        log = self.query_one("#run-log", RichLog)
+        width = log.scrollable_content_region.width
+        if reset or (width and width != self._log_width):
+            log.clear()
+            self._log_written = 0
+            self._log_width = width
+        events = self.live.events
+        for e in events[self._log_written:]:
+            log.write(event_markup(e))
+        self._log_written = len(events)
+
+    def on_screen_resume(self) -> None:
+        if self.is_attached:
+            self._write_log()  # the full-screen log may have pulled events meanwhile
+
+    def _live_progress(self, s, pc, bar: ProgressBar) -> None:
+        """The phase's bar and words: LoadGen's counts and the minimum duration in workload phases,
+        the phase clock elsewhere, and the whole run's estimate; never an endless animation."""
+        wp = s.workload_progress() if hasattr(s, "workload_progress") else None
+        est = self._estimate = s.run_estimate() if hasattr(s, "run_estimate") else None
+        whole = f"  [dim]run {duration(est.elapsed_s)} of ~{duration(est.total_s)}[/]" if est is not None and self.size.width >= 120 else ""
+        clock = self.query_one("#run-clock", LiveText)
+        if wp is not None:
+            bar.update(total=1000, progress=int(1000 * wp.fraction))
+            clock.update(escape(wp.words()) + whole)
+            return
+        if pc.expected_s:
+            bar.update(total=pc.expected_s, progress=min(pc.elapsed_s, pc.expected_s))
+        elif est is not None:
+            bar.update(total=1000, progress=int(1000 * est.fraction))  # the whole run's share
+        else:
+            bar.update(total=None)
+        rem = pc.remaining_s
+        clock.update(f"{duration(pc.elapsed_s)}" + (f"  [dim]left {duration(rem)}[/]" if rem is not None else "") + whole)
+
+    def _announce_end(self, s) -> None:
+        status = s.status
+        failure = s.failure()
+        if failure is None:
+            self.notify(f"run {status}: press v for the results", severity="information", timeout=8)
+        elif s.bundle_path() is None:
+            self.notify(f"the run did not start: {escape(failure)}", title="run refused" if status == "refused" else "run failed", severity="error", timeout=15)
+        else:
+            self.notify(f"run {status}: {escape(failure)}\npress v for what was recorded, l for the whole log", severity="warning", timeout=12)
+
+    def _failure_text(self, s) -> str:
+        failure = s.failure() or ""
+        recorded = s.bundle_path() is not None
+        head = "The run was refused" if s.status == "refused" else ("The run did not start" if not getattr(s, "started_phases", True) else f"The run {s.status}")
+        lines = [f"[b red]{head}[/]", escape(failure), f"[b]What to do:[/] {escape(what_to_do(failure, recorded))}"]
+        lines.append("[dim]" + ("v: what was recorded · " if recorded else "nothing was recorded · ") + "l: the whole log · s: start again[/]")
+        return "\n".join(lines)
 
     def _draw(self, s) -> None:
         x_range, origin, spans = plot_view(s, self.live, self.zoom_recent)
@@ -296,7 +380,9 @@ class RunScreen(TickingScreen):
         last_q = qy[np.isfinite(qy)][-1:] if len(qy) else []
         qlabel = f"{last_q[0]:,.1f}" if len(last_q) else "-"
         self.query_one("#run-qps", TimePlot).show([Series("QPS", qt, qy, color="#58a6ff", value_text=qlabel)], x_range, origin=origin, y_floor=0.0, markers=marks, spans=spans)
-        self.query_one("#run-stats", LiveText).update(self._stats(s))
+        failed_early = s.kind == "live" and s.finished and s.failure() is not None and not self.live.histories
+        self.set_class(failed_early, "failed-early")  # the reason gets the room the plots would use
+        self.query_one("#run-stats", LiveText).update(self._failure_text(s) if failed_early else self._stats(s))
 
     def _stats(self, s) -> str:
         pc = s.phase_clock()
@@ -304,6 +390,9 @@ class RunScreen(TickingScreen):
         if phase_t0 is None and self.live.phase_marks:
             phase_t0 = self.live.phase_marks[-1].t  # between phases / done: the last phase's average
         lines = []
+        est = self._estimate if s.kind == "live" and not s.finished else None  # computed once a tick, by _live_progress
+        if est is not None:
+            lines.append(f"[b]run[/] {duration(est.elapsed_s)} of ~{duration(est.total_s)}  [dim]~{duration(est.remaining_s)} left[/]")
         rings = s.rings()
         for key, h in self.live.histories.items():
             src, ch = key

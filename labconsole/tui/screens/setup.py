@@ -26,7 +26,6 @@ from textual.widgets import Button, Checkbox, ContentSwitcher, Footer, Input, La
 
 from labconsole.profile import SCENARIOS, SCOPES, ProfileError
 from labconsole.sources import discovery
-from labconsole.sources.discovery import parse_hostport
 from labconsole.wizard.setup_wizard import SCOPE_HELP, SetupWizard, WizardError
 from labconsole.tui.widgets import ChoiceScreen, ConfirmScreen, TopBar
 from labconsole.wizard.init_command import parse_key_values
@@ -117,6 +116,7 @@ class SetupScreen(Screen):
         Binding("ctrl+n", "next", "Next", priority=True),
         Binding("escape", "back", "Back / leave"),
         Binding("ctrl+r", "discover", "Look again"),
+        Binding("ctrl+a", "focus_address", "Add by address"),
     ]
 
     def __init__(self) -> None:
@@ -150,9 +150,10 @@ class SetupScreen(Screen):
                 yield Static(id="setup-found")
                 yield Static(id="setup-notes")
                 yield Static(id="setup-fallback")
+                yield _field("add by address", Input(placeholder="TCPIP::HOST::INSTR, TCPIP::HOST::PORT::SOCKET, GPIB0::N::INSTR, ASRL…, PTD HOST:PORT", compact=True, id="setup-address"),
+                             "Enter asks it", row_id="setup-address-row")
                 yield Vertical(id="setup-offers")
                 yield _field("metric from", Select([], allow_blank=True, compact=True, id="setup-primary"), "the source MLPerf's metric uses", row_id="setup-primary-row")
-                yield _field("PTDaemon at", Input(placeholder="HOST:PORT, then Enter", compact=True, id="setup-ptd"), "also ask a PTDaemon on the network")
             with VerticalScroll(id="step-workload", classes="setup-step"):
                 yield Static(escape(w.steps[1].help), classes="setup-help")
                 yield _field("load from", Select([("a built-in SUT under the real LoadGen", "loadgen"), ("your own harness (a command)", "command")], value="loadgen", allow_blank=False, compact=True, id="wl-type"))
@@ -234,7 +235,7 @@ class SetupScreen(Screen):
         )
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
-        if action == "discover":
+        if action in ("discover", "focus_address"):
             return self.step == 0  # looking again belongs to the sources step
         return True
 
@@ -281,8 +282,8 @@ class SetupScreen(Screen):
             self.action_back()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id == "setup-ptd":
-            self.action_discover()
+        if event.input.id == "setup-address":
+            self.add_address(event.value)
             return
         self.action_next()  # Enter in a field: this step is answered
 
@@ -297,7 +298,7 @@ class SetupScreen(Screen):
         self._validate_timer = self.set_timer(VALIDATE_AFTER_S, lambda: self.validate_step(all_issues=False))
 
     def on_input_changed(self, event: Input.Changed) -> None:
-        if event.input.id != "setup-ptd":
+        if event.input.id != "setup-address":
             if event.input.has_class("offer-name"):
                 self._refresh_primary()
             self._changed(event.input)
@@ -370,7 +371,8 @@ class SetupScreen(Screen):
 
     # --- answers -> wizard -------------------------------------------------------------------------
     def _picked_rows(self) -> list[OfferRow]:
-        return [r for r in self.query(OfferRow) if r.picked]
+        # rows being replaced (after an address was added) may have lost their children already
+        return [r for r in self.query(OfferRow) if r.query(Checkbox) and r.picked]
 
     def _apply_sources(self) -> list:
         w = self.wizard
@@ -473,18 +475,49 @@ class SetupScreen(Screen):
 
             self.query_one("#setup-preview", Static).update(Syntax(w.text(), "yaml", theme="ansi_dark", background_color="default", word_wrap=False))
 
+    # --- a meter by its address (a worker thread) ----------------------------------------------------
+    def action_focus_address(self) -> None:
+        self.query_one("#setup-address", Input).focus()
+
+    def add_address(self, text: str) -> None:
+        """Ask the instrument at a typed address for its identity; offered (and ticked) when it answers."""
+        address = text.strip()
+        if not address:
+            return
+        if discovery.address_kind(address) is None:
+            self.notify(f"{address!r} is not an address: a VISA resource (TCPIP::HOST::INSTR, TCPIP::HOST::PORT::SOCKET, GPIB0::N::INSTR, ASRL...) or a PTDaemon HOST:PORT",
+                        severity="error", timeout=8)
+            return
+        if self.discovering:
+            self.notify("still looking for meters and devices...", timeout=3)
+            return
+        self.discovering = True
+        self.query_one("#setup-found", Static).update(f"[cyan]Asking {escape(address)} for its identity...[/]")
+        self._probe_address(address)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="setup-discover")
+    def _probe_address(self, address: str) -> None:
+        offer = self.wizard.add_address(address)
+        self.app.call_from_thread(self._address_answered, offer)
+
+    def _address_answered(self, offer) -> None:
+        if offer.usable:  # the meter asked for replaces the simulated bench ticked for want of one
+            for row in self.query(OfferRow):
+                if row.offer.kind == "simulated" and not any(o.usable for o in self.wizard.found if o is not offer):
+                    row.query_one(Checkbox).value = False
+        self._discovered(self.wizard.offers(), self.discovery_notes, self.discovery_s or 0.0)
+        if offer.usable:
+            self.query_one("#setup-address", Input).value = ""
+            self.notify(f"found {offer.label}", timeout=8)
+        else:
+            self.notify(f"nothing usable at {offer.address}: {offer.detail or offer.status}", severity="error", timeout=10)
+
     # --- discovery (a worker thread) ------------------------------------------------------------------
     def action_discover(self) -> None:
         if self.discovering:
             return
 
         hints: dict[str, Any] = {}
-        ptd = self.query_one("#setup-ptd", Input).value.strip()
-        if ptd:
-            if parse_hostport(ptd) is None:
-                self.notify(f"PTDaemon: {ptd!r} is not HOST:PORT (for example 192.168.1.20:8888)", severity="error")
-                return
-            hints["ptd"] = [ptd]
         self.discovering = True
         self.query_one("#setup-found", Static).update("[cyan]Looking for meters and devices (GPUs, RAPL, VISA and serial meters, PTDaemon, LPM01A)...[/]")
         self._discover(hints)
@@ -526,7 +559,6 @@ class SetupScreen(Screen):
             fallback = "[dim]Also available without hardware: the simulated bench and the emulators, at the end of the list.[/]"
         self.query_one("#setup-fallback", Static).update(fallback)
         box = self.query_one("#setup-offers", Vertical)
-        box.remove_children()
         rows = []
         used: set[str] = set()
         for o in offers:
@@ -541,8 +573,13 @@ class SetupScreen(Screen):
             used.add(name)
             rows.append(OfferRow(o, picked, name, scope))
         self._loading = True
-        box.mount_all(rows)
-        self.call_after_refresh(self._after_offers)
+
+        async def rebuild() -> None:  # the old rows go first (again after an address was added)
+            await box.remove_children()
+            await box.mount_all(rows)
+            self.call_after_refresh(self._after_offers)
+
+        self.run_worker(rebuild(), group="setup-offers", exclusive=True, exit_on_error=False)
 
     def _after_offers(self) -> None:
         self._loading = False
