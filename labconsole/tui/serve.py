@@ -21,6 +21,7 @@ from our own argument list, so a profile path cannot inject anything.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hmac
 import secrets
 import shlex
@@ -108,6 +109,22 @@ class ConsoleServer(Server):
         return await super().handle_index(request)
 
     async def on_startup(self, app: web.Application) -> None:
+        # aiohttp runs on_startup before it binds: announce the URL once the socket listens, so
+        # whoever reads the first line (a person, a script, a test) can connect at once.
+        self._announcer = asyncio.get_running_loop().create_task(self._announce_when_listening())
+
+    async def _announce_when_listening(self) -> None:
+        for _ in range(200):
+            try:
+                _, writer = await asyncio.open_connection(self.host, self.port)
+            except OSError:
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            break
+        self._announce()
+
+    def _announce(self) -> None:
         shown = f"[{self.host}]" if ":" in self.host else self.host
         if self.host in ("0.0.0.0", "::"):
             shown = socket.gethostname()

@@ -258,7 +258,7 @@ def test_labconsole_dash_dash_profile_opens_the_console_on_it(monkeypatch, tmp_p
     from labconsole.tui import app as app_module
 
     seen = {}
-    monkeypatch.setattr(app_module, "run_tui", lambda profile=None, replay=None, speed=1.0: (seen.__setitem__("profile", profile), 0)[1])
+    monkeypatch.setattr(app_module, "run_tui", lambda profile=None, replay=None, speed=1.0, **_: (seen.__setitem__("profile", profile), 0)[1])
     assert cli.main(["--profile", str(tmp_path / "p.yaml")]) == 0
     assert seen["profile"] == str(tmp_path / "p.yaml")
     seen.clear()
