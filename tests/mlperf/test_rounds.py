@@ -165,8 +165,9 @@ def test_a_session_whose_sides_ran_different_sources_is_judged_side_by_side(tmp_
     client["sources"] = dict(client["sources"], **{"lib/client.py": "0" * 40})
     path.write_text(json.dumps(client))
     res = official.sources_checksum(open_run(s.root))
-    assert [r.status for r in res] == ["warn", "warn"]
-    assert all("lib/client.py" in r.message and "sources_checksums.json" in r.message for r in res)
+    # today's rules (the server ran today's sources): the edited client fails, the server passes
+    assert [r.status for r in res] == ["fail", "pass"]
+    assert all("lib/client.py" in r.message and "which is allowed: each side is checked on its own" in r.message for r in res)
 
 
 # --- smaller ------------------------------------------------------------------------------------------------

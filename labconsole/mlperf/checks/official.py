@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from labconsole.bundle.reader import RunRecord
-from labconsole.events import PHASE_END, PHASE_START
+from labconsole.events import phase_spans
 from labconsole.instruments.ptd import format_power_time, parse_ptd_log
 from labconsole.mlperf.checks import rounds
 from labconsole.mlperf.checks.registry import OFFICIAL, CheckResult, check
@@ -377,12 +377,7 @@ def time_difference(record: RunRecord) -> list[CheckResult]:
 def _bundle_windows(record: RunRecord) -> list[CheckResult]:
     """Our equivalent: each LoadGen window lies inside the phase the console recorded."""
     name = "Check time difference"
-    spans: dict[str, list[int]] = {}
-    for e in record.events():
-        if e.kind == PHASE_START and e.phase:
-            spans.setdefault(e.phase, [e.wall_ns, 0])
-        elif e.kind == PHASE_END and e.phase in spans:
-            spans[e.phase][1] = e.wall_ns
+    spans = phase_spans(record.events())  # the same spans `export --mlperf` writes as power-dev's phases
     fails, warns, info = [], [], []
     durations = {}
     for mode in ("ranging", "testing"):
@@ -394,7 +389,7 @@ def _bundle_windows(record: RunRecord) -> list[CheckResult]:
         b, e = ph.detail.power_begin_ns, ph.detail.power_end_ns
         durations[mode] = (e - b) / 1e9
         span = spans.get(mode)
-        if not span or not span[1]:
+        if not span or span[1] is None:
             warns.append(f"the timeline has no complete {mode} phase to compare the LoadGen window with")
             continue
         if span[0] < b and e < span[1]:
@@ -503,7 +498,8 @@ def _read_ptd_log(record: RunRecord) -> tuple[_PtdLog | None, str | None]:
     """ptd_logs.txt with the ranging run found, or why the official checker cannot read it (a failure)."""
     lines = record.power_texts.get("ptd_logs.txt")
     if lines is None:
-        why = next((m for m in record.missing if m.startswith("power/ptd_logs.txt")), "power/ptd_logs.txt is missing")
+        unreadable = next((m for m in record.missing if m.startswith("power/ptd_logs.txt: ")), None)
+        why = unreadable or "power/ptd_logs.txt is missing"
         return None, f"{why}: it is required (the official checker fails without it)"
     s, why = _session(record, "server.json")
     if s is None:
@@ -647,10 +643,16 @@ def ptd_config(record: RunRecord) -> list[CheckResult]:
     if cfg is None:
         return [_result(name, FAIL, "server.json has no ptd_config")]
     note = ""
+    rules = rounds.in_force(record)
+    fails, seen = [], []
     if isinstance(cfg, dict):
         cfg = [cfg]
-        note = " (pre-2024 single-analyzer form; the current official checker iterates ptd_config as a list and crashes on it)"
-    fails, seen = [], []
+        if rules.ptd_config_list:
+            fails.append(f"ptd_config is one object, the pre-2024 single-analyzer form: {rules.checker} reads a list of analyzers (power-dev c052937, 2024-09) and fails it")
+        else:
+            note = f" (the pre-2024 single-analyzer form, as {rules.checker} read it; today's checker expects a list and fails it)"
+    elif not isinstance(cfg, list):
+        return [_result(name, FAIL, f"server.json ptd_config is a {type(cfg).__name__}, not a list of analyzers")]
     models = [parse_identify(str(m.get("reply", ""))).model for m in s.get("ptd_messages") or [] if isinstance(m, dict) and m.get("cmd") == "Identify"]
     for i, an in enumerate(cfg):
         if not isinstance(an, dict):

@@ -90,7 +90,14 @@ def completeness(record: RunRecord) -> list[CheckResult]:
             out.append(CheckResult(f"{name} phase", sev, "; ".join(problems)))
         else:
             out.append(CheckResult(f"{name} phase", PASS, f"LoadGen logs and {len(ph.samples)} samples present"))
-    if record.missing:
+    if record.missing and record.kind == "mlperf":
+        # Every file of a power-dev session is required (the official checker hashes them and
+        # reads ptd_logs.txt); one that is there but unreadable is named as such, not "missing".
+        absent = [m for m in record.missing if ": " not in m]
+        unreadable = [m for m in record.missing if ": " in m]
+        parts = ([f"required but missing: {', '.join(absent)}"] if absent else []) + ([f"present but unreadable: {'; '.join(unreadable)}"] if unreadable else [])
+        out.append(CheckResult("files present", FAIL, "; ".join(parts) + " (the official checker fails such a folder; a published copy trimmed of them cannot be verified)"))
+    elif record.missing:
         out.append(CheckResult("files present", WARN, "missing: " + ", ".join(record.missing)))
     else:
         out.append(CheckResult("files present", PASS, "every file a complete record holds is there"))
@@ -114,10 +121,13 @@ def _submission_file_lists(record: RunRecord) -> CheckResult:
         if extra:
             problems.append(f"{sub}/ has extra {', '.join(extra)}")
     if problems:
+        # A missing required file fails; an extra one (power-dev's own run_1/ptd_out.txt, which a
+        # submitter deletes before submitting) warns: the submission checker rejects both.
+        missing = any("lacks" in p for p in problems)
         return CheckResult(
             "submission file lists",
-            WARN,
-            "; ".join(problems) + " (the submission checker's required_files_check rejects any missing or extra file; published folders are often trimmed)",
+            FAIL if missing else WARN,
+            "; ".join(problems) + " (the submission checker's required_files_check rejects any missing or extra file" + ("" if missing else ": delete extra files before submitting") + ")",
             OFFICIAL,
         )
     return CheckResult("submission file lists", PASS, "power/, ranging/ and run_1/ hold exactly the files the submission checker requires", OFFICIAL)
@@ -203,6 +213,10 @@ def ranging_delta(record: RunRecord) -> list[CheckResult]:
     t = metrics.phase_power(record, "testing")
     own = "" if limit == MLPERF_DELTA_LIMIT_PCT else f"; the profile's limit, MLPerf's is {MLPERF_DELTA_LIMIT_PCT:+.0f} %"
     msg = f"testing average {t.avg_w:.5f} W is {delta:+.2f} % against ranging {r.avg_w:.5f} W (limit {limit:+g} %{own})"
+    rw, tw = (record.phases[m].detail.window_s if record.phases.get(m) and record.phases[m].detail else None for m in ("ranging", "testing"))
+    if rw and tw is not None and (rw - tw) / rw > 0.5:
+        # compliance/check.py raises its duration warning first and never reaches the -5 % rule.
+        msg += f"; the official checker does not apply this rule here: the testing window ({tw:.2f} s) is more than 50 % shorter than ranging's ({rw:.2f} s), and its duration warning stops it first"
     if checker is not None and delta > limit and not checker > MLPERF_DELTA_LIMIT_PCT:
         return [CheckResult(name, FAIL, msg + f"; the official checker rounds the averages to 5 decimals and the delta to 2, giving {checker:+.2f} %, which fails", OFFICIAL)]
     if delta > limit:
@@ -331,7 +345,15 @@ def invalid_samples(record: RunRecord) -> list[CheckResult]:
     watts = frame["watts"].to_numpy()[inside]
     n = int(inside.sum())
     bad = {STATUS_NAMES.get(int(k), str(k)): int(v) for k, v in zip(*np.unique(st[st != OK], return_counts=True))}
-    nonpos = int(((st == OK) & ~(watts > 0)).sum())
+    # An infinite reading is invalid, like NaN: no meter reports one (PTD writes -1 for an
+    # invalid sample), so it is excluded from the average and fails this check.
+    infinite = int(((st == OK) & np.isinf(watts)).sum())
+    nan = int(((st == OK) & np.isnan(watts)).sum())
+    nonpos = int(((st == OK) & np.isfinite(watts) & ~(watts > 0)).sum())
+    if infinite:
+        bad["infinite watts"] = infinite
+    if nan:
+        bad["NaN watts"] = nan
     if nonpos:
         bad["watts <= 0"] = nonpos
     ptd = ""
@@ -345,6 +367,8 @@ def invalid_samples(record: RunRecord) -> list[CheckResult]:
     text = f"{total} of {n} samples of {record.primary_source} in the testing window are excluded from the average ({', '.join(f'{k} {v}' for k, v in bad.items())}){ptd}"
     if bad.get(STATUS_NAMES[OVERRANGE]):
         return [CheckResult("invalid samples", FAIL, text + ": over-range at fixed testing ranges means the range is too small and readings are clipped")]
+    if infinite:
+        return [CheckResult("invalid samples", FAIL, text + ": an infinite reading is not a measurement (the file was not written by a meter, or was edited)")]
     return [CheckResult("invalid samples", WARN, text)]
 
 
