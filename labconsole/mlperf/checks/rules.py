@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from labconsole.instruments import ptd
 from labconsole.mlperf import metrics
 from labconsole.bundle.reader import RunRecord
 from labconsole.bundle.seal import verify
@@ -428,6 +429,91 @@ def uncertainty(record: RunRecord) -> list[CheckResult]:
     if u["samples_unknown"]:
         return [CheckResult(name, WARN, text + f"; {u['samples_unknown']} sample(s) without an uncertainty", OFFICIAL)]
     return [CheckResult(name, PASS, text, OFFICIAL)]
+
+
+def _samples_vs_summary(frame: Any, w: Any) -> list[str]:
+    """How a phase's spl.txt disagrees with PTD's own `Watts` summary of that run (avg, min, max
+    over the valid samples; samples, errors, valid counts). PTD prints 6 decimals, as spl.txt
+    does, so the mean of the file's values lies within 1e-6 W of PTD's average."""
+    n = len(frame)
+    watts = frame["watts"].to_numpy()
+    ok = (frame["status"].to_numpy() == OK) & np.isfinite(watts)
+    v = watts[ok]
+    out = []
+    if n != w.samples:
+        out.append(f"{n} samples in the file, PTD counted {w.samples}")
+    if len(v) != w.valid:
+        out.append(f"{len(v)} valid samples in the file, PTD counted {w.valid}")
+    if len(v):
+        hi, lo, mean = float(v.max()), float(v.min()), float(metrics.sequential_sum(v) / len(v))
+        if hi > w.max + 5e-7:
+            out.append(f"a sample of {hi:.6f} W above PTD's maximum {w.max:.6f} W")
+        if lo < w.min - 5e-7:
+            out.append(f"a sample of {lo:.6f} W below PTD's minimum {w.min:.6f} W")
+        if abs(mean - w.avg) > 1.5e-6 + 1e-9 * abs(w.avg):
+            out.append(f"the samples average {mean:.6f} W, PTD's summary says {w.avg:.6f} W")
+    return out
+
+
+@check
+def samples_vs_ptd_summary(record: RunRecord) -> list[CheckResult]:
+    """Ours: spl.txt against PTD's own Watts summary of each run in server.json (the official
+    checker hashes spl.txt but never compares it with what PTD said it measured; a file edited
+    and re-hashed passes it)."""
+    if record.kind != "mlperf":
+        return []
+    name = "samples vs PTD's summary"
+    found, problems, fine = 0, [], []
+    for mode, sub in (("ranging", "ranging"), ("testing", "run_1")):
+        reply = metrics.ptd_phase_replies(record, mode).get("Watts")
+        ph = record.phases.get(mode)
+        if not reply or ph is None or ph.samples is None:
+            continue
+        w = parse_watts(reply)
+        if w is None:
+            problems.append(f"{sub}: PTD's Watts reply is unreadable: {reply!r}")
+            continue
+        found += 1
+        bad = _samples_vs_summary(ph.samples, w)
+        if bad:
+            problems.append(f"{sub}/spl.txt: " + "; ".join(bad))
+        else:
+            fine.append(f"{sub}/spl.txt: {w.samples} samples ({w.valid} valid), average {w.avg:.6f} W, {w.min:.6f}..{w.max:.6f} W as PTD summarised them")
+    if problems:
+        return [CheckResult(name, FAIL, "; ".join(problems) + ": the samples are not the ones PTD measured (the official checker does not compare them with PTD's summary)")]
+    if not found:
+        return [CheckResult(name, SKIP, "server.json records no PTD Watts summary to compare spl.txt with (power-dev asked PTD for one from 2023 on)")]
+    return [CheckResult(name, PASS, "; ".join(fine))]
+
+
+def _emulated_sources(record: RunRecord) -> list[str]:
+    """What says labconsole's own emulator produced the samples (its Identify reply, its serial)."""
+    out = []
+    if record.kind == "mlperf":
+        msgs = (record.power_json.get("server.json") or {}).get("ptd_messages")
+        for m in msgs if isinstance(msgs, list) else []:
+            if isinstance(m, dict) and m.get("cmd") == "Identify":
+                ident = ptd.parse_identify(str(m.get("reply", "")))
+                if ident.emulator:
+                    out.append(f"PTD's Identify reply says labconsole's emulator answered (OS={ident.os!r}, serial {ident.serial!r})")
+        return out
+    for s in record.environment.get("sources") or []:
+        if not isinstance(s, dict):
+            continue
+        extra = (s.get("identity") or {}).get("extra") or {}
+        if isinstance(extra, dict) and (extra.get("emulator") or extra.get("emulated")):
+            out.append(f"source {s.get('name')}: its identity says it is labconsole's emulator ({(s.get('identity') or {}).get('serial') or extra.get('ptd_os') or 'emulated'})")
+    return out
+
+
+@check
+def measurement_evidence(record: RunRecord) -> list[CheckResult]:
+    """Ours: a session recorded through labconsole's own emulator is flagged (it still passes
+    otherwise: the emulator profiles are how people learn the console)."""
+    found = _emulated_sources(record)
+    if found:
+        return [CheckResult("measurement evidence", WARN, "; ".join(found) + ": its readings come from a load model, not a power analyzer: not measurement evidence")]
+    return []
 
 
 # --------------------------------------------------------------------------------------------
