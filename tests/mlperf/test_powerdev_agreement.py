@@ -47,7 +47,16 @@ def session(tmp_path_factory) -> Path:
     if sntp is None:
         pytest.skip("cannot serve SNTP on 127.0.0.1:123, which power-dev's client and server ask (port taken, or not allowed)")
     try:
-        return powerdev_session(tmp_path_factory.mktemp("powerdev"))
+        folder = powerdev_session(tmp_path_factory.mktemp("powerdev"))
+        rc, _, text = official_check(folder)
+        if rc != 0:
+            # Once in about eight sessions on a loaded machine the official checker could not find
+            # the ranging run in ptd_logs.txt ("Can not find ranging time"); labconsole failed it
+            # too. That is the session harness, not the agreement under test: one more session.
+            folder = powerdev_session(tmp_path_factory.mktemp("powerdev-again"))
+            rc, _, again = official_check(folder)
+            assert rc == 0, f"compliance/check.py failed two fresh sessions:\n{text}\n{again}"
+        return folder
     finally:
         sntp.stop()
 
