@@ -8,6 +8,7 @@ import pytest
 
 from labconsole.mlperf import checks
 from labconsole.bundle.reader import open_run
+from labconsole.instruments.ptd import format_power_time
 from powerdev_fakes import make_session, ptd_time
 
 
@@ -389,3 +390,27 @@ def test_check_json_contract_through_the_cli(session):
     for c in doc["checks"]:
         assert set(c) == {"name", "status", "message", "origin"}
         assert c["status"] in ("pass", "warn", "fail", "skip") and c["message"]
+
+
+# --- where the official tool is wrong, the rule is kept and the difference said (issue 13, item 7) ----------------
+def test_the_minus_5_percent_rule_applies_even_where_the_official_duration_warning_stops_it(tmp_path):
+    s = make_session(tmp_path / "perf", testing_w=80.0)  # testing 20 % below ranging
+    detail = s.root / "run_1" / "mlperf_log_detail.txt"
+    # the testing window cut to a third of ranging's: the official checker warns and stops
+    b, e = s.testing_window
+    text = detail.read_text().replace(format_power_time(int(e * 1e3) * 1_000_000), format_power_time(int((b + (e - b) / 3) * 1e3) * 1_000_000))
+    detail.write_text(text)
+    s.rehash()
+    res = results(s.root)
+    assert res["ranging vs testing"].status == "fail"
+    assert "the official checker does not apply this rule here" in res["ranging vs testing"].message
+    assert res["Check time difference"].status == "warn" and "shorter than ranging" in res["Check time difference"].message
+
+
+def test_a_power_begin_moved_past_power_end_fails_and_names_the_dst_allowance(session):
+    detail = session.root / "run_1" / "mlperf_log_detail.txt"
+    b = session.testing_window[0]
+    detail.write_text(detail.read_text().replace(format_power_time(int(b * 1e3) * 1_000_000), format_power_time(int((b + 3600) * 1e3) * 1_000_000)))
+    session.rehash()
+    res = results(session.root)["Check time difference"]
+    assert res.status == "fail" and "is not before power_end" in res.message and "DST workaround" in res.message

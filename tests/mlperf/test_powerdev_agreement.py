@@ -20,6 +20,7 @@ import pytest
 
 from conftest import run_cli
 from labconsole.bundle.reader import open_run
+from labconsole.instruments.ptd import format_power_time, parse_power_time
 from labconsole.mlperf import checks
 from labconsole.mlperf.checks.registry import OFFICIAL
 from powerdev_real import POWER_DEV, official_check, powerdev_session, sntp_on_123
@@ -102,8 +103,6 @@ def older_ptd(folder: Path) -> str:
 
 
 def _move_power_begin(folder: Path, seconds: float) -> str:
-    from labconsole.instruments.ptd import format_power_time, parse_power_time
-
     detail = folder / "run_1" / "mlperf_log_detail.txt"
     out = []
     for line in _lines(detail):

@@ -3,6 +3,10 @@ the filed-vs-run notes `report` computes, and the round's rules the checks appli
 
 from __future__ import annotations
 
+import io
+
+from rich.console import Console
+
 from conftest import FIXTURES
 from labconsole.session.results import load_results
 from test_tui import console, screen_text, wait_for
@@ -28,9 +32,7 @@ async def test_the_results_screen_shows_filed_vs_run_and_the_rules(sim_profile):
         await wait_for(pilot, lambda: isinstance(app.screen, ResultsScreen) and app.screen.data is not None, 60, "results")
         await pilot.pause(0.2)
         # the metrics table, rendered as the screen draws it (wrapped lines joined)
-        from rich.console import Console
-
-        rich = Console(width=400, record=True, file=open("/dev/null", "w"))
+        rich = Console(width=400, record=True, file=io.StringIO())
         rich.print(app.screen.query_one("#res-metrics").content)
         text = " ".join(rich.export_text().split())
         assert "filed" in screen_text(app)
