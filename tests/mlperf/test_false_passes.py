@@ -14,6 +14,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conftest import FIXTURES, run_cli
 from labconsole.bundle.reader import open_run
@@ -226,3 +228,42 @@ def test_a_bundle_recorded_through_an_emulator_is_flagged(tmp_path):
     (root / "data" / "environment.json").write_text(json.dumps(env))
     res = by_name(root)["measurement evidence"]
     assert res.status == "warn" and "source wall" in res.message and "not measurement evidence" in res.message
+
+
+# --- the class as a property: no damaged copy passes, none is called "missing" when present ------------------------
+V30_PERF = V30 / "SingleStream" / "performance"
+SESSION_FILES = sorted(str(p.relative_to(V30_PERF)) for p in V30_PERF.rglob("*") if p.is_file())
+DAMAGES = {
+    "bom": lambda b: BOM + b,
+    "prefix": lambda b: b"\x00garbage," + b,
+    "truncate": lambda b: b[: len(b) // 2],
+    "infinite": lambda b: b.replace(b"Watts,1", b"Watts,inf,1", 1) if b"Watts,1" in b else b"x" + b,
+    "empty": lambda b: b"",
+}
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(files=st.lists(st.sampled_from(SESSION_FILES), min_size=1, max_size=4, unique=True), damage=st.sampled_from(sorted(DAMAGES)))
+def test_no_damaged_copy_of_a_published_result_passes(tmp_path_factory, files, damage):
+    folder = copy(V30_PERF, tmp_path_factory.mktemp("dmg") / "performance")
+    for rel in files:
+        p = folder / rel
+        p.write_bytes(DAMAGES[damage](p.read_bytes()))
+    res = checks.run_checks(open_run(folder))
+    assert not checks.passed(res), (files, damage)
+    for r in res:
+        assert not r.message.startswith("could not be checked"), (r.name, r.message)  # no check crashed
+        if r.origin == "mlperf" and r.name.startswith("Check "):
+            for rel in files:  # a file that is there is never reported "missing"
+                assert f"{rel} is missing" not in r.message, (r.name, r.message)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(damage=st.sampled_from(sorted(DAMAGES)), which=st.sampled_from(["data/run.json", "data/testing/samples-wall.csv", "data/events.jsonl", "data/testing/loadgen/mlperf_log_detail.txt"]))
+def test_no_damaged_sealed_bundle_passes(tmp_path_factory, damage, which):
+    root = sealed_bundle(tmp_path_factory.mktemp("b"))
+    p = root / which
+    p.write_bytes(DAMAGES[damage](p.read_bytes()))
+    res = {r.name: r for r in checks.run_checks(open_run(root))}
+    assert res["manifest"].status == "fail" and which in res["manifest"].message
+    assert not checks.passed(list(res.values()))
