@@ -27,6 +27,7 @@ import pytest
 
 from conftest import FIXTURES, run_cli
 from labconsole.bundle.reader import open_run
+from labconsole.instruments.ptd import format_power_time
 from labconsole.mlperf import checks
 from labconsole.mlperf.checks import official
 from labconsole.mlperf.export import export_mlperf
@@ -318,3 +319,20 @@ def test_the_2021_rules_read_ptd_log_times_in_the_servers_time_zone(tmp_path):
     by_rules = {rules: {r.name: r for r in checks.run_checks(record, rules)}["PTD warnings in the testing window"] for rules in ("v1.1", "v2.0")}
     assert by_rules["v1.1"].status == "warn" and "Voltage dropped" in by_rules["v1.1"].message
     assert by_rules["v2.0"].status == "pass"
+
+
+def test_the_2021_rules_read_loadgen_times_in_the_clients_time_zone(tmp_path):
+    s = make_session(tmp_path / "Offline" / "performance")
+    s.client["timezone"] = 7200  # LoadGen wrote local time, 2 h behind UTC
+    s.save()
+    for sub, (b, e) in (("ranging", s.ranging_window), ("run_1", s.testing_window)):
+        detail = s.root / sub / "mlperf_log_detail.txt"
+        text = detail.read_text()
+        for t in (b, e):
+            text = text.replace(format_power_time(int(t * 1e3) * 1_000_000), format_power_time(int((t - 7200) * 1e3) * 1_000_000))
+        detail.write_text(text)
+    s.rehash()
+    record = open_run(s.root)
+    by_rules = {rules: {r.name: r for r in checks.run_checks(record, rules)}["Check time difference"] for rules in ("v1.1", "v2.0")}
+    assert by_rules["v1.1"].status == "pass", by_rules["v1.1"].message
+    assert by_rules["v2.0"].status == "fail" and "is not within the client's testing phase" in by_rules["v2.0"].message

@@ -2,10 +2,15 @@
 
 mlcommons/power-dev compliance/check.py (= mlcommons/inference tools/submission/power/
 power_checker.py) reads a power-dev session folder: power/client.json, server.json,
-ptd_logs.txt, and the LoadGen logs and spl.txt of ranging/ and run_1/. Each check below keeps
-the official name and does what the rule means; where the official tool has a known quirk
-(mlperf-power reference §5.1, §10), the message says how the official tool differs. What we
-cannot reproduce (the source-hash pinning to one power-dev release) is a warning that says so.
+ptd_logs.txt, and the LoadGen logs and spl.txt of ranging/ and run_1/. Each check keeps the
+official name and gives the official verdict under the rules of the round the folder was made
+for (`rounds`: accepted PTD versions and source sets, v1.0's message list, 2021's PTD log
+times). Where labconsole is deliberately stricter, that is a check of its own name (`PTD
+warnings in the testing window`); where the official tool is wrong (it stops at its first
+warning; its DST allowance takes power_begin past power_end; its duration warning skips the
+-5 % rule) the check does what the rule means and its message says how the official tool
+differs. Without client.json and server.json the official tool cannot run at all: every
+check here then fails and says whether the file is missing or there but unreadable.
 
 On our own bundles, checks whose inputs only power-dev produces are `skip` with the reason;
 the time-window check and the meter check have bundle equivalents.
@@ -343,6 +348,7 @@ def time_difference(record: RunRecord) -> list[CheckResult]:
                 continue
             b, e = window
         begin_text, end_text = format_power_time(int(b * 1e9)), format_power_time(int(e * 1e9))
+        b, e = b + _loadgen_shift_ns(record) / 1e9, e + _loadgen_shift_ns(record) / 1e9  # 2021 rules: local time
         durations[mode] = e - b
         if not isinstance(pc, list) or len(pc) < 3:
             continue
@@ -534,8 +540,8 @@ def results_checksum(record: RunRecord) -> list[CheckResult]:
 class _PtdLog:
     lines: list  # instruments.ptd.PtdLogLine
     ranging: tuple[int, int]  # PTD's ranging run: Go with the ranging mark .. Completed test (PTD time)
-    testing: tuple[int, int]  # LoadGen's testing window (UTC)
-    shift_ns: int  # added to PTD log times before comparing them with LoadGen's (2021 rules)
+    testing: tuple[int, int]  # LoadGen's testing window (UTC; 2021 rules: + client.json timezone)
+    shift_ns: int  # added to PTD log times before comparing them with LoadGen's (2021 rules: server.json timezone)
 
 
 def _read_ptd_log(record: RunRecord) -> tuple[_PtdLog | None, str | None]:
@@ -565,13 +571,23 @@ def _read_ptd_log(record: RunRecord) -> tuple[_PtdLog | None, str | None]:
             break
     if start is None or stop is None:
         return None, f"cannot find the ranging run in ptd_logs.txt (': Go with mark {mark!r}' ... ': Completed test')"
-    shift = 0
-    if rounds.in_force(record).ptd_log_local_time:
-        try:
-            shift = int(float(s.get("timezone") or 0) * 1e9)  # seconds west of UTC: local + west = UTC
-        except (TypeError, ValueError):
-            shift = 0
-    return _PtdLog(log, (start, stop), (testing.detail.power_begin_ns, testing.detail.power_end_ns), shift), None
+    lg = _loadgen_shift_ns(record)
+    return _PtdLog(log, (start, stop), (testing.detail.power_begin_ns + lg, testing.detail.power_end_ns + lg), _timezone_ns(record, "server.json")), None
+
+
+def _timezone_ns(record: RunRecord, which: str) -> int:
+    """The 2021 rules' correction of a local time to UTC: + `timezone` (seconds west of UTC) of
+    client.json (LoadGen's times) or server.json (PTD's log); 0 under later rules."""
+    if not rounds.in_force(record).local_times:
+        return 0
+    try:
+        return int(float((record.power_json.get(which) or {}).get("timezone") or 0) * 1e9)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _loadgen_shift_ns(record: RunRecord) -> int:
+    return _timezone_ns(record, "client.json")
 
 
 def _is_over_limit(msg: str) -> bool:

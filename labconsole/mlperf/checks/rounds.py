@@ -19,8 +19,11 @@ Where the facts come from (power-dev's git history is not available here, so eac
          than the server (the server's last, the upload of client.json itself, happened after
          the client wrote client.json); the power-dev source sets in SOURCE_SETS_SEEN.
   [code] today's compliance/check.py: `# timezone_offset` is left commented out where the ranging
-         start/stop and the uncertainty activation are read from ptd_logs.txt, i.e. the 2021
-         checkers shifted PTD log times by server.json's `timezone` (seconds west of UTC).
+         start/stop and the uncertainty activation are read from ptd_logs.txt, and
+         `_get_begin_end_time_from_mlperf_log_detail` still takes the client's session descriptor
+         it no longer uses: the 2021 checkers read those times as local times and corrected
+         them by server.json's / client.json's `timezone` (seconds west of UTC). Inferred; every
+         2021 result seen records timezone 0, where the correction changes nothing.
   Round end dates are the MLPerf Inference results publication dates (mlcommons.org): a run
   made up to that day belongs to that round (re-runs during review included).
 """
@@ -43,7 +46,7 @@ class Rules:
     until: date | None  # the round's publication date; None for today's rules
     ptd_versions: tuple[str, ...]  # PTD versions its checker accepted [ref][fix]
     client_misses_last_upload: bool = False  # v1.0's protocol: the client lacks the server's last `upload` [fix]
-    ptd_log_local_time: bool = False  # 2021 checkers: PTD log times + server.json timezone [code]
+    local_times: bool = False  # 2021 checkers: PTD log times + server.json timezone, LoadGen's + client.json's [code]
     uncertainty_is_error: bool = True  # a testing sample above 1 % fails (2023-04 on) [ref]
     ptd_config_list: bool = True  # server.json ptd_config must be a list (2024-09 on) [ref]
     checker: str = ""  # which checker, in words
@@ -56,8 +59,8 @@ class Rules:
 _V19 = ("1.9.1", "1.9.2")
 _OLD = dict(uncertainty_is_error=False, ptd_config_list=False)
 ROUNDS: tuple[Rules, ...] = (
-    Rules("v1.0", date(2021, 4, 21), _V19, client_misses_last_upload=True, ptd_log_local_time=True, checker="the 2021 checker of round v1.0", **_OLD),
-    Rules("v1.1", date(2021, 9, 22), _V19, ptd_log_local_time=True, checker="the 2021 checker of round v1.1", **_OLD),
+    Rules("v1.0", date(2021, 4, 21), _V19, client_misses_last_upload=True, local_times=True, checker="the 2021 checker of round v1.0", **_OLD),
+    Rules("v1.1", date(2021, 9, 22), _V19, local_times=True, checker="the 2021 checker of round v1.1", **_OLD),
     Rules("v2.0", date(2022, 4, 6), _V19, checker="the checker of round v2.0", **_OLD),
     Rules("v2.1", date(2022, 9, 8), _V19, checker="the checker of round v2.1", **_OLD),
     Rules("v3.0", date(2023, 4, 5), _V19 + ("1.10.0",), checker="the checker of round v3.0", **_OLD),

@@ -4,8 +4,9 @@ Each check returns verdicts (labconsole.verdict) with a message that says what w
 failure, what it means. The same list runs on our bundles and on MLPerf result folders:
 completeness, LoadGen validity and error lines, the power window, the ranging delta, minimum
 duration, sample regularity and gaps, invalid samples, uncertainty, clock offset, calibration,
-the scope cross-check and acquisition. The official compliance checker's eleven checks live in
-`official` (origin "mlperf").
+the scope cross-check and acquisition; for MLPerf folders, spl.txt against PTD's own summary, and
+for any record, whether labconsole's emulator produced it. The official compliance checker's
+eleven checks live in `official` (origin "mlperf").
 """
 
 from __future__ import annotations
