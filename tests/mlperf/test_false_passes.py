@@ -267,3 +267,12 @@ def test_no_damaged_sealed_bundle_passes(tmp_path_factory, damage, which):
     res = {r.name: r for r in checks.run_checks(open_run(root))}
     assert res["manifest"].status == "fail" and which in res["manifest"].message
     assert not checks.passed(list(res.values()))
+
+
+def test_a_bundle_read_through_an_older_ptd_is_not_submission_grade(tmp_path):
+    root = make_bundle(tmp_path)
+    for version, status in (("1.10.0", "warn"), ("1.11.1", "pass")):
+        env = {"sources": [{"name": "wall", "driver": "ptd", "identity": {"model": "YokogawaWT310E", "serial": "C2PH13047V", "extra": {"ptd_version": version}}}]}
+        (root / "data" / "environment.json").write_text(json.dumps(env))
+        res = by_name(root)["Check PTD configuration"]
+        assert res.status == status and f"PTD {version}" in res.message, res.message

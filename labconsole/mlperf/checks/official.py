@@ -44,7 +44,6 @@ from labconsole.mlperf.powerdev import (
     RESULT_FILES,
     SUPPORTED_DEVICE_TYPES,
     SUPPORTED_MODEL,
-    SUPPORTED_VERSION,
     TIME_DELTA_TOLERANCE_S,
     UNCERTAINTY_ACTIVATED_RE,
     UNCERTAINTY_OVER_LIMIT_RE,
@@ -748,8 +747,15 @@ def _bundle_meter(record: RunRecord) -> list[CheckResult]:
     compact = "Yokogawa" + model.replace(" ", "").replace("-", "").upper().replace("YOKOGAWA", "")
     known = {k.upper(): k for k in SUPPORTED_MODEL}
     match = known.get(compact.upper()) or (model if model in SUPPORTED_MODEL else None)
+    rules = rounds.in_force(record)
+    extra = ident.get("extra") if isinstance(ident.get("extra"), dict) else {}
+    version = str(extra.get("ptd_version") or "")
+    if match and version and version not in rules.ptd_versions:
+        # read through a PTDaemon whose version the checker of these rules rejects
+        return [_result(name, WARN, f"primary source {record.primary_source}: {model} through PTD {version}, which {rules.checker} does not accept ({', '.join(rules.ptd_versions)}): not submission grade")]
     if match:
-        return [_result(name, PASS, f"primary source {record.primary_source}: {model} ({driver}) is a meter model MLPerf accepts (device type {SUPPORTED_MODEL[match]}); submissions still need PTD {SUPPORTED_VERSION[0]} and power-dev")]
+        through = f" through PTD {version}" if version else ""
+        return [_result(name, PASS, f"primary source {record.primary_source}: {model} ({driver}){through} is a meter model MLPerf accepts (device type {SUPPORTED_MODEL[match]}); submissions still need PTD {', '.join(rules.ptd_versions)} and power-dev")]
     return [_result(name, WARN, f"primary source {record.primary_source}: {model or 'unknown model'} ({driver}) is not a meter MLPerf accepts ({', '.join(SUPPORTED_MODEL)}): not submission grade")]
 
 
