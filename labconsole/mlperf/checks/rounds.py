@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 
 from labconsole.bundle.reader import RunRecord
-from labconsole.mlperf.powerdev import parse_identify
+from labconsole.mlperf.powerdev import SUPPORTED_VERSION, parse_identify
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ ROUNDS: tuple[Rules, ...] = (
     Rules("v4.0", date(2024, 3, 27), ("1.10.0",), ptd_config_list=False, checker="the checker of round v4.0"),
     Rules("v4.1", date(2024, 8, 28), ("1.10.0",), ptd_config_list=False, checker="the checker of round v4.1"),
 )
-CURRENT = Rules("current", None, ("1.11.1",), checker="today's checker (power-dev c4b3ad8, 2025-02-21)")
+CURRENT = Rules("current", None, SUPPORTED_VERSION, checker="today's checker (power-dev c4b3ad8, 2025-02-21)")
 BY_NAME = {r.name: r for r in (*ROUNDS, CURRENT)}
 
 # The one source set today's sources_checksums.json accepts (power-dev c4b3ad8) [ref]: the SHA-1 of
