@@ -25,6 +25,8 @@ from labconsole.mlperf import checks
 from labconsole.mlperf.checks.registry import OFFICIAL
 from powerdev_real import POWER_DEV, official_check, powerdev_session, sntp_on_123
 
+pytestmark = pytest.mark.slow  # one real power-dev session: about a minute
+
 OFFICIAL_NAMES = (
     "Check client sources checksum",
     "Check server sources checksum",
