@@ -184,8 +184,10 @@ def _print_report_lines(rep: dict) -> None:
         print(f"  queries: {rep['queries']:.6g}, {rep['queries_from']}")
     if rep.get("metric_note"):
         print(f"  note: {rep['metric_note']}")
-    if p:
+    if p and p.get("samples_in_window"):
         print(f"  average power: {p.get('avg_watts', float('nan')):.6g} W over {p.get('window_s', float('nan')):.3f} s ({p.get('samples_in_window')} samples in the window)")
+    elif p:
+        print(f"  average power: none: no valid samples in the {p.get('window_s', float('nan')):.3f} s window")
     if rep.get("samples_per_joule") is not None:
         pf = rep.get("performance_filed") or {}
         basis = f" (from {pf['key']} = {pf['value']:.6g}, the {filed} figure inferred from the {run} run)" if pf else ""
@@ -413,8 +415,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         _print_report_lines(rep)
         for name, s in (rep.get("sources") or {}).items():
             extra = f", counter {s['counter_avg_watts']:.6g} W" if s.get("counter_avg_watts") else ""
-            print(f"  source {name}: {s['avg_watts']:.6g} W ({s['samples_in_window']} samples){extra}")
-    return EXIT_OK
+            avg = f"{s['avg_watts']:.6g} W" if s["samples_in_window"] else "no valid samples"
+            print(f"  source {name}: {avg} ({s['samples_in_window']} samples){extra}")
+    return EXIT_FAIL if rep.get("empty_window") else EXIT_OK  # an empty power window is a failed measurement
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -424,11 +427,17 @@ def cmd_check(args: argparse.Namespace) -> int:
         return _check_training(args)
 
     record = _open_record_or_exit(args.path)
-    results = checks.run_checks(record)
+    try:
+        rules = checks.choose(record, args.rules)
+    except ValueError as exc:
+        _err(f"--rules: {exc}")
+        return EXIT_USAGE
+    results = checks.run_checks(record, rules)
     ok = checks.passed(results)
     if args.json:
-        print(to_json({"path": str(record.path), "kind": record.kind, "passed": ok, "checks": [r.as_dict() for r in results]}, indent=2))
+        print(to_json({"path": str(record.path), "kind": record.kind, "passed": ok, "rules": rules.as_dict(), "checks": [r.as_dict() for r in results]}, indent=2))
     else:
+        print(f"rules: {_printable(rules.describe())}")
         for r in results:
             print(f"[{r.status.upper():4}] {r.name}: {_printable(r.message)}")
         print("PASSED" if ok else "FAILED")
@@ -591,6 +600,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="check a bundle or an MLPerf result folder against the rules (exit 1 on failure)")
     p.add_argument("path")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--rules", default="auto", metavar="auto|vX.Y|current", help="whose rules: auto (default: the round an MLPerf folder was made for; today's for a bundle), a round (v1.0 ... v4.1), or current")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("export", help="write a bundle in another layout (--mlperf: an MLPerf power result folder, not an official submission)")

@@ -140,6 +140,20 @@ def read_events(path) -> list[Event]:
     return events
 
 
+def phase_spans(events: list[Event]) -> dict[str, tuple[int, int | None]]:
+    """(start, end) wall ns of each phase in a timeline: its last start (the phase as finally
+    run) and the end recorded after it, None when there is none (a crash)."""
+    spans: dict[str, tuple[int, int | None]] = {}
+    for e in events:
+        if not e.phase:
+            continue
+        if e.kind == PHASE_START:
+            spans[e.phase] = (e.wall_ns, None)
+        elif e.kind == PHASE_END and e.phase in spans:
+            spans[e.phase] = (spans[e.phase][0], e.wall_ns)
+    return spans
+
+
 def to_json(obj: Any, indent: int | None = None) -> str:
     """The console's JSON: one line (the timeline) by default, `indent` for files and `--json`.
 

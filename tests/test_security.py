@@ -295,6 +295,12 @@ def test_export_and_reader_never_follow_links_out_of_a_bundle(tmp_path):
         assert f"{rel}: a link, added after sealing" in manifest["message"]
     rep = json.loads(run_cli("report", str(bundle), "--json", timeout=60).stdout)
     assert rep["power"]["avg_watts"] == 100.0  # the linked samples were not read
+    # a sealed bundle changed since is not exported at all (issue 21), the links named
+    exp = run_cli("export", str(bundle), "--mlperf", str(tmp_path / "out"), timeout=60)
+    assert exp.returncode == 1 and "changed after sealing" in exp.stderr and "a link, added after sealing" in exp.stderr
+    assert not (tmp_path / "out").exists()
+    # unsealed, it is exported, and still no link is followed
+    (bundle / "manifest-sha256.txt").unlink()
     exp = run_cli("export", str(bundle), "--mlperf", str(tmp_path / "out"), timeout=60)
     assert exp.returncode == 0, exp.stderr
     for p in (tmp_path / "out").rglob("*"):

@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 
 from labconsole.bundle.reader import RunRecord, open_run
-from labconsole.events import PHASE_END, PHASE_START, PROGRESS, Event
+from labconsole.bundle.seal import verify
+from labconsole.events import PROGRESS, Event, phase_spans
 from labconsole.mlperf.powerdev import SUPPORTED_MODEL, format_spl_line, sha1_file
 from labconsole.samples.batch import OK
 
@@ -105,14 +106,8 @@ def _session_name(record: RunRecord) -> str:
 
 
 def _phase_spans(events: list[Event]) -> dict[str, list[float]]:
-    spans: dict[str, list[float]] = {}
-    for e in events:
-        ph = e.phase
-        if ph in PHASE_FOLDERS and e.kind == PHASE_START:
-            spans[ph] = [e.wall_ns / 1e9, e.wall_ns / 1e9]
-        elif ph in spans and e.kind == PHASE_END:
-            spans[ph][1] = e.wall_ns / 1e9
-    return spans
+    """[start, end] s of the ranging and testing phases (end = start when none was recorded)."""
+    return {ph: [b / 1e9, (e if e is not None else b) / 1e9] for ph, (b, e) in phase_spans(events).items() if ph in PHASE_FOLDERS}
 
 
 def spl_lines(frame: Any, mark: str, begin_ns: int | None) -> tuple[list[str], int]:
@@ -176,8 +171,9 @@ class _Staging:
         hashes[rel] = sha1_file(self.root / rel)
 
 
-def _check_exportable(record: RunRecord, bundle: str | Path, out: Path) -> None:
-    """Raise ExportError before anything is written if the export cannot be done."""
+def _check_exportable(record: RunRecord, bundle: str | Path, out: Path) -> bool:
+    """Raise ExportError before anything is written if the export cannot be done; whether the
+    bundle is sealed (and unchanged since)."""
     if record.kind != "bundle":
         raise ExportError(f"{bundle}: already an MLPerf result folder; export reads labconsole bundles")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -187,6 +183,12 @@ def _check_exportable(record: RunRecord, bundle: str | Path, out: Path) -> None:
     testing = record.phases.get("testing")
     if testing is None or testing.samples is None or testing.detail is None:
         raise ExportError(f"{bundle}: no testing phase with samples and LoadGen logs to export")
+    sealed = verify(record.path)
+    if sealed.sealed and sealed.problems:
+        # The export would carry changed data under the bundle's name: refuse, saying what changed.
+        shown = "; ".join(sealed.problems[:5]) + (f"; ... {len(sealed.problems) - 5} more" if len(sealed.problems) > 5 else "")
+        raise ExportError(f"{bundle}: changed after sealing, not exported: {shown}")
+    return sealed.sealed
 
 
 def _write_phase(stage: _Staging, record: RunRecord, phase: str, sub: str, session: str, notes: list[str]) -> None:
@@ -282,9 +284,11 @@ def _readme(record: RunRecord, session: str, notes: list[str]) -> str:
 def export_mlperf(bundle: str | Path, out_dir: str | Path) -> ExportResult:
     record = open_run(bundle)
     out = Path(out_dir)
-    _check_exportable(record, bundle, out)
+    sealed = _check_exportable(record, bundle, out)
     session = _session_name(record)
     res = ExportResult(out, session_name=session, disclaimer=not_official_note(record))
+    if not sealed:
+        res.notes.append("the bundle is not sealed (no BagIt manifests): nothing vouches that its files are as recorded")
     events = record.events()
     # Everything is written to a sibling folder and renamed into place at the end: a failed
     # export leaves nothing behind.

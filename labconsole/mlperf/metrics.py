@@ -104,9 +104,11 @@ def window_mask(wall_ns: np.ndarray, begin_ns: int, end_ns: int) -> np.ndarray:
 
 
 def valid_mask(frame: Any, inside: np.ndarray) -> np.ndarray:
-    """`inside` and status OK and watts > 0: the samples MLPerf averages (a new array)."""
+    """`inside` and status OK and 0 < watts < inf: the samples MLPerf averages (a new array).
+    An infinite reading is invalid like NaN (which `> 0` already drops)."""
     watts = frame["watts"].to_numpy()
     good = np.greater(watts, 0.0)
+    good &= np.less(watts, np.inf)
     good &= inside
     status = frame["status"].to_numpy()
     if not (status.strides == (0,) and len(status) and status[0] == OK):  # a read-only all-OK view: nothing to mask
@@ -325,6 +327,7 @@ def phase_summary(record: RunRecord, phase: PhaseRecord) -> dict:
     wall = frame["wall_ns"].to_numpy()
     all_ok = status.strides == (0,) and status[0] == OK  # a read-only all-OK view (see valid_mask)
     good = np.greater(watts, 0.0)
+    good &= np.less(watts, np.inf)  # an infinite reading is invalid, like NaN
     if not all_ok:
         good &= status == OK
     out["samples"] = int(len(frame))
@@ -500,7 +503,9 @@ def power_metric(record: RunRecord, power: WindowStats, detail: Any, performance
 def unreadable_files(record: RunRecord) -> list[str]:
     """The logs and sample files that are there but could not be read, each with the reason
     (a missing one is in `record.missing` instead)."""
-    out = []
+    # the reader names a file it could not parse in `missing` as "LABEL: PATH is not valid ...":
+    # present but unreadable, never "missing"
+    out = [m for m in record.missing if ": " in m]
     for ph in record.phases.values():
         out += [e for e in (ph.detail_error, ph.summary_error) if e]
         out += list(ph.sample_errors)
@@ -532,7 +537,7 @@ def compute_report(record: RunRecord, scenario_override: str | None = None) -> d
         "energy": None,
         "uncertainty": None,
         "sources": {},
-        "missing": list(record.missing),
+        "missing": [m for m in record.missing if ": " not in m],
         "unreadable": unreadable_files(record),
     }
     report.update(choice.as_dict())
@@ -544,6 +549,9 @@ def compute_report(record: RunRecord, scenario_override: str | None = None) -> d
     if power is not None and power.samples > 0 and detail is not None:
         report["metric"], report["samples_per_joule"], extra = power_metric(record, power, detail, report["performance"], choice)
         report.update(extra)
+    elif power is not None and power.samples == 0:
+        report["metric_note"] = f"no metric: no valid samples between power_begin {detail.power_begin} and power_end {detail.power_end}"
+        report["empty_window"] = True
     elif testing is not None and testing.detail_problem():
         report["metric_note"] = f"no metric: {testing.detail_problem()}"
     if testing is not None and detail is not None and detail.power_begin_ns is not None:

@@ -19,9 +19,7 @@ from pathlib import Path
 from labconsole.instruments import ptd
 
 # --- the checker's constants (compliance/check.py at power-dev HEAD c4b3ad8) ------------------
-SUPPORTED_VERSION = ("1.11.1",)
-# Versions earlier checker releases accepted: ["1.9.1", "1.9.2"] (2022), ["1.10.0"] (2024-01, 8d5d010).
-EARLIER_ACCEPTED_VERSIONS = ("1.9.1", "1.9.2", "1.10.0")
+SUPPORTED_VERSION = ("1.11.1",)  # earlier rounds' lists: labconsole.mlperf.checks.rounds
 SUPPORTED_MODEL = {
     "YokogawaWT210": 8,
     "YokogawaWT500": 35,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from labconsole.mlperf.checks import choose
 from labconsole.mlperf.summary import evaluate
 from labconsole.session.live import qps_over_phases
 from labconsole.session.replay import recorded_progress
@@ -14,7 +15,8 @@ from labconsole.sources.replay import recorded_samples
 
 
 def load_results(path: Path) -> dict:
-    """record, report, checks; power: [(label, t_s, watts with NaN where invalid)];
+    """record, report, checks, rules (the round's rules the checks applied, see `check --rules`);
+    scenario: (filed, LoadGen's, notes on how they differ); power: [(label, t_s, watts with NaN where invalid)];
     qps: (t_s, q/s); marks: [(t_s, phase)] where each phase's samples start, in time order;
     window: the testing run's (power_begin, power_end) in seconds, or None."""
     record, report, check_list = evaluate(path)
@@ -34,6 +36,8 @@ def load_results(path: Path) -> dict:
         "record": record,
         "report": report,
         "checks": check_list,
+        "rules": choose(record),  # what evaluate()'s run_checks applied (auto)
+        "scenario": (report.get("filed_scenario") or report.get("scenario"), report.get("run_scenario") or report.get("scenario"), list(report.get("scenario_notes") or [])),
         "power": power,
         "qps": qps_over_phases(recorded_progress(record)),
         "marks": sorted(marks, key=lambda m: m[0]),

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from labconsole.instruments.ptd import format_power_time
+from labconsole.mlperf.checks.rounds import CURRENT_SOURCES
 from labconsole.mlperf.powerdev import RESULT_FILES, format_spl_line
 from mlperf_fakes import write_detail_log
 
@@ -163,7 +164,7 @@ def make_session(
         f"client 2023-11-14 22:13:20,000 [INFO] NTP:offset = {ntp_offset_s:.3f} s, delay = 0.001 s \n", encoding="utf-8"
     )
     (root / "power" / "server.log").write_text("ptd-server 2023-11-14 22:13:20,000 [INFO] Session started\n", encoding="utf-8")
-    sources = {"lib/client.py": "ac2aa093c8e8bbc9569b9e2a3471bc64e58a2258", "lib/common.py": "611d8b29633d331eb19c9455ea3b5fa3284ed6df"}
+    sources = CURRENT_SOURCES  # today's power-dev: `check --rules auto` judges the session by today's rules
     base = {"version": "1.0", "timezone": 0, "modules": {}, "sources": dict(sources), "uuid": {"client": cu, "server": su}, "session_name": sid}
     sess = Session(root, sid, rwin, twin)
     base_copy = lambda: json.loads(json.dumps(base))  # noqa: E731 - client and server share nothing

@@ -107,14 +107,27 @@ def test_check_lists_every_check_with_a_verdict_and_a_reason(folder):
     for c in doc["checks"]:
         assert c["status"] in ("pass", "warn", "fail", "skip") and len(c["message"]) > 10
     by = {c["name"]: c for c in doc["checks"]}
-    # what the trimmed published folders lack is named, not passed over
-    assert by["Check errors and warnings from PTD logs"]["status"] == "warn"
+    # These copies were trimmed (no power/ptd_logs.txt, server.log, ranging logs): a folder
+    # missing required files fails, as the official checker fails it, and says what is missing
+    assert by["Check errors and warnings from PTD logs"]["status"] == "fail"
     assert "ptd_logs.txt is missing" in by["Check errors and warnings from PTD logs"]["message"]
-    assert by["Check results checksum"]["status"] == "warn" and "5 file(s) match" in by["Check results checksum"]["message"]
+    assert by["Check results checksum"]["status"] == "fail" and "5 file(s) match" in by["Check results checksum"]["message"]
+    assert "required but absent from this folder: power/ptd_logs.txt, power/server.log" in by["Check results checksum"]["message"]
+    assert by["files present"]["status"] == "fail" and "power/ptd_logs.txt" in by["files present"]["message"]
     assert "ranging/mlperf_log_detail.txt" in by["ranging vs testing"]["message"]
-    # both used PTD 1.10.0, accepted in their round, rejected by today's official checker
-    assert by["Check PTD commands and replies"]["status"] == "warn" and "1.10.0" in by["Check PTD commands and replies"]["message"]
-    assert doc["passed"] is True and out.returncode == 0
+    # both used PTD 1.10.0, which their rounds' checkers accepted (today's rejects it)
+    assert doc["rules"]["name"] == ("v3.1" if folder == V31 else "v4.0") and doc["rules"]["chosen_by"] == "auto"
+    assert by["Check PTD commands and replies"]["status"] == "pass" and "1.10.0" in by["Check PTD commands and replies"]["message"]
+    assert doc["passed"] is False and out.returncode == 1
+    # what the round's checker could check on these files still passes (it cannot open the
+    # trimmed ranging/mlperf_log_detail.txt for the time check either)
+    assert "ranging/mlperf_log_detail.txt is missing" in by["Check time difference"]["message"]
+    for name in official:
+        if name not in ("Check results checksum", "Check errors and warnings from PTD logs", "Check time difference"):
+            assert by[name]["status"] != "fail", (name, by[name]["message"])
+    current = json.loads(run_cli("check", str(folder / "performance"), "--json", "--rules", "current").stdout)
+    by = {c["name"]: c for c in current["checks"]}
+    assert current["rules"]["name"] == "current" and by["Check PTD commands and replies"]["status"] == "fail"
 
 
 def test_published_uncertainty_is_read_from_ptd(tmp_path):

@@ -27,10 +27,11 @@ import pytest
 
 from conftest import FIXTURES, run_cli
 from labconsole.bundle.reader import open_run
+from labconsole.instruments.ptd import format_power_time
 from labconsole.mlperf import checks
 from labconsole.mlperf.checks import official
 from labconsole.mlperf.export import export_mlperf
-from powerdev_fakes import make_session
+from powerdev_fakes import make_session, ptd_time
 from test_export import make_bundle
 
 ROUNDS = FIXTURES / "mlperf-results" / "rounds"
@@ -165,8 +166,9 @@ def test_a_session_whose_sides_ran_different_sources_is_judged_side_by_side(tmp_
     client["sources"] = dict(client["sources"], **{"lib/client.py": "0" * 40})
     path.write_text(json.dumps(client))
     res = official.sources_checksum(open_run(s.root))
-    assert [r.status for r in res] == ["warn", "warn"]
-    assert all("lib/client.py" in r.message and "sources_checksums.json" in r.message for r in res)
+    # today's rules (the server ran today's sources): the edited client fails, the server passes
+    assert [r.status for r in res] == ["fail", "pass"]
+    assert all("lib/client.py" in r.message and "which is allowed: each side is checked on its own" in r.message for r in res)
 
 
 # --- smaller ------------------------------------------------------------------------------------------------
@@ -233,3 +235,104 @@ def test_export_names_the_device_and_who_produced_the_samples(tmp_path, driver, 
     cli = run_cli("export", str(bundle), "--mlperf", str(tmp_path / "again"))
     assert cli.returncode == 0, cli.stderr
     assert ("its samples came from a SPEC PTDaemon" in cli.stdout) is ptd
+
+
+# --- the rules of a round (issue 13, item 4) ------------------------------------------------------------------
+ROUND_OF = {V10: "v1.0", V11: "v1.1", V21: "v2.1", V30: "v3.0"}
+OFFICIAL_NAMES = [
+    "Check client sources checksum", "Check server sources checksum", "Check PTD commands and replies", "Check UUID",
+    "Check session name", "Check time difference", "Check client server messages", "Check results checksum",
+    "Check errors and warnings from PTD logs", "Check PTD configuration", "Check debug is disabled on server-side",
+]
+
+
+@pytest.mark.parametrize("folder", list(PUBLISHED), ids=IDS)
+def test_each_round_is_judged_by_its_own_rules_and_no_official_check_fails(folder):
+    out = run_cli("check", str(folder), "--json")
+    doc = json.loads(out.stdout)
+    assert doc["rules"]["name"] == ROUND_OF[folder] and doc["rules"]["chosen_by"] == "auto"
+    assert any("run on " in w for w in doc["rules"]["why"])
+    # every round's own checker passed these published results: no check under an official name fails
+    official_checks = [c for c in doc["checks"] if c["origin"] == "mlperf"]
+    assert {c["name"] for c in official_checks} >= set(OFFICIAL_NAMES)
+    assert [c for c in official_checks if c["status"] == "fail"] == []
+    assert doc["passed"] is True and out.returncode == 0
+    text = run_cli("check", str(folder)).stdout
+    assert text.startswith(f"rules: {ROUND_OF[folder]} (") and "auto: run on " in text
+
+
+def test_the_v1_0_client_recorded_one_message_fewer_as_its_round_expected():
+    # before: "client commands list length (10) should equal the server's (11)"
+    res = {r.name: r for r in checks.run_checks(open_run(V10))}["Check client server messages"]
+    assert res.status == "pass" and "'session,2021-03-03_00-06-49,upload,client.json'" in res.message and "came after client.json was written" in res.message
+    for rules in ("v1.1", "current"):
+        res = {r.name: r for r in checks.run_checks(open_run(V10), rules)}["Check client server messages"]
+        assert res.status == "fail" and "length (10) should equal the server's (11)" in res.message and "the v1.0 protocol" in res.message
+
+
+def test_current_rules_fail_what_only_older_rounds_accepted():
+    doc = json.loads(run_cli("check", str(V10), "--json", "--rules", "current").stdout)
+    assert doc["rules"] == {"name": "current", "checker": "today's checker (power-dev c4b3ad8, 2025-02-21)", "chosen_by": "--rules", "why": ["forced with --rules current"]}
+    by = {c["name"]: c for c in doc["checks"]}
+    assert by["Check PTD commands and replies"]["status"] == "fail" and "'1.9.2'" in by["Check PTD commands and replies"]["message"]
+    assert by["Check client sources checksum"]["status"] == "fail" and by["Check PTD configuration"]["status"] == "fail"
+    assert doc["passed"] is False
+    # a round named by its number alone, or with a capital V, is the same round
+    assert json.loads(run_cli("check", str(V10), "--json", "--rules", "1.0").stdout)["rules"]["name"] == "v1.0"
+    bad = run_cli("check", str(V10), "--rules", "v9.9")
+    assert bad.returncode == 2 and "'v9.9' is not a set of rules" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_uncertainty_warnings_in_testing_are_an_error_only_from_the_2023_rules_on():
+    # SiMa v3.0: one 'above 1.00% limit' line inside the testing run, which its round's checker passed
+    for rules, ours in (("auto", "warn"), ("v3.0", "warn"), ("v3.1", "fail"), ("current", "fail")):
+        res = {r.name: r for r in checks.run_checks(open_run(V30), rules)}
+        assert res["PTD warnings in the testing window"].status == ours, (rules, res["PTD warnings in the testing window"].message)
+        assert "line 1877" in res["PTD warnings in the testing window"].message
+        # the official-named check gives the official verdict: outside its 800 s slip, so not seen
+        assert res["Check errors and warnings from PTD logs"].status != "fail"
+
+
+def test_a_session_is_dated_into_its_round_and_todays_sources_mean_todays_rules(tmp_path):
+    s = make_session(tmp_path / "Offline" / "performance")  # 2023-11-14, today's power-dev sources
+    assert checks.choose(open_run(s.root)).rules.name == "current"
+    for side in (s.client, s.server):
+        side["sources"] = dict(side["sources"], **{"lib/server.py": "1" * 40})
+    s.save()
+    choice = checks.choose(open_run(s.root))
+    assert choice.rules.name == "v4.0" and "run on 2023-11-14" in choice.why[0]
+    # a labconsole bundle is new work: today's rules
+    bundle = make_bundle(tmp_path / "b")
+    choice = checks.choose(open_run(bundle))
+    assert choice.rules.name == "current" and "labconsole bundle" in choice.why[0]
+
+
+def test_the_2021_rules_read_ptd_log_times_in_the_servers_time_zone(tmp_path):
+    s = make_session(tmp_path / "Offline" / "performance")
+    s.server["timezone"] = 7200  # two hours west of UTC: PTD's log in local time is 2 h behind
+    s.save()
+    p = s.root / "power" / "ptd_logs.txt"
+    local = s.testing_window[0] + 5 - 7200
+    p.write_text(p.read_text() + f"{ptd_time(local)}: WARNING: Voltage dropped\n")
+    s.rehash()
+    record = open_run(s.root)
+    by_rules = {rules: {r.name: r for r in checks.run_checks(record, rules)}["PTD warnings in the testing window"] for rules in ("v1.1", "v2.0")}
+    assert by_rules["v1.1"].status == "warn" and "Voltage dropped" in by_rules["v1.1"].message
+    assert by_rules["v2.0"].status == "pass"
+
+
+def test_the_2021_rules_read_loadgen_times_in_the_clients_time_zone(tmp_path):
+    s = make_session(tmp_path / "Offline" / "performance")
+    s.client["timezone"] = 7200  # LoadGen wrote local time, 2 h behind UTC
+    s.save()
+    for sub, (b, e) in (("ranging", s.ranging_window), ("run_1", s.testing_window)):
+        detail = s.root / sub / "mlperf_log_detail.txt"
+        text = detail.read_text()
+        for t in (b, e):
+            text = text.replace(format_power_time(int(t * 1e3) * 1_000_000), format_power_time(int((t - 7200) * 1e3) * 1_000_000))
+        detail.write_text(text)
+    s.rehash()
+    record = open_run(s.root)
+    by_rules = {rules: {r.name: r for r in checks.run_checks(record, rules)}["Check time difference"] for rules in ("v1.1", "v2.0")}
+    assert by_rules["v1.1"].status == "pass", by_rules["v1.1"].message
+    assert by_rules["v2.0"].status == "fail" and "is not within the client's testing phase" in by_rules["v2.0"].message

@@ -2,10 +2,15 @@
 
 mlcommons/power-dev compliance/check.py (= mlcommons/inference tools/submission/power/
 power_checker.py) reads a power-dev session folder: power/client.json, server.json,
-ptd_logs.txt, and the LoadGen logs and spl.txt of ranging/ and run_1/. Each check below keeps
-the official name and does what the rule means; where the official tool has a known quirk
-(mlperf-power reference §5.1, §10), the message says how the official tool differs. What we
-cannot reproduce (the source-hash pinning to one power-dev release) is a warning that says so.
+ptd_logs.txt, and the LoadGen logs and spl.txt of ranging/ and run_1/. Each check keeps the
+official name and gives the official verdict under the rules of the round the folder was made
+for (`rounds`: accepted PTD versions and source sets, v1.0's message list, 2021's PTD log
+times). Where labconsole is deliberately stricter, that is a check of its own name (`PTD
+warnings in the testing window`); where the official tool is wrong (it stops at its first
+warning; its DST allowance takes power_begin past power_end; its duration warning skips the
+-5 % rule) the check does what the rule means and its message says how the official tool
+differs. Without client.json and server.json the official tool cannot run at all: every
+check here then fails and says whether the file is missing or there but unreadable.
 
 On our own bundles, checks whose inputs only power-dev produces are `skip` with the reason;
 the time-window check and the meter check have bundle equivalents.
@@ -13,18 +18,21 @@ the time-window check and the meter check have bundle equivalents.
 
 from __future__ import annotations
 
+import re
 import uuid as _uuid
+from dataclasses import dataclass
 from typing import Any
 
 from labconsole.bundle.reader import RunRecord
-from labconsole.events import PHASE_END, PHASE_START
-from labconsole.instruments.ptd import format_power_time, parse_ptd_log
+from labconsole.events import phase_spans
+from labconsole.instruments.ptd import format_power_time, parse_power_time, parse_ptd_log
+from labconsole.mlperf import metrics
+from labconsole.mlperf.checks import rounds
 from labconsole.mlperf.checks.registry import OFFICIAL, CheckResult, check
 from labconsole.verdict import FAIL, PASS, SKIP, WARN
 from labconsole.mlperf.powerdev import (
     COMMON_ERROR_RANGING,
     COMMON_ERROR_TESTING,
-    EARLIER_ACCEPTED_VERSIONS,
     PROTOCOL_CLIENT_RE,
     PROTOCOL_SERVER_RE,
     REPLY_GO,
@@ -36,7 +44,6 @@ from labconsole.mlperf.powerdev import (
     RESULT_FILES,
     SUPPORTED_DEVICE_TYPES,
     SUPPORTED_MODEL,
-    SUPPORTED_VERSION,
     TIME_DELTA_TOLERANCE_S,
     UNCERTAINTY_ACTIVATED_RE,
     UNCERTAINTY_OVER_LIMIT_RE,
@@ -45,6 +52,10 @@ from labconsole.mlperf.powerdev import (
     sha1_file,
 )
 
+# Both wordings: PTD 1.9.x "Uncertainty 1.25% above 1.00% limit for the last measurement sample!" [fix v1.0],
+# later "Uncertainty 1.03%, which is above 1.00% limit for the last sample!" (the checker's regex).
+_UNCERTAINTY_ANY_RE = re.compile(r"Uncertainty \d+\.\d+%,? (?:which is )?above 1\.00% limit")
+
 NOT_POWERDEV = "not applicable to a labconsole bundle: it is not a power-dev client/server session"
 
 
@@ -52,11 +63,20 @@ def _result(name: str, status: str, message: str) -> CheckResult:
     return CheckResult(name, status, message, OFFICIAL)
 
 
+def _json_problem(record: RunRecord, which: str) -> str:
+    """Why power/<which> gives nothing: missing, or there but unreadable (and why). A file that
+    is present but cannot be read as expected is a failure that says so, never "missing"."""
+    if not (record.path / "power" / which).exists():
+        return f"power/{which} is missing (the official checker cannot run without it)"
+    reason = next((m.split(" is not valid JSON ", 1)[-1] for m in record.missing if m.startswith(f"power/{which}:")), "")
+    return f"power/{which} is present but unreadable as JSON{' ' + reason if reason else ''} (a byte-order mark or any edit breaks it; the official checker fails it too)"
+
+
 def _session(record: RunRecord, which: str) -> tuple[dict | None, str | None]:
-    """client.json / server.json, or the reason it cannot be used (missing, or a required field absent)."""
+    """client.json / server.json, or the reason it cannot be used (missing, unreadable, or a required field absent)."""
     obj = record.power_json.get(which)
     if not obj:
-        return None, f"power/{which} is missing or unreadable"
+        return None, _json_problem(record, which)
     absent = [f for f in REQUIRED_JSON_FIELDS if f not in obj]
     if absent:
         return None, f"power/{which} lacks the required field(s) {', '.join(absent)}"
@@ -73,36 +93,51 @@ def _both(record: RunRecord) -> tuple[dict | None, dict | None, str | None]:
 # --- 1, 2: sources checksum ---------------------------------------------------------------------
 @check
 def sources_checksum(record: RunRecord) -> list[CheckResult]:
+    """Each side's power-dev source set must be one the round's checker accepts
+    (sources_checksums.json, a list of sets; each side is compared with the list on its own)."""
     names = ("Check client sources checksum", "Check server sources checksum")
     if record.kind != "mlperf":
         return [_result(n, SKIP, NOT_POWERDEV) for n in names]
+    rules = rounds.in_force(record)
     out = []
-    c, _ = _session(record, "client.json")
-    s, _ = _session(record, "server.json")
-    for name, mine, other, label in ((names[0], c, s, "client"), (names[1], s, c, "server")):
+    sides = {label: _session(record, f"{label}.json") for label in ("client", "server")}
+    for name, label, other in ((names[0], "client", "server"), (names[1], "server", "client")):
+        mine, why = sides[label]
         if mine is None:
-            out.append(_result(name, WARN, f"power/{label}.json missing or incomplete: no source checksums to check"))
+            out.append(_result(name, FAIL, why or f"power/{label}.json unusable"))
             continue
         src = mine.get("sources")
         if not isinstance(src, dict) or not src:
             out.append(_result(name, FAIL, f"{label}.json has no source checksums"))
             continue
-        pinning = (
-            "; the official checker also requires it to equal one of the accepted sets listed in its sources_checksums.json"
-            " (that of the power-dev release current when it runs), which labconsole does not reproduce: run the official checker for that"
-        )
-        osrc = (other or {}).get("sources")
+        fp = rounds.sources_fingerprint(src)
+        osrc = (sides[other][0] or {}).get("sources")
+        side_note = ""
         if isinstance(osrc, dict) and osrc and osrc != src:
-            # power-dev's sources_checksums.json is a list of accepted sets and each side is
-            # compared with the list on its own: a client and a server from two accepted
-            # releases both pass (the official checker never compares them with each other).
+            # The official checker never compares the two sides: a client and a server from two
+            # accepted releases both pass (v2.1 Dell XR12 did).
             diff = sorted(k for k in set(src) | set(osrc) if src.get(k) != osrc.get(k))
-            shown = ", ".join(diff[:6]) + ("..." if len(diff) > 6 else "")
-            out.append(_result(name, WARN, f"{len(src)} source files; client and server ran different power-dev sources ({shown}), which is allowed: each side is checked on its own" + pinning))
-        elif isinstance(osrc, dict) and osrc:
-            out.append(_result(name, WARN, f"{len(src)} source files, identical on client and server" + pinning))
+            side_note = f"; client and server ran different power-dev sources ({', '.join(diff[:6])}{'...' if len(diff) > 6 else ''}), which is allowed: each side is checked on its own"
+        if rules.is_current:
+            if src == rounds.CURRENT_SOURCES:
+                out.append(_result(name, PASS, f"{len(src)} source files: the set today's sources_checksums.json accepts (power-dev c4b3ad8){side_note}"))
+            else:
+                changed = sorted(k for k in set(src) | set(rounds.CURRENT_SOURCES) if src.get(k) != rounds.CURRENT_SOURCES.get(k))
+                out.append(_result(name, FAIL, f"{len(src)} source files, not the set today's checker accepts (differs in {', '.join(changed[:6])}{'...' if len(changed) > 6 else ''}): an edited or other power-dev release{side_note}"))
+            continue
+        seen = rounds.SOURCE_SETS_SEEN.get(fp, ())
+        if rules.name in seen:
+            out.append(_result(name, PASS, f"{len(src)} source files: a set {rules.checker} passed in published results (set {fp}){side_note}"))
         else:
-            out.append(_result(name, WARN, f"{len(src)} source files" + pinning))
+            where = f" (seen in published {', '.join(seen)} results)" if seen else ""
+            out.append(
+                _result(
+                    name,
+                    WARN,
+                    f"{len(src)} source files (set {fp}{where}); labconsole does not hold the list of sets {rules.checker} accepted:"
+                    f" run that round's checker for this one{side_note}",
+                )
+            )
     return out
 
 
@@ -124,11 +159,12 @@ def ptd_messages(record: RunRecord) -> list[CheckResult]:
         return [_result(name, SKIP, NOT_POWERDEV + " (its PTD exchanges are checked by the ptd driver as they happen)")]
     s, why = _session(record, "server.json")
     if s is None:
-        return [_result(name, WARN, why or "server.json unusable")]
+        return [_result(name, FAIL, why or "server.json unusable")]
     msgs = s.get("ptd_messages")
     if not isinstance(msgs, list) or not msgs:
         return [_result(name, FAIL, "server.json has no ptd_messages")]
     msgs = [m if isinstance(m, dict) else {} for m in msgs]
+    rules = rounds.in_force(record)
     fails: list[str] = []
     warns: list[str] = []
     seen: list[str] = []
@@ -142,15 +178,13 @@ def ptd_messages(record: RunRecord) -> list[CheckResult]:
             idr = parse_identify(ident)
             if idr.model not in SUPPORTED_MODEL:
                 fails.append(tag + f"power meter {idr.model!r} is not one the checker supports ({', '.join(SUPPORTED_MODEL)})")
-            if idr.version in SUPPORTED_VERSION:
-                seen.append(f"{tag}{idr.model}, PTD {idr.version}")
-            elif idr.version in EARLIER_ACCEPTED_VERSIONS:
-                seen.append(f"{tag}{idr.model}, PTD {idr.version}")
-                warns.append(
-                    tag + f"PTD {idr.version} was accepted by earlier checker releases; the current official checker accepts only {', '.join(SUPPORTED_VERSION)} and fails it"
+            seen.append(f"{tag}{idr.model}, PTD {idr.version or '(no version)'}")
+            if idr.version not in rules.ptd_versions:
+                later = [r.name for r in (*rounds.ROUNDS, rounds.CURRENT) if idr.version in r.ptd_versions]
+                fails.append(
+                    tag + f"PTD version {idr.version or '(none)'!r} is not one {rules.checker} accepts ({', '.join(rules.ptd_versions)})"
+                    + (f"; it was accepted in round(s) {', '.join(later)}" if later else "")
                 )
-            else:
-                fails.append(tag + f"PTD version {idr.version or '(none)'!r} is not supported (supported: {', '.join(SUPPORTED_VERSION)}; earlier: {', '.join(EARLIER_ACCEPTED_VERSIONS)})")
         stops = 0
         for m in block:
             cmd, reply = str(m.get("cmd", "")), str(m.get("reply", ""))
@@ -206,7 +240,7 @@ def uuid_and_session(record: RunRecord) -> list[CheckResult]:
         return [_result(n, SKIP, NOT_POWERDEV) for n in names]
     c, s, why = _both(record)
     if c is None or s is None:
-        return [_result(n, WARN, why or "") for n in names]
+        return [_result(n, FAIL, why or "") for n in names]
     out = []
     problems = []
     ids = {}
@@ -279,7 +313,7 @@ def time_difference(record: RunRecord) -> list[CheckResult]:
         return _bundle_windows(record)
     c, s, why = _both(record)
     if c is None or s is None:
-        return [_result(name, WARN, why or "")]
+        return [_result(name, FAIL, why or "")]
     fails, warns, info = [], [], []
     phases_c, phases_s = c.get("phases") or {}, s.get("phases") or {}
     for mode in ("ranging", "testing"):
@@ -301,34 +335,58 @@ def time_difference(record: RunRecord) -> list[CheckResult]:
     for mode, sub in (("ranging", "ranging"), ("testing", "run_1")):
         ph = record.phases.get(mode)
         pc = phases_c.get(mode)
-        if ph is None or ph.detail is None or ph.detail.power_begin_ns is None:
+        if ph is not None and ph.detail is not None and ph.detail.power_begin_ns is not None:
+            b, e = ph.detail.power_begin_ns / 1e9, ph.detail.power_end_ns / 1e9
+        else:
+            # A log our reader rejects may still give the official checker its two times (it
+            # reads only the lines holding power_begin and power_end): judge what it would see.
             why = ph.detail_problem(f"{sub}/mlperf_log_detail.txt") if ph else f"{sub}/ is missing"
-            warns.append(f"cannot check the {mode} LoadGen window: {why}")
-            continue
-        b, e = ph.detail.power_begin_ns / 1e9, ph.detail.power_end_ns / 1e9
+            fails.append(f"cannot check the {mode} LoadGen window: {why}")
+            window = _official_window(record.path / sub / "mlperf_log_detail.txt")
+            if window is None:
+                continue
+            b, e = window
+        begin_text, end_text = format_power_time(int(b * 1e9)), format_power_time(int(e * 1e9))
+        b, e = b + _loadgen_shift_ns(record) / 1e9, e + _loadgen_shift_ns(record) / 1e9  # 2021 rules: local time
         durations[mode] = e - b
         if not isinstance(pc, list) or len(pc) < 3:
             continue
         lo, hi = float(pc[1][0]), float(pc[2][0])
         inside = lo < b < hi and lo < e < hi
         dst = lo < b - 3600 < hi and lo < e - 3600 < hi
-        if inside:
+        # The official checker's DST workaround accepts power_begin and power_end each on its
+        # own, either in the phase or 1 h late: a window with one end moved passes it.
+        official_ok = (lo < b < hi or lo < b - 3600 < hi) and (lo < e < hi or lo < e - 3600 < hi)
+        if not b < e:
+            fails.append(
+                f"the {mode} LoadGen window is empty or reversed: power_begin {begin_text} is not before power_end {end_text}"
+                + (" (the official checker passes this: its DST workaround accepts each end on its own, 1 h late, and its duration warning then stops it before the -5 % rule)" if official_ok else "")
+            )
+        elif inside:
             info.append(f"{mode} LoadGen window inside the client's phase")
         elif dst:
             warns.append(f"the {mode} LoadGen window lies inside the client's phase only 1 h earlier: accepted by the official checker's DST workaround, but the clocks disagree by an hour")
         else:
             fails.append(
-                f"the {mode} LoadGen window {ph.detail.power_begin}..{ph.detail.power_end} is not within the client's {mode} phase"
+                f"the {mode} LoadGen window {begin_text}..{end_text} is not within the client's {mode} phase"
                 f" {format_power_time(int(lo * 1e9))}..{format_power_time(int(hi * 1e9))} (UTC)"
+                + (" (the official checker passes this: its DST workaround accepts each end on its own, 1 h late)" if official_ok else "")
             )
+    duration_warning = False
     if "ranging" in durations and "testing" in durations and durations["ranging"] > 0:
         diff = (durations["ranging"] - durations["testing"]) / durations["ranging"]
         if diff > 0.5:
+            duration_warning = True
             warns.append(
                 f"the testing run ({durations['testing']:.2f} s) is {diff:.0%} shorter than ranging ({durations['ranging']:.2f} s); they should run the same workload"
                 " (the official checker warns above 50 % but its message says '5 percent')"
             )
-    tail = " (the -5 % power rule of this check is reported as 'ranging vs testing')"
+    # The last part of the official check: testing power not more than 5 % below ranging, with
+    # its rounding; its duration warning stops it before this rule ('ranging vs testing' applies it anyway).
+    delta = metrics.checker_ranging_delta_pct(record)
+    if delta is not None and not delta > -5 and not duration_warning:
+        fails.append(f"testing average power is {delta:+.2f} % against ranging: more than 5 % below it")
+    tail = " (the -5 % power rule of this check is also reported, unrounded, as 'ranging vs testing')"
     if fails:
         return [_result(name, FAIL, "; ".join(fails + warns) + tail)]
     if warns:
@@ -336,15 +394,39 @@ def time_difference(record: RunRecord) -> list[CheckResult]:
     return [_result(name, PASS, "; ".join(info) + tail)]
 
 
+_OFFICIAL_TIME_RE = re.compile(r"(\d*-\d*-\d* \d*:\d*:\d*\.\d*)")
+
+
+def _official_window(path) -> tuple[float, float] | None:
+    """power_begin, power_end (epoch s) as compliance/check.py reads them: the first line holding
+    each word (any case), its first MM-DD-YYYY HH:MM:SS.mmm. None where it would fail to."""
+    begin = end = None
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                low = line.lower()
+                key = "b" if "power_begin" in low else "e" if "power_end" in low else None
+                if key is None:
+                    continue
+                m = _OFFICIAL_TIME_RE.search(line)
+                if not m:
+                    return None
+                t = parse_power_time(m.group(1)) / 1e9
+                if key == "b":
+                    begin = t
+                else:
+                    end = t
+                if begin is not None and end is not None:
+                    return begin, end
+    except (OSError, ValueError):
+        return None
+    return None
+
+
 def _bundle_windows(record: RunRecord) -> list[CheckResult]:
     """Our equivalent: each LoadGen window lies inside the phase the console recorded."""
     name = "Check time difference"
-    spans: dict[str, list[int]] = {}
-    for e in record.events():
-        if e.kind == PHASE_START and e.phase:
-            spans.setdefault(e.phase, [e.wall_ns, 0])
-        elif e.kind == PHASE_END and e.phase in spans:
-            spans[e.phase][1] = e.wall_ns
+    spans = phase_spans(record.events())  # the same spans `export --mlperf` writes as power-dev's phases
     fails, warns, info = [], [], []
     durations = {}
     for mode in ("ranging", "testing"):
@@ -356,7 +438,7 @@ def _bundle_windows(record: RunRecord) -> list[CheckResult]:
         b, e = ph.detail.power_begin_ns, ph.detail.power_end_ns
         durations[mode] = (e - b) / 1e9
         span = spans.get(mode)
-        if not span or not span[1]:
+        if not span or span[1] is None:
             warns.append(f"the timeline has no complete {mode} phase to compare the LoadGen window with")
             continue
         if span[0] < b and e < span[1]:
@@ -379,10 +461,22 @@ def client_server_messages(record: RunRecord) -> list[CheckResult]:
         return [_result(name, SKIP, NOT_POWERDEV)]
     c, s, why = _both(record)
     if c is None or s is None:
-        return [_result(name, WARN, why or "")]
+        return [_result(name, FAIL, why or "")]
     mc, ms = c.get("messages") or [], s.get("messages") or []
+    if not isinstance(mc, list) or not isinstance(ms, list):
+        return [_result(name, FAIL, "client.json or server.json 'messages' is not a list")]
+    mc = [m if isinstance(m, dict) else {} for m in mc]
+    ms = [m if isinstance(m, dict) else {} for m in ms]
+    rules = rounds.in_force(record)
+    note = ""
+    if rules.client_misses_last_upload and len(ms) == len(mc) + 1 and str(ms[-1].get("cmd", "")).endswith(",upload,client.json"):
+        # v1.0's protocol: the client uploaded client.json after writing it, so its own list
+        # lacks that last exchange, and the round's checker expected one message fewer.
+        note = f"; the server's last message ({ms[-1].get('cmd')!r}) came after client.json was written, as {rules.checker} expected"
+        ms = ms[:-1]
     if len(mc) != len(ms):
-        return [_result(name, FAIL, f"client commands list length ({len(mc)}) should equal the server's ({len(ms)})")]
+        upload = " (the client's list lacks the server's final upload of client.json: the v1.0 protocol, which that round's checker accepted)" if len(ms) == len(mc) + 1 and str(ms[-1].get("cmd", "")).endswith(",upload,client.json") else ""
+        return [_result(name, FAIL, f"client commands list length ({len(mc)}) should equal the server's ({len(ms)}) under {rules.checker}{upload}")]
     if not mc:
         return [_result(name, FAIL, "no client/server messages recorded")]
     for i, (a, b) in enumerate(zip(mc, ms)):
@@ -396,7 +490,7 @@ def client_server_messages(record: RunRecord) -> list[CheckResult]:
         return [_result(name, FAIL, f"the first exchange is not the power-dev handshake: {ms[0].get('cmd')!r} -> {ms[0].get('reply')!r}")]
     if mcv.group(1) != msv.group(1):
         return [_result(name, FAIL, f"client.py protocol v{mcv.group(1)} is not server.py v{msv.group(1)}")]
-    return [_result(name, PASS, f"{len(mc)} messages identical on both sides (replies to 'time' excepted), protocol v{mcv.group(1)}")]
+    return [_result(name, PASS, f"{len(mc)} messages identical on both sides (replies to 'time' excepted), protocol v{mcv.group(1)}{note}")]
 
 
 # --- 8: results checksum -------------------------------------------------------------------------------
@@ -407,7 +501,7 @@ def results_checksum(record: RunRecord) -> list[CheckResult]:
         return [_result(name, SKIP, "labconsole bundles are checked by their SHA-256 manifest (see 'manifest')")]
     c, s, why = _both(record)
     if c is None or s is None:
-        return [_result(name, WARN, why or "")]
+        return [_result(name, FAIL, why or "")]
     rc = {k: v for k, v in (c.get("results") or {}).items() if k in RESULT_FILES}
     rs = {k: v for k, v in (s.get("results") or {}).items() if k in RESULT_FILES}
     fails, absent, ok = [], [], []
@@ -436,26 +530,33 @@ def results_checksum(record: RunRecord) -> list[CheckResult]:
     if fails:
         return [_result(name, FAIL, text + "; " + "; ".join(fails) + (f"; absent: {', '.join(absent)}" if absent else ""))]
     if absent:
-        return [_result(name, WARN, text + f"; absent from this folder, so unverified: {', '.join(absent)} (the official checker fails a folder with absent files)")]
+        return [_result(name, FAIL, text + f"; required but absent from this folder: {', '.join(absent)} (the official checker fails a folder with absent files too; a copy trimmed of them cannot be verified)")]
     return [_result(name, PASS, text + ", and client.json and server.json agree")]
 
 
 # --- 9: PTD log errors and warnings -----------------------------------------------------------------------
-@check
-def ptd_log_messages(record: RunRecord) -> list[CheckResult]:
-    name = "Check errors and warnings from PTD logs"
-    if record.kind != "mlperf":
-        return [_result(name, SKIP, NOT_POWERDEV)]
+@dataclass
+class _PtdLog:
+    lines: list  # instruments.ptd.PtdLogLine
+    ranging: tuple[int, int]  # PTD's ranging run: Go with the ranging mark .. Completed test (PTD time)
+    testing: tuple[int, int]  # LoadGen's testing window (UTC; 2021 rules: + client.json timezone)
+    shift_ns: int  # added to PTD log times before comparing them with LoadGen's (2021 rules: server.json timezone)
+
+
+def _read_ptd_log(record: RunRecord) -> tuple[_PtdLog | None, str | None]:
+    """ptd_logs.txt with the ranging run found, or why the official checker cannot read it (a failure)."""
     lines = record.power_texts.get("ptd_logs.txt")
     if lines is None:
-        return [_result(name, WARN, "power/ptd_logs.txt is missing: PTD's errors, warnings and uncertainty checking cannot be verified")]
+        unreadable = next((m for m in record.missing if m.startswith("power/ptd_logs.txt: ")), None)
+        why = unreadable or "power/ptd_logs.txt is missing"
+        return None, f"{why}: it is required (the official checker fails without it)"
     s, why = _session(record, "server.json")
     if s is None:
-        return [_result(name, WARN, (why or "") + ": the session name (ranging mark) is unknown")]
+        return None, (why or "") + ": the session name (ranging mark) is unknown"
     testing = record.phases.get("testing")
     if testing is None or testing.detail is None or testing.detail.power_begin_ns is None:
         why = testing.detail_problem("run_1/mlperf_log_detail.txt (the testing window)") if testing else "run_1/ (the testing window) is missing"
-        return [_result(name, WARN, why or "")]
+        return None, f"{why}: PTD's warnings cannot be placed in the testing window (the official checker reads only the power_begin/power_end lines and may pass such a log; 'Check time difference' judges the window)"
     log = parse_ptd_log(lines)
     mark = f"{s.get('session_name')}_ranging"
     start = stop = None
@@ -468,8 +569,48 @@ def ptd_log_messages(record: RunRecord) -> list[CheckResult]:
             stop = ln.wall_ns
             break
     if start is None or stop is None:
-        return [_result(name, FAIL, f"cannot find the ranging run in ptd_logs.txt (': Go with mark {mark!r}' ... ': Completed test')")]
+        return None, f"cannot find the ranging run in ptd_logs.txt (': Go with mark {mark!r}' ... ': Completed test')"
+    lg = _loadgen_shift_ns(record)
+    return _PtdLog(log, (start, stop), (testing.detail.power_begin_ns + lg, testing.detail.power_end_ns + lg), _timezone_ns(record, "server.json")), None
+
+
+def _timezone_ns(record: RunRecord, which: str) -> int:
+    """The 2021 rules' correction of a local time to UTC: + `timezone` (seconds west of UTC) of
+    client.json (LoadGen's times) or server.json (PTD's log); 0 under later rules."""
+    if not rounds.in_force(record).local_times:
+        return 0
+    try:
+        return int(float((record.power_json.get(which) or {}).get("timezone") or 0) * 1e9)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _loadgen_shift_ns(record: RunRecord) -> int:
+    return _timezone_ns(record, "client.json")
+
+
+def _is_over_limit(msg: str) -> bool:
+    return bool(UNCERTAINTY_OVER_LIMIT_RE.search(msg))
+
+
+@check
+def ptd_log_messages(record: RunRecord) -> list[CheckResult]:
+    """The official verdict: PTD's errors outside the ranging run fail; its WARNING lines count
+    only inside power_begin+800 s .. power_end-800 s (its 800 ms tolerance added to seconds), so
+    on a 600 s run none do. What it skips that way is our own check, 'PTD warnings in the
+    testing window'. Where the official tool is wrong (it stops at its first warning, so an
+    error after it goes unseen) we keep scanning and say so."""
+    name = "Check errors and warnings from PTD logs"
+    if record.kind != "mlperf":
+        return [_result(name, SKIP, NOT_POWERDEV)]
+    plog, why = _read_ptd_log(record)
+    if plog is None:
+        return [_result(name, FAIL, why or "")]
+    rules = rounds.in_force(record)
+    log = plog.lines
+    start, stop = plog.ranging
     fails, warns = [], []
+    first_warning: int | None = None
     act = next((ln for ln in log if UNCERTAINTY_ACTIVATED_RE.search(ln.text)), None)
     if act is None:
         fails.append("'Uncertainty checking for Yokogawa... is activated' is not in ptd_logs.txt")
@@ -477,45 +618,76 @@ def ptd_log_messages(record: RunRecord) -> list[CheckResult]:
         fails.append("the 'Uncertainty checking ... is activated' line has no timestamp")
     elif not act.wall_ns < start:
         fails.append("uncertainty checking was activated after the ranging run started")
-    tb, te = testing.detail.power_begin_ns, testing.detail.power_end_ns
-    tol = int(TIME_DELTA_TOLERANCE_S * 1e9)
+    tb, te = plog.testing
     official_lo, official_hi = tb + 800 * 10**9, te - 800 * 10**9  # its 800 "ms" added to seconds
-    missed_by_official = 0
     for ln in log:
         body = ln.text
-        if "ERROR:" in body:
+        if "ERROR:" in body and ln.wall_ns is not None:
             msg = body.split("ERROR:", 1)[1].strip()
-            if ln.wall_ns is None:
-                continue
             if msg in COMMON_ERROR_TESTING:
                 warns.append(f"line {ln.lineno}: ERROR {msg!r}, accepted (treated as a warning)")
+                first_warning = first_warning or ln.lineno
             elif not start < ln.wall_ns < stop:
-                fails.append(f"line {ln.lineno}: {body.strip()!r} outside the ranging run")
+                fails.append(f"line {ln.lineno}: {body.strip()!r} outside the ranging run" + (f" (the official checker stops at its first warning, line {first_warning}, and misses this)" if first_warning else ""))
             elif not any(msg.startswith(c) for c in COMMON_ERROR_RANGING):
                 warns.append(f"line {ln.lineno}: uncommon error during ranging {msg!r}")
-        elif "WARNING:" in body:
-            if ln.wall_ns is None or not (tb - tol < ln.wall_ns < te + tol):
+                first_warning = first_warning or ln.lineno
+        elif "WARNING:" in body and ln.wall_ns is not None:
+            t = ln.wall_ns + plog.shift_ns
+            if not official_lo < t < official_hi:
                 continue
             msg = body.split("WARNING:", 1)[1].strip()
-            caught = official_lo < ln.wall_ns < official_hi
-            if UNCERTAINTY_OVER_LIMIT_RE.search(msg):
+            if rules.uncertainty_is_error and _is_over_limit(msg):
                 fails.append(f"line {ln.lineno}: {msg!r} during the testing run")
-                missed_by_official += 0 if caught else 1
             else:
                 warns.append(f"line {ln.lineno}: warning during the testing run: {msg!r}")
-    note = ""
-    if missed_by_official:
-        note = (
-            f" (the official checker would miss {missed_by_official} of these: it adds its 800 ms tolerance as 800 s and only looks at"
-            f" WARNING lines from power_begin+800 s to power_end-800 s)"
-        )
+                first_warning = first_warning or ln.lineno
     shown_f = fails[:5] + ([f"... {len(fails) - 5} more"] if len(fails) > 5 else [])
     shown_w = warns[:5] + ([f"... {len(warns) - 5} more"] if len(warns) > 5 else [])
+    slip = " (WARNING lines counted as the official checker counts them, from power_begin+800 s to power_end-800 s; see 'PTD warnings in the testing window')"
     if fails:
-        return [_result(name, FAIL, "; ".join(shown_f + shown_w) + note)]
+        return [_result(name, FAIL, "; ".join(shown_f + shown_w) + slip)]
     if warns:
-        return [_result(name, WARN, "; ".join(shown_w) + " (the official checker stops at the first warning; all are listed here)")]
-    return [_result(name, PASS, f"uncertainty checking active before ranging; errors only the usual ones during ranging; no warnings in the testing window ({len(log)} lines)")]
+        return [_result(name, WARN, "; ".join(shown_w) + " (the official checker stops at the first warning; all are listed here)" + slip)]
+    return [_result(name, PASS, f"uncertainty checking active before ranging; errors only the usual ones during ranging ({len(log)} lines)" + slip)]
+
+
+@check
+def ptd_warnings_in_testing(record: RunRecord) -> list[CheckResult]:
+    """Ours, stricter than the official checker: every PTD WARNING line inside the testing
+    window (power_begin-0.8 s .. power_end+0.8 s), which the official tool skips through its
+    800 ms-as-800 s slip. A sample above 1 % uncertainty fails under rules that make it an
+    error (2023-04 on; both PTD wordings), and warns under older rounds' rules."""
+    name = "PTD warnings in the testing window"
+    if record.kind != "mlperf":
+        return []
+    plog, why = _read_ptd_log(record)
+    if plog is None:
+        return [CheckResult(name, FAIL if "ptd_logs.txt" in (why or "") else WARN, why or "")]
+    rules = rounds.in_force(record)
+    tb, te = plog.testing
+    tol = int(TIME_DELTA_TOLERANCE_S * 1e9)
+    over, other = [], []
+    for ln in plog.lines:
+        if "WARNING:" not in ln.text or ln.wall_ns is None:
+            continue
+        if not tb - tol < ln.wall_ns + plog.shift_ns < te + tol:
+            continue
+        msg = ln.text.split("WARNING:", 1)[1].strip()
+        (over if _UNCERTAINTY_ANY_RE.search(msg) else other).append(f"line {ln.lineno}: {msg!r}")
+    stricter = " (stricter than the official checker, which counts WARNING lines only from power_begin+800 s to power_end-800 s: none on a run shorter than 1600 s)"
+    if not over and not other:
+        return [CheckResult(name, PASS, f"no PTD warnings between power_begin and power_end (±{TIME_DELTA_TOLERANCE_S:g} s)")]
+    parts = []
+    if over:
+        parts.append(f"{len(over)} sample(s) above PTD's 1.00 % uncertainty limit: " + "; ".join(over[:3]) + ("; ..." if len(over) > 3 else ""))
+    if other:
+        parts.append(f"{len(other)} other warning(s): " + "; ".join(other[:3]) + ("; ..." if len(other) > 3 else ""))
+    if over and rules.uncertainty_is_error:
+        return [CheckResult(name, FAIL, "; ".join(parts) + f": an error under {rules.checker}" + stricter)]
+    if over:
+        parts.append(f"{rules.checker} did not yet treat them as errors (that came in 2023-04)")
+    return [CheckResult(name, WARN, "; ".join(parts) + stricter)]
 
 
 # --- 10: PTD configuration --------------------------------------------------------------------------------
@@ -526,15 +698,21 @@ def ptd_config(record: RunRecord) -> list[CheckResult]:
         return _bundle_meter(record)
     s, why = _session(record, "server.json")
     if s is None:
-        return [_result(name, WARN, why or "")]
+        return [_result(name, FAIL, why or "")]
     cfg = s.get("ptd_config")
     if cfg is None:
         return [_result(name, FAIL, "server.json has no ptd_config")]
     note = ""
+    rules = rounds.in_force(record)
+    fails, seen = [], []
     if isinstance(cfg, dict):
         cfg = [cfg]
-        note = " (pre-2024 single-analyzer form; the current official checker iterates ptd_config as a list and crashes on it)"
-    fails, seen = [], []
+        if rules.ptd_config_list:
+            fails.append(f"ptd_config is one object, the pre-2024 single-analyzer form: {rules.checker} reads a list of analyzers (power-dev c052937, 2024-09) and fails it")
+        else:
+            note = f" (the pre-2024 single-analyzer form, as {rules.checker} read it; today's checker expects a list and fails it)"
+    elif not isinstance(cfg, list):
+        return [_result(name, FAIL, f"server.json ptd_config is a {type(cfg).__name__}, not a list of analyzers")]
     models = [parse_identify(str(m.get("reply", ""))).model for m in s.get("ptd_messages") or [] if isinstance(m, dict) and m.get("cmd") == "Identify"]
     for i, an in enumerate(cfg):
         if not isinstance(an, dict):
@@ -569,8 +747,15 @@ def _bundle_meter(record: RunRecord) -> list[CheckResult]:
     compact = "Yokogawa" + model.replace(" ", "").replace("-", "").upper().replace("YOKOGAWA", "")
     known = {k.upper(): k for k in SUPPORTED_MODEL}
     match = known.get(compact.upper()) or (model if model in SUPPORTED_MODEL else None)
+    rules = rounds.in_force(record)
+    extra = ident.get("extra") if isinstance(ident.get("extra"), dict) else {}
+    version = str(extra.get("ptd_version") or "")
+    if match and version and version not in rules.ptd_versions:
+        # read through a PTDaemon whose version the checker of these rules rejects
+        return [_result(name, WARN, f"primary source {record.primary_source}: {model} through PTD {version}, which {rules.checker} does not accept ({', '.join(rules.ptd_versions)}): not submission grade")]
     if match:
-        return [_result(name, PASS, f"primary source {record.primary_source}: {model} ({driver}) is a meter model MLPerf accepts (device type {SUPPORTED_MODEL[match]}); submissions still need PTD {SUPPORTED_VERSION[0]} and power-dev")]
+        through = f" through PTD {version}" if version else ""
+        return [_result(name, PASS, f"primary source {record.primary_source}: {model} ({driver}){through} is a meter model MLPerf accepts (device type {SUPPORTED_MODEL[match]}); submissions still need PTD {', '.join(rules.ptd_versions)} and power-dev")]
     return [_result(name, WARN, f"primary source {record.primary_source}: {model or 'unknown model'} ({driver}) is not a meter MLPerf accepts ({', '.join(SUPPORTED_MODEL)}): not submission grade")]
 
 
@@ -582,7 +767,7 @@ def debug_disabled(record: RunRecord) -> list[CheckResult]:
         return [_result(name, SKIP, NOT_POWERDEV)]
     s, why = _session(record, "server.json")
     if s is None:
-        return [_result(name, WARN, why or "")]
+        return [_result(name, FAIL, why or "")]
     dbg: Any = s.get("debug", False)
     if dbg is False:
         return [_result(name, PASS, "the server did not run in debug mode")]

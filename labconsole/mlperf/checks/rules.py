@@ -4,8 +4,9 @@ Each check returns verdicts (labconsole.verdict) with a message that says what w
 failure, what it means. The same list runs on our bundles and on MLPerf result folders:
 completeness, LoadGen validity and error lines, the power window, the ranging delta, minimum
 duration, sample regularity and gaps, invalid samples, uncertainty, clock offset, calibration,
-the scope cross-check and acquisition. The official compliance checker's eleven checks live in
-`official` (origin "mlperf").
+the scope cross-check and acquisition; for MLPerf folders, spl.txt against PTD's own summary, and
+for any record, whether labconsole's emulator produced it. The official compliance checker's
+eleven checks live in `official` (origin "mlperf").
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from labconsole.instruments import ptd
 from labconsole.mlperf import metrics
 from labconsole.bundle.reader import RunRecord
 from labconsole.bundle.seal import verify
@@ -90,7 +92,14 @@ def completeness(record: RunRecord) -> list[CheckResult]:
             out.append(CheckResult(f"{name} phase", sev, "; ".join(problems)))
         else:
             out.append(CheckResult(f"{name} phase", PASS, f"LoadGen logs and {len(ph.samples)} samples present"))
-    if record.missing:
+    if record.missing and record.kind == "mlperf":
+        # Every file of a power-dev session is required (the official checker hashes them and
+        # reads ptd_logs.txt); one that is there but unreadable is named as such, not "missing".
+        absent = [m for m in record.missing if ": " not in m]
+        unreadable = [m for m in record.missing if ": " in m]
+        parts = ([f"required but missing: {', '.join(absent)}"] if absent else []) + ([f"present but unreadable: {'; '.join(unreadable)}"] if unreadable else [])
+        out.append(CheckResult("files present", FAIL, "; ".join(parts) + " (the official checker fails such a folder; a published copy trimmed of them cannot be verified)"))
+    elif record.missing:
         out.append(CheckResult("files present", WARN, "missing: " + ", ".join(record.missing)))
     else:
         out.append(CheckResult("files present", PASS, "every file a complete record holds is there"))
@@ -114,10 +123,13 @@ def _submission_file_lists(record: RunRecord) -> CheckResult:
         if extra:
             problems.append(f"{sub}/ has extra {', '.join(extra)}")
     if problems:
+        # A missing required file fails; an extra one (power-dev's own run_1/ptd_out.txt, which a
+        # submitter deletes before submitting) warns: the submission checker rejects both.
+        missing = any("lacks" in p for p in problems)
         return CheckResult(
             "submission file lists",
-            WARN,
-            "; ".join(problems) + " (the submission checker's required_files_check rejects any missing or extra file; published folders are often trimmed)",
+            FAIL if missing else WARN,
+            "; ".join(problems) + " (the submission checker's required_files_check rejects any missing or extra file" + ("" if missing else ": delete extra files before submitting") + ")",
             OFFICIAL,
         )
     return CheckResult("submission file lists", PASS, "power/, ranging/ and run_1/ hold exactly the files the submission checker requires", OFFICIAL)
@@ -203,6 +215,10 @@ def ranging_delta(record: RunRecord) -> list[CheckResult]:
     t = metrics.phase_power(record, "testing")
     own = "" if limit == MLPERF_DELTA_LIMIT_PCT else f"; the profile's limit, MLPerf's is {MLPERF_DELTA_LIMIT_PCT:+.0f} %"
     msg = f"testing average {t.avg_w:.5f} W is {delta:+.2f} % against ranging {r.avg_w:.5f} W (limit {limit:+g} %{own})"
+    rw, tw = (record.phases[m].detail.window_s if record.phases.get(m) and record.phases[m].detail else None for m in ("ranging", "testing"))
+    if rw and tw is not None and (rw - tw) / rw > 0.5:
+        # compliance/check.py raises its duration warning first and never reaches the -5 % rule.
+        msg += f"; the official checker does not apply this rule here: the testing window ({tw:.2f} s) is more than 50 % shorter than ranging's ({rw:.2f} s), and its duration warning stops it first"
     if checker is not None and delta > limit and not checker > MLPERF_DELTA_LIMIT_PCT:
         return [CheckResult(name, FAIL, msg + f"; the official checker rounds the averages to 5 decimals and the delta to 2, giving {checker:+.2f} %, which fails", OFFICIAL)]
     if delta > limit:
@@ -331,7 +347,15 @@ def invalid_samples(record: RunRecord) -> list[CheckResult]:
     watts = frame["watts"].to_numpy()[inside]
     n = int(inside.sum())
     bad = {STATUS_NAMES.get(int(k), str(k)): int(v) for k, v in zip(*np.unique(st[st != OK], return_counts=True))}
-    nonpos = int(((st == OK) & ~(watts > 0)).sum())
+    # An infinite reading is invalid, like NaN: no meter reports one (PTD writes -1 for an
+    # invalid sample), so it is excluded from the average and fails this check.
+    infinite = int(((st == OK) & np.isinf(watts)).sum())
+    nan = int(((st == OK) & np.isnan(watts)).sum())
+    nonpos = int(((st == OK) & np.isfinite(watts) & ~(watts > 0)).sum())
+    if infinite:
+        bad["infinite watts"] = infinite
+    if nan:
+        bad["NaN watts"] = nan
     if nonpos:
         bad["watts <= 0"] = nonpos
     ptd = ""
@@ -345,6 +369,8 @@ def invalid_samples(record: RunRecord) -> list[CheckResult]:
     text = f"{total} of {n} samples of {record.primary_source} in the testing window are excluded from the average ({', '.join(f'{k} {v}' for k, v in bad.items())}){ptd}"
     if bad.get(STATUS_NAMES[OVERRANGE]):
         return [CheckResult("invalid samples", FAIL, text + ": over-range at fixed testing ranges means the range is too small and readings are clipped")]
+    if infinite:
+        return [CheckResult("invalid samples", FAIL, text + ": an infinite reading is not a measurement (the file was not written by a meter, or was edited)")]
     return [CheckResult("invalid samples", WARN, text)]
 
 
@@ -404,6 +430,91 @@ def uncertainty(record: RunRecord) -> list[CheckResult]:
     if u["samples_unknown"]:
         return [CheckResult(name, WARN, text + f"; {u['samples_unknown']} sample(s) without an uncertainty", OFFICIAL)]
     return [CheckResult(name, PASS, text, OFFICIAL)]
+
+
+def _samples_vs_summary(frame: Any, w: Any) -> list[str]:
+    """How a phase's spl.txt disagrees with PTD's own `Watts` summary of that run (avg, min, max
+    over the valid samples; samples, errors, valid counts). PTD prints 6 decimals, as spl.txt
+    does, so the mean of the file's values lies within 1e-6 W of PTD's average."""
+    n = len(frame)
+    watts = frame["watts"].to_numpy()
+    ok = (frame["status"].to_numpy() == OK) & np.isfinite(watts)
+    v = watts[ok]
+    out = []
+    if n != w.samples:
+        out.append(f"{n} samples in the file, PTD counted {w.samples}")
+    if len(v) != w.valid:
+        out.append(f"{len(v)} valid samples in the file, PTD counted {w.valid}")
+    if len(v):
+        hi, lo, mean = float(v.max()), float(v.min()), float(metrics.sequential_sum(v) / len(v))
+        if hi > w.max + 5e-7:
+            out.append(f"a sample of {hi:.6f} W above PTD's maximum {w.max:.6f} W")
+        if lo < w.min - 5e-7:
+            out.append(f"a sample of {lo:.6f} W below PTD's minimum {w.min:.6f} W")
+        if abs(mean - w.avg) > 1.5e-6 + 1e-9 * abs(w.avg):
+            out.append(f"the samples average {mean:.6f} W, PTD's summary says {w.avg:.6f} W")
+    return out
+
+
+@check
+def samples_vs_ptd_summary(record: RunRecord) -> list[CheckResult]:
+    """Ours: spl.txt against PTD's own Watts summary of each run in server.json (the official
+    checker hashes spl.txt but never compares it with what PTD said it measured; a file edited
+    and re-hashed passes it)."""
+    if record.kind != "mlperf":
+        return []
+    name = "samples vs PTD's summary"
+    found, problems, fine = 0, [], []
+    for mode, sub in (("ranging", "ranging"), ("testing", "run_1")):
+        reply = metrics.ptd_phase_replies(record, mode).get("Watts")
+        ph = record.phases.get(mode)
+        if not reply or ph is None or ph.samples is None:
+            continue
+        w = parse_watts(reply)
+        if w is None:
+            problems.append(f"{sub}: PTD's Watts reply is unreadable: {reply!r}")
+            continue
+        found += 1
+        bad = _samples_vs_summary(ph.samples, w)
+        if bad:
+            problems.append(f"{sub}/spl.txt: " + "; ".join(bad))
+        else:
+            fine.append(f"{sub}/spl.txt: {w.samples} samples ({w.valid} valid), average {w.avg:.6f} W, {w.min:.6f}..{w.max:.6f} W as PTD summarised them")
+    if problems:
+        return [CheckResult(name, FAIL, "; ".join(problems) + ": the samples are not the ones PTD measured (the official checker does not compare them with PTD's summary)")]
+    if not found:
+        return [CheckResult(name, SKIP, "server.json records no PTD Watts summary to compare spl.txt with (power-dev asked PTD for one from 2023 on)")]
+    return [CheckResult(name, PASS, "; ".join(fine))]
+
+
+def _emulated_sources(record: RunRecord) -> list[str]:
+    """What says labconsole's own emulator produced the samples (its Identify reply, its serial)."""
+    out = []
+    if record.kind == "mlperf":
+        msgs = (record.power_json.get("server.json") or {}).get("ptd_messages")
+        for m in msgs if isinstance(msgs, list) else []:
+            if isinstance(m, dict) and m.get("cmd") == "Identify":
+                ident = ptd.parse_identify(str(m.get("reply", "")))
+                if ident.emulator:
+                    out.append(f"PTD's Identify reply says labconsole's emulator answered (OS={ident.os!r}, serial {ident.serial!r})")
+        return out
+    for s in record.environment.get("sources") or []:
+        if not isinstance(s, dict):
+            continue
+        extra = (s.get("identity") or {}).get("extra") or {}
+        if isinstance(extra, dict) and (extra.get("emulator") or extra.get("emulated")):
+            out.append(f"source {s.get('name')}: its identity says it is labconsole's emulator ({(s.get('identity') or {}).get('serial') or extra.get('ptd_os') or 'emulated'})")
+    return out
+
+
+@check
+def measurement_evidence(record: RunRecord) -> list[CheckResult]:
+    """Ours: a session recorded through labconsole's own emulator is flagged (it still passes
+    otherwise: the emulator profiles are how people learn the console)."""
+    found = _emulated_sources(record)
+    if found:
+        return [CheckResult("measurement evidence", WARN, "; ".join(found) + ": its readings come from a load model, not a power analyzer: not measurement evidence")]
+    return []
 
 
 # --------------------------------------------------------------------------------------------

@@ -81,12 +81,19 @@ class ResultsScreen(Screen):
         m.add_column()
         metric = rep.get("metric")
         p = rep.get("power") or {}
-        m.add_row("scenario", f"{rep.get('scenario') or '-'}  (LoadGen: {rep.get('result_validity') or '-'})")
+        filed, run, notes = data.get("scenario") or (rep.get("scenario"), rep.get("scenario"), [])
+        shown = f"{filed} (filed; LoadGen ran {run})" if filed and run and filed != run else (filed or "-")
+        m.add_row("scenario", f"{escape(str(shown))}  (LoadGen: {escape(str(rep.get('result_validity') or '-'))})")
+        for note in notes:  # the filed scenario against the one LoadGen ran, as `report` says it
+            m.add_row("", f"[yellow]{escape(note)}[/]")
         m.add_row("[b]metric[/]", f"[b]{metric['name']} = {metric['value']:.6g} {metric['unit']}[/]" if metric else "[red]none[/]")
         if rep.get("samples_per_joule") is not None:
             m.add_row("efficiency", f"{rep['samples_per_joule']:.6g} samples/J")
         perf = rep.get("performance")
-        if perf:
+        filed_perf = rep.get("performance_filed")  # the figure the checker infers for the filed scenario
+        if filed_perf:
+            m.add_row("performance", f"{escape(str(filed_perf['key']))} = {filed_perf['value']:.6g} (the {escape(str(filed))} figure, inferred from the {escape(str(filed_perf.get('inferred_from')))} run)")
+        elif perf:
             m.add_row("performance", f"{perf['key']} = {perf['value']:.6g}")
         if p:
             m.add_row("average power", f"{num(p.get('avg_watts'), '.3f', 'W')} over {num(p.get('window_s'), '.3f', 's')}")
@@ -104,6 +111,11 @@ class ResultsScreen(Screen):
             m.add_row("uncertainty", f"mean {unc['mean_pct']:.3f} %, max {unc['max_pct']:.3f} %")
         if rep.get("missing"):
             m.add_row("missing", "[yellow]" + escape(", ".join(rep["missing"])) + "[/]")
+        for what in rep.get("unreadable") or []:
+            m.add_row("unreadable", "[yellow]" + escape(what) + "[/]")
+        rules = data.get("rules")
+        if rules is not None:
+            m.add_row("rules", escape(rules.describe()))
         self.query_one("#res-metrics", Static).update(m)
         c = Table(box=None, show_header=False, padding=(0, 1), expand=True)
         c.add_column(no_wrap=True)
