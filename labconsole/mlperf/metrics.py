@@ -374,16 +374,20 @@ def _per_row(chunk: Any, by_code: dict[int, float]) -> np.ndarray | float:
     return table[codes]
 
 
-def _channel_sums(frame: Any, value) -> dict[int, tuple[str, SequentialSum]]:
+def _channel_sums(frame: Any, value, each_chunk=None) -> dict[int, tuple[str, SequentialSum]]:
     """Per channel (in order of first appearance among the valid samples): the left-to-right
-    sum and count of value(chunk, watts) over its valid samples (status OK, watts > 0)."""
+    sum and count of value(chunk, watts) over its valid samples (status OK, watts > 0).
+    `each_chunk(chunk, status, all_ok)`: called on every chunk read (one pass for more)."""
     out: dict[int, tuple[str, SequentialSum]] = {}
     for chunk in sample_chunks(frame, _WINDOW_COLUMNS):
         watts = chunk["watts"].to_numpy()
         status = chunk["status"].to_numpy()
         good = np.greater(watts, 0.0)
-        if not (status.strides == (0,) and len(status) and status[0] == OK):  # a read-only all-OK view: nothing to mask
+        all_ok = status.strides == (0,) and len(status) and status[0] == OK  # a read-only all-OK view: nothing to mask
+        if not all_ok:
             good &= status == OK
+        if each_chunk is not None:
+            each_chunk(chunk, status, bool(all_ok))
         if not good.any():
             continue
         codes, names = channel_codes(chunk)
@@ -403,17 +407,19 @@ def phase_summary(record: RunRecord, phase: PhaseRecord) -> dict:
     if frame is None or len(frame) == 0:
         return out
     invalid, lo, hi = 0, None, None
-    for chunk in sample_chunks(frame, ("wall_ns", "status")):
-        status = chunk["status"].to_numpy()
-        wall = chunk["wall_ns"].to_numpy()
-        if not (status.strides == (0,) and status[0] == OK):  # a read-only all-OK view (see valid_mask)
+
+    def note(chunk: Any, status: np.ndarray, all_ok: bool) -> None:  # counts and time span, in the same pass
+        nonlocal invalid, lo, hi
+        if not all_ok:
             invalid += int(np.count_nonzero(status != OK))
+        wall = chunk["wall_ns"].to_numpy()
         a, b = int(wall.min()), int(wall.max())
         lo, hi = (a, b) if lo is None else (min(lo, a), max(hi, b))
+
+    # Per channel means (left to right), summed, as for the window average.
+    sums = _channel_sums(frame, lambda chunk, watts: watts, note)
     out["samples"] = int(len(frame))
     out["invalid"] = invalid
-    # Per channel means (left to right), summed, as for the window average.
-    sums = _channel_sums(frame, lambda chunk, watts: watts)
     if sums:
         total = 0.0
         for _, acc in sums.values():

@@ -83,14 +83,14 @@ def _from_key(k: int) -> float:
     return float(np.array([u], dtype=np.uint64).view(np.float64)[0])
 
 
-def order_statistics(stream: Callable[[], Iterable[np.ndarray]], n: int, ks: list[int], gather_limit: int = GATHER_LIMIT) -> list[float]:
+def order_statistics(stream: Callable[[], Iterable[np.ndarray]], n: int, ks: list[int], gather_limit: int | None = None) -> list[float]:
     """The values at sorted positions `ks` (0-based) of the n values `stream()` yields (each
     call yields them again, in pieces). Up to `gather_limit` values are gathered and
     partitioned; more are selected in four passes of 16 bits over the values' ordered bits,
     holding 65,536 counts, never the values."""
     if any(k < 0 or k >= n for k in ks):
         raise IndexError(f"order statistic out of range for {n} values")
-    if n <= gather_limit:
+    if n <= (GATHER_LIMIT if gather_limit is None else gather_limit):
         vals = np.concatenate([np.asarray(p, dtype=np.float64) for p in stream()] or [np.empty(0)])
         if len(vals) != n:
             raise ValueError(f"the stream gave {len(vals)} values, not {n}")
@@ -149,17 +149,17 @@ def _percentile_from(vals: list[float], gamma: np.float64) -> float:
     return float(out)
 
 
-def median_of(stream: Callable[[], Iterable[np.ndarray]], n: int, gather_limit: int = GATHER_LIMIT) -> float:
+def median_of(stream: Callable[[], Iterable[np.ndarray]], n: int, gather_limit: int | None = None) -> float:
     """`np.median` of the n values, exactly: the middle value, or the mean of the two."""
     return median_and_percentile(stream, n, 50.0, gather_limit)[0]
 
 
-def percentile_of(stream: Callable[[], Iterable[np.ndarray]], n: int, q: float, gather_limit: int = GATHER_LIMIT) -> float:
+def percentile_of(stream: Callable[[], Iterable[np.ndarray]], n: int, q: float, gather_limit: int | None = None) -> float:
     """`np.percentile(values, q)` (method "linear"), exactly."""
     return median_and_percentile(stream, n, q, gather_limit)[1]
 
 
-def median_and_percentile(stream: Callable[[], Iterable[np.ndarray]], n: int, q: float, gather_limit: int = GATHER_LIMIT) -> tuple[float, float]:
+def median_and_percentile(stream: Callable[[], Iterable[np.ndarray]], n: int, q: float, gather_limit: int | None = None) -> tuple[float, float]:
     """(np.median, np.percentile(q)) of the n values, exactly, from one selection."""
     if n == 0:
         return math.nan, math.nan

@@ -787,7 +787,7 @@ def _index_csv(path: Path) -> StreamIndex:
         if start is None:
             torn = bool(raw)
             break
-        frame = _parse_csv_piece(path, raw, line0, {"channel"})
+        frame = _parse_csv_piece(path, raw, line0, None)  # every column: the errors a whole read finds
         for c in pd_unique_in_order(frame["channel"]):
             channels.setdefault(c, None)
         pieces.append((start, start + len(raw), len(frame)))
