@@ -352,10 +352,12 @@ def idle_baseline(record: RunRecord) -> dict | None:
     if not sums:
         return None
     means = {code: acc.total / acc.count for code, (_, acc) in sums.items()}
-    squares = _channel_sums(frame, lambda chunk, watts, m=means: np.square(watts - _per_row(chunk, m)))
+    with np.errstate(invalid="ignore"):  # inf - inf: a NaN variance, taken as 0 below (as pandas' fillna did)
+        squares = _channel_sums(frame, lambda chunk, watts, m=means: np.square(watts - _per_row(chunk, m)))
     var = 0.0
     for code, (_, acc) in squares.items():
-        var += acc.total / (acc.count - 1) if acc.count > 1 else 0.0
+        v = acc.total / (acc.count - 1) if acc.count > 1 else 0.0
+        var += 0.0 if math.isnan(v) else v
     avg = 0.0
     for m in means.values():
         avg += m
