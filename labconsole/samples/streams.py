@@ -693,7 +693,7 @@ def _valid_block_after(fd: int, pos: int, size: int) -> bool:
 # of rows at a time, in the stream's order: the rows, their order and their values are those
 # `read_sample_stream` gives, cut into pieces (tests/samples/test_chunks.py).
 
-CHUNK_ROWS = 1 << 20  # rows per chunk: ~8 MB per column read
+CHUNK_ROWS = 1 << 19  # rows per chunk: ~4 MB per column read
 CSV_PIECE_BYTES = 1 << 23  # CSV is indexed and parsed in pieces of about this many bytes
 
 
