@@ -252,7 +252,7 @@ def uncertainty_summary(frame: Any, begin_ns: int, end_ns: int, limit_pct: float
     n_sel, rel_max, over = 0, -math.inf, 0
     for chunk in sample_chunks(frame, ("wall_ns", "watts", "status", "uncertainty_w")):
         wall = chunk["wall_ns"].to_numpy()
-        sel = window_mask(wall, begin_ns, end_ns) & (chunk["status"].to_numpy() == OK) & (chunk["watts"].to_numpy() > 0)
+        sel = valid_mask(chunk, window_mask(wall, begin_ns, end_ns))  # the samples the average counts
         u = chunk["uncertainty_w"].to_numpy()[sel]
         w = chunk["watts"].to_numpy()[sel]
         n_sel += len(u)
@@ -384,12 +384,9 @@ def _channel_sums(frame: Any, value, each_chunk=None) -> dict[int, tuple[str, Se
     for chunk in sample_chunks(frame, _WINDOW_COLUMNS):
         watts = chunk["watts"].to_numpy()
         status = chunk["status"].to_numpy()
-        good = np.greater(watts, 0.0)
-        all_ok = status.strides == (0,) and len(status) and status[0] == OK  # a read-only all-OK view: nothing to mask
-        if not all_ok:
-            good &= status == OK
+        good = valid_mask(chunk, np.ones(len(watts), dtype=bool))  # what the window average counts, over the whole phase
         if each_chunk is not None:
-            each_chunk(chunk, status, bool(all_ok))
+            each_chunk(chunk, status, bool(status.strides == (0,) and len(status) and status[0] == OK))
         if not good.any():
             continue
         codes, names = channel_codes(chunk)
