@@ -15,7 +15,7 @@ the same bits as over the whole array.
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -217,7 +217,3 @@ class MinMaxBuckets:
         hi[empty] = np.nan
         return np.repeat(t, 2), np.column_stack((lo, hi)).ravel()
 
-
-def concat_pieces(pieces: Iterator[np.ndarray]) -> np.ndarray:
-    parts = [np.asarray(p) for p in pieces]
-    return np.concatenate(parts) if parts else np.empty(0)

@@ -788,7 +788,7 @@ def _index_csv(path: Path) -> StreamIndex:
             torn = bool(raw)
             break
         frame = _parse_csv_piece(path, raw, line0, None)  # every column: the errors a whole read finds
-        for c in pd_unique_in_order(frame["channel"]):
+        for c in _unique_in_order(frame["channel"]):
             channels.setdefault(c, None)
         pieces.append((start, start + len(raw), len(frame)))
         rows += len(frame)
@@ -796,7 +796,7 @@ def _index_csv(path: Path) -> StreamIndex:
     return StreamIndex(path, "csv", rows, list(channels), torn, pieces=pieces)
 
 
-def pd_unique_in_order(col) -> list[str]:
+def _unique_in_order(col) -> list[str]:
     """The distinct values of a (categorical) column in order of first appearance."""
     if hasattr(col, "cat"):
         codes = col.cat.codes.to_numpy()
