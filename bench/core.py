@@ -45,6 +45,7 @@ BENCHMARKS: tuple[Spec, ...] = (
     Spec("plots", 4, "Plot repaint: one live power plot at 160x48 vs plotext fed the raw points", "bench.plots"),
     Spec("startup", 5, "Start-up: `labconsole --help` (and the TUI's first paint) vs `python -c pass`", "bench.startup"),
     Spec("replay", 6, "Replay: a one-hour 10 samples/s recording replayed as fast as it goes", "bench.replay"),
+    Spec("memory", 7, "Memory: `report`, `check` and the Results screen on a 60 M-sample phase (100 kHz, 600 s)", "bench.memory"),
     Spec("training", 19, "Training scoring: a 64-node, 10-run session scored (official layout) vs the official summarizer's power code", "bench.training"),
 )
 

@@ -341,12 +341,12 @@ def cmd_init(args: argparse.Namespace) -> int:
 # report / check / recover
 
 
-def _open_record_or_exit(path: str, columns: tuple[str, ...] | None = None):
+def _open_record_or_exit(path: str):
     from labconsole.bundle.reader import RunOpenError, open_run
 
     try:
-        # With `columns` the record is only read (report): constant columns need no memory.
-        return open_run(path, columns=columns, read_only=columns is not None)
+        # Streamed: a phase is read chunk by chunk, so memory stays bounded however long it is.
+        return open_run(path, stream=True)
     except RunOpenError as exc:
         _err(str(exc))
         raise SystemExit(EXIT_USAGE) from None
@@ -402,7 +402,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.html or args.plot:
         return _write_report(args)
 
-    record = _open_record_or_exit(args.path, metrics.REPORT_COLUMNS)  # only what the report reads
+    record = _open_record_or_exit(args.path)
     try:
         rep = metrics.compute_report(record, args.scenario)
     except ValueError as exc:

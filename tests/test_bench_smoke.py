@@ -3,6 +3,7 @@ benchmark's building blocks on tiny inputs."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -13,7 +14,7 @@ def test_bench_lists_every_benchmark():
     out = subprocess.run([sys.executable, "-m", "bench", "--list"], cwd=str(ROOT), capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     names = [line.split()[1] for line in out.stdout.splitlines() if line.strip()]
-    assert names == ["harness", "acquisition", "analysis", "plots", "startup", "replay"]
+    assert names == ["harness", "acquisition", "analysis", "plots", "startup", "replay", "memory"]
 
 
 def test_analysis_bench_building_blocks_on_a_tiny_bundle(tmp_path):
@@ -57,3 +58,15 @@ def test_replay_bench_recording_is_a_sealed_bundle_that_replays_every_sample(tmp
     assert replay_source(rec["path"])["samples"] == rec["samples"]
     plain = read_everything(rec["path"])
     assert plain["samples"] == rec["samples"] and plain["events"] == rec["events"]
+
+
+def test_memory_bench_measures_both_report_paths_on_a_tiny_bundle(tmp_path):
+    sys.path.insert(0, str(ROOT))
+    from bench.analysis import make_bundle
+    from bench.memory import WHOLE_ARRAY_REPORT, measured
+
+    b = make_bundle(tmp_path / "bin", 20_000, "binary")
+    new = measured([sys.executable, "-m", "labconsole", "report", str(b["path"]), "--json"])
+    old = measured([sys.executable, "-c", WHOLE_ARRAY_REPORT, str(b["path"])])
+    assert new["rss_mb"] > 10 and old["rss_mb"] > 10 and new["wall"] > 0
+    assert json.loads(new["stdout"])["power"] == json.loads(old["stdout"])["power"]

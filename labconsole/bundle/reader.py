@@ -27,7 +27,8 @@ from labconsole.workload.loadgen_log import (
     parse_summary_log,
 )
 from labconsole.samples.batch import NO_DATA, OK
-from labconsole.samples.streams import StreamFormatError, find_sample_streams, read_sample_stream
+from labconsole.samples.streams import StreamFormatError, find_sample_streams, index_sample_stream, read_sample_stream
+from labconsole.samples.table import StreamTable
 
 # "between": samples read outside any phase (setting ranges, probing the SUT), kept so that
 # every sample read is on disk.
@@ -46,7 +47,9 @@ class PhaseRecord:
     detail_error: str | None = None
     summary: SummaryLog | None = None
     summary_error: str | None = None
-    samples: Any = None  # pandas DataFrame: source, channel, wall_ns, mono_ns, watts, ..., status
+    # pandas DataFrame: source, channel, wall_ns, mono_ns, watts, ..., status; or, opened with
+    # stream=True, a StreamTable of the same rows, read chunk by chunk (samples.table)
+    samples: Any = None
     sample_files: list[Path] = field(default_factory=list)
     sample_errors: list[str] = field(default_factory=list)
     torn: list[str] = field(default_factory=list)  # streams whose last line was cut by a crash
@@ -132,23 +135,26 @@ def find_mlperf_performance_dir(path: Path) -> Path | None:
     return None
 
 
-def open_run(path: str | Path, load_samples: bool = True, columns: tuple[str, ...] | None = None, read_only: bool = False) -> RunRecord:
+def open_run(path: str | Path, load_samples: bool = True, columns: tuple[str, ...] | None = None, read_only: bool = False, stream: bool = False) -> RunRecord:
     """`columns`: load only these sample columns of a bundle's streams (`report` needs six of
     twelve; at 10 M samples a phase that halves the memory to fill). None loads all.
     `read_only`: the caller never modifies the frames, so a column that is constant through a
-    binary stream may be a read-only view instead of filled memory (see read_sample_stream)."""
+    binary stream may be a read-only view instead of filled memory (see read_sample_stream).
+    `stream`: a bundle's phases hold StreamTables (validated and indexed, read chunk by chunk
+    when analysed) instead of whole frames: memory stays bounded whatever the phase's length
+    (`report`, `check`, the Results screen); `columns` and `read_only` do not apply."""
     path = Path(path)
     if not path.exists():
         raise RunOpenError(f"{path}: no such file or folder")
     if not path.is_dir():
         raise RunOpenError(f"{path}: not a folder (a bundle or an MLPerf result folder)")
     if (path / "data" / "run.json").exists() or (path / "bagit.txt").exists():
-        return read_bundle(path, load_samples, columns, read_only)
+        return read_bundle(path, load_samples, columns, read_only, stream)
     perf = find_mlperf_performance_dir(path)
     if perf is not None:
         return read_mlperf(perf, load_samples)
     if (path / "data").is_dir():
-        return read_bundle(path, load_samples, columns, read_only)
+        return read_bundle(path, load_samples, columns, read_only, stream)
     raise RunOpenError(f"{path}: neither a labconsole bundle (data/run.json) nor an MLPerf power result folder (performance/power, ranging, run_1)")
 
 
@@ -178,7 +184,7 @@ def _read_logs(phase: PhaseRecord, folder: Path, record: RunRecord, label: str) 
             setattr(phase, f"{kind}_error", str(exc))
 
 
-def read_bundle(root: Path, load_samples: bool = True, columns: tuple[str, ...] | None = None, read_only: bool = False) -> RunRecord:
+def read_bundle(root: Path, load_samples: bool = True, columns: tuple[str, ...] | None = None, read_only: bool = False, stream: bool = False) -> RunRecord:
     record = RunRecord(kind="bundle", path=root)
     data = root / "data"
     record.run_info = _load_json(data / "run.json", record, "run.json")
@@ -202,7 +208,9 @@ def read_bundle(root: Path, load_samples: bool = True, columns: tuple[str, ...] 
                 _read_logs(phase, lg, record, f"{name}/loadgen")
             else:
                 record.missing.append(f"{name}/loadgen/")
-        if load_samples:
+        if load_samples and stream:
+            _index_bundle_samples(phase, folder)
+        elif load_samples:
             _read_bundle_samples(phase, folder, columns, read_only)
         prog = folder / "progress.csv"
         if load_samples and prog.exists():
@@ -242,6 +250,27 @@ def _read_bundle_samples(phase: PhaseRecord, folder: Path, columns: tuple[str, .
         frames.append(frame)
     if frames:
         phase.samples = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def _index_bundle_samples(phase: PhaseRecord, folder: Path) -> None:
+    """The phase's streams as one StreamTable: each validated and indexed (where its blocks or
+    lines are), none of their values kept. The same errors and torn ends as a whole read."""
+    indexed = []
+    for source, path in find_sample_streams(folder):
+        if path.is_symlink():  # a bundle holds files only: a link may lead anywhere
+            phase.sample_errors.append(f"{path}: a link, not read (a bundle holds files only)")
+            continue
+        phase.sample_files.append(path)
+        try:
+            ix = index_sample_stream(path)
+        except StreamFormatError as exc:
+            phase.sample_errors.append(str(exc))
+            continue
+        if ix.torn:
+            phase.torn.append(str(path))
+        indexed.append((source, ix))
+    if indexed:
+        phase.samples = StreamTable.of(indexed)
 
 
 def _read_progress(path: Path, phase: PhaseRecord):

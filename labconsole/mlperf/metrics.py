@@ -7,7 +7,11 @@ Offline / Server: the metric is average watts, efficiency samples per joule = sa
 SingleStream / MultiStream: millijoules per query = avg W x window s x 1000 / result_query_count.
 
 Sums are taken left to right in sample order (np.add.accumulate), the order the checker's
-`sum(list)` uses, so a published number is reproduced to the last bit, not just "close".
+`sum(list)` uses, so a published number is reproduced to the last bit, not just "close". The
+same order makes every figure here independent of how the samples are cut into chunks: a
+phase opened with `open_run(stream=True)` is reduced chunk by chunk (samples.table,
+samples.reduce) in bounded memory, with the bits a whole-array pass gives. Every mean here
+(the whole-phase mean, the idle baseline, the uncertainty's) is summed that way.
 """
 
 from __future__ import annotations
@@ -21,36 +25,21 @@ import numpy as np
 from labconsole.bundle.reader import FOLDER_SCENARIOS, PhaseRecord, RunRecord, scenario_name
 from labconsole.mlperf.powerdev import parse_uncertainty
 from labconsole.samples.batch import OK
+from labconsole.samples.reduce import SUM_CHUNK, SequentialSum
+from labconsole.samples.reduce import sequential_sum as _sequential_sum
+from labconsole.samples.table import StreamTable, sample_chunks
 
 SAMPLES_PER_QUERY = {"SingleStream": 1, "MultiStream": 8}  # the submission checker's fixed values
 _METRIC_KIND = {"SingleStream": "mJ per query", "MultiStream": "mJ per query, 8 samples per query"}
 
 
 def sequential_sum(values: np.ndarray) -> float:
-    """Left-to-right float sum (what Python's `sum()` of a list of floats gives before 3.12).
-
-    Accumulated in cache-sized chunks, each starting from the running total, so the result is
-    the same bit for bit as one `np.add.accumulate` over everything, without its big array.
-    """
-    values = np.asarray(values, dtype=np.float64)
-    n = len(values)
-    if n == 0:
-        return 0.0
-    if n <= _SUM_CHUNK:
-        return float(np.add.accumulate(values)[-1])
-    buf = np.empty(_SUM_CHUNK, dtype=np.float64)
-    total = 0.0
-    for i in range(0, n, _SUM_CHUNK):
-        chunk = values[i : i + _SUM_CHUNK]
-        out = buf[: len(chunk)]
-        out[:] = chunk
-        if i:
-            out[0] = total + out[0]  # the same step a sequential sum takes
-        total = float(np.add.accumulate(out, out=out)[-1])
-    return total
+    """Left-to-right float sum (what Python's `sum()` of a list of floats gives before 3.12),
+    accumulated in cache-sized chunks each starting from the running total (samples.reduce)."""
+    return _sequential_sum(values)
 
 
-_SUM_CHUNK = 1 << 15
+_SUM_CHUNK = SUM_CHUNK
 
 # What `report` reads of each stream (the rest is not loaded; see bundle.reader.open_run).
 REPORT_COLUMNS = ("wall_ns", "channel", "watts", "status", "uncertainty_w", "energy_j")
@@ -119,56 +108,67 @@ def valid_mask(frame: Any, inside: np.ndarray) -> np.ndarray:
 def masked_sequential_sum(values: np.ndarray, mask: np.ndarray) -> tuple[float, int]:
     """(left-to-right sum, count) of values[mask], chunk by chunk: the same bits as
     sequential_sum(values[mask]) without a copy of every selected value (80 MB at 10 M)."""
-    total, count = 0.0, 0
-    buf = np.empty(_SUM_CHUNK, dtype=np.float64)
-    for i in range(0, len(values), _SUM_CHUNK):
-        m = mask[i : i + _SUM_CHUNK]
-        k = int(np.count_nonzero(m))
-        if not k:
-            continue
-        out = buf[:k]
-        out[:] = values[i : i + _SUM_CHUNK][m] if k < len(m) else values[i : i + _SUM_CHUNK]
-        if count:
-            out[0] = total + out[0]  # the same step a sequential sum takes
-        total = float(np.add.accumulate(out, out=out)[-1])
-        count += k
-    return total, count
+    acc = SequentialSum()
+    acc.add(values, mask)
+    return acc.total, acc.count
+
+
+# The columns each reduction reads (a streamed phase reads only these).
+_WINDOW_COLUMNS = ("wall_ns", "channel", "watts", "status")
 
 
 def window_average(frame: Any, begin_ns: int, end_ns: int) -> WindowStats:
     """Mean of valid samples with watts > 0 strictly inside the window, summed over channels.
 
     A source with several channels (one per GPU, per RAPL domain) reports the sum of its
-    channels' averages; a single-channel meter, just its average.
+    channels' averages; a single-channel meter, just its average. `frame`: a DataFrame or a
+    StreamTable (reduced chunk by chunk; the same bits).
     """
     window_s = (end_ns - begin_ns) / 1e9
     if frame is None or len(frame) == 0:
         return WindowStats(0, math.nan, 0, window_s)
-    inside = window_mask(frame["wall_ns"].to_numpy(), begin_ns, end_ns)
-    watts = frame["watts"].to_numpy()
-    good = valid_mask(frame, inside)
-    codes, names = channel_codes(frame)
+    sums: dict[int, SequentialSum] = {}
+    seen_inside: dict[int, str] = {}  # channels in order of first appearance inside the window
+    seen_all: dict[int, str] = {}  # ... anywhere (named when nothing falls inside)
+    n_inside = 0
+    for chunk in sample_chunks(frame, _WINDOW_COLUMNS):
+        inside = window_mask(chunk["wall_ns"].to_numpy(), begin_ns, end_ns)
+        watts = chunk["watts"].to_numpy()
+        good = valid_mask(chunk, inside)
+        codes, names = channel_codes(chunk)
+        k = int(np.count_nonzero(inside))
+        n_inside += k
+        for code, ch in _channels_in_order(codes, names):
+            seen_all.setdefault(code, ch)
+        if not k:
+            continue
+        present = _channels_in_order(codes[inside] if len(names) > 1 else codes, names)
+        for code, ch in present:
+            seen_inside.setdefault(code, ch)
+            # one channel in this chunk's window: good is its rows
+            sums.setdefault(code, SequentialSum()).add(watts, good if len(present) == 1 else good & (codes == code))
     per: dict[str, dict] = {}
     total_avg = 0.0
     total_n = 0
-    any_inside = bool(inside.any())
-    order = _channels_in_order(codes[inside] if any_inside and len(names) > 1 else codes, names)
-    for code, ch in order:
-        sel = good if len(order) == 1 else good & (codes == code)  # one channel in the window: good is its rows
-        total, n = masked_sequential_sum(watts, sel)
-        avg = total / n if n else math.nan
+    for code, ch in (seen_inside if n_inside else seen_all).items():
+        acc = sums.get(code) or SequentialSum()
+        n = acc.count
+        avg = acc.total / n if n else math.nan
         per[str(ch)] = {"avg_watts": avg, "samples": n}
         total_n += n
         total_avg = total_avg + avg if n else total_avg
     if total_n == 0:
         total_avg = math.nan
-    return WindowStats(total_n, total_avg, int(np.count_nonzero(inside)) - total_n, window_s, per)
+    return WindowStats(total_n, total_avg, n_inside - total_n, window_s, per)
 
 
 def source_frame(phase: PhaseRecord, source: str | None) -> Any:
+    """The rows of one source: a DataFrame, or for a streamed phase a StreamTable of its streams."""
     if phase.samples is None:
         return None
     frame = phase.samples
+    if isinstance(frame, StreamTable):
+        return frame if source is None else frame.for_source(source)
     if source is not None and "source" in frame.columns:
         col = frame["source"]
         if hasattr(col, "cat"):  # bundles: categorical, no string compare per row, no copy for one source
@@ -193,21 +193,51 @@ def phase_power(record: RunRecord, phase_name: str, source: str | None = None) -
 
 
 def counter_energy(frame: Any, begin_ns: int, end_ns: int) -> dict[str, float] | None:
-    """Energy in the window from a cumulative counter (interpolated at both edges), per channel."""
+    """Energy in the window from a cumulative counter (interpolated at both edges), per channel.
+
+    Streamed: per channel, only the counter's first and last finite readings and, for each
+    edge, the reading `np.interp` would interpolate from (the last at or before it, in time
+    order) and the one after it; np.interp over those is np.interp over all of them."""
     if frame is None or len(frame) == 0 or "energy_j" not in frame.columns:
         return None
-    if not np.isfinite(frame["energy_j"].to_numpy()).any():
+    if not any(np.isfinite(c["energy_j"].to_numpy()).any() for c in sample_chunks(frame, ("energy_j",))):
         return None  # no counter in this source (the common case): no per-channel copies
+    edges = (float(begin_ns), float(end_ns))
+    state: dict[str, dict] = {}  # channel (first appearance) -> n, first_t, last_t, per edge [prev, next, waiting]
+    for chunk in sample_chunks(frame, ("wall_ns", "channel", "energy_j")):
+        codes, names = channel_codes(chunk)
+        energy = chunk["energy_j"].to_numpy()
+        wall = chunk["wall_ns"].to_numpy()
+        for code, ch in _channels_in_order(codes, names):
+            st = state.setdefault(str(ch), {"n": 0, "first_t": None, "last_t": None, "edges": [[None, None, False] for _ in edges]})
+            sel = np.isfinite(energy) if len(names) == 1 else np.isfinite(energy) & (codes == code)
+            t = wall[sel].astype(np.float64)
+            e = energy[sel]
+            if not len(t):
+                continue
+            st["n"] += len(t)
+            if st["first_t"] is None:
+                st["first_t"] = float(t[0])
+            st["last_t"] = float(t[-1])
+            for x, ed in zip(edges, st["edges"]):
+                if ed[2]:  # the reading after the previous chunk's last one at or before x
+                    ed[1], ed[2] = (float(t[0]), float(e[0])), False
+                at = np.flatnonzero(t <= x)
+                if len(at):
+                    j = int(at[-1])
+                    ed[0] = (float(t[j]), float(e[j]))
+                    ed[1], ed[2] = ((float(t[j + 1]), float(e[j + 1])), False) if j + 1 < len(t) else (None, True)
     out: dict[str, float] = {}
-    for ch, sub in frame.groupby("channel", sort=False):
-        sub = sub[np.isfinite(sub["energy_j"].to_numpy())]
-        if len(sub) < 2:
+    for ch, st in state.items():
+        if st["n"] < 2:
             continue
-        t = sub["wall_ns"].to_numpy().astype(np.float64)
-        e = sub["energy_j"].to_numpy()
-        if t[0] > begin_ns or t[-1] < end_ns:
+        if st["first_t"] > begin_ns or st["last_t"] < end_ns:
             continue  # the counter does not cover the whole window
-        out[str(ch)] = float(np.interp(end_ns, t, e) - np.interp(begin_ns, t, e))
+        vals = []
+        for x, (prev, nxt, _) in zip(edges, st["edges"]):
+            pts = [prev] + ([nxt] if nxt is not None else [])
+            vals.append(np.interp(x, [p[0] for p in pts], [p[1] for p in pts]))
+        out[ch] = float(vals[1] - vals[0])
     return out or None
 
 
@@ -218,28 +248,40 @@ def uncertainty_summary(frame: Any, begin_ns: int, end_ns: int, limit_pct: float
     """Relative uncertainty of the samples counted in the window (from the meter's accuracy spec)."""
     if frame is None or len(frame) == 0:
         return None
-    u_all = frame["uncertainty_w"].to_numpy()
-    if not np.isfinite(u_all).any():
+    if not any(np.isfinite(c["uncertainty_w"].to_numpy()).any() for c in sample_chunks(frame, ("uncertainty_w",))):
         return None  # the source gives no uncertainty: nothing to summarise
-    wall = frame["wall_ns"].to_numpy()
-    sel = window_mask(wall, begin_ns, end_ns) & (frame["status"].to_numpy() == OK) & (frame["watts"].to_numpy() > 0)
-    u = u_all[sel]
-    w = frame["watts"].to_numpy()[sel]
-    known = np.isfinite(u)
-    if not known.any():
-        return {"from": "samples", "samples_known": 0, "samples_unknown": int(len(u)), "limit_pct": limit_pct}
-    rel = u[known] / w[known] * 100.0
+    rel_sum, u_sum, w_sum = SequentialSum(), SequentialSum(), SequentialSum()
+    n_sel, rel_max, over = 0, -math.inf, 0
+    for chunk in sample_chunks(frame, ("wall_ns", "watts", "status", "uncertainty_w")):
+        wall = chunk["wall_ns"].to_numpy()
+        sel = valid_mask(chunk, window_mask(wall, begin_ns, end_ns))  # the samples the average counts
+        u = chunk["uncertainty_w"].to_numpy()[sel]
+        w = chunk["watts"].to_numpy()[sel]
+        n_sel += len(u)
+        known = np.isfinite(u)
+        if not known.any():
+            continue
+        uk, wk = u[known], w[known]
+        rel = uk / wk * 100.0
+        rel_sum.add(rel)
+        u_sum.add(uk)
+        w_sum.add(wk)
+        rel_max = max(rel_max, float(rel.max()))
+        over += int((rel > limit_pct).sum())
+    n_known = rel_sum.count
+    if not n_known:
+        return {"from": "samples", "samples_known": 0, "samples_unknown": n_sel, "limit_pct": limit_pct}
     return {
         "from": "samples",
-        "mean_pct": float(rel.mean()),
-        "max_pct": float(rel.max()),
-        "samples_known": int(known.sum()),
-        "samples_unknown": int((~known).sum()),
-        "over_limit": int((rel > limit_pct).sum()),
+        "mean_pct": rel_sum.total / n_known,
+        "max_pct": rel_max,
+        "samples_known": n_known,
+        "samples_unknown": n_sel - n_known,
+        "over_limit": over,
         "limit_pct": limit_pct,
         # the average's own uncertainty if the per-sample errors were fully correlated (a
         # calibration error is): mean of the absolute uncertainties over the mean power
-        "of_average_pct": float(u[known].mean() / w[known].mean() * 100.0),
+        "of_average_pct": float((u_sum.total / n_known) / (w_sum.total / n_known) * 100.0),
     }
 
 
@@ -306,13 +348,56 @@ def idle_baseline(record: RunRecord) -> dict | None:
     frame = source_frame(phase, record.primary_source)
     if frame is None or len(frame) == 0:
         return None
-    ok = frame[(frame["status"] == OK) & (frame["watts"] > 0)]
-    if len(ok) == 0:
+    # Per channel: the mean, then the sample variance about it (two passes, each summed left
+    # to right, so chunking changes nothing); the baseline is the sum of the channels' means.
+    sums = _channel_sums(frame, lambda chunk, watts: watts)
+    if not sums:
         return None
-    per = ok.groupby("channel", sort=False)["watts"]
-    means = per.mean()
-    stds = per.std(ddof=1).fillna(0.0)
-    return {"avg_watts": float(means.sum()), "std_watts": float(math.sqrt(float((stds**2).sum()))), "samples": int(len(ok))}
+    means = {code: acc.total / acc.count for code, (_, acc) in sums.items()}
+    with np.errstate(invalid="ignore"):  # inf - inf: a NaN variance, taken as 0 below (as pandas' fillna did)
+        squares = _channel_sums(frame, lambda chunk, watts, m=means: np.square(watts - _per_row(chunk, m)))
+    var = 0.0
+    for code, (_, acc) in squares.items():
+        v = acc.total / (acc.count - 1) if acc.count > 1 else 0.0
+        var += 0.0 if math.isnan(v) else v
+    avg = 0.0
+    for m in means.values():
+        avg += m
+    return {"avg_watts": float(avg), "std_watts": float(math.sqrt(var)), "samples": int(sum(acc.count for _, acc in sums.values()))}
+
+
+def _per_row(chunk: Any, by_code: dict[int, float]) -> np.ndarray | float:
+    """A per-channel value spread over the chunk's rows (a scalar for one channel)."""
+    codes, names = channel_codes(chunk)
+    if len(by_code) == 1:
+        return next(iter(by_code.values()))
+    table = np.full(len(names), np.nan)
+    for code, v in by_code.items():
+        if code < len(names):
+            table[code] = v
+    return table[codes]
+
+
+def _channel_sums(frame: Any, value, each_chunk=None) -> dict[int, tuple[str, SequentialSum]]:
+    """Per channel (in order of first appearance among the valid samples): the left-to-right
+    sum and count of value(chunk, watts) over its valid samples (status OK, watts > 0).
+    `each_chunk(chunk, status, all_ok)`: called on every chunk read (one pass for more)."""
+    out: dict[int, tuple[str, SequentialSum]] = {}
+    for chunk in sample_chunks(frame, _WINDOW_COLUMNS):
+        watts = chunk["watts"].to_numpy()
+        status = chunk["status"].to_numpy()
+        good = valid_mask(chunk, np.ones(len(watts), dtype=bool))  # what the window average counts, over the whole phase
+        if each_chunk is not None:
+            each_chunk(chunk, status, bool(status.strides == (0,) and len(status) and status[0] == OK))
+        if not good.any():
+            continue
+        codes, names = channel_codes(chunk)
+        present = _channels_in_order(codes[good], names)
+        vals = value(chunk, watts)
+        for code, ch in present:
+            acc = out.setdefault(code, (str(ch), SequentialSum()))[1]
+            acc.add(vals, good if len(present) == 1 else good & (codes == code))
+    return out
 
 
 def phase_summary(record: RunRecord, phase: PhaseRecord) -> dict:
@@ -322,30 +407,26 @@ def phase_summary(record: RunRecord, phase: PhaseRecord) -> dict:
     out: dict[str, Any] = {"samples": 0, "invalid": 0, "avg_watts": None, "duration_s": None, "power_window": bool(phase.detail and phase.detail.power_begin_ns)}
     if frame is None or len(frame) == 0:
         return out
-    status = frame["status"].to_numpy()
-    watts = frame["watts"].to_numpy()
-    wall = frame["wall_ns"].to_numpy()
-    all_ok = status.strides == (0,) and status[0] == OK  # a read-only all-OK view (see valid_mask)
-    good = np.greater(watts, 0.0)
-    good &= np.less(watts, np.inf)  # an infinite reading is invalid, like NaN
-    if not all_ok:
-        good &= status == OK
+    invalid, lo, hi = 0, None, None
+
+    def note(chunk: Any, status: np.ndarray, all_ok: bool) -> None:  # counts and time span, in the same pass
+        nonlocal invalid, lo, hi
+        if not all_ok:
+            invalid += int(np.count_nonzero(status != OK))
+        wall = chunk["wall_ns"].to_numpy()
+        a, b = int(wall.min()), int(wall.max())
+        lo, hi = (a, b) if lo is None else (min(lo, a), max(hi, b))
+
+    # Per channel means (left to right), summed, as for the window average.
+    sums = _channel_sums(frame, lambda chunk, watts: watts, note)
     out["samples"] = int(len(frame))
-    out["invalid"] = 0 if all_ok else int(np.count_nonzero(status != OK))
-    n_good = int(np.count_nonzero(good))
-    if n_good:
-        # Per channel means, summed (as for the window average), without copying the selected
-        # samples (a phase of a 100 kHz meter holds tens of millions).
-        codes, names = channel_codes(frame)
-        if len(names) == 1 and codes.min() >= 0:
-            out["avg_watts"] = float(np.sum(watts, where=good) / n_good)
-        else:
-            total = 0.0
-            for c, _ in _channels_in_order(codes[good], names):
-                sel = good & (codes == c)
-                total += float(np.sum(watts, where=sel) / np.count_nonzero(sel))
-            out["avg_watts"] = total
-    out["duration_s"] = float((wall.max() - wall.min()) / 1e9)
+    out["invalid"] = invalid
+    if sums:
+        total = 0.0
+        for _, acc in sums.values():
+            total += acc.total / acc.count
+        out["avg_watts"] = float(total)
+    out["duration_s"] = float(np.int64(hi - lo) / 1e9)
     return out
 
 
@@ -560,7 +641,9 @@ def compute_report(record: RunRecord, scenario_override: str | None = None) -> d
         if record.kind == "mlperf":
             report["uncertainty"] = mlperf_uncertainty(record) or report["uncertainty"]
         names = []
-        if testing.samples is not None and "source" in testing.samples.columns:
+        if isinstance(testing.samples, StreamTable):
+            names = list(dict.fromkeys(src for src, ix in testing.samples.streams if ix.rows))
+        elif testing.samples is not None and "source" in testing.samples.columns:
             col = testing.samples["source"]
             if hasattr(col, "cat"):  # in order of first appearance, without a list of every row
                 cats = [str(c) for c in col.cat.categories]

@@ -15,8 +15,8 @@ from labconsole.verdict import PASS, worst
 
 def evaluate(root: str | Path) -> tuple[RunRecord, dict, list]:
     """(record, report, check results) of the recording at `root` (slow: reads every sample,
-    and the manifest check hashes every file)."""
-    record = open_run(root)
+    and the manifest check hashes every file). The samples are streamed: bounded memory."""
+    record = open_run(root, stream=True)
     if record.kind == "bundle" and (record.run_info or {}).get("training"):
         # A Training session: scored from the official layout it keeps, as a published folder is
         result = read_training_folder(Path(root), rules="current")

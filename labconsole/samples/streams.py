@@ -7,7 +7,7 @@ import json
 import os
 import threading
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -544,6 +544,29 @@ def _scan_binary(fd: int, path: Path, verify: str = "tail") -> _Scan | None:
     return _Scan(columns, blocks, torn, end)
 
 
+def _binary_layout(fd: int, path: Path, scan: _Scan) -> list[tuple[str, list[tuple[bool, int]]]]:
+    """Where each block keeps each column: per block, its channel and, per column, (constant?,
+    byte offset of its values). Reads only the blocks' names and tags."""
+    col_dtypes = [dt for _, dt in scan.columns]
+    ntags = _pad8(len(col_dtypes))
+    layout: list[tuple[str, list[tuple[bool, int]]]] = []
+    for b in scan.blocks:
+        p = b.offset + _BLOCK_HEADER_SIZE
+        name = os.pread(fd, b.name_len, p).decode("utf-8", "replace")
+        p += _pad8(b.name_len)
+        tags = os.pread(fd, ntags, p)
+        p += ntags
+        where = []
+        for i, dt in enumerate(col_dtypes):
+            const = tags[i] == 1
+            where.append((const, p))
+            p += _pad8(dt.itemsize if const else b.n * dt.itemsize)
+        if p != b.offset + _BLOCK_HEADER_SIZE + b.payload:
+            raise StreamFormatError(f"{path}: byte {b.offset}: block layout does not match its length")
+        layout.append((name, where))
+    return layout
+
+
 def _read_binary(path: Path, verify: str = "tail", wanted: set[str] | None = None, constant_views: bool = False) -> StreamReadResult:
     """Walk the blocks, then read each column's values straight into its final array: one copy
     from the page cache, whatever the number of blocks."""
@@ -559,24 +582,8 @@ def _read_binary(path: Path, verify: str = "tail", wanted: set[str] | None = Non
         columns = [(name, dt.str) for name, dt in scan.columns]
         col_dtypes = [dt for _, dt in scan.columns]
         blocks, torn = scan.blocks, scan.torn
-        # Pass 2: where each block keeps each column, and which columns never change.
         total = sum(b.n for b in blocks)
-        ntags = _pad8(len(columns))
-        layout: list[tuple[str, list[tuple[bool, int]]]] = []  # per block: channel, per column (constant?, offset)
-        for b in blocks:
-            p = b.offset + _BLOCK_HEADER_SIZE
-            name = os.pread(fd, b.name_len, p).decode("utf-8", "replace")
-            p += _pad8(b.name_len)
-            tags = os.pread(fd, ntags, p)
-            p += ntags
-            where = []
-            for i, dt in enumerate(col_dtypes):
-                const = tags[i] == 1
-                where.append((const, p))
-                p += _pad8(dt.itemsize if const else b.n * dt.itemsize)
-            if p != b.offset + _BLOCK_HEADER_SIZE + b.payload:
-                raise StreamFormatError(f"{path}: byte {b.offset}: block layout does not match its length")
-            layout.append((name, where))
+        layout = _binary_layout(fd, path, scan)
         # Pass 3: each wanted column's values straight into its final array (one copy from the
         # page cache); a column constant in every block is filled, or left to the OS when zero.
         arrays: dict[str, np.ndarray] = {}
@@ -676,3 +683,217 @@ def _valid_block_after(fd: int, pos: int, size: int) -> bool:
                     return True
         i = rest.find(BLOCK_MAGIC, i + 1)
     return False
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading chunk by chunk: what `report`, `check` and the Results screen use, so that a phase of
+# a 100 kHz source over 600 s (60 M samples, 2.4 GB of binary stream) never has to fit in
+# memory. `index_sample_stream` validates the stream and finds where everything is without
+# keeping any values; `iter_sample_chunks` then reads the columns asked for, a bounded number
+# of rows at a time, in the stream's order: the rows, their order and their values are those
+# `read_sample_stream` gives, cut into pieces (tests/samples/test_chunks.py).
+
+CHUNK_ROWS = 1 << 19  # rows per chunk: ~4 MB per column read
+CSV_PIECE_BYTES = 1 << 23  # CSV is indexed and parsed in pieces of about this many bytes
+
+
+@dataclass
+class StreamIndex:
+    """Where a stream's samples are, found without keeping any of them."""
+
+    path: Path
+    kind: str  # "binary" or "csv"
+    rows: int
+    channels: list[str]  # in order of first appearance
+    torn: bool  # the end was cut off by a crash and is not read
+    columns: list[tuple[str, np.dtype]] = field(default_factory=list)  # binary: stored columns
+    blocks: list[tuple[int, int, list[tuple[bool, int]]]] = field(default_factory=list)  # binary: (rows, channel code, per column (constant?, offset))
+    pieces: list[tuple[int, int, int]] = field(default_factory=list)  # csv: (byte start, byte end, rows), whole lines
+
+
+def index_sample_stream(path: Path, verify: str = "tail") -> StreamIndex:
+    """Validate a stream (CSV or binary, told by its first bytes) and index it for chunked
+    reading. Errors are those of `read_sample_stream` (StreamFormatError naming file and line or
+    byte). Binary: the blocks' headers only; CSV: one parsing pass, a piece at a time."""
+    path = Path(path)
+    with open(path, "rb") as fh:
+        head = fh.read(len(BINARY_MAGIC))
+        if head == BINARY_MAGIC:
+            if verify not in ("tail", "all"):
+                raise ValueError(f"verify must be 'tail' or 'all', not {verify!r}")
+            scan = _scan_binary(fh.fileno(), path, verify)
+            if scan is None:
+                return StreamIndex(path, "binary", 0, [], True)
+            layout = _binary_layout(fh.fileno(), path, scan)
+            channels = list(dict.fromkeys(name for name, _ in layout))
+            blocks = [(b.n, channels.index(name), where) for b, (name, where) in zip(scan.blocks, layout)]
+            return StreamIndex(path, "binary", sum(b.n for b in scan.blocks), channels, scan.torn, list(scan.columns), blocks)
+    if path.suffix == STREAM_SUFFIXES["binary"] and BINARY_MAGIC.startswith(head):
+        return StreamIndex(path, "binary", 0, [], True)  # torn while being created: no samples
+    return _index_csv(path)
+
+
+def _csv_pieces(path: Path):
+    """(byte start, bytes) of the CSV's data in pieces of whole lines, after the checked header;
+    then, last, (None, torn?)."""
+    with open(path, "rb") as fh:
+        first = fh.readline()
+        line = first.rstrip(b"\r\n").decode("utf-8", "replace").strip()
+        if not line:
+            raise StreamFormatError(f"{path}:1: empty sample stream (no header)")
+        if not first.endswith(b"\n"):  # a header a crash cut short: no samples
+            yield None, True
+            return
+        if line != CSV_HEADER.strip():
+            raise StreamFormatError(f"{path}:1: unexpected header {line[:80]!r}; expected {CSV_HEADER.strip()!r}")
+        pos, rest = len(first), b""
+        while True:
+            data = fh.read(CSV_PIECE_BYTES)
+            if not data:
+                break
+            data = rest + data
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                rest = data
+                continue
+            yield pos, data[: cut + 1]
+            pos += cut + 1
+            rest = data[cut + 1 :]
+        yield None, bool(rest)
+
+
+def _parse_csv_piece(path: Path, raw: bytes, line0: int, wanted: set[str] | None):
+    """One piece of whole lines as a frame, parsed exactly as `_read_csv` parses the file."""
+    import pandas as pd
+
+    dtypes = {"wall_ns": "int64", "mono_ns": "int64", "channel": "category", "status": "int64"}
+    dtypes.update({name: "float64" for name in FLOAT_FIELDS})
+    extra = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
+    if wanted is not None:
+        extra["usecols"] = [c for c in CSV_COLUMNS if c in wanted]
+    try:
+        return pd.read_csv(io.BytesIO(raw), header=None, names=list(CSV_COLUMNS), dtype=dtypes, keep_default_na=False, na_values={n: [""] for n in FLOAT_FIELDS}, engine="c", **extra)
+    except (ValueError, pd.errors.ParserError) as exc:
+        line = _first_bad_line(CSV_HEADER.encode("ascii") + raw)
+        where = f"{path}:{line0 + line - 1}" if line else str(path)
+        raise StreamFormatError(f"{where}: malformed sample line ({exc})") from None
+
+
+def _index_csv(path: Path) -> StreamIndex:
+    channels: dict[str, None] = {}
+    pieces: list[tuple[int, int, int]] = []
+    rows, line0, torn = 0, 1, False
+    for start, raw in _csv_pieces(path):
+        if start is None:
+            torn = bool(raw)
+            break
+        frame = _parse_csv_piece(path, raw, line0, None)  # every column: the errors a whole read finds
+        for c in _unique_in_order(frame["channel"]):
+            channels.setdefault(c, None)
+        pieces.append((start, start + len(raw), len(frame)))
+        rows += len(frame)
+        line0 += raw.count(b"\n")
+    return StreamIndex(path, "csv", rows, list(channels), torn, pieces=pieces)
+
+
+def _unique_in_order(col) -> list[str]:
+    """The distinct values of a (categorical) column in order of first appearance."""
+    if hasattr(col, "cat"):
+        codes = col.cat.codes.to_numpy()
+        cats = [str(c) for c in col.cat.categories]
+        present = np.flatnonzero(np.bincount(codes[codes >= 0], minlength=len(cats))) if len(codes) else []
+        first = {int(c): int(np.argmax(codes == c)) for c in present}
+        return [cats[c] for c in sorted(first, key=first.get)]
+    return [str(c) for c in dict.fromkeys(col.tolist())]
+
+
+def iter_sample_chunks(index: StreamIndex, columns: tuple[str, ...] | None = None, rows: int = CHUNK_ROWS):
+    """The stream's samples, at most `rows` at a time (a CSV piece may hold more), as
+    (arrays by column name, channel code per row or None). Columns as `read_sample_stream`
+    gives them (status int64; a column this file predates is NaN), `channel` as codes into
+    `index.channels`; a column constant through a chunk of a binary stream is a read-only view."""
+    wanted = set(CSV_COLUMNS) if columns is None else set(columns)
+    unknown = wanted - set(CSV_COLUMNS)
+    if unknown:
+        raise ValueError(f"unknown sample columns: {', '.join(sorted(unknown))}")
+    if index.kind == "csv":
+        yield from _iter_csv_chunks(index, wanted)
+    else:
+        yield from _iter_binary_chunks(index, wanted, max(1, int(rows)))
+
+
+def _iter_csv_chunks(index: StreamIndex, wanted: set[str]):
+    with open(index.path, "rb") as fh:
+        for start, end, n in index.pieces:
+            fh.seek(start)
+            raw = fh.read(end - start)
+            frame = _parse_csv_piece(index.path, raw, 0, wanted | {"channel"})
+            if len(frame) != n:
+                raise StreamFormatError(f"{index.path}: changed while it was read")
+            codes = None
+            if "channel" in wanted:
+                cats = [str(c) for c in frame["channel"].cat.categories]
+                remap = np.array([index.channels.index(c) for c in cats], dtype=np.int16)
+                raw_codes = frame["channel"].cat.codes.to_numpy()
+                codes = remap[raw_codes] if len(cats) else np.zeros(len(frame), dtype=np.int16)
+            yield {c: frame[c].to_numpy() for c in CSV_COLUMNS if c in wanted and c != "channel"}, codes
+
+
+def _iter_binary_chunks(index: StreamIndex, wanted: set[str], rows: int):
+    # Cut the blocks into pieces of at most `rows` rows, then group consecutive pieces into
+    # chunks of at most `rows` rows: (block number, first row, row count).
+    col_dtypes = dict(index.columns)
+    with open(index.path, "rb") as fh:
+        fd = fh.fileno()
+        group: list[tuple[int, int, int]] = []
+        size = 0
+        for bi, (n, _, _) in enumerate(index.blocks):
+            at = 0
+            while at < n:
+                take = min(n - at, rows - size)
+                group.append((bi, at, take))
+                at += take
+                size += take
+                if size == rows:
+                    yield _binary_chunk(fd, index, group, size, wanted, col_dtypes)
+                    group, size = [], 0
+        if group:
+            yield _binary_chunk(fd, index, group, size, wanted, col_dtypes)
+
+
+def _binary_chunk(fd: int, index: StreamIndex, group: list[tuple[int, int, int]], size: int, wanted: set[str], col_dtypes: dict):
+    out: dict[str, np.ndarray] = {}
+    names = [name for name, _ in index.columns]
+    for col in CSV_COLUMNS:
+        if col == "channel" or col not in wanted:
+            continue
+        out_dt = np.dtype(np.int64) if col == "status" else col_dtypes.get(col)
+        if col not in col_dtypes:  # a column this file predates: unknown
+            out[col] = np.broadcast_to(np.float64(np.nan), (size,))
+            continue
+        i = names.index(col)
+        dt = col_dtypes[col]
+        wheres = [index.blocks[bi][2][i] for bi, _, _ in group]
+        if all(const for const, _ in wheres):
+            values = {os.pread(fd, dt.itemsize, p) for _, p in wheres}
+            if len(values) == 1:
+                out[col] = np.broadcast_to(np.frombuffer(values.pop(), dtype=dt).astype(out_dt)[0], (size,))
+                continue
+        arr = np.empty(size, dtype=dt)
+        at = 0
+        for (bi, first, k), (const, p) in zip(group, wheres):
+            dest = arr[at : at + k]
+            if const:
+                dest[:] = np.frombuffer(os.pread(fd, dt.itemsize, p), dtype=dt)[0]
+            elif _pread_into(fd, memoryview(dest).cast("B"), p + first * dt.itemsize) != k * dt.itemsize:
+                raise StreamFormatError(f"{index.path}: byte {p}: the file ended inside a block")
+            at += k
+        out[col] = arr.astype(np.int64) if col == "status" else arr
+    codes = None
+    if "channel" in wanted:
+        chans = [index.blocks[bi][1] for bi, _, _ in group]
+        if len(set(chans)) == 1:
+            codes = np.broadcast_to(np.int16(chans[0]), (size,))
+        else:
+            codes = np.repeat(np.array(chans, dtype=np.int16), [k for _, _, k in group])
+    return out, codes

@@ -29,6 +29,8 @@ from labconsole.mlperf.powerdev import (
     time_exchange_offsets,
 )
 from labconsole.samples.batch import GAP, OK, OVERRANGE, STATUS_NAMES
+from labconsole.samples.reduce import median_and_percentile
+from labconsole.samples.table import sample_chunks, sample_groups
 from labconsole.verdict import FAIL, PASS, SKIP, WARN, worst
 
 MLPERF_MIN_DURATION_S = 600.0  # inference_rules.adoc scenario table; the checker's TEST_DURATION_MS
@@ -262,39 +264,65 @@ def _expected_interval(record: RunRecord, source: str) -> float | None:
     return None
 
 
-def _times_s(frame: Any) -> np.ndarray:
-    mono = frame["mono_ns"].to_numpy()
-    if len(mono) > 1 and np.all(np.diff(mono) > 0):
-        base = frame["wall_ns"].to_numpy()[0]
-        return (base + (mono - mono[0])).astype(np.float64) / 1e9
-    return frame["wall_ns"].to_numpy().astype(np.float64) / 1e9
+_REGULARITY_COLUMNS = ("wall_ns", "mono_ns", "status")
 
 
 def regularity(frame: Any, begin_ns: int, end_ns: int, expected_s: float | None) -> dict:
-    """Intervals and gaps of one channel's samples over the window (edges count as gaps)."""
-    wall = frame["wall_ns"].to_numpy()
-    inside = (wall > begin_ns) & (wall < end_ns) & (frame["status"].to_numpy() != GAP)
-    sub = frame[inside]
+    """Intervals and gaps of one channel's samples over the window (edges count as gaps).
+
+    `frame`: one channel's samples (a DataFrame), or a function yielding them in chunks (each
+    call again): a few passes, each holding one chunk, with the figures a whole frame gives
+    (the median and 99th percentile selected exactly, samples.reduce). Times are the monotonic
+    clock from the first sample's wall time when it rises strictly through the window, else
+    the wall clock."""
+    pieces = (lambda: iter([frame])) if hasattr(frame, "columns") else frame
     window_s = (end_ns - begin_ns) / 1e9
-    n = len(sub)
+
+    def inside_rows():
+        for chunk in pieces():
+            wall = chunk["wall_ns"].to_numpy()
+            inside = (wall > begin_ns) & (wall < end_ns) & (chunk["status"].to_numpy() != GAP)
+            if inside.any():
+                yield wall[inside], chunk["mono_ns"].to_numpy()[inside]
+
+    n, rising, first, last, last_mono = 0, True, None, None, None
+    for wall, mono in inside_rows():
+        if rising:
+            rising = bool(np.all(np.diff(mono) > 0)) and (last_mono is None or mono[0] > last_mono)
+        if first is None:
+            first = (wall[0], mono[0])
+        last, last_mono = wall[-1], mono[-1]
+        n += len(wall)
     out: dict[str, Any] = {"samples": n, "window_s": window_s, "expected_s": expected_s}
     if n < 2:
         out.update(median_s=math.nan, max_gap_s=window_s, gap_s=window_s, gaps=1)
         return out
-    t = _times_s(sub)
-    dt = np.diff(t)
-    median = float(np.median(dt))
+    base, mono0 = first
+
+    def intervals():
+        prev = None
+        for wall, mono in inside_rows():
+            t = (base + (mono - mono0)).astype(np.float64) / 1e9 if rising else wall.astype(np.float64) / 1e9
+            yield np.diff(t, prepend=prev) if prev is not None else np.diff(t)
+            prev = t[-1]
+
+    median, p99 = median_and_percentile(intervals, n - 1, 99)
     ref = max(expected_s or 0.0, median)
     threshold = 2.5 * ref
-    edges = [(wall[inside][0] - begin_ns) / 1e9, (end_ns - wall[inside][-1]) / 1e9]
-    spans = np.concatenate([dt, edges])
-    big = spans[spans > threshold]
+    edges = np.array([(first[0] - begin_ns) / 1e9, (end_ns - last) / 1e9])
+    big, max_gap = [], float(edges.max())
+    for dt in intervals():
+        if len(dt):
+            max_gap = max(max_gap, float(dt.max()))
+            big.append(dt[dt > threshold])
+    big.append(edges[edges > threshold])
+    big_all = np.concatenate(big)
     out.update(
         median_s=median,
-        p99_s=float(np.percentile(dt, 99)),
-        max_gap_s=float(spans.max()),
-        gaps=int(len(big)),
-        gap_s=float((big - ref).sum()) if len(big) else 0.0,
+        p99_s=p99,
+        max_gap_s=max_gap,
+        gaps=int(len(big_all)),
+        gap_s=float((big_all - ref).sum()) if len(big_all) else 0.0,
         threshold_s=threshold,
     )
     return out
@@ -309,7 +337,7 @@ def sample_regularity(record: RunRecord) -> list[CheckResult]:
         return [CheckResult("sample regularity", FAIL, "no testing samples")]
     b, e = ph.detail.power_begin_ns, ph.detail.power_end_ns
     statuses, lines = [], []
-    for (source, channel), frame in ph.samples.groupby(["source", "channel"], sort=False):
+    for (source, channel), frame in sample_groups(ph.samples, _REGULARITY_COLUMNS):
         label = source if channel == "main" else f"{source}/{channel}"
         exp = _expected_interval(record, source)
         r = regularity(frame, b, e, exp)
@@ -341,17 +369,21 @@ def invalid_samples(record: RunRecord) -> list[CheckResult]:
     frame = metrics.source_frame(ph, record.primary_source)
     if frame is None or len(frame) == 0:
         return [CheckResult("invalid samples", FAIL, f"no samples of the primary source {record.primary_source}")]
-    wall = frame["wall_ns"].to_numpy()
-    inside = metrics.window_mask(wall, ph.detail.power_begin_ns, ph.detail.power_end_ns)
-    st = frame["status"].to_numpy()[inside]
-    watts = frame["watts"].to_numpy()[inside]
-    n = int(inside.sum())
-    bad = {STATUS_NAMES.get(int(k), str(k)): int(v) for k, v in zip(*np.unique(st[st != OK], return_counts=True))}
-    # An infinite reading is invalid, like NaN: no meter reports one (PTD writes -1 for an
-    # invalid sample), so it is excluded from the average and fails this check.
-    infinite = int(((st == OK) & np.isinf(watts)).sum())
-    nan = int(((st == OK) & np.isnan(watts)).sum())
-    nonpos = int(((st == OK) & np.isfinite(watts) & ~(watts > 0)).sum())
+    n, nonpos, infinite, nan, counts = 0, 0, 0, 0, {}
+    for chunk in sample_chunks(frame, ("wall_ns", "watts", "status")):
+        inside = metrics.window_mask(chunk["wall_ns"].to_numpy(), ph.detail.power_begin_ns, ph.detail.power_end_ns)
+        st = chunk["status"].to_numpy()[inside]
+        watts = chunk["watts"].to_numpy()[inside]
+        n += int(inside.sum())
+        for k, v in zip(*np.unique(st[st != OK], return_counts=True)):
+            counts[int(k)] = counts.get(int(k), 0) + int(v)
+        # An infinite reading is invalid, like NaN: no meter reports one (PTD writes -1 for an
+        # invalid sample), so it is excluded from the average and fails this check.
+        ok = st == OK
+        infinite += int((ok & np.isinf(watts)).sum())
+        nan += int((ok & np.isnan(watts)).sum())
+        nonpos += int((ok & np.isfinite(watts) & ~(watts > 0)).sum())
+    bad = {STATUS_NAMES.get(k, str(k)): counts[k] for k in sorted(counts)}
     if infinite:
         bad["infinite watts"] = infinite
     if nan:
