@@ -127,7 +127,7 @@ def _left_to_right(values) -> float:
 
 def test_streamed_figures_are_the_ones_computed_sample_by_sample(tmp_path):
     """An independent reference: each figure computed row by row in Python, MLPerf's way
-    (strict window, status OK, watts > 0, summed left to right in sample order)."""
+    (strict window, status OK, 0 < watts < inf, summed left to right in sample order)."""
     root = make_bundle(tmp_path, seed=3)
     rec = open_run(root, stream=True)
     _set_chunks(rec, 5)
@@ -137,17 +137,17 @@ def test_streamed_figures_are_the_ones_computed_sample_by_sample(tmp_path):
     b, e = rec.phases["testing"].detail.power_begin_ns, rec.phases["testing"].detail.power_end_ns
     rows = list(zip(meter["wall_ns"].tolist(), meter["watts"].tolist(), meter["status"].tolist()))
     inside = [(w, s) for t, w, s in rows if b < t < e]
-    counted = [w for w, s in inside if s == OK and w > 0]
+    counted = [w for w, s in inside if s == OK and 0 < w < math.inf]
     assert rep["power"]["samples_in_window"] == len(counted)
-    assert rep["power"]["avg_watts"] == _left_to_right(counted) / len(counted)  # inf among them is averaged as today
+    assert rep["power"]["avg_watts"] == _left_to_right(counted) / len(counted)  # an infinite reading is invalid, never averaged
     assert rep["power"]["invalid_in_window"] == len(inside) - len(counted)
     # the whole-phase mean and the idle baseline: left to right too
-    valid = [w for _, w, s in rows if s == OK and w > 0]
+    valid = [w for _, w, s in rows if s == OK and 0 < w < math.inf]
     assert rep["phases"]["testing"]["avg_watts"] == _left_to_right(valid) / len(valid)
     gpu = frame[frame["source"] == "gpu"]
     per = {}
     for t, ch, w, s in zip(gpu["wall_ns"], gpu["channel"].astype(str), gpu["watts"], gpu["status"]):
-        if b < t < e and s == OK and w > 0:
+        if b < t < e and s == OK and 0 < w < math.inf:
             per.setdefault(ch, []).append(w)
     want = 0.0
     for ch in ("gpu0", "gpu1"):
