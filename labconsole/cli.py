@@ -264,6 +264,8 @@ def _printable(text: str) -> str:
 def cmd_compare(args: argparse.Namespace) -> int:
     from labconsole.mlperf.compare import compare_runs, render_text
 
+    if _is_tiny(args.a) or _is_tiny(args.b):
+        return _tiny_compare(args)
     a = _open_record_or_exit(args.a)
     b = _open_record_or_exit(args.b)
     cmp = compare_runs(a, b)
@@ -298,6 +300,8 @@ def _open_record_or_exit(path: str, columns: tuple[str, ...] | None = None):
 def cmd_report(args: argparse.Namespace) -> int:
     from labconsole.mlperf import metrics
 
+    if _is_tiny(args.path):
+        return _tiny_report(args)
     record = _open_record_or_exit(args.path, metrics.REPORT_COLUMNS)  # only what the report reads
     try:
         rep = metrics.compute_report(record, args.scenario)
@@ -318,6 +322,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from labconsole.mlperf import checks
 
+    if _is_tiny(args.path):
+        return _tiny_check(args)
     record = _open_record_or_exit(args.path)
     results = checks.run_checks(record)
     ok = checks.passed(results)
@@ -328,6 +334,63 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(f"[{r.status.upper():4}] {r.name}: {_printable(r.message)}")
         print("PASSED" if ok else "FAILED")
     return EXIT_OK if ok else EXIT_FAIL
+
+
+# MLPerf Tiny energy folders (EnergyRunner, MLCommons runner, our Tiny bundles): labconsole.mlperf.tiny
+
+
+def _is_tiny(path: str) -> bool:
+    from labconsole.mlperf.tiny.folders import find_tiny
+
+    return find_tiny(path) is not None
+
+
+def _read_tiny_or_exit(path: str):
+    from labconsole.mlperf.tiny.folders import TinyError, read_tiny
+
+    try:
+        return read_tiny(path)
+    except TinyError as exc:
+        _err(str(exc))
+        raise SystemExit(EXIT_USAGE) from None
+
+
+def _tiny_report(args: argparse.Namespace) -> int:
+    from labconsole.mlperf.tiny import analysis, text
+
+    if args.scenario:
+        _err("--scenario: a Tiny energy run has no LoadGen scenario")
+        return EXIT_USAGE
+    rep = analysis.report(_read_tiny_or_exit(args.path))
+    print(to_json(rep, indent=2) if args.json else text.render_report(rep))
+    return EXIT_OK
+
+
+def _tiny_check(args: argparse.Namespace) -> int:
+    from labconsole.mlperf.tiny import analysis
+
+    run = _read_tiny_or_exit(args.path)
+    results = analysis.checks(run)
+    ok = analysis.passed(results)
+    if args.json:
+        print(to_json({"path": str(run.path), "kind": "tiny", "passed": ok, "checks": [r.as_dict() for r in results]}, indent=2))
+    else:
+        for r in results:
+            print(f"[{r.status.upper():4}] {r.name}: {_printable(r.message)}")
+        print("PASSED" if ok else "FAILED")
+    return EXIT_OK if ok else EXIT_FAIL
+
+
+def _tiny_compare(args: argparse.Namespace) -> int:
+    from labconsole.mlperf.compare import render_text
+    from labconsole.mlperf.tiny import analysis
+
+    if not (_is_tiny(args.a) and _is_tiny(args.b)):
+        _err("compare: a Tiny energy run (uJ/inference) compares only with another Tiny energy run")
+        return EXIT_USAGE
+    cmp = analysis.compare(_read_tiny_or_exit(args.a), _read_tiny_or_exit(args.b))
+    print(to_json(cmp.as_dict(), indent=2) if args.json else render_text(cmp))
+    return EXIT_OK
 
 
 def cmd_recover(args: argparse.Namespace) -> int:
