@@ -88,7 +88,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         _err("--duration: must be a number of seconds in (0, 604800]")
         return EXIT_USAGE
     bus = EventBus()
-    proc = RunEngine(loaded, InferencePlan(), RunOptions(scenario=args.scenario, duration_s=args.duration, out_dir=Path(args.out) if args.out else None), bus)
+    plan = InferencePlan()
+    if loaded.profile.workload.type == "tiny":  # MLPerf Tiny's energy mode
+        from labconsole.procedure.plans.tiny import TinyPlan
+
+        plan = TinyPlan()
+    proc = RunEngine(loaded, plan, RunOptions(scenario=args.scenario, duration_s=args.duration, out_dir=Path(args.out) if args.out else None), bus)
     return _drive_procedure(proc, args)
 
 
@@ -153,7 +158,11 @@ def _print_summary(out) -> None:
     rep = out.report or {}
     print("", flush=True)
     print(f"run {out.exit_status}" + (f": {out.reason}" if out.reason else ""))
-    if rep:
+    if rep.get("kind") == "tiny":
+        from labconsole.mlperf.tiny.text import render_report
+
+        print(render_report(rep))
+    elif rep:
         _print_report_lines(rep)
     for c in out.checks:
         if c["status"] not in ("pass", "skip"):
@@ -393,6 +402,21 @@ def _tiny_compare(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _tiny_export(args: argparse.Namespace) -> int:
+    from labconsole.mlperf.tiny.export import export_mlcommons
+    from labconsole.mlperf.tiny.folders import TinyError
+
+    try:
+        files = export_mlcommons(args.path, args.mlperf)
+    except (TinyError, OSError) as exc:
+        _err(str(exc))
+        return EXIT_FAIL
+    print("NOT AN OFFICIAL MLPERF SUBMISSION. The MLCommons Tiny runner's energy-mode layout (results.json, results.txt, log.txt).")
+    print(f"  {len(files)} files")
+    print(args.mlperf)
+    return EXIT_OK
+
+
 def cmd_recover(args: argparse.Namespace) -> int:
     from labconsole.procedure.recover import RecoverError, recover
 
@@ -412,6 +436,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     if not args.mlperf:
         _err("export: name the format: --mlperf DIR")
         return EXIT_USAGE
+    if _is_tiny(args.path):
+        return _tiny_export(args)
     try:
         res = export_mlperf(args.path, args.mlperf)
     except (ExportError, RunOpenError) as exc:

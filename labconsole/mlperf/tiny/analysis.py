@@ -58,6 +58,8 @@ def report(run: TinyRun) -> dict:
         rep["published"] = {"median_uj_per_inf": p, "line": pub.get("line"), "delta_pct": _finite(delta), "matches": bool(same), "tolerance": f"{tol} %" if tol is not None else "exact (as printed)"}
         if "median_throughput_inf_s" in pub:
             rep["published"]["median_throughput_inf_s"] = pub["median_throughput_inf_s"]
+    if rep["metric"]["value"] is None:
+        rep["metric"] = None  # no window: no figure
     if run.problems:
         rep["problems"] = list(run.problems)
     if run.extra:

@@ -19,8 +19,10 @@ def render_report(rep: dict) -> str:
             f"{w['inferences']:6d} inf  {w['runtime_s']:8.3f} s  {w['throughput_inf_s']:9.3f} inf/s"
         )
     m = rep["metric"]
-    value = "-" if m["value"] is None else f"{m['value']:g}"
-    lines.append(f"  metric: median {m['name']} = {value} {m['unit']} over {m['windows']} window(s)")
+    if m:
+        lines.append(f"  metric: median {m['name']} = {m['value']:g} {m['unit']} over {m['windows']} window(s)")
+    else:
+        lines.append("  metric: none (no window)")
     if rep.get("median_throughput_inf_s") is not None:
         lines.append(f"  median throughput: {rep['median_throughput_inf_s']:.3f} inf/s")
     pub = rep.get("published")
