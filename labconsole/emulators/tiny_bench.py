@@ -70,8 +70,8 @@ class Bench:
             self._draw_locked(t, watts if self.powered else 0.0)
 
     def _draw_locked(self, t: float, watts: float) -> None:
-        # A later segment that starts before t is cut (the DUT changed its plan).
-        k = bisect.bisect_right(self._seg_t, t)
+        # Segments planned after t are replaced (the DUT changed its plan).
+        k = bisect.bisect_left(self._seg_t, t)
         del self._seg_t[k:], self._seg_w[k:]
         self._seg_t.append(t)
         self._seg_w.append(watts)
@@ -92,6 +92,7 @@ class Bench:
             bisect.insort(self._edges, t)
 
     def edges_between(self, t0: float, t1: float) -> list[float]:
+        """Edges in [t0, t1), in order."""
         with self._lock:
             a = bisect.bisect_left(self._edges, t0)
             b = bisect.bisect_left(self._edges, t1)

@@ -198,12 +198,14 @@ class TinyDutEmulator:
     def _draw(self, mw: float, t: float | None = None) -> None:
         self.bench.draw(self.bench.now() if t is None else t, mw / 1000.0)
 
-    def _timestamp(self) -> None:
+    def _timestamp(self, t: float | None = None) -> None:
+        """th_timestamp() at bench time t (the schedule's, so a late thread does not stretch a window)."""
+        t = self.bench.now() if t is None else t
         if self.options.mode == "energy":
-            self.bench.pulse(self.bench.now())
+            self.bench.pulse(t)
             self.pulses += 1
         else:
-            self._say(tp.msg_lap_us(int(self.bench.now() * 1e6)))
+            self._say(tp.msg_lap_us(int(round(t * 1e6))))
 
     def _power_changed(self, on: bool) -> None:
         self.booted = False
@@ -309,20 +311,25 @@ class TinyDutEmulator:
         b = self.bench
         dt = o.inference_ms / 1000.0
         self._say(f"m-warmup-start-{w}")
+        # What the DUT will draw and when it pulses is known ahead: registered before waiting, so
+        # the LPM01A, sampling on its own thread, never passes a moment the DUT has not told yet.
         t = b.now()
         self._draw(o.infer_mw, t)
+        self._draw(o.idle_mw, t + w * dt)
         if not b.sleep_until(t + w * dt, self._stop):
             return None
-        self._draw(o.idle_mw)
         self._say("m-warmup-done")
         self._say(f"m-infer-start-{n}")
-        self._timestamp()
         t = b.now()
-        self._draw(o.infer_mw, t)
+        self._timestamp(t)
+        self._draw(o.infer_mw, t)  # th_pre(), N x th_infer(), th_post()
+        self._draw(o.idle_mw, t + n * dt)
+        if o.mode == "energy":
+            self._timestamp(t + n * dt)
         if not b.sleep_until(t + n * dt, self._stop):
             return None
-        self._draw(o.idle_mw, t + n * dt)
-        self._timestamp()
+        if o.mode != "energy":
+            self._timestamp(t + n * dt)
         self._say("m-infer-done")
         self.results = self._scores()
         self._say(tp.msg_results(self.results))
