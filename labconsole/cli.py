@@ -485,6 +485,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     except ValueError as exc:
         _err(f"--speed: {exc}")
         return EXIT_USAGE
+    if _is_tiny(args.path) and not (Path(args.path) / "data" / "run.json").exists():
+        return _tiny_replay(args, speed)
     try:
         open_run(args.path, load_samples=False)  # a clear error before the console opens
     except RunOpenError as exc:
@@ -493,6 +495,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from labconsole.tui.app import run_tui
 
     return run_tui(profile=args.profile, replay=args.path, speed=speed)
+
+
+def _tiny_replay(args: argparse.Namespace, speed: float) -> int:
+    """A published Tiny folder is replayed as a bundle built from it in a scratch folder."""
+    from labconsole.mlperf.tiny.replay import scratch_bundle
+
+    with scratch_bundle(_read_tiny_or_exit(args.path)) as bundle:
+        from labconsole.tui.app import run_tui
+
+        return run_tui(profile=args.profile, replay=str(bundle), speed=speed)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -140,3 +140,41 @@ def test_cli_report_check_compare_on_the_published_folders(tmp_path):
     assert any("models differ" in n for n in cmp["notes"])
     r = run_cli("report", "--scenario", "Offline", str(ST))
     assert r.returncode == 2
+
+
+@pytest.mark.parametrize("folder", [KRAI, ST], ids=["energyrunner", "mlcommons"])
+def test_replay_plays_a_published_folder_with_its_windows_marked(folder):
+    import math
+    import time
+
+    from labconsole import events as ev
+    from labconsole.mlperf.tiny.replay import scratch_bundle
+    from labconsole.session.replay import ReplaySession
+
+    run = folders.read_tiny(folder)
+    with scratch_bundle(run) as bundle:
+        s = ReplaySession(bundle, speed=math.inf)
+        s.start()
+        try:
+            deadline = time.monotonic() + 60
+            while not s.finished and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert s.finished and s.status == "replayed"
+            _, events = s.poll_events()
+            windows = [e.data["tiny_window"] for e in events if e.kind == ev.STEP]
+            assert len(windows) == 5 and all(w["stop_s"] - w["start_s"] == pytest.approx(win.runtime_s, abs=2e-3) for w, win in zip(windows, run.windows))
+            result = [e for e in events if e.kind == ev.RESULT]
+            assert result and result[0].data["metric"]["value"] == run.metric_value
+            ring = s.rings()[("lpm01a", "main")]
+            assert ring.total == run.total_samples
+        finally:
+            s.close()
+        # the power the console plots is the energy per period x rate: the same energy in each window
+        from labconsole.bundle.reader import open_run
+
+        frame = open_run(bundle).phases["testing"].samples
+        j = frame["watts"].to_numpy() / run.sample_rate_hz
+        if run.runner == "energyrunner":
+            w = run.windows[2]
+            assert j[w.start : w.stop].sum() * 1e6 == pytest.approx(w.energy_uj, rel=1e-6)
+    assert not bundle.exists()
