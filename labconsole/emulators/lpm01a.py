@@ -178,6 +178,11 @@ class PowerShieldEmulator:
                     pass
         self._master = self._slave = -1
 
+    @property
+    def acquisition_start(self) -> float:
+        """When sample 0 of the current acquisition began, on the emulator's clock (the bench's when wired)."""
+        return self._t0
+
     def _now(self) -> float:
         return self._bench.now() if self._bench is not None else time.monotonic()
 
