@@ -236,7 +236,12 @@ class ProcedureSession(LiveSession):
 
         self.bus = EventBus()
         self._queue: queue.Queue[Event] = self.bus.subscribe()
-        self.proc = RunEngine(loaded, InferencePlan(step_runner=step_runner), options, self.bus)
+        plan = InferencePlan(step_runner=step_runner)
+        if loaded.profile.workload.type == "tiny":  # MLPerf Tiny's energy mode
+            from labconsole.procedure.plans.tiny import TinyPlan
+
+            plan = TinyPlan()
+        self.proc = RunEngine(loaded, plan, options, self.bus)
         self.title = f"{loaded.profile.name}: {self.proc.scenario}, {self.proc.duration_s:g} s"
         self.step_runner = step_runner
         self.outcome = None
