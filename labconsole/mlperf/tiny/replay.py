@@ -60,7 +60,7 @@ def as_bundle(run: TinyRun, recordings: Path) -> Path:
         base = int(offsets[k]) if trial_of and k < len(offsets) - 1 else 0
         a, z = base + win.start, base + win.stop
         bus.publish(ev.Event(ev.STEP, f"window {k + 1}: {win.runtime_s:.3f} s, {win.inferences} inferences, {win.uj_per_inf:.3f} uJ/inf", "testing",
-                             {"window": k, "tiny_window": {"start_s": a / fs, "stop_s": z / fs}}, at(z)))
+                             {"window": k, "tiny_window": {"start_s": a / fs, "stop_s": z / fs, "wall_start_s": at(a) / 1e9, "wall_stop_s": at(z) / 1e9}}, at(z)))
     rep = report(run)
     bus.publish(ev.Event(ev.PHASE_END, "testing done", "testing", {}, at(n)))
     if rep.get("metric"):

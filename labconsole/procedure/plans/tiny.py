@@ -47,6 +47,7 @@ class TinyPlan:
         self.source_name: str | None = None
         self._next_start = 0
         self._events: list[tuple[int, int]] = []  # (counter, absolute sample index) of every D7 event
+        self._event_wall: dict[int, int] = {}  # absolute sample index -> the board event's wall ns
 
     # --- the plan ------------------------------------------------------------------------------------
     def steps(self, engine: RunEngine) -> list[Step]:
@@ -114,10 +115,11 @@ class TinyPlan:
                 engine.check_abort()
                 data = inputs[k % len(inputs)]
                 trial = self._trial(engine, src, wl, data, n, wl.warmups, f"input_{k:03d}.bin" if not wl.inputs else Path(wl.inputs[k % len(wl.inputs)]).name)
+                wall = trial.pop("_wall_s", None)
                 self.trials.append(trial)
                 w = self._window_of(trial, src.options.frequency_hz)
                 msg = f"window {k + 1}/{wl.windows}: {n} inferences" + (f", {w[0]:.3f} s, {w[1]:.3f} uJ/inf" if w else ", no window (fewer than 2 timestamps)")
-                engine.bus.emit(ev.STEP if w else ev.WARNING, msg, phase="testing", window=k, tiny_window={"start_s": w[2], "stop_s": w[3]} if w else None)
+                engine.bus.emit(ev.STEP if w else ev.WARNING, msg, phase="testing", window=k, tiny_window={"start_s": w[2], "stop_s": w[3], "wall_start_s": wall[0], "wall_stop_s": wall[1]} if w and wall else None)
         except DutError as exc:
             raise RunFailed(f"DUT: {exc}") from None
         finally:
@@ -182,6 +184,7 @@ class TinyPlan:
         p = 10
         for _ in range(8):
             trial = self._trial(engine, src, wl, data, p, 0, "probe", keep_range=False)
+            trial.pop("_wall_s", None)
             w = self._window_of(trial, fs)
             if w is None:
                 raise RunFailed("auto inferences: the probe saw no timestamp pair (is the DUT's timestamp line wired to the LPM01A's D7?)")
@@ -225,6 +228,8 @@ class TinyPlan:
             self._last_t_inf = win / n if n else None
         if keep_range:
             self._next_start = stop
+        if len(events) >= 2:  # where the window lies on the live plot's time axis
+            trial["_wall_s"] = (self._event_wall.get(events[-2][1], 0) / 1e9, self._event_wall.get(events[-1][1], 0) / 1e9)
         return trial
 
     _last_t_inf: float | None = None
@@ -233,6 +238,7 @@ class TinyPlan:
         for e in src.take_events():
             if e.kind == "event" and (m := _EVENT.search(e.text)):
                 self._events.append((int(m.group(1)), int(e.sample_index)))
+                self._event_wall[int(e.sample_index)] = int(e.wall_ns)
             elif e.kind in ("drop", "error"):
                 self._log(f"lpm01a: {e.kind}: {e.text}")
         return self._events
