@@ -37,10 +37,16 @@ def talk(port, text: str, readies: int = 1, timeout: float = 5.0) -> list[str]:
     raise AssertionError(f"no {readies} m-ready after {text!r}: {out}")
 
 
+def read_until(port, text: str, timeout: float = 5.0) -> str:
+    out, deadline = "", time.monotonic() + timeout
+    while text not in out and time.monotonic() < deadline:
+        out += port.read(4096).decode("ascii", "replace")
+    return out
+
+
 def test_direct_dut_protocol(direct):
     emu, port = direct
-    time.sleep(0.1)
-    boot = port.read(4096).decode()
+    boot = read_until(port, "m-ready\r\n")
     assert boot.split("\r\n")[:3] == ["m-timestamp-mode-performance", "m-lap-us-" + boot.split("m-lap-us-")[1].split("\r\n")[0], "m-init-done"]
     assert talk(port, "name") == ["m-name-dut-[labconsole emulated DUT]", "m-ready"]
     assert talk(port, "profile") == [f"m-profile-[{tp.API_PROFILE}]", "m-model-[kws01]", "m-ready"]
@@ -71,8 +77,7 @@ def test_io_manager_passthrough_prefix_and_setbaud():
     emu = tiny_dut.start({"io_manager": True, "speed": 50})
     port = serial.Serial(emu.path, 115200, timeout=0.05)
     try:
-        time.sleep(0.1)
-        assert port.read(4096).decode().split("\r\n")[:3] == ["[dut]: m-timestamp-mode-energy", "[dut]: m-init-done", "[dut]: m-ready"]
+        assert read_until(port, "[dut]: m-ready\r\n").split("\r\n")[:3] == ["[dut]: m-timestamp-mode-energy", "[dut]: m-init-done", "[dut]: m-ready"]
         assert talk(port, "name") == [f"m-name-[{tp.IO_NAME}]", "m-ready"]
         assert talk(port, "dut name", readies=2) == ["m-dut-passthrough(name)", "m-ready", "[dut]: m-name-dut-[labconsole emulated DUT]", "[dut]: m-ready"]
         assert talk(port, "frob") == ["e-[Unknown command: frob]", "m-ready"]
@@ -110,9 +115,9 @@ def test_energy_mode_pulses_reach_the_lpm01a_d7_with_the_boot_edge():
         assert dut.bench.powered
         deadline = time.monotonic() + 5
         boot = ""
-        while "m-init-done" not in boot and time.monotonic() < deadline:
+        while "[dut]: m-ready" not in boot and time.monotonic() < deadline:
             boot += io.read(4096).decode()
-        assert "[dut]: m-init-done" in boot
+        assert "[dut]: m-init-done\r\n[dut]: m-ready" in boot
         lines = talk(io, "dut infer 500 2", readies=2, timeout=10)  # 5 s of inference at 20 mW
         assert "[dut]: m-infer-done" in lines
         time.sleep(0.3)
@@ -141,3 +146,38 @@ def test_energy_mode_pulses_reach_the_lpm01a_d7_with_the_boot_edge():
     window_j = sum(samples[a:b])
     assert window_j == pytest.approx(0.020 * 5.0, rel=0.002)  # 20 mW for 5 s
     assert sum(samples[b + 20 : b + 120]) == pytest.approx(0.004 * 0.100, rel=0.01)  # idle after (4 mW)
+
+
+def test_emulate_tiny_dut_command_starts_both_boards_wired(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "labconsole", "emulate", "tiny-dut", "--speed", "20", "--port", str(tmp_path / "io"), "--lpm01a-port", str(tmp_path / "lpm")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        first, second = proc.stdout.readline(), proc.stdout.readline()
+        assert "energy-mode IO manager" in first and "LPM01A" in second, (first, second, proc.stderr.read() if proc.poll() is not None else "")
+        ps_port = serial.Serial(str(tmp_path / "lpm"), ps.DEFAULT_BAUD, timeout=0.05)
+        io = serial.Serial(str(tmp_path / "io"), 115200, timeout=0.05)
+        try:
+            for cmd in ("htc", "pwr off", "eventsrc d7 fal", "output energy", "freq 1k", "start"):
+                _lpm(ps_port, cmd)
+            assert talk(io, "dut name", readies=1, timeout=2) == ["m-dut-passthrough(name)", "m-ready"]  # not powered yet: no DUT
+            _lpm(ps_port, "pwr on nostatus")
+            time.sleep(0.3)
+            assert talk(io, "dut profile", readies=2)[-2] == "[dut]: m-model-[kws01]"
+        finally:
+            io.close()
+            ps_port.close()
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=15)
+        assert proc.returncode == 0 and "stopped after" in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
