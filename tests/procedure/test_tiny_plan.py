@@ -103,3 +103,18 @@ def test_a_dut_nobody_powers_fails_the_run_clearly(tmp_path):
     text = r.stdout + r.stderr
     assert r.returncode == 1 and "Traceback" not in text
     assert "run failed: DUT: `name`: no m-ready from the DUT in 1 s" in text
+
+
+def test_an_input_too_big_for_the_dut_fails_the_run_and_its_check(tmp_path):
+    # An input larger than the DUT's buffer (96x96x3 bytes) is refused before it is sent; the run
+    # fails saying so, the bundle is sealed, and `check` fails it.
+    big = tmp_path / "big.bin"
+    big.write_bytes(bytes(30000))
+    prof = _profile(tmp_path, {"  input_bytes: 490": f"  input_bytes: 490\n  inputs: [{big}]", "inferences: auto ": "inferences: 20 "})
+    r, bundle = _run(prof, tmp_path / "rec")
+    text = r.stdout + r.stderr
+    assert r.returncode == 1 and "Traceback" not in text
+    assert "run failed: workload.inputs: " in text and "30000 bytes (1..27648)" in text
+    c = run_cli("check", "--json", str(bundle))
+    got = {x["name"]: x["status"] for x in json.loads(c.stdout)["checks"]}
+    assert c.returncode == 1 and got["tiny: run completed"] == "fail" and got["tiny: 5 windows"] == "fail"

@@ -69,6 +69,9 @@ def report(run: TinyRun) -> dict:
 
 def checks(run: TinyRun) -> list[CheckResult]:
     out: list[CheckResult] = []
+    status = (run.extra or {}).get("exit_status")
+    if status is not None:  # a labconsole run: how it ended
+        out.append(CheckResult("tiny: run completed", PASS if status == "completed" else FAIL, status + (f": {run.extra.get('reason')}" if run.extra.get("reason") else "")))
     n = len(run.windows)
     out.append(CheckResult("tiny: 5 windows", PASS if n == WINDOWS else FAIL, f"{n} window(s) measured" + ("" if n == WINDOWS else f"; energy mode must include exactly {WINDOWS} measurements")))
     short = [w for w in run.windows if w.runtime_s < MIN_WINDOW_S]

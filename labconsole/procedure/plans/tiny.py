@@ -88,6 +88,8 @@ class TinyPlan:
         try:
             self.dut.open()
             booted = self.dut.wait_for("m-init-done", min(wl.dut.timeout_s, 3.0))
+            if booted:
+                self.dut.wait_for(tp.READY, 2.0)  # the boot's own m-ready, not to be taken for a reply
             self.dut.drain(0.1)
             if wl.dut.io_manager:
                 self.dut.io(f"setbaud {wl.dut.dut_baud}")
@@ -143,6 +145,8 @@ class TinyPlan:
             "dut": self.identity,
             "inferences": self.inferences,
             "monitor": self.source_name,
+            "exit_status": engine.bundle.run_info.get("exit_status"),
+            "reason": engine.bundle.run_info.get("reason", ""),
         }
         export.write_mlcommons(engine.bundle.data / "tiny", self.trials, self.log, run_info)
         run = folders.read_tiny(engine.bundle.root)
