@@ -82,10 +82,10 @@ def run(ctx: Context, seconds: float | None = None) -> Result:
     finally:
         client.close()
         try:
-            src.close()
-        finally:
             if rec is not None:
-                rec.stop()
+                rec.stop()  # as the run engine does: the recorder first, then the source
+        finally:
+            src.close()
             t0 = meter.acquisition_start
             edges = [t - t0 for t in dut.bench.edges_between(t0, math.inf)]
             dut.stop()
