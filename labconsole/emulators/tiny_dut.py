@@ -163,7 +163,7 @@ class TinyDutEmulator:
         cmd = cmd.lstrip("\r\n")
         word, _, rest = cmd.partition(" ")
         if word == "dut":
-            self._write_line(f"m-dut-passthrough({rest})")
+            self._write_line(tp.msg_passthrough(rest))
             self._write_line(tp.READY)
             if self.bench.powered and self.booted:
                 self._queue.put(rest)
@@ -178,7 +178,7 @@ class TinyDutEmulator:
         elif word == "help":
             self._write_line("dut name ls setbaud checkbaud help")
         else:
-            self._write_line(f"e-[Unknown command: {word}]")
+            self._write_line(tp.msg_error(f"Unknown command: {word}"))
         self._write_line(tp.READY)
 
     # -- the DUT ---------------------------------------------------------------------------------------
@@ -237,9 +237,9 @@ class TinyDutEmulator:
         if not self.bench.powered:
             return
         self._draw(self.options.idle_mw)
-        self._say(f"m-timestamp-mode-{self.options.mode}")
+        self._say(tp.msg_boot_mode(self.options.mode))
         self._timestamp()  # th_timestamp_initialize(): the line idles high after one edge
-        self._say("m-init-done")
+        self._say(tp.INIT_DONE)
         self._say(tp.READY)
         self.booted = True
 
@@ -262,7 +262,7 @@ class TinyDutEmulator:
         elif word == "results":
             self._say(tp.msg_results(self.results))
         else:
-            self._say(f"e-[Unknown command: {word}]")
+            self._say(tp.msg_error(f"Unknown command: {word}"))
 
     def _db(self, args: list[str]) -> None:
         if args and args[0] == "load":
@@ -274,7 +274,7 @@ class TinyDutEmulator:
             if n > tp.MAX_DB_INPUT:
                 return self._say(f"Supplied buffer size {n} exceeds maximum of {tp.MAX_DB_INPUT}")
             self.expected, self.buffer = n, bytearray()
-            return self._say(f"m-[Expecting {n} bytes]")
+            return self._say(tp.msg_expecting(n))
         if args and args[0] == "print":
             n = int(args[1]) if len(args) > 1 and args[1].isdigit() else len(self.buffer)
             off = int(args[2]) if len(args) > 2 and args[2].isdigit() else 0
@@ -294,7 +294,7 @@ class TinyDutEmulator:
             except ValueError:
                 return self._say(f"e-[Invalid hex digit '{pair}']")
             if len(self.buffer) == self.expected:
-                self._say("m-load-done")
+                self._say(tp.LOAD_DONE)
         return None
 
     def _infer(self, args: list[str]) -> None:
@@ -318,7 +318,7 @@ class TinyDutEmulator:
         self._draw(o.idle_mw, t + w * dt)
         if not b.sleep_until(t + w * dt, self._stop):
             return None
-        self._say("m-warmup-done")
+        self._say(tp.WARMUP_DONE)
         self._say(f"m-infer-start-{n}")
         t = b.now()
         self._timestamp(t)
@@ -330,7 +330,7 @@ class TinyDutEmulator:
             return None
         if o.mode != "energy":
             self._timestamp(t + n * dt)
-        self._say("m-infer-done")
+        self._say(tp.INFER_DONE)
         self.results = self._scores()
         self._say(tp.msg_results(self.results))
         return None

@@ -43,6 +43,28 @@ USB_IDS = {
 }
 
 
+INIT_DONE = "m-init-done"
+LOAD_DONE = "m-load-done"
+INFER_DONE = "m-infer-done"
+WARMUP_DONE = "m-warmup-done"
+
+
+def msg_expecting(n: int) -> str:
+    return f"m-[Expecting {n} bytes]"
+
+
+def msg_boot_mode(mode: str) -> str:
+    return f"m-timestamp-mode-{mode}"
+
+
+def msg_passthrough(cmd: str) -> str:
+    return f"m-dut-passthrough({cmd})"
+
+
+def msg_error(text: str) -> str:
+    return f"e-[{text}]"
+
+
 def command(text: str) -> bytes:
     """A host command as sent: the text and the terminator, nothing else."""
     if TERMINATOR in text or "\r" in text or "\n" in text:

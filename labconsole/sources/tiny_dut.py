@@ -96,7 +96,7 @@ class TinyDut:
         self._send(f"dut {text}" if self.via_io else text)
         if self.via_io:
             ack = self._until_ready(text, timeout_s, from_dut=False)
-            if not any(ln.startswith("m-dut-passthrough(") for ln in ack.lines):
+            if tp.msg_passthrough(text) not in ack.lines:
                 raise DutError(f"IO manager did not pass `{text}` through (said: {ack.lines})")
         return self._until_ready(text, timeout_s, from_dut=True)
 
@@ -142,14 +142,14 @@ class TinyDut:
 
     def load(self, data: bytes) -> None:
         r = self.command(f"db load {len(data)}")
-        if r.errors or not any(ln == f"m-[Expecting {len(data)} bytes]" for ln in r.lines):
+        if r.errors or not tp.msg_expecting(len(data)) in r.lines:
             raise DutError(f"`db load {len(data)}`: {r.errors or r.lines}")
         done = False
         for chunk in tp.db_chunks(data, self.via_io):
             r = self.command(chunk)
             if r.errors:
                 raise DutError(f"`db`: {r.errors}")
-            done = done or "m-load-done" in r.lines
+            done = done or tp.LOAD_DONE in r.lines
         if not done:
             raise DutError(f"`db`: no m-load-done after {len(data)} bytes")
 
@@ -157,6 +157,6 @@ class TinyDut:
         r = self.command(f"infer {n} {warmups}", timeout_s=timeout_s)
         if r.errors:
             raise DutError(f"`infer {n} {warmups}`: {r.errors}")
-        if "m-infer-done" not in r.lines:
+        if tp.INFER_DONE not in r.lines:
             raise DutError(f"`infer {n} {warmups}`: no m-infer-done ({r.lines[-5:]})")
         return r

@@ -87,7 +87,7 @@ class TinyPlan:
         self.dut = TinyDut(port, wl.dut.baud, wl.dut.io_manager, wl.dut.timeout_s, log=self._log)
         try:
             self.dut.open()
-            booted = self.dut.wait_for("m-init-done", min(wl.dut.timeout_s, 3.0))
+            booted = self.dut.wait_for(tp.INIT_DONE, min(wl.dut.timeout_s, 3.0))
             if booted:
                 self.dut.wait_for(tp.READY, 2.0)  # the boot's own m-ready, not to be taken for a reply
             self.dut.drain(0.1)
