@@ -118,3 +118,16 @@ def test_an_input_too_big_for_the_dut_fails_the_run_and_its_check(tmp_path):
     c = run_cli("check", "--json", str(bundle))
     got = {x["name"]: x["status"] for x in json.loads(c.stdout)["checks"]}
     assert c.returncode == 1 and got["tiny: run completed"] == "fail" and got["tiny: 5 windows"] == "fail"
+
+
+def test_check_fails_a_tiny_bundle_whose_samples_were_edited(emu_run, tmp_path):
+    import shutil
+
+    copy = tmp_path / emu_run.name
+    shutil.copytree(emu_run, copy)
+    trials = json.loads((copy / "data" / "tiny" / "results.json").read_text())
+    trials[2]["power"]["samples"][5000] *= 2
+    (copy / "data" / "tiny" / "results.json").write_text(json.dumps(trials))
+    r = run_cli("check", "--json", str(copy))
+    got = {c["name"]: c for c in json.loads(r.stdout)["checks"]}
+    assert r.returncode == 1 and got["manifest"]["status"] == "fail" and "results.json" in got["manifest"]["message"]

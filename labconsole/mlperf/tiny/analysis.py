@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+from labconsole.bundle.seal import verify
 from labconsole.mlperf.checks.registry import CheckResult
 from labconsole.mlperf.compare import Comparison, Figure, RunSide, pair_checks
 from labconsole.mlperf.tiny.folders import TinyRun
@@ -67,8 +68,20 @@ def report(run: TinyRun) -> dict:
     return rep
 
 
-def checks(run: TinyRun) -> list[CheckResult]:
+def bundle_root(run: TinyRun):
+    """The labconsole bundle a Tiny session lies in (its data/tiny/), else None."""
+    root = run.path.parent.parent
+    return root if run.path.name == "tiny" and run.path.parent.name == "data" and (root / "data" / "run.json").is_file() else None
+
+
+def checks(run: TinyRun, seal: bool = True) -> list[CheckResult]:
+    """`seal`: also check a bundle's seal (off while the run itself analyses, before sealing)."""
     out: list[CheckResult] = []
+    root = bundle_root(run) if seal else None
+    if root is not None:
+        v = verify(root)
+        problem = v.problems[0] if not v.sealed else "; ".join(v.problems)
+        out.append(CheckResult("manifest", FAIL if problem else PASS, problem or f"sealed; {v.files_checked} payload files match their SHA-256"))
     status = (run.extra or {}).get("exit_status")
     if status is not None:  # a labconsole run: how it ended
         out.append(CheckResult("tiny: run completed", PASS if status == "completed" else FAIL, status + (f": {run.extra.get('reason')}" if run.extra.get("reason") else "")))
