@@ -8,6 +8,7 @@ Not a power source: the DUT is what the LPM01A measures. `TinyDut` talks to it d
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -17,6 +18,10 @@ from labconsole.instruments import tiny as tp
 
 class DutError(RuntimeError):
     """The DUT did not answer as the protocol says (message names the command)."""
+
+
+class DutAborted(DutError):
+    """`abort()` was called while waiting for the DUT."""
 
 
 @dataclass
@@ -34,6 +39,13 @@ class TinyDut:
         self._ser: Any = None
         self._rx = ""
         self.boot_lines: list[str] = []
+        self._abort = threading.Event()
+        self.abort_reason = ""
+
+    def abort(self, reason: str = "aborted") -> None:
+        """Stop waiting for the DUT (any thread): the wait in progress raises DutAborted."""
+        self.abort_reason = reason
+        self._abort.set()
 
     def open(self) -> None:
         if self._factory is not None:
@@ -56,6 +68,8 @@ class TinyDut:
     # -- lines ----------------------------------------------------------------------------------
     def _line(self, deadline: float) -> str | None:
         while "\n" not in self._rx:
+            if self._abort.is_set():
+                raise DutAborted(self.abort_reason)
             if time.monotonic() > deadline:
                 return None
             data = self._ser.read(4096)

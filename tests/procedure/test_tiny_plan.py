@@ -131,3 +131,42 @@ def test_check_fails_a_tiny_bundle_whose_samples_were_edited(emu_run, tmp_path):
     r = run_cli("check", "--json", str(copy))
     got = {c["name"]: c for c in json.loads(r.stdout)["checks"]}
     assert r.returncode == 1 and got["manifest"]["status"] == "fail" and "results.json" in got["manifest"]["message"]
+
+
+def test_an_abort_during_an_infer_stops_the_run_at_once(tmp_path):
+    import threading
+    import time
+
+    from labconsole.events import EventBus
+    from labconsole.procedure.engine import RunEngine, RunOptions
+    from labconsole.procedure.plans.tiny import TinyPlan
+    from labconsole.profile import load_profile
+
+    # real time (speed 1) and 250 x 40 ms: one infer takes 10 s
+    prof = _profile(tmp_path, {"      speed: 25 ": "      speed: 1 ", "inferences: auto ": "inferences: 250 ", "name: emu-tiny": "name: emu-tiny-abort"})
+    bus = EventBus()
+    q = bus.subscribe()
+    proc = RunEngine(load_profile(prof), TinyPlan(), RunOptions(out_dir=tmp_path / "rec"), bus)
+    out: list = []
+    t = threading.Thread(target=lambda: out.append(proc.run()))
+    t.start()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            e = q.get(timeout=60)
+            if e.kind == "phase_start":
+                break
+        time.sleep(4.0)  # the input is loaded (~1.5 s at 9600 baud), the infer under way
+        asked = time.monotonic()
+        proc.abort("stopped by the test")
+        t.join(timeout=30)
+        took = time.monotonic() - asked
+    finally:
+        if t.is_alive():
+            proc.abort("cleanup")
+            t.join(timeout=30)
+    assert out and out[0].exit_status == "aborted" and out[0].reason == "stopped by the test"
+    # the infer under way was not waited for: no trial was completed (one would be, had the wait
+    # for its m-ready gone on to the end), and the sealed bundle says so
+    assert json.loads((out[0].bundle / "data" / "tiny" / "results.json").read_text()) == []
+    assert took < 30

@@ -27,9 +27,9 @@ from labconsole import events as ev
 from labconsole.emulators import tiny_dut
 from labconsole.instruments import tiny as tp
 from labconsole.mlperf.tiny import analysis, export, folders
-from labconsole.procedure.engine import RunEngine, RunFailed, Step
+from labconsole.procedure.engine import RunAborted, RunEngine, RunFailed, Step
 from labconsole.profile import TinyWorkload
-from labconsole.sources.tiny_dut import DutError, TinyDut
+from labconsole.sources.tiny_dut import DutAborted, DutError, TinyDut
 
 _EVENT = re.compile(r"event (\d+)")
 PROBE_MIN_S = 0.5  # a probe window at least this long times one inference well enough
@@ -112,22 +112,28 @@ class TinyPlan:
         engine.bus.emit(ev.PHASE_START, f"testing: MLPerf Tiny energy, {wl.windows} windows", phase="testing")
         inputs = self._inputs(wl)
         try:
-            n = self._choose_n(engine, src, wl, inputs[0])
-            for k in range(wl.windows):
-                engine.check_abort()
-                data = inputs[k % len(inputs)]
-                trial = self._trial(engine, src, wl, data, n, wl.warmups, f"input_{k:03d}.bin" if not wl.inputs else Path(wl.inputs[k % len(wl.inputs)]).name)
-                wall = trial.pop("_wall_s", None)
-                self.trials.append(trial)
-                w = self._window_of(trial, src.options.frequency_hz)
-                msg = f"window {k + 1}/{wl.windows}: {n} inferences" + (f", {w[0]:.3f} s, {w[1]:.3f} uJ/inf" if w else ", no window (fewer than 2 timestamps)")
-                engine.bus.emit(ev.STEP if w else ev.WARNING, msg, phase="testing", window=k, tiny_window={"start_s": w[2], "stop_s": w[3], "wall_start_s": wall[0], "wall_stop_s": wall[1]} if w and wall else None)
+            with engine.attached(self.dut):  # an abort (Ctrl-C, the console) stops the wait for the DUT
+                self._windows(engine, src, wl, inputs)
+        except DutAborted as exc:
+            raise RunAborted(str(exc)) from None
         except DutError as exc:
             raise RunFailed(f"DUT: {exc}") from None
         finally:
             engine.recorder.end_segment()
             self._close()
         engine.bus.emit(ev.PHASE_END, "testing done", phase="testing")
+
+    def _windows(self, engine: RunEngine, src, wl: TinyWorkload, inputs: list[bytes]) -> None:
+        n = self._choose_n(engine, src, wl, inputs[0])
+        for k in range(wl.windows):
+            engine.check_abort()
+            data = inputs[k % len(inputs)]
+            trial = self._trial(engine, src, wl, data, n, wl.warmups, f"input_{k:03d}.bin" if not wl.inputs else Path(wl.inputs[k % len(wl.inputs)]).name)
+            wall = trial.pop("_wall_s", None)
+            self.trials.append(trial)
+            w = self._window_of(trial, src.options.frequency_hz)
+            msg = f"window {k + 1}/{wl.windows}: {n} inferences" + (f", {w[0]:.3f} s, {w[1]:.3f} uJ/inf" if w else ", no window (fewer than 2 timestamps)")
+            engine.bus.emit(ev.STEP if w else ev.WARNING, msg, phase="testing", window=k, tiny_window={"start_s": w[2], "stop_s": w[3], "wall_start_s": wall[0], "wall_stop_s": wall[1]} if w and wall else None)
 
     def analyse(self, engine: RunEngine) -> tuple[dict, list[dict]]:
         self._close()
