@@ -170,3 +170,24 @@ def test_an_abort_during_an_infer_stops_the_run_at_once(tmp_path):
     # for its m-ready gone on to the end), and the sealed bundle says so
     assert json.loads((out[0].bundle / "data" / "tiny" / "results.json").read_text()) == []
     assert took < 30
+
+
+def test_recover_and_the_catalogue_keep_a_tiny_bundle_tiny(emu_run, tmp_path):
+    import shutil
+
+    from labconsole.mlperf.summary import headline
+
+    copy = tmp_path / emu_run.name
+    shutil.copytree(emu_run, copy)
+    head = headline(copy)
+    assert head["metric"].endswith(" uJ/inf") and head["checks"] == "pass" and head["status"] == "completed"
+    for p in copy.glob("*.txt"):  # the seal, as if the console had died before writing it
+        p.unlink()
+    r = run_cli("recover", str(copy))
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((copy / "data" / "summary.json").read_text())
+    assert summary["report"]["kind"] == "tiny" and summary["report"]["metric"]["unit"] == "uJ/inf"
+    r = run_cli("check", "--json", str(copy))
+    got = {c["name"]: c["status"] for c in json.loads(r.stdout)["checks"]}
+    assert r.returncode == 0 and got["tiny: run completed"] == "warn" and got["manifest"] == "pass"
+    assert headline(copy)["status"] == "recovered"

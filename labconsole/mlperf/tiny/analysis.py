@@ -8,14 +8,16 @@ each >= 10 s: a warning, since real results were published with shorter ones) an
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 from labconsole.bundle.seal import verify
 from labconsole.mlperf.checks.registry import CheckResult
 from labconsole.mlperf.compare import Comparison, Figure, RunSide, pair_checks
-from labconsole.mlperf.tiny.folders import TinyRun
+from labconsole.mlperf.tiny.folders import TinyError, TinyRun, read_tiny
 from labconsole.mlperf.tiny.scoring import ENERGYRUNNER, MEDIAN_DECIMALS, MIN_WINDOW_S, WINDOWS
-from labconsole.verdict import FAIL, PASS, SKIP, WARN
+from labconsole.verdict import FAIL, PASS, SKIP, WARN, worst
 
 METRIC_NAME = "energy per inference"
 METRIC_UNIT = "uJ/inf"
@@ -82,9 +84,17 @@ def checks(run: TinyRun, seal: bool = True) -> list[CheckResult]:
         v = verify(root)
         problem = v.problems[0] if not v.sealed else "; ".join(v.problems)
         out.append(CheckResult("manifest", FAIL if problem else PASS, problem or f"sealed; {v.files_checked} payload files match their SHA-256"))
-    status = (run.extra or {}).get("exit_status")
+    info = dict(run.extra or {})
+    where = bundle_root(run)
+    if where is not None:  # the bundle's own run.json has the last word (`recover` rewrites it)
+        try:
+            info.update({k: v for k, v in json.loads((where / "data" / "run.json").read_text(encoding="utf-8")).items() if k in ("exit_status", "reason")})
+        except (OSError, ValueError):
+            pass
+    status = info.get("exit_status")
     if status is not None:  # a labconsole run: how it ended
-        out.append(CheckResult("tiny: run completed", PASS if status == "completed" else FAIL, status + (f": {run.extra.get('reason')}" if run.extra.get("reason") else "")))
+        why = status + (f": {info.get('reason')}" if info.get("reason") else "")
+        out.append(CheckResult("tiny: run completed", PASS if status == "completed" else WARN if status == "recovered" else FAIL, why))
     n = len(run.windows)
     out.append(CheckResult("tiny: 5 windows", PASS if n == WINDOWS else FAIL, f"{n} window(s) measured" + ("" if n == WINDOWS else f"; energy mode must include exactly {WINDOWS} measurements")))
     short = [w for w in run.windows if w.runtime_s < MIN_WINDOW_S]
@@ -149,3 +159,35 @@ def compare(a: TinyRun, b: TinyRun) -> Comparison:
     if ma and mb and ma != mb:
         notes.append(f"the models differ ({ma} against {mb}): the energies are not comparable")
     return Comparison(_side(a, ca), _side(b, cb), figs, pair_checks(ca, cb), [], notes, (ra, rb))
+
+
+# --- what summary.json and the catalogue of recordings hold for a Tiny bundle ------------------------
+
+
+def summarise(root: Path) -> tuple[dict, list[dict]]:
+    """(report, checks) of a Tiny bundle, as `summary.json` holds them (written before the seal)."""
+    run = read_tiny(root)
+    return report(run), [c.as_dict() for c in checks(run, seal=False)]
+
+
+def headline(root: Path) -> dict:
+    try:
+        run = read_tiny(root)
+    except TinyError:
+        return {"metric": "-", "checks": FAIL, "counts": {"pass": 0, "warn": 0, "fail": 1}, "scenario": "Tiny energy", "status": "unreadable"}
+    rep, results = report(run), checks(run)
+    m = rep.get("metric")
+    info = {}
+    where = bundle_root(run)
+    if where is not None:
+        try:
+            info = json.loads((where / "data" / "run.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            info = {}
+    return {
+        "metric": f"{m['value']:.6g} {m['unit']}" if m else "-",
+        "checks": worst([PASS, *(r.status for r in results)]),
+        "counts": {s: sum(1 for r in results if r.status == s) for s in ("pass", "warn", "fail")},
+        "scenario": "Tiny energy",
+        "status": info.get("exit_status") or "MLPerf Tiny",
+    }

@@ -26,7 +26,7 @@ import numpy as np
 from labconsole import events as ev
 from labconsole.emulators import tiny_dut
 from labconsole.instruments import tiny as tp
-from labconsole.mlperf.tiny import analysis, export, folders
+from labconsole.mlperf.tiny import analysis, export
 from labconsole.procedure.engine import RunAborted, RunEngine, RunFailed, Step
 from labconsole.profile import TinyWorkload
 from labconsole.sources.tiny_dut import DutAborted, DutError, TinyDut
@@ -155,9 +155,7 @@ class TinyPlan:
             "reason": engine.bundle.run_info.get("reason", ""),
         }
         export.write_mlcommons(engine.bundle.data / "tiny", self.trials, self.log, run_info)
-        run = folders.read_tiny(engine.bundle.root)
-        report = analysis.report(run)
-        return report, [c.as_dict() for c in analysis.checks(run, seal=False)]
+        return analysis.summarise(engine.bundle.root)
 
     # --- helpers -------------------------------------------------------------------------------------
     def _close(self) -> None:
