@@ -92,6 +92,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if loaded.profile.workload.type == "tiny":  # MLPerf Tiny's energy mode
         from labconsole.procedure.plans.tiny import TinyPlan
 
+        if args.scenario or args.duration is not None:
+            _err("--scenario, --duration: a Tiny energy run has 5 windows of `infer N W` (the profile's workload.inferences, windows)")
+            return EXIT_USAGE
         plan = TinyPlan()
     proc = RunEngine(loaded, plan, RunOptions(scenario=args.scenario, duration_s=args.duration, out_dir=Path(args.out) if args.out else None), bus)
     return _drive_procedure(proc, args)
@@ -251,7 +254,12 @@ def cmd_rerun(args: argparse.Namespace) -> int:
         if answer not in ("y", "yes"):
             _err("not run")
             return EXIT_USAGE
-    proc = RunEngine(plan.loaded, InferencePlan(), plan.run_options(diffs, out_dir=Path(args.out) if args.out else None), EventBus())
+    chosen = InferencePlan()
+    if plan.loaded.profile.workload.type == "tiny":
+        from labconsole.procedure.plans.tiny import TinyPlan
+
+        chosen = TinyPlan()
+    proc = RunEngine(plan.loaded, chosen, plan.run_options(diffs, out_dir=Path(args.out) if args.out else None), EventBus())
     return _drive_procedure(proc, args)
 
 

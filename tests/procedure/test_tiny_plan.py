@@ -191,3 +191,13 @@ def test_recover_and_the_catalogue_keep_a_tiny_bundle_tiny(emu_run, tmp_path):
     got = {c["name"]: c["status"] for c in json.loads(r.stdout)["checks"]}
     assert r.returncode == 0 and got["tiny: run completed"] == "warn" and got["manifest"] == "pass"
     assert headline(copy)["status"] == "recovered"
+
+
+def test_run_refuses_loadgen_options_and_reruns_a_tiny_bundle(emu_run, tmp_path):
+    r = run_cli("run", "--profile", str(EMU_TINY), "--duration", "5")
+    assert r.returncode == 2 and "--scenario, --duration" in r.stderr
+    r = run_cli("run", "--from", str(emu_run), "--out", str(tmp_path), "--quiet", timeout=240)
+    assert r.returncode == 0, r.stdout + r.stderr
+    again = Path(r.stdout.strip().splitlines()[-1])
+    rep = analysis.report(folders.read_tiny(again))
+    assert len(rep["windows"]) == 5 and rep["metric"]["value"] == pytest.approx(1200.0, rel=0.005)
