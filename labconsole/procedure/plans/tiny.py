@@ -224,7 +224,8 @@ class TinyPlan:
             if (v := tp.parse_results(ln)) is not None:
                 results = v
         trace = src.trace()
-        events = [(c, i) for c, i in self._events if start <= i <= stop]
+        # An event at a trial's boundary index closes that trial (it came after its last sample).
+        events = [(c, i) for c, i in self._events if start < i <= stop]
         trial = {
             "file": name,
             "infer": {"results": results, "total_inferences": 1, "iterations": n, "warmups": w},
