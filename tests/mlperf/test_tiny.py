@@ -178,3 +178,14 @@ def test_replay_plays_a_published_folder_with_its_windows_marked(folder):
             w = run.windows[2]
             assert j[w.start : w.stop].sum() * 1e6 == pytest.approx(w.energy_uj, rel=1e-6)
     assert not bundle.exists()
+
+
+def test_text_from_a_folder_is_made_printable(tmp_path):
+    st = tmp_path / "st"
+    shutil.copytree(ST, st)
+    log = (st / "log.txt").read_text().replace("Device model retrieved: kws01", "Device model retrieved: kws01\x1b[2J\x07")
+    (st / "log.txt").write_text(log)
+    run = folders.read_tiny(st)
+    assert run.dut["model"] == "kws01[2J"
+    r = run_cli("report", str(st))
+    assert r.returncode == 0 and "\x1b" not in r.stdout and "\x07" not in r.stdout

@@ -154,7 +154,8 @@ def _dut_info(lines: list[str]) -> dict:
         for ln in lines:
             m = rx.search(ln)
             if m:
-                dut[key] = next(g for g in m.groups() if g is not None).strip()
+                # Text from a log goes on to terminals and reports: printable characters only.
+                dut[key] = "".join(ch for ch in next(g for g in m.groups() if g is not None).strip() if ch.isprintable())[:128]
                 break
     return dut
 
