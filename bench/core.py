@@ -46,6 +46,7 @@ BENCHMARKS: tuple[Spec, ...] = (
     Spec("startup", 5, "Start-up: `labconsole --help` (and the TUI's first paint) vs `python -c pass`", "bench.startup"),
     Spec("replay", 6, "Replay: a one-hour 10 samples/s recording replayed as fast as it goes", "bench.replay"),
     Spec("tiny", 7, "MLPerf Tiny at 100 kHz: an LPM01A binary stream recorded for 10 minutes, windows scored", "bench.tiny_stream"),
+    Spec("tinyrun", 8, "MLPerf Tiny: the whole emulated energy procedure (labconsole run --profile profiles/emu-tiny.yaml)", "bench.tiny_run"),
 )
 
 
