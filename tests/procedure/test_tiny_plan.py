@@ -201,3 +201,15 @@ def test_run_refuses_loadgen_options_and_reruns_a_tiny_bundle(emu_run, tmp_path)
     again = Path(r.stdout.strip().splitlines()[-1])
     rep = analysis.report(folders.read_tiny(again))
     assert len(rep["windows"]) == 5 and rep["metric"]["value"] == pytest.approx(1200.0, rel=0.005)
+
+
+def test_dut_errors_are_the_duts_not_the_io_managers(emu_run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "tiny"
+    shutil.copytree(emu_run / "data" / "tiny", copy)
+    log = copy / "log.txt"
+    log.write_text(log.read_text() + "0101.000000.000 -> setbaud 9600\n0101.000000.000 <- e-[Unknown command: setbaud]\n")
+    assert folders.read_tiny(copy).dut_errors == []  # the IO manager's, not the DUT's
+    log.write_text(log.read_text() + "0101.000000.000 <- [dut]: e-[Invalid hex digit 'zz']\n")
+    assert folders.read_tiny(copy).dut_errors == ["0101.000000.000 <- [dut]: e-[Invalid hex digit 'zz']"]

@@ -53,6 +53,7 @@ _MODEL_RE = re.compile(r"m-model-\[([^\]]*)\]|key\[model\]-val\[([^\]]*)\]|Devic
 _VOLT_MV_RE = re.compile(r"m-voltage-mv\[(\d+)\]|emon voltage (\d+)")
 # What a DUT or a runner reports as an error: the DUT API's `e-[...]`, the runners' ERROR lines.
 _ERROR_RE = re.compile(r"(?:^|[\s:])e-\[|\bERROR\b|\bTraceback\b|Timestamps are not consecutive")
+_RUNNER_ERROR_RE = re.compile(r"\bERROR\b|\bTraceback\b|Timestamps are not consecutive")
 _LOSS_RE = re.compile(r"overrun|overflow|lost|buffer full|buff 100%", re.IGNORECASE)
 
 
@@ -95,6 +96,8 @@ class TinyRun:
 
     @property
     def dut_errors(self) -> list[str]:
+        if self.extra.get("io_manager"):  # our log: the DUT's own lines carry the IO manager's prefix
+            return [ln for ln in self.log_lines if "[dut]: e-[" in ln or _RUNNER_ERROR_RE.search(ln)]
         return [ln for ln in self.log_lines if _ERROR_RE.search(ln)]
 
     def trace_time_s(self) -> float:

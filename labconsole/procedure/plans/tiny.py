@@ -92,7 +92,14 @@ class TinyPlan:
                 self.dut.wait_for(tp.READY, 2.0)  # the boot's own m-ready, not to be taken for a reply
             self.dut.drain(0.1)
             if wl.dut.io_manager:
-                self.dut.io(f"setbaud {wl.dut.dut_baud}")
+                try:  # the STM32 interface board has `setbaud`; the Arduino IO manager does not
+                    said = self.dut.io(f"setbaud {wl.dut.dut_baud}", timeout_s=2.0)
+                    if any(tp.parse_error(ln) for ln in said):
+                        engine.bus.emit(ev.WARNING, f"IO manager: `setbaud {wl.dut.dut_baud}` refused ({'; '.join(said)}); going on at its own DUT baud")
+                except DutAborted:
+                    raise
+                except DutError as exc:
+                    engine.bus.emit(ev.WARNING, f"IO manager: `setbaud {wl.dut.dut_baud}`: {exc}; going on at its own DUT baud")
             self.identity = self.dut.identify()
         except DutError as exc:
             raise RunFailed(f"DUT: {exc}") from None
@@ -151,6 +158,7 @@ class TinyPlan:
             "dut": self.identity,
             "inferences": self.inferences,
             "monitor": self.source_name,
+            "io_manager": engine.profile.workload.dut.io_manager,
             "exit_status": engine.bundle.run_info.get("exit_status"),
             "reason": engine.bundle.run_info.get("reason", ""),
         }
