@@ -213,3 +213,13 @@ def test_dut_errors_are_the_duts_not_the_io_managers(emu_run, tmp_path):
     assert folders.read_tiny(copy).dut_errors == []  # the IO manager's, not the DUT's
     log.write_text(log.read_text() + "0101.000000.000 <- [dut]: e-[Invalid hex digit 'zz']\n")
     assert folders.read_tiny(copy).dut_errors == ["0101.000000.000 <- [dut]: e-[Invalid hex digit 'zz']"]
+
+
+def test_the_results_screen_reads_a_tiny_bundle_with_the_tiny_figures(emu_run):
+    from labconsole.session.results import load_results
+
+    data = load_results(emu_run)
+    assert data["report"]["kind"] == "tiny" and data["report"]["metric"]["unit"] == "uJ/inf"
+    names = [c.name for c in data["checks"]]
+    assert "tiny: 5 windows" in names and "manifest" in names and "clock offset" not in names
+    assert data["power"] and data["power"][0][0] == "lpm01a"
