@@ -46,6 +46,8 @@ BENCHMARKS: tuple[Spec, ...] = (
     Spec("startup", 5, "Start-up: `labconsole --help` (and the TUI's first paint) vs `python -c pass`", "bench.startup"),
     Spec("replay", 6, "Replay: a one-hour 10 samples/s recording replayed as fast as it goes", "bench.replay"),
     Spec("memory", 7, "Memory: `report`, `check` and the Results screen on a 60 M-sample phase (100 kHz, 600 s)", "bench.memory"),
+    Spec("tiny", 8, "MLPerf Tiny at 100 kHz: an LPM01A binary stream recorded for 10 minutes, windows scored", "bench.tiny_stream"),
+    Spec("tinyrun", 9, "MLPerf Tiny: the whole emulated energy procedure (labconsole run --profile profiles/emu-tiny.yaml)", "bench.tiny_run"),
     Spec("training", 19, "Training scoring: a 64-node, 10-run session scored (official layout) vs the official summarizer's power code", "bench.training"),
 )
 

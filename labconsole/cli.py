@@ -91,8 +91,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         _err("--duration: must be a number of seconds in (0, 604800]")
         return EXIT_USAGE
     bus = EventBus()
-    if args.scenario and loaded.profile.workload.type == "training":
+    wl_type = loaded.profile.workload.type
+    if args.scenario and wl_type == "training":
         _err("--scenario: a training run has no LoadGen scenario")
+        return EXIT_USAGE
+    if wl_type == "tiny" and (args.scenario or args.duration is not None):  # MLPerf Tiny's energy mode
+        _err("--scenario, --duration: a Tiny energy run has 5 windows of `infer N W` (the profile's workload.inferences, windows)")
         return EXIT_USAGE
     proc = RunEngine(loaded, plan_for(loaded.profile), RunOptions(scenario=args.scenario, duration_s=args.duration, out_dir=Path(args.out) if args.out else None), bus)
     return _drive_procedure(proc, args)
@@ -162,6 +166,10 @@ def _print_summary(out) -> None:
     if rep.get("kind") == "mlperf-training":
         for line in training_report.report_lines(rep):
             print(_printable(line))
+    elif rep.get("kind") == "tiny":
+        from labconsole.mlperf.tiny.text import render_report
+
+        print(render_report(rep))
     elif rep:
         _print_report_lines(rep)
     for c in out.checks:
@@ -210,7 +218,7 @@ def _print_report_lines(rep: dict) -> None:
 def cmd_rerun(args: argparse.Namespace) -> int:
     """`run --from BUNDLE`: the recorded measurement again, after comparing the bench."""
     from labconsole.procedure.engine import RunEngine
-    from labconsole.procedure.plans.inference import InferencePlan
+    from labconsole.procedure.plans import plan_for
     from labconsole.procedure.rerun import RerunError, check_bench, plan_rerun, probe_bench, refusal
 
     clash = [opt for opt, v in (("--profile", args.profile), ("--scenario", args.scenario), ("--duration", args.duration)) if v is not None]
@@ -253,13 +261,13 @@ def cmd_rerun(args: argparse.Namespace) -> int:
         if answer not in ("y", "yes"):
             _err("not run")
             return EXIT_USAGE
-    proc = RunEngine(plan.loaded, InferencePlan(), plan.run_options(diffs, out_dir=Path(args.out) if args.out else None), EventBus())
+    proc = RunEngine(plan.loaded, plan_for(plan.loaded.profile), plan.run_options(diffs, out_dir=Path(args.out) if args.out else None), EventBus())
     return _drive_procedure(proc, args)
 
 
 def _code_a_bundle_runs(workload) -> str | None:
     """The user code a workload would execute (a command, a python: SUT), shown before a rerun."""
-    if getattr(workload, "type", "") == "command":
+    if getattr(workload, "type", "") in ("command", "training"):  # a harness, a trainer
         return " ".join(_printable(a) for a in workload.command)
     sut = str(getattr(workload, "sut", ""))
     if sut.startswith("python:"):
@@ -275,6 +283,8 @@ def _printable(text: str) -> str:
 def cmd_compare(args: argparse.Namespace) -> int:
     from labconsole.mlperf.compare import compare_runs, render_text
 
+    if _is_tiny(args.a) or _is_tiny(args.b):
+        return _tiny_compare(args)
     ta, tb = (training_folder.find_training_folder(Path(p)) for p in (args.a, args.b))
     if ta is not None or tb is not None:
         if ta is None or tb is None:
@@ -394,6 +404,11 @@ def _check_training(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from labconsole.mlperf import metrics
 
+    if _is_tiny(args.path):
+        if args.html or args.plot:
+            _err("report --html/--plot: not yet for MLPerf Tiny energy runs (report --json is)")
+            return EXIT_USAGE
+        return _tiny_report(args)
     if training_folder.find_training_folder(Path(args.path)) is not None:
         if args.html or args.plot:
             _err("report --html/--plot: not yet for Training power results (report --json is)")
@@ -423,6 +438,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from labconsole.mlperf import checks
 
+    if _is_tiny(args.path):
+        return _tiny_check(args)
     if training_folder.find_training_folder(Path(args.path)) is not None:
         return _check_training(args)
 
@@ -444,6 +461,78 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK if ok else EXIT_FAIL
 
 
+# MLPerf Tiny energy folders (EnergyRunner, MLCommons runner, our Tiny bundles): labconsole.mlperf.tiny
+
+
+def _is_tiny(path: str) -> bool:
+    from labconsole.mlperf.tiny.folders import find_tiny
+
+    return find_tiny(path) is not None
+
+
+def _read_tiny_or_exit(path: str):
+    from labconsole.mlperf.tiny.folders import TinyError, read_tiny
+
+    try:
+        return read_tiny(path)
+    except TinyError as exc:
+        _err(str(exc))
+        raise SystemExit(EXIT_USAGE) from None
+
+
+def _tiny_report(args: argparse.Namespace) -> int:
+    from labconsole.mlperf.tiny import analysis, text
+
+    if args.scenario:
+        _err("--scenario: a Tiny energy run has no LoadGen scenario")
+        return EXIT_USAGE
+    rep = analysis.report(_read_tiny_or_exit(args.path))
+    print(to_json(rep, indent=2) if args.json else text.render_report(rep))
+    return EXIT_OK
+
+
+def _tiny_check(args: argparse.Namespace) -> int:
+    from labconsole.mlperf.tiny import analysis
+
+    run = _read_tiny_or_exit(args.path)
+    results = analysis.checks(run)
+    ok = analysis.passed(results)
+    if args.json:
+        print(to_json({"path": str(run.path), "kind": "tiny", "passed": ok, "checks": [r.as_dict() for r in results]}, indent=2))
+    else:
+        for r in results:
+            print(f"[{r.status.upper():4}] {r.name}: {_printable(r.message)}")
+        print("PASSED" if ok else "FAILED")
+    return EXIT_OK if ok else EXIT_FAIL
+
+
+def _tiny_compare(args: argparse.Namespace) -> int:
+    from labconsole.mlperf.compare import render_text
+    from labconsole.mlperf.tiny import analysis
+
+    if not (_is_tiny(args.a) and _is_tiny(args.b)):
+        _err("compare: a Tiny energy run (uJ/inference) compares only with another Tiny energy run")
+        return EXIT_USAGE
+    cmp = analysis.compare(_read_tiny_or_exit(args.a), _read_tiny_or_exit(args.b))
+    print(to_json(cmp.as_dict(), indent=2) if args.json else render_text(cmp))
+    return EXIT_OK
+
+
+def _tiny_export(args: argparse.Namespace) -> int:
+    from labconsole.mlperf.tiny.export import export_mlcommons
+    from labconsole.mlperf.tiny.folders import TinyError
+
+    try:
+        files = export_mlcommons(args.path, args.mlperf)
+    except (TinyError, OSError) as exc:
+        _err(str(exc))
+        return EXIT_FAIL
+    print("NOT AN OFFICIAL MLPERF SUBMISSION. The MLCommons Tiny runner's energy-mode layout (results.json, results.txt, log.txt).")
+    print(f"  {len(files)} files")
+    print(args.mlperf)
+    return EXIT_OK
+
+
 def cmd_recover(args: argparse.Namespace) -> int:
     from labconsole.procedure.recover import RecoverError, recover
 
@@ -463,6 +552,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     if not args.mlperf:
         _err("export: name the format: --mlperf DIR")
         return EXIT_USAGE
+    if _is_tiny(args.path):
+        return _tiny_export(args)
     if (Path(args.path) / "data" / "training").is_dir():
         return _export_training(args)
     try:
@@ -531,6 +622,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     except ValueError as exc:
         _err(f"--speed: {exc}")
         return EXIT_USAGE
+    if _is_tiny(args.path) and not (Path(args.path) / "data" / "run.json").exists():
+        return _tiny_replay(args, speed)
     try:
         open_run(args.path, load_samples=False)  # a clear error before the console opens
     except RunOpenError as exc:
@@ -539,6 +632,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from labconsole.tui.app import run_tui
 
     return run_tui(profile=args.profile, replay=args.path, speed=speed)
+
+
+def _tiny_replay(args: argparse.Namespace, speed: float) -> int:
+    """A published Tiny folder is replayed as a bundle built from it in a scratch folder."""
+    from labconsole.mlperf.tiny.replay import scratch_bundle
+
+    with scratch_bundle(_read_tiny_or_exit(args.path)) as bundle:
+        from labconsole.tui.app import run_tui
+
+        return run_tui(profile=args.profile, replay=str(bundle), speed=speed)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -182,6 +182,47 @@ class TrainingWorkload(Model):
         return self.timeout_s
 
 
+class TinyDutSpec(Model):
+    """How the host reaches the MLPerf Tiny device under test."""
+
+    port: str | None = Field(None, min_length=1, max_length=512, description="the IO manager's (energy mode) or the DUT's serial port; from the emulator when it has one")
+    baud: int = Field(115200, ge=300, le=4_000_000, description="host <-> IO manager: 115200")
+    io_manager: bool = Field(True, description="energy mode: the DUT sits behind an IO manager (`dut <cmd>`)")
+    dut_baud: int = Field(9600, ge=300, le=4_000_000, description="IO manager <-> DUT (energy mode: 9600, sent as `setbaud`)")
+    timeout_s: float = Field(10.0, gt=0, le=600, description="wait this long for each m-ready (an infer: its expected time plus this)")
+    emulator: dict[str, Any] | None = Field(None, description="start the emulated DUT (labconsole.emulators.tiny_dut) with these options")
+
+    @model_validator(mode="after")
+    def _where(self) -> "TinyDutSpec":
+        if self.port is None and self.emulator is None:
+            raise ValueError("give the DUT's `port` (or an `emulator:`)")
+        return self
+
+
+class TinyWorkload(Model):
+    """MLPerf Tiny's energy mode: 5 inputs, `infer N W` each, windows cut at the DUT's timestamps."""
+
+    type: Literal["tiny"]
+    dut: TinyDutSpec
+    energy_source: str | None = Field(None, description="the lpm01a source that powers the DUT (default: the primary source)")
+    inputs: list[Annotated[str, Field(min_length=1, max_length=4096)]] = Field(default_factory=list, max_length=64, description="input files (one per window, cycled); none: seeded random bytes")
+    input_bytes: int = Field(490, ge=1, le=96 * 96 * 3, description="size of each generated input")
+    seed: int = Field(0, ge=0, lt=2**32)
+    windows: int = Field(5, ge=1, le=64, description="MLPerf Tiny: 5")
+    inferences: int | Auto = Field("auto", description="N of `infer N W`; auto: enough for min_window_s, from a short timed probe")
+    warmups: int = Field(1, ge=0, le=10**6)
+    min_window_s: float = Field(10.0, gt=0, le=86400, description="the rules' minimum window (auto N aims 5 % above it)")
+    scenario: Literal["SingleStream"] = Field("SingleStream", description="for the run's name: energy per inference is a single-stream figure")
+    duration_s: float = Field(60.0, gt=0, le=7 * 86400, description="expected session length, for progress")
+
+    @field_validator("inferences")
+    @classmethod
+    def _n(cls, v: Any) -> Any:
+        if v != "auto" and not (1 <= int(v) <= 10**9):
+            raise ValueError("must be 'auto' or a count in [1, 1e9]")
+        return v
+
+
 def _workload_kind(value: Any) -> str | None:
     # `type` may be left out: a workload is LoadGen's unless it says `type: command`.
     if isinstance(value, dict):
@@ -191,8 +232,13 @@ def _workload_kind(value: Any) -> str | None:
 
 
 Workload = Annotated[
-    Union[Annotated[LoadGenWorkload, Tag("loadgen")], Annotated[CommandWorkload, Tag("command")], Annotated[TrainingWorkload, Tag("training")]],
-    Discriminator(_workload_kind, custom_error_type="workload_type", custom_error_message="must be loadgen, command or training"),
+    Union[
+        Annotated[LoadGenWorkload, Tag("loadgen")],
+        Annotated[CommandWorkload, Tag("command")],
+        Annotated[TrainingWorkload, Tag("training")],
+        Annotated[TinyWorkload, Tag("tiny")],
+    ],
+    Discriminator(_workload_kind, custom_error_type="workload_type", custom_error_message="must be loadgen, command, training or tiny"),
 ]
 
 
@@ -365,7 +411,7 @@ def _pydantic_issues(exc: ValidationError, file: str, lines: dict, prefix: tuple
         if err["type"] == "workload_type":
             got = err.get("input")
             if isinstance(got, dict):
-                path, msg = path + ("type",), f"must be loadgen or command (got {got.get('type')!r})"
+                path, msg = path + ("type",), f"must be loadgen, command or tiny (got {got.get('type')!r})"
             else:
                 msg = f"must be a mapping of workload settings (got {got!r})"[:120]
             issues.append(ProfileIssue(file, _line_for(lines, path), _fmt_path(path), msg))

@@ -14,7 +14,7 @@ def test_bench_lists_every_benchmark():
     out = subprocess.run([sys.executable, "-m", "bench", "--list"], cwd=str(ROOT), capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     names = [line.split()[1] for line in out.stdout.splitlines() if line.strip()]
-    assert names == ["harness", "acquisition", "analysis", "plots", "startup", "replay", "memory", "training"]
+    assert names == ["harness", "acquisition", "analysis", "plots", "startup", "replay", "memory", "tiny", "tinyrun", "training"]
 
 
 def test_analysis_bench_building_blocks_on_a_tiny_bundle(tmp_path):
@@ -70,3 +70,19 @@ def test_memory_bench_measures_both_report_paths_on_a_tiny_bundle(tmp_path):
     old = measured([sys.executable, "-c", WHOLE_ARRAY_REPORT, str(b["path"])])
     assert new["rss_mb"] > 10 and old["rss_mb"] > 10 and new["wall"] > 0
     assert json.loads(new["stdout"])["power"] == json.loads(old["stdout"])["power"]
+
+
+def test_tiny_stream_bench_scores_a_short_100khz_session():
+    sys.path.insert(0, str(ROOT))
+    from bench.core import Context
+    from bench.tiny_stream import run
+
+    ctx = Context(quick=True, verbose=False)
+    try:
+        res = run(ctx, seconds=12.0)
+    finally:
+        ctx.cleanup()
+    rows = {r.figure: r for r in res.rows}
+    assert rows["windows scored"].value == 5
+    assert rows["samples lost (recorder, board TimeStamps, GAP rows)"].met
+    assert rows["median energy per inference (5 windows)"].met  # the emulated DUT's 150 uJ within 0.5 %

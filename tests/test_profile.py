@@ -88,7 +88,7 @@ def test_bad_scenario_and_sut_options():
 def test_workload_type_defaults_to_loadgen_and_a_wrong_one_is_named():
     profile, _, _ = parse_profile_text(GOOD.replace("  type: loadgen\n", "").replace("sut: matmul", "sut: null").encode(), "p.yaml")
     assert (profile.workload.type, profile.workload.sut) == ("loadgen", "null")  # YAML's null is the null SUT
-    assert issues_of(GOOD.replace("type: loadgen", "type: lodgen")) == ["p.yaml:10: workload.type: must be loadgen or command (got 'lodgen')"]
+    assert issues_of(GOOD.replace("type: loadgen", "type: lodgen")) == ["p.yaml:10: workload.type: must be loadgen, command or tiny (got 'lodgen')"]
     assert issues_of(GOOD.split("workload:")[0] + "workload: 5\n") == ["p.yaml:9: workload: must be a mapping of workload settings (got 5)"]
     assert issues_of(GOOD.replace("type: loadgen", "type: command")) == [
         "p.yaml:9: workload.command: required but missing", "p.yaml:9: workload.loadgen_logs: required but missing",

@@ -32,6 +32,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from labconsole.emulators import tiny_bench
 from labconsole.emulators.registry import serve_until_interrupted
 from labconsole.instruments import powershield as ps
 from labconsole.instruments.load_model import LoadModel, utilisation_arg, utilisation_source
@@ -65,6 +66,8 @@ class EmulatorOptions(BaseModel):
     buffer_bytes: int = Field(16384, ge=256, le=1 << 24, description="the board's transmit buffer")
     line_bytes_per_s: float | None = Field(None, gt=0, description="limit the link's throughput (to provoke buffer overflow)")
     link: str | None = Field(None, max_length=512, description="also make this path a symlink to the tty")
+    bench: str | None = Field(None, max_length=64, pattern=r"^[\w.-]+$", description="wire to this MLPerf Tiny bench (labconsole.emulators.tiny_bench): power the emulated DUT, measure its draw, hear its timestamp pulses on D7")
+    speed: float = Field(1.0, gt=0, le=1000, description="with `bench`: the bench clock runs this many times faster than real time")
 
 
 @dataclass
@@ -92,6 +95,8 @@ class PowerShieldEmulator:
         util = utilisation_source(o.utilisation)
         self.model = LoadModel(idle_w=o.idle_mw / 1000, dynamic_w=o.dynamic_mw / 1000, noise_w=o.noise_mw / 1000, volts=3.3, pf_idle=1.0, pf_load=1.0, seed=o.seed, utilisation=util)
         self._rng = np.random.default_rng(o.seed)
+        # A Tiny bench: its clock, the DUT's draw and its D7 pulses replace the load model.
+        self._bench = tiny_bench.bench(o.bench, o.speed) if o.bench else None
         self.cfg = _Config()
         self.host_control = False
         self.powered = False
@@ -114,6 +119,7 @@ class PowerShieldEmulator:
         self._produced = 0
         self._event_no = 0
         self._next_event_t = math.inf
+        self._last_edge_t = -math.inf
         # what happened, for tests and the operator
         self.commands: list[str] = []
         self.samples_sent = 0
@@ -172,6 +178,19 @@ class PowerShieldEmulator:
                     pass
         self._master = self._slave = -1
 
+    @property
+    def acquisition_start(self) -> float:
+        """When sample 0 of the current acquisition began, on the emulator's clock (the bench's when wired)."""
+        return self._t0
+
+    def _now(self) -> float:
+        return self._bench.now() if self._bench is not None else time.monotonic()
+
+    def _set_powered(self, on: bool) -> None:
+        self.powered = on
+        if self._bench is not None:
+            self._bench.set_powered(on)
+
     def source_options(self) -> dict[str, Any]:
         return {"port": self.options.link or self.path}
 
@@ -205,7 +224,7 @@ class PowerShieldEmulator:
         with self._lock:
             self._muted = on
             if not on and self.acquiring:
-                due = self._due(time.monotonic())
+                due = self._due(self._now())
                 self.samples_dropped += max(0, due - self._produced)
                 self._skip_to(due)
 
@@ -229,7 +248,7 @@ class PowerShieldEmulator:
                 if readable:
                     self._receive()
                 if self.acquiring and not self._muted:
-                    self._produce(time.monotonic())
+                    self._produce(self._now())
                 if self._tx and not self._muted:
                     self._send()
 
@@ -338,7 +357,8 @@ class PowerShieldEmulator:
     def _cmd_psrst(self, line: str, args: list[str]) -> None:
         self._ack(line)
         self.cfg = _Config()
-        self.host_control = self.powered = self.acquiring = False
+        self.host_control = self.acquiring = False
+        self._set_powered(False)
 
     def _cmd_lcd(self, line: str, args: list[str]) -> None:
         if len(args) < 2 or args[0] not in ("1", "2"):
@@ -426,7 +446,7 @@ class PowerShieldEmulator:
             raise ValueError("usage: pwr <auto|on|off|get> [nostatus|status]")
         self.cfg.pwr = args[0]
         if args[0] != "auto":
-            self.powered = args[0] == "on"
+            self._set_powered(args[0] == "on")
         self._ack(line)
 
     def _cmd_targrst(self, line: str, args: list[str]) -> None:
@@ -453,13 +473,14 @@ class PowerShieldEmulator:
                 raise ValueError(f"acquisition time too long for format ascii_dec at {ps.freq_arg(c.freq_hz)} (max {limit or 0:g} s); use bin_hexa")
         self._ack(line)
         if c.pwr == "auto":
-            self.powered = True
+            self._set_powered(True)
         self.acquiring = True
         self.acquisitions += 1
         delay = c.trigdelay_s + (0.01 if c.trigsrc == "d7" else 0.0)
-        self._t0 = time.monotonic() + delay
+        self._t0 = self._now() + delay
         self._produced = 0
-        self._event_no = 0
+        self._event_no = -1 if self._bench is not None else 0  # a real board counts its events from 00
+        self._last_edge_t = -math.inf
         every = self.options.events_every_s
         self._next_event_t = every if (every and c.eventsrc) else math.inf
         if c.fmt == "bin_hexa":
@@ -472,7 +493,7 @@ class PowerShieldEmulator:
 
     def _end_acquisition(self) -> None:
         # Samples due up to now go out first, then the end marker and the completion line.
-        self._produce(time.monotonic())
+        self._produce(self._now())
         self.acquiring = False
         if self.cfg.fmt == "bin_hexa":
             self._tx += bytes([ps.META, ps.META_END]) + ps.META_TAIL
@@ -480,7 +501,7 @@ class PowerShieldEmulator:
             self._tx += b"end\r\n"
         self._tx += ps.REPLY_COMPLETED
         if self.cfg.pwrend == "off" and self.cfg.pwr == "auto":
-            self.powered = False
+            self._set_powered(False)
 
     # -- the stream ----------------------------------------------------------------------------------
     def _due(self, now: float) -> int:
@@ -525,7 +546,11 @@ class PowerShieldEmulator:
         if n <= 0:
             return
         volts = c.volt_mv / 1000.0
-        watts = self.model.expected_watts(self._utilisation(now)) + self._rng.normal(0.0, self.model.noise_w, n)
+        if self._bench is not None:  # the emulated DUT's draw at each sample's middle
+            mids = self._t0 + (first + np.arange(n) + 0.5) / c.freq_hz
+            watts = self._bench.power_at(mids) + self._rng.normal(0.0, self.model.noise_w, n)
+        else:
+            watts = self.model.expected_watts(self._utilisation(now)) + self._rng.normal(0.0, self.model.noise_w, n)
         watts = np.maximum(watts, 1e-7)
         values = watts / c.freq_hz if c.output == "energy" else watts / volts
         if c.fmt == "bin_hexa":
@@ -538,6 +563,19 @@ class PowerShieldEmulator:
                 self._event_no += 1
                 lines[k] += f"event {self._event_no:02d} {c.eventsrc}\r\n"
                 self._next_event_t += self.options.events_every_s or math.inf
+            if self._bench is not None and c.eventsrc:
+                # The DUT's pulses on D7; real boards print `ris` whatever edge was asked for
+                # (the MLCommons runner matches `event (\d+) ris`; reference/tiny.md 2.2).
+                # From the last edge reported on: one told late lands on the first sample not yet sent.
+                t_first = self._t0 + first / c.freq_hz
+                t_from = max(self._t0, self._last_edge_t)
+                for t in self._bench.edges_between(t_from, t_first + n / c.freq_hz):
+                    if t == self._last_edge_t:
+                        continue
+                    self._last_edge_t = t
+                    k = max(0, min(n - 1, int((t - self._t0) * c.freq_hz) - first))
+                    self._event_no += 1
+                    lines[k] += f"event {self._event_no % 100:02d} ris\r\n"
             data = "".join(lines).encode()
         if len(self._tx) + len(data) > self.options.buffer_bytes:
             self.samples_dropped += n  # the board's buffer is full: these never leave it

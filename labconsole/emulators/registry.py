@@ -23,6 +23,7 @@ EMULATORS: dict[str, str] = {
     "wt310": "labconsole.emulators.wt310",
     "lpm01a": "labconsole.emulators.lpm01a",
     "ptd": "labconsole.emulators.ptd",
+    "tiny-dut": "labconsole.emulators.tiny_dut",
 }
 
 # driver name (a profile's `driver:`) -> emulator name used when the source has `emulator:`

@@ -266,7 +266,7 @@ def render_text(cmp: Comparison) -> str:
     """The comparison as aligned text: runs, figures with change, checks, bench differences."""
     lines: list[str] = []
     for tag, s in (("A", cmp.a), ("B", cmp.b)):
-        kind = {"mlperf": "MLPerf result folder", "mlperf-training": "MLPerf Training power result"}.get(s.kind) or f"bundle, {s.exit_status}"
+        kind = {"mlperf": "MLPerf result folder", "mlperf-training": "MLPerf Training power result", "tiny": "MLPerf Tiny energy run"}.get(s.kind) or f"bundle, {s.exit_status}"
         extra = ", ".join(x for x in (s.profile if s.kind == "bundle" else None, s.scenario, s.start, f"LoadGen {s.result_validity}" if s.result_validity else None) if x)
         lines.append(f"{tag}: {s.path} ({kind}{', ' + extra if extra else ''})")
     for n in cmp.notes:

@@ -10,6 +10,8 @@ from labconsole.mlperf import checks, metrics
 from labconsole.mlperf.training.checks import run_training_checks
 from labconsole.mlperf.training.folder import read_training_folder
 from labconsole.mlperf.training.report import training_report
+from labconsole.mlperf.tiny import analysis as tiny
+from labconsole.mlperf.tiny.folders import find_tiny, read_tiny
 from labconsole.verdict import PASS, worst
 
 
@@ -17,6 +19,9 @@ def evaluate(root: str | Path) -> tuple[RunRecord, dict, list]:
     """(record, report, check results) of the recording at `root` (slow: reads every sample,
     and the manifest check hashes every file). The samples are streamed: bounded memory."""
     record = open_run(root, stream=True)
+    if find_tiny(root) is not None:  # MLPerf Tiny's energy mode: its own figures and checks
+        run = read_tiny(root)
+        return record, tiny.report(run), tiny.checks(run)
     if record.kind == "bundle" and (record.run_info or {}).get("training"):
         # A Training session: scored from the official layout it keeps, as a published folder is
         result = read_training_folder(Path(root), rules="current")
@@ -31,6 +36,8 @@ def summarise(root: Path) -> tuple[dict, list[dict]]:
 
     The manifest check is left out: the summary is written before the bundle is sealed.
     """
+    if find_tiny(root) is not None:  # MLPerf Tiny's energy mode
+        return tiny.summarise(root)
     _, report, results = evaluate(root)
     check_list = [c.as_dict() for c in results if c.name != "manifest"]
     return report, check_list
@@ -38,6 +45,8 @@ def summarise(root: Path) -> tuple[dict, list[dict]]:
 
 def headline(root: Path) -> dict:
     """A recording's metric and check verdicts, as the catalogue of recordings shows them."""
+    if find_tiny(root) is not None:
+        return tiny.headline(root)
     record, rep, results = evaluate(root)
     counts = {s: sum(1 for r in results if r.status == s) for s in ("pass", "warn", "fail")}
     m = rep.get("metric")

@@ -154,6 +154,7 @@ class LiveData:
         self.session: LiveSession | None = None
         self.histories: dict[tuple[str, str], SeriesHistory] = {}
         self.phase_marks: list[Marker] = []
+        self.windows: list[tuple[float, float, str]] = []  # MLPerf Tiny's measured windows (wall s)
         self.events = []
 
     def attach(self, session: LiveSession | None) -> bool:
@@ -167,6 +168,7 @@ class LiveData:
     def reset(self) -> None:
         self.histories.clear()
         self.phase_marks.clear()
+        self.windows.clear()
         self.events = []
 
     def pull(self) -> tuple[bool, list]:
@@ -177,11 +179,15 @@ class LiveData:
         reset, new = s.poll_events()
         if reset:
             self.phase_marks.clear()
+            self.windows.clear()
             self.events = []
 
         for e in new:
             if e.kind == ev.PHASE_START and e.phase:
                 self.phase_marks.append(Marker(e.wall_ns / 1e9, e.phase))
+            tw = e.data.get("tiny_window") if isinstance(e.data, dict) else None
+            if isinstance(tw, dict) and isinstance(tw.get("wall_start_s"), (int, float)) and isinstance(tw.get("wall_stop_s"), (int, float)):
+                self.windows.append((float(tw["wall_start_s"]), float(tw["wall_stop_s"]), f"window {len(self.windows) + 1}"))
         self.events.extend(e for e in new if e.kind != ev.PROGRESS)
         for key, ring in s.rings().items():
             self.histories.setdefault(key, SeriesHistory()).sync(ring)

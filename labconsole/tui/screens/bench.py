@@ -76,7 +76,7 @@ class BenchScreen(TickingScreen):
         loaded = self.app.loaded
         p = loaded.profile
         wl = p.workload
-        what = f"LoadGen, SUT {wl.sut}" if wl.type == "loadgen" else f"command {' '.join(wl.command)[:60]}"
+        what = f"LoadGen, SUT {wl.sut}" if wl.type == "loadgen" else f"command {' '.join(wl.command)[:60]}" if wl.type == "command" else f"MLPerf Tiny energy, {wl.windows} windows"
         lines = [
             f"[b]{escape(p.name)}[/]  [dim]{escape(str(loaded.path))}[/]",
         ]
