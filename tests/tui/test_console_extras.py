@@ -4,6 +4,7 @@ as its own screen; plot cursors with energy; the setup wizard checking each answ
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -43,3 +44,176 @@ async def test_the_bench_says_a_simulated_meter_follows_the_benchmark_not_the_ma
         await pilot.pause(0.3)
         text = " ".join(screen_text(app).split())
         assert "wall (simulated): follows the benchmark's CPU use" in text, text
+
+
+# --- Recordings ---------------------------------------------------------------------------------
+
+import json
+import shutil
+
+import pytest
+
+from conftest import run_cli, write_profile
+
+
+@pytest.fixture(scope="module")
+def one_bundle(tmp_path_factory):
+    """One real sealed bundle of the simulated bench (a short run), copied by the tests."""
+    from conftest import SIM_PROFILE
+
+    folder = tmp_path_factory.mktemp("made")
+    profile = write_profile(folder, SIM_PROFILE.format(recordings=folder / "rec", scenario="Offline", duration=1, sut="matmul", sut_options="{size: 128, threads: 0}", idle=0.3, interval=0.05, workload_extra=""))
+    out = run_cli("run", "--profile", str(profile), "--quiet", cwd=folder, timeout=240)
+    assert out.returncode == 0, out.stderr
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+def recordings_bench(tmp_path: Path, bundle: Path, names: dict[str, dict]) -> Path:
+    """A profile whose recordings folder holds copies of `bundle`, each with run.json changes."""
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    for name, changes in names.items():
+        dst = rec / name
+        shutil.copytree(bundle, dst)
+        if changes:
+            run = dst / "data" / "run.json"
+            info = json.loads(run.read_text())
+            for k, v in changes.items():
+                if k == "profile":
+                    info["profile"]["name"] = v
+                else:
+                    info[k] = v
+            run.write_text(json.dumps(info))
+    return write_profile(tmp_path, f"name: viewer\nrecordings: {rec}\nsources:\n  - name: wall\n    driver: simulated\n")
+
+
+def table_rows(app) -> list[str]:
+    from textual.widgets import DataTable
+
+    tables = app.screen.query("#rec-table")
+    if not tables:
+        return []
+    t = tables.first(DataTable)
+    return [str(t.coordinate_to_cell_key((i, 0)).row_key.value) for i in range(t.row_count)]
+
+
+def cell(app, key: str, col: str) -> str:
+    from textual.widgets import DataTable
+
+    t = app.screen.query_one("#rec-table", DataTable)
+    from rich.text import Text
+
+    value = t.get_cell(key, col)
+    return value.plain if hasattr(value, "plain") else Text.from_markup(str(value)).plain
+
+
+async def open_recordings(app, pilot, n: int):
+    from labconsole.tui.screens.recordings import RecordingsScreen
+
+    await pilot.press("o")
+    await wait_for(pilot, lambda: isinstance(app.screen, RecordingsScreen) and len(table_rows(app)) == n, 20, f"{n} recordings")
+    await wait_for(pilot, lambda: not any(r.get("pending") for r in app.screen.rows.values()), 120, "every row summarised")
+
+
+async def test_a_run_being_recorded_is_shown_as_running_and_cannot_be_deleted(tmp_path, one_bundle):
+    from labconsole.locks import recordings_lock
+
+    profile = recordings_bench(tmp_path, one_bundle, {"2026-01-01T00-00-00Z_a": {}, "2026-01-02T00-00-00Z_live": {"exit_status": "running", "start": "2026-12-31T00:00:00Z"}})
+    live = str(tmp_path / "rec" / "2026-01-02T00-00-00Z_live")
+    lock = recordings_lock(tmp_path / "rec").acquire()  # a run records into this folder now
+    try:
+        app = console(profile)
+        async with app.run_test(size=SIZE) as pilot:
+            await open_recordings(app, pilot, 2)
+            assert cell(app, live, "status") == "● running"
+            assert cell(app, live, "checks") == "recording"  # not "✘ FAIL": it is not sealed yet
+            await pilot.pause(0.2)
+            assert "being recorded" in screen_text(app)
+            await pilot.press("d")  # the newest, the one running, is highlighted
+            await pilot.pause(0.3)
+            assert Path(live).is_dir()
+            assert "stop it first" in " ".join(str(n.message) for n in app._notifications)
+            lock.release()  # the run ended without sealing: a crash
+            await wait_for(pilot, lambda: cell(app, live, "status") == "unsealed", 20, "the row to say unsealed")
+    finally:
+        lock.release()
+
+
+async def test_recordings_columns_are_labelled_and_fit_80_columns(tmp_path, one_bundle):
+    profile = recordings_bench(tmp_path, one_bundle, {"2026-01-01T00-00-00Z_a": {}})
+    app = console(profile)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_recordings(app, pilot, 1)
+        await pilot.pause(0.2)
+        text = screen_text(app)
+        header = next(line for line in text.splitlines() if "Started UTC" in line)
+        for label in ("Profile", "Scenario", "Status", "Metric", "Checks P/W/F", "Note"):
+            assert label in header, header
+        row = next(line for line in text.splitlines() if "completed" in line)
+        assert "Offline" in row and " W" in row and re.search(r" \d+/\d+/\d+ ", row), row  # metric with its unit, check counts
+
+
+async def test_recordings_sort_by_column_and_filter_as_you_type(tmp_path, one_bundle):
+    names = {
+        "2026-01-01T00-00-00Z_x": {"profile": "zulu", "start": "2026-01-01T00:00:00Z"},
+        "2026-01-02T00-00-00Z_x": {"profile": "alpha", "start": "2026-01-02T00:00:00Z"},
+        "2026-01-03T00-00-00Z_x": {"profile": "mike", "start": "2026-01-03T00:00:00Z"},
+    }
+    profile = recordings_bench(tmp_path, one_bundle, names)
+    app = console(profile)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_recordings(app, pilot, 3)
+        profiles = lambda: [app.screen.rows[k]["profile"] for k in table_rows(app)]  # noqa: E731
+        assert profiles() == ["mike", "alpha", "zulu"]  # newest first
+        await pilot.press("s")  # next column: profile, A to Z
+        await pilot.pause(0.1)
+        assert profiles() == ["alpha", "mike", "zulu"]
+        assert "Profile▲" in screen_text(app)
+        await pilot.press("S")
+        await pilot.pause(0.1)
+        assert profiles() == ["zulu", "mike", "alpha"]
+        await pilot.press("slash")
+        for ch in "mik":
+            await pilot.press(ch)
+            await pilot.pause(0.05)
+        assert profiles() == ["mike"]
+        assert "1 of 3 shown" in screen_text(app)
+        await pilot.press("escape")
+        for _ in range(3):
+            await pilot.press("s")  # back at the table: s sorts again, not typed into the filter
+        assert app.screen.query_one("#rec-filter").value == "mik"
+
+
+async def test_a_note_is_kept_beside_the_bundle_and_delete_asks_first(tmp_path, one_bundle):
+    from labconsole.bundle.seal import verify
+
+    profile = recordings_bench(tmp_path, one_bundle, {"2026-01-01T00-00-00Z_a": {}, "2026-01-02T00-00-00Z_b": {}})
+    a, b = tmp_path / "rec" / "2026-01-01T00-00-00Z_a", tmp_path / "rec" / "2026-01-02T00-00-00Z_b"
+    app = console(profile)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_recordings(app, pilot, 2)
+        assert table_rows(app)[0] == str(b)
+        from labconsole.tui.screens.recordings import NoteScreen
+        from labconsole.tui.widgets import ConfirmScreen
+
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, NoteScreen) and app.focused is not None and app.focused.id == "note-input", 10, "the note editor")
+        for ch in "fan [red]off":
+            await pilot.press({" ": "space", "[": "left_square_bracket", "]": "right_square_bracket"}.get(ch, ch))
+        await pilot.press("enter")
+        note = tmp_path / "rec" / "2026-01-02T00-00-00Z_b.note.txt"
+        await wait_for(pilot, lambda: note.exists(), 10, "the note file")
+        assert note.read_text().strip() == "fan [red]off"
+        assert verify(b).ok, "the sealed bundle is unchanged by its note"
+        await wait_for(pilot, lambda: "fan [red]off" in app.screen.query_one("#rec-detail").render().plain, 5, "the note shown as written")
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 10, "the question")
+        await pilot.press("n")  # keep it
+        await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmScreen), 10, "the question answered")
+        assert b.is_dir()
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 10, "the question")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: not b.exists(), 10, "the bundle deleted")
+        assert not note.exists() and a.is_dir()
+        await wait_for(pilot, lambda: table_rows(app) == [str(a)], 5, "the row gone")
