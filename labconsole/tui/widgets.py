@@ -8,7 +8,7 @@ from textual.containers import Horizontal, Vertical
 from rich.text import Text
 from textual.screen import ModalScreen, Screen
 from textual.widget import Widget
-from textual.widgets import Button, Static
+from textual.widgets import Button, Checkbox, Static
 
 from labconsole import events as ev
 from labconsole.session.live import LiveSession, SeriesHistory, qps_over_phases
@@ -87,6 +87,15 @@ class TickingScreen(Screen):
 
     def tick(self) -> None:  # pragma: no cover - every subclass has its own
         raise NotImplementedError
+
+
+class TickBox(Checkbox):
+    """A checkbox whose ticked and unticked states differ in shape, not only in colour
+    (Textual's draws an X in both): a monochrome terminal or a colour-blind eye sees which."""
+
+    @property
+    def BUTTON_INNER(self) -> str:  # type: ignore[override]  # read by Checkbox's render
+        return "X" if self.value else " "
 
 
 class ConfirmScreen(ModalScreen[bool]):
