@@ -217,3 +217,48 @@ async def test_a_note_is_kept_beside_the_bundle_and_delete_asks_first(tmp_path, 
         await wait_for(pilot, lambda: not b.exists(), 10, "the bundle deleted")
         assert not note.exists() and a.is_dir()
         await wait_for(pilot, lambda: table_rows(app) == [str(a)], 5, "the row gone")
+
+
+# --- Replay ---------------------------------------------------------------------------------------
+
+
+def footer_text(app) -> str:
+    lines = screen_text(app).splitlines()
+    return lines[-1] if lines else ""
+
+
+async def test_replay_is_its_own_screen_with_only_replay_keys_and_esc_leaves(tmp_path, one_bundle):
+    from labconsole.tui.screens.recordings import RecordingsScreen
+    from labconsole.tui.screens.replay import ReplayScreen
+    from labconsole.tui.screens.run import RunScreen
+
+    profile = recordings_bench(tmp_path, one_bundle, {"2026-01-01T00-00-00Z_a": {}})
+    app = console(profile)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await open_recordings(app, pilot, 1)
+        await pilot.press("p")
+        await wait_for(pilot, lambda: isinstance(app.screen, ReplayScreen) and app.session is not None and app.session.kind == "replay", 30, "the Replay screen")
+        await pilot.pause(0.5)
+        foot = footer_text(app)
+        for key in ("Pause", "1x", "10x", "100x", "max", "Home", "End", "Results", "esc"):
+            assert key in foot, foot
+        for other in ("Run", "Bench", "Recordings", "Calibrate", "Quit", "Start", "Abort"):
+            assert other not in foot.replace("Results", ""), foot
+        assert "REPLAY" in screen_text(app) and not app.screen.query_one("#run-setup").display
+        await pilot.press("end")
+        await wait_for(pilot, lambda: app.session.clock.fraction > 0.99, 10, "the end")
+        await pilot.press("home")
+        await wait_for(pilot, lambda: app.session.clock.fraction < 0.01, 10, "the start")
+        await pilot.press("r")  # the Run screen shows its set-up, not the replay
+        await wait_for(pilot, lambda: type(app.screen) is RunScreen, 10, "the Run screen")
+        await pilot.pause(0.4)
+        assert app.screen.query_one("#run-setup").display and "press s to start" in screen_text(app)
+        assert "REPLAY" not in screen_text(app)
+        await pilot.press("o")
+        await wait_for(pilot, lambda: isinstance(app.screen, RecordingsScreen), 10, "Recordings")
+        await pilot.press("p")
+        await wait_for(pilot, lambda: isinstance(app.screen, ReplayScreen), 30, "the Replay screen again")
+        replay = app.session
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, RecordingsScreen), 10, "back on Recordings")
+        assert app.session is None and replay is not None  # the replay was stopped and let go

@@ -44,6 +44,7 @@ def plot_view(s, live: LiveData, zoom_recent: bool) -> tuple[tuple[float, float]
 
 class RunScreen(TickingScreen):
     TICK_S = 0.2  # 5 Hz: bench/replay.py assumes the same
+    SESSION_KIND = "live"  # the Replay screen, a subclass, follows "replay" sessions
     AUTO_FOCUS = ""  # nothing: keys go to the screen; Tab reaches the setup fields
     BINDINGS = [
         Binding("s", "start", "Start"),
@@ -51,16 +52,7 @@ class RunScreen(TickingScreen):
         Binding("x", "abort", "Abort"),
         Binding("v", "results", "Results"),
         Binding("z", "zoom", "Zoom", show=False),
-        Binding("space", "pause", "Pause"),
-        Binding("1", "speed(1)", "1x", show=False),
-        Binding("2", "speed(10)", "10x", show=False),
-        Binding("3", "speed(100)", "100x", show=False),
-        Binding("4", "speed(0)", "max", show=False),
-        Binding("left", "seek(-0.05)", "-5%", show=False),
-        Binding("right", "seek(0.05)", "+5%", show=False),
-        Binding("home", "seek_start", "Start", show=False),
-        Binding("end", "seek_end", "End", show=False),
-    ]
+    ]  # a replay's keys are on its own screen (screens/replay.py)
 
     def __init__(self) -> None:
         super().__init__()
@@ -94,6 +86,8 @@ class RunScreen(TickingScreen):
 
     # --- life cycle ---------------------------------------------------------------------------
     def on_mount(self) -> None:
+        if self.SESSION_KIND != "live":
+            return
         self.app.run_screen = self
         prof = self.app.loaded.profile
         self.query_one("#run-scenario", Select).value = prof.workload.scenario
@@ -146,7 +140,7 @@ class RunScreen(TickingScreen):
         self.app.action_abort_run()
 
     def action_results(self) -> None:
-        s = self.app.session
+        s = self.session_shown()
         path = s.bundle_path() if s is not None else None
         if s is None or path is None:
             self.notify("No run to show yet: start one (s) or open a recording (o)")
@@ -161,14 +155,19 @@ class RunScreen(TickingScreen):
         self.notify("Plots: the last 60 s" if self.zoom_recent else "Plots: the whole session")
         self.tick()
 
-    def _replay(self):
+    def session_shown(self):
+        """The session this screen follows: a live run (a replay has its own screen)."""
         s = self.app.session
+        return s if s is not None and s.kind == self.SESSION_KIND else None
+
+    def _replay(self):
+        s = self.session_shown()
         return s if s is not None and s.kind == "replay" else None
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         if action in REPLAY_ACTIONS:
             return self._replay() is not None
-        s = self.app.session
+        s = self.session_shown()
         running = s is not None and s.kind == "live" and not s.finished
         if action in ("start", "start_guided"):
             return not running
@@ -216,7 +215,7 @@ class RunScreen(TickingScreen):
     def tick(self) -> None:
         t_start = time.perf_counter()
         app = self.app
-        s = app.session
+        s = self.session_shown()
         if self.live.attach(s):
             self.query_one("#run-log", RichLog).clear()
             self._done_seen = False
