@@ -12,6 +12,7 @@ from textual.widgets import Button, Checkbox, Static
 
 from labconsole import events as ev
 from labconsole.session.live import LiveSession, SeriesHistory, qps_over_phases
+from labconsole.tui.format import si
 from labconsole.tui.plot import Marker, Series
 
 import numpy as np
@@ -201,7 +202,7 @@ class LiveData:
         for (src, ch), h in self.histories.items():
             label = src if ch == "main" else f"{src}/{ch}"
             last = h.last_valid()
-            out.append(Series(label, h.t, h.y, value_text=f"{last:.1f} W" if np.isfinite(last) else "-"))
+            out.append(Series(label, h.t, h.y, value_text=si(last, "W")))
         return out
 
     def qps(self) -> tuple[np.ndarray, np.ndarray]:

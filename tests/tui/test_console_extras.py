@@ -262,3 +262,49 @@ async def test_replay_is_its_own_screen_with_only_replay_keys_and_esc_leaves(tmp
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, RecordingsScreen), 10, "back on Recordings")
         assert app.session is None and replay is not None  # the replay was stopped and let go
+
+
+# --- Plots: compare overlay, energy counter ----------------------------------------------------------
+
+
+async def test_compare_overlays_a_and_b_testing_power_from_the_window_start(tmp_path, one_bundle):
+    from labconsole.session.overlay import testing_trace
+    from labconsole.tui.plot import TimePlot
+    from labconsole.tui.screens.compare import CompareScreen
+
+    profile = recordings_bench(tmp_path, one_bundle, {"2026-01-01T00-00-00Z_a": {}})
+    app = console(profile)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_recordings(app, pilot, 1)
+        app.show_compare(tmp_path / "rec" / "2026-01-01T00-00-00Z_a", MLPERF)
+        await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen) and app.screen.comparison is not None, 60, "the comparison")
+        plot = app.screen.query_one("#cmp-power", TimePlot)
+        series = plot._frame.series
+        assert [s.label.split()[0] for s in series] == ["A", "B"]
+        b = testing_trace(MLPERF)
+        assert len(series[1].t) == len(b.t) and series[1].t[0] < 0 < series[1].t[-1]  # from power_begin
+        assert plot._frame.spans and plot._frame.spans[0].t0 == 0.0
+        await pilot.pause(0.2)
+        title = plot.render_line(0).text
+        assert "A wall" in title and "B ptd" in title and "mean" in title
+
+
+async def test_the_run_screen_counts_energy_as_the_run_goes(sim_profile):
+    from labconsole.tui.screens.run import RunScreen
+
+    app = console(sim_profile(duration=1, idle=0.3))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), 10, "the Run screen")
+        await pilot.press("s")
+        seen = []
+
+        def energy() -> float:
+            c = app.screen.energy.get(("wall", "main"))
+            return c.energy_j if c is not None else 0.0
+
+        await wait_for(pilot, lambda: energy() > 0, 60, "energy counted")
+        seen.append(energy())
+        await wait_for(pilot, lambda: energy() > seen[0] + 1.0, 60, "more energy")
+        assert re.search(r"E \d+(\.\d+)? k?J", screen_text(app)), screen_text(app)
+        await wait_for(pilot, lambda: app.session.finished, 120, "the run's end")

@@ -18,7 +18,8 @@ from textual.widgets import Button, Footer, Input, Label, ProgressBar, RichLog, 
 
 from labconsole import events as ev
 from labconsole.sources.replay import MAX, speed_label
-from labconsole.tui.format import duration, event_markup, num, status_markup
+from labconsole.session.interval import EnergyCounter
+from labconsole.tui.format import duration, event_markup, num, si, status_markup
 from labconsole.tui.plot import Series, Span, TimePlot
 from labconsole.tui.widgets import LiveData, LiveText, TickingScreen, TopBar
 
@@ -57,6 +58,7 @@ class RunScreen(TickingScreen):
     def __init__(self) -> None:
         super().__init__()
         self.live = LiveData()
+        self.energy: dict[tuple[str, str], EnergyCounter] = {}  # a running energy counter per channel
         self.zoom_recent = False
         self._done_seen = False
         self.tick_times: list[float] = []  # ms each tick took (bench/tui_responsiveness.py reads these)
@@ -217,6 +219,7 @@ class RunScreen(TickingScreen):
         app = self.app
         s = self.session_shown()
         if self.live.attach(s):
+            self.energy.clear()
             self.query_one("#run-log", RichLog).clear()
             self._done_seen = False
             self.refresh_bindings()
@@ -299,11 +302,12 @@ class RunScreen(TickingScreen):
             avg = h.mean_since(phase_t0) if phase_t0 is not None else float("nan")
             total = ring.total if ring is not None else len(h)
             bad = ring.invalid if ring is not None else 0
-            lines.append(f"[b]{label}[/] {num(now_w, '.1f', 'W')}  avg {num(avg, '.1f', 'W')}")
+            lines.append(f"[b]{label}[/] {si(now_w, 'W')}  avg {si(avg, 'W')}")
+            joules = self.energy.setdefault(key, EnergyCounter()).update(h.t, h.y)
             rng = ""
             if h.last_range and all(math.isfinite(v) for v in h.last_range):
                 rng = f"  range {h.last_range[0]:g} V {h.last_range[1]:g} A"
-            lines.append(f"  n {total}" + (f" [red]invalid {bad}[/]" if bad else " invalid 0") + rng)
+            lines.append(f"  n {total}" + (f" [red]invalid {bad}[/]" if bad else " invalid 0") + f"  [b]E[/] {si(joules, 'J')}" + rng)
         qt, qy = self.live.qps()
         progs = s.progress()
         prog = progs.get(pc.phase)
