@@ -142,16 +142,20 @@ def print_sources(rep: dict, out: Console | None = None) -> None:
         _line(out, f"  source {name}: {s['avg_watts']:.6g} W ({s['samples_in_window']} samples){extra}")
 
 
-def print_recorded_checks(check_dicts: list[dict], out: Console | None = None, when: str = "when it was sealed") -> None:
-    """A record's stored check verdicts as one summary line, the failures and warnings named."""
+def print_recorded_checks(check_dicts: list[dict], out: Console | None = None, when: str = "when it was sealed", messages: bool = True) -> None:
+    """A record's stored check verdicts as one summary line, the failures and warnings named
+    (with their messages, or, with `messages=False`, the warnings by name only)."""
     if not check_dicts:
         return
     out = out or console()
     text, style = verdict_line(c.get("status", SKIP) for c in check_dicts)
     _line(out, "  checks ", (f"({when})", "dim"), ": ", (text, style))
     for c in ordered(_Check(**c) for c in check_dicts):
-        if c.status in (FAIL, WARN):
+        if c.status == FAIL or (c.status == WARN and messages):
             out.print(Text("    ").append_text(check_line(c.status, c.name, c.message)))
+    warned = [printable(c.get("name", "?")) for c in check_dicts if c.get("status") == WARN]
+    if warned and not messages:
+        _line(out, "    ", ("[WARN]", STYLE[WARN]), " " + ", ".join(warned))
 
 
 class _Check:
@@ -308,7 +312,10 @@ class RunDisplay:
         proc = self.proc
         if self.progress is not None:
             done, left = self.estimate.where(proc.phase, time.monotonic() - proc.phase_started_mono)
-            live = "  ".join(_live_parts(proc)[-3:]) if proc.recorder is not None else ""
+            parts = _live_parts(proc) if proc.recorder is not None else []
+            if self.out.width < 110:  # a narrow terminal keeps room for the bar: the watts only
+                parts = [p for p in parts if p.endswith(" W")][:1]
+            live = "  ".join(parts[-3:])
             self.progress.update(self._task, completed=int(done * 1000), phase=proc.phase, eta=fmt_eta(left), live=live)
             return
         if time.monotonic() - self._last_live >= 1.0:
@@ -327,4 +334,4 @@ def print_report_of(record: Any, rep: dict, out: Console | None = None) -> None:
     print_report(rep, out)
     print_sources(rep, out)
     stored = (getattr(record, "summary", None) or {}).get("checks") or []
-    print_recorded_checks(stored, out, when="when sealed; `labconsole check` checks again")
+    print_recorded_checks(stored, out, when="when sealed; `labconsole check` checks again", messages=False)
