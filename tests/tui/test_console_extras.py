@@ -240,15 +240,17 @@ async def test_replay_is_its_own_screen_with_only_replay_keys_and_esc_leaves(tmp
         await wait_for(pilot, lambda: isinstance(app.screen, ReplayScreen) and app.session is not None and app.session.kind == "replay", 30, "the Replay screen")
         await pilot.pause(0.5)
         foot = footer_text(app)
-        for key in ("Pause", "1x", "10x", "100x", "max", "Home", "End", "Results", "esc"):
+        for key in ("Pause", "1x 10x 100x max", "seek", "Home", "End", "start/end", "Results", "esc Leave"):
             assert key in foot, foot
         for other in ("Run", "Bench", "Recordings", "Calibrate", "Quit", "Start", "Abort"):
             assert other not in foot.replace("Results", ""), foot
         assert "REPLAY" in screen_text(app) and not app.screen.query_one("#run-setup").display
-        await pilot.press("end")
-        await wait_for(pilot, lambda: app.session.clock.fraction > 0.99, 10, "the end")
+        await pilot.press("space", "right", "right", "right")  # paused, then 15 % on
+        await wait_for(pilot, lambda: app.session.clock.fraction > 0.1, 10, "a seek forward")
         await pilot.press("home")
         await wait_for(pilot, lambda: app.session.clock.fraction < 0.01, 10, "the start")
+        await pilot.press("end")
+        await wait_for(pilot, lambda: app.session.clock.fraction > 0.99, 10, "the end")
         await pilot.press("r")  # the Run screen shows its set-up, not the replay
         await wait_for(pilot, lambda: type(app.screen) is RunScreen, 10, "the Run screen")
         await pilot.pause(0.4)

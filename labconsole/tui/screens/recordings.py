@@ -280,8 +280,10 @@ class RecordingsScreen(Screen):
         t = self.query_one("#rec-table", DataTable)
         arrow = "▼" if self.sort_reverse else "▲"
         for key, col in t.columns.items():
-            base = next((h for k, h, _ in COLUMNS if k == key.value), "Note")
-            col.label = Text(base + (arrow if key.value == self.sort_key else ""), style="bold" if key.value == self.sort_key else "")
+            base, width = next(((h, w) for k, h, w in COLUMNS if k == key.value), ("Note", self._note_width))
+            if key.value == self.sort_key:  # the arrow always shows, in place of a last letter if need be
+                base = (base if len(base) < width else base[: max(0, width - 1)]) + arrow
+            col.label = Text(base, style="bold" if key.value == self.sort_key else "")
         t.refresh()
 
     def _show_rows(self, select: str | None = None) -> None:

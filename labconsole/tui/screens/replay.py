@@ -16,16 +16,19 @@ from labconsole.tui.widgets import LiveText, TopBar
 
 class ReplayScreen(RunScreen, inherit_bindings=False):
     SESSION_KIND = "replay"
+    SPEED = Binding.Group("1x 10x 100x max", compact=True)
+    SEEK = Binding.Group("seek 5%", compact=True)
+    ENDS = Binding.Group("start/end", compact=True)
     BINDINGS = [
         Binding("space", "pause", "Pause"),
-        Binding("1", "speed(1)", "1x"),
-        Binding("2", "speed(10)", "10x"),
-        Binding("3", "speed(100)", "100x"),
-        Binding("4", "speed(0)", "max"),
-        Binding("left", "seek(-0.05)", "-5%", key_display="←"),
-        Binding("right", "seek(0.05)", "+5%", key_display="→"),
-        Binding("home", "seek_start", "From start", key_display="Home"),
-        Binding("end", "seek_end", "To end", key_display="End"),
+        Binding("1", "speed(1)", "1x", group=SPEED),
+        Binding("2", "speed(10)", "10x", group=SPEED),
+        Binding("3", "speed(100)", "100x", group=SPEED),
+        Binding("4", "speed(0)", "max", group=SPEED),
+        Binding("left", "seek(-0.05)", "-5%", key_display="←", group=SEEK),
+        Binding("right", "seek(0.05)", "+5%", key_display="→", group=SEEK),
+        Binding("home", "seek_start", "From start", key_display="Home", group=ENDS),
+        Binding("end", "seek_end", "To end", key_display="End", group=ENDS),
         Binding("v", "results", "Results"),
         Binding("z", "zoom", "Zoom", show=False),
         Binding("escape", "leave", "Leave", key_display="esc"),
