@@ -16,8 +16,8 @@ from labconsole.tui.widgets import LiveText, TopBar
 
 class ReplayScreen(RunScreen, inherit_bindings=False):
     SESSION_KIND = "replay"
-    SPEED = Binding.Group("1x 10x 100x max", compact=True)
-    SEEK = Binding.Group("seek 5%", compact=True)
+    SPEED = Binding.Group("speed", compact=True)  # 1x 10x 100x max (the help says so)
+    SEEK = Binding.Group("seek", compact=True)
     ENDS = Binding.Group("start/end", compact=True)
     BINDINGS = [
         Binding("space", "pause", "Pause"),
