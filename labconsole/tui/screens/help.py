@@ -55,6 +55,10 @@ happened. `r` after a replay shows the Run set-up again.
 Each column shows the lowest and the highest sample that fell in it, so a one-sample
 spike stays visible. Vertical marks are phase starts; the shaded band is LoadGen's power
 window (what the metric averages). `z` switches between the whole run and the last 60 s.
+
+Cursors: a click puts cursor A, a second click cursor B; with a plot focused (`Tab`), `Enter`
+adds one, `←`/`→` move the last (`shift`: ten columns), `esc` clears them. The title shows
+Δt, the mean and, for power, the energy (J) between A and B. Watts scale: mW, W, kW.
 """
 
 
