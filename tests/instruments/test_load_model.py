@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 
 import pytest
 
@@ -73,11 +74,16 @@ def test_the_benchmarks_children_count_and_other_programs_do_not(procs):
     assert settle(idle, 1.5) < 0.15 / ncpu + 0.05
 
 
-def test_a_standalone_emulator_follows_any_labconsole_worker(procs):
+def test_a_standalone_emulator_follows_any_labconsole_worker(procs, monkeypatch):
+    from labconsole.instruments import load_model
+
+    # A marker of this test's own: other labconsoles' workers on a shared machine stay out of it.
+    marker = f"labconsole.workload.worker-{uuid.uuid4().hex}"
+    monkeypatch.setattr(load_model, "WORKER_MODULE", marker.encode())
     ncpu = os.cpu_count() or 1
     util = WorkloadUtilisation(any_benchmark=True)
     assert util() == 0.0  # no benchmark running: idle
-    procs.append(spawn("-c", BUSY, "-m", "labconsole.workload.worker"))  # argv as a worker's
+    procs.append(spawn("-c", BUSY, "-m", marker))  # argv as a worker's
     deadline = time.monotonic() + 5
     while procs[0].pid not in benchmark_workers() and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -146,7 +146,7 @@ async def test_recordings_columns_are_labelled_and_fit_80_columns(tmp_path, one_
         await open_recordings(app, pilot, 1)
         await pilot.pause(0.2)
         text = screen_text(app)
-        header = next(line for line in text.splitlines() if "Started UTC" in line)
+        header = next(line for line in text.splitlines() if "Started UT" in line)  # UT▼: sorted by it
         for label in ("Profile", "Scenario", "Status", "Metric", "Checks P/W/F", "Note"):
             assert label in header, header
         row = next(line for line in text.splitlines() if "completed" in line)
@@ -205,7 +205,8 @@ async def test_a_note_is_kept_beside_the_bundle_and_delete_asks_first(tmp_path, 
         await wait_for(pilot, lambda: note.exists(), 10, "the note file")
         assert note.read_text().strip() == "fan [red]off"
         assert verify(b).ok, "the sealed bundle is unchanged by its note"
-        await wait_for(pilot, lambda: "fan [red]off" in app.screen.query_one("#rec-detail").render().plain, 5, "the note shown as written")
+        detail = lambda: str(app.screen.query_one("#rec-detail").render())  # noqa: E731
+        await wait_for(pilot, lambda: "fan [red]off" in detail(), 5, f"the note shown as written")
         await pilot.press("d")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 10, "the question")
         await pilot.press("n")  # keep it

@@ -112,6 +112,7 @@ class RecordingsScreen(Screen):
         self.filter_text = ""
         self._summaries: dict[tuple[str, str], dict] = {}  # (path, status) -> headline, kept across reloads
         self._select_key: str | None = None  # a folder just opened by path: highlight it
+        self._own_dialog = False  # a note or delete dialog of this screen is open
         self._note_width = 20
 
     def compose(self) -> ComposeResult:
@@ -152,6 +153,9 @@ class RecordingsScreen(Screen):
             self._show_rows()
 
     def on_screen_resume(self) -> None:
+        if self._own_dialog:  # back from this screen's note or delete dialog: its worker updates the rows
+            self._own_dialog = False
+            return
         self.action_reload()
         self.query_one("#rec-table", DataTable).focus()
 
@@ -395,6 +399,7 @@ class RecordingsScreen(Screen):
             if text is not None:
                 self._save_note(str(p), text)
 
+        self._own_dialog = True
         self.app.push_screen(NoteScreen(p.name, row.get("note") or ""), done)
 
     @work(thread=True, exit_on_error=False, group="recordings-note")
@@ -431,6 +436,7 @@ class RecordingsScreen(Screen):
             if yes:
                 self._delete(str(p))
 
+        self._own_dialog = True
         self.app.push_screen(ConfirmScreen(f"Delete the recording [b]{escape(p.name)}[/] and its note?\n[dim]{escape(str(p))}[/]\nThis cannot be undone.", yes="Delete", no="Keep"), answered)
 
     @work(thread=True, exit_on_error=False, group="recordings-delete")
