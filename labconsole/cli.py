@@ -7,16 +7,13 @@ never load Textual.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 
 from labconsole import __version__
-from labconsole import events as ev
 from labconsole.events import EventBus, to_json
 
 from labconsole.mlperf.training import folder as training_folder
@@ -44,34 +41,6 @@ def _load_profile_or_exit(path: str | None):
 
 # ---------------------------------------------------------------------------------------------
 # run
-
-
-def _fmt_event(e) -> str | None:
-    if e.kind == ev.PROGRESS:
-        return None
-    stamp = time.strftime("%H:%M:%S", time.localtime(e.wall_ns / 1e9))
-    tag = {ev.WARNING: "WARN ", ev.ERROR: "ERROR", ev.RESULT: "RESULT", ev.PHASE_START: ">>", ev.PHASE_END: "<<", ev.STEP: "step"}.get(e.kind, "")
-    phase = f"[{e.phase}] " if e.phase else ""
-    return f"{stamp} {tag + ' ' if tag else ''}{phase}{_printable(e.message)}"
-
-
-def _live_line(proc) -> str | None:
-    rec = proc.recorder
-    if rec is None or not (proc.phase in ("idle", "ranging", "testing", "calibration") or proc.phase.startswith("result_")):
-        return None
-    parts = [f"[{proc.phase}] {time.monotonic() - proc.phase_started_mono:5.1f} s"]
-    pts = proc.progress.get(proc.phase) or []
-    if len(pts) >= 2:
-        a, b = pts[max(0, len(pts) - 11)], pts[-1]
-        dt = (b.wall_ns - a.wall_ns) / 1e9
-        qps = (b.completed - a.completed) / dt if dt > 0 else 0.0
-        parts.append(f"completed {b.completed}  QPS {qps:,.1f}")
-    for (src, ch), ring in rec.rings.items():
-        last = ring.last
-        if last is not None and not math.isnan(float(last["watts"])):
-            label = src if ch == "main" else f"{src}/{ch}"
-            parts.append(f"{label} {float(last['watts']):.4g} W")
-    return "  ".join(parts)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -103,7 +72,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _drive_procedure(proc, args: argparse.Namespace) -> int:
-    """Run a procedure on a thread, print its events and a live line, stop it on Ctrl-C."""
+    """Run a procedure on a thread, show its events and progress, stop it on Ctrl-C."""
+    from labconsole import cli_render
+
     q = proc.bus.subscribe()
     outcome: list = []
     crash: list = []
@@ -125,21 +96,14 @@ def _drive_procedure(proc, args: argparse.Namespace) -> int:
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     worker = threading.Thread(target=target, name="procedure")
     worker.start()
-    last_live = 0.0
     try:
-        while worker.is_alive() or not q.empty():
-            try:
-                e = q.get(timeout=0.2)
-                line = _fmt_event(e)
-                if line and not args.quiet:
-                    print(line, flush=True)
-            except Exception:  # queue.Empty
-                pass
-            if not args.quiet and time.monotonic() - last_live >= 1.0:
-                last_live = time.monotonic()
-                live = _live_line(proc)
-                if live:
-                    print(live, flush=True)
+        with cli_render.RunDisplay(proc, quiet=args.quiet) as shown:
+            while worker.is_alive() or not q.empty():
+                try:
+                    shown.event(q.get(timeout=0.2))
+                except Exception:  # queue.Empty
+                    pass
+                shown.tick()
         worker.join()
     finally:
         for s, h in old.items():
@@ -152,67 +116,11 @@ def _drive_procedure(proc, args: argparse.Namespace) -> int:
             return EXIT_FAIL
         raise crash[0]
     out = outcome[0]
-    _print_summary(out)
+    cli_render.print_run_summary(out)
     print(out.bundle, flush=True)
     if out.exit_status == "completed":
         return EXIT_OK
     return EXIT_ABORTED if out.exit_status == "aborted" else EXIT_FAIL
-
-
-def _print_summary(out) -> None:
-    rep = out.report or {}
-    print("", flush=True)
-    print(f"run {out.exit_status}" + (f": {out.reason}" if out.reason else ""))
-    if rep.get("kind") == "mlperf-training":
-        for line in training_report.report_lines(rep):
-            print(_printable(line))
-    elif rep.get("kind") == "tiny":
-        from labconsole.mlperf.tiny.text import render_report
-
-        print(render_report(rep))
-    elif rep:
-        _print_report_lines(rep)
-    for c in out.checks:
-        if c["status"] not in ("pass", "skip"):
-            print(f"  check {c['status'].upper()}: {c['name']}: {c['message']}")
-
-
-def _print_report_lines(rep: dict) -> None:
-    m = rep.get("metric")
-    p = rep.get("power") or {}
-    filed, run = rep.get("filed_scenario"), rep.get("run_scenario", rep.get("scenario"))
-    shown = f"{filed} (filed; LoadGen ran {run})" if filed and run and filed != run else (filed or rep.get("scenario"))
-    print(f"  scenario: {shown}   LoadGen result: {rep.get('result_validity')}")
-    for note in rep.get("scenario_notes") or []:
-        print(f"  note: {note}")
-    if m:
-        est = " (an estimate)" if m.get("estimate") else ""
-        print(f"  metric: {m['name']} = {m['value']:.6g} {m['unit']}{est}")
-    if rep.get("queries_from"):
-        print(f"  queries: {rep['queries']:.6g}, {rep['queries_from']}")
-    if rep.get("metric_note"):
-        print(f"  note: {rep['metric_note']}")
-    if p and p.get("samples_in_window"):
-        print(f"  average power: {p.get('avg_watts', float('nan')):.6g} W over {p.get('window_s', float('nan')):.3f} s ({p.get('samples_in_window')} samples in the window)")
-    elif p:
-        print(f"  average power: none: no valid samples in the {p.get('window_s', float('nan')):.3f} s window")
-    if rep.get("samples_per_joule") is not None:
-        pf = rep.get("performance_filed") or {}
-        basis = f" (from {pf['key']} = {pf['value']:.6g}, the {filed} figure inferred from the {run} run)" if pf else ""
-        print(f"  efficiency: {rep['samples_per_joule']:.6g} samples/J{basis}")
-    idle = rep.get("idle_baseline") or {}
-    if idle.get("avg_watts") is not None:
-        print(f"  idle baseline: {idle['avg_watts']:.6g} W")
-    if rep.get("ranging_delta_pct") is not None:
-        print(f"  testing vs ranging: {rep['ranging_delta_pct']:+.2f} %")
-    unc = rep.get("uncertainty") or {}
-    if unc.get("mean_pct") is not None:
-        over = f", {unc['over_limit']} sample(s) over {unc.get('limit_pct', 1):g} %" if unc.get("over_limit") else ""
-        print(f"  uncertainty ({unc.get('from')}): mean {unc['mean_pct']:.3f} %, max {unc['max_pct']:.3f} %{over}")
-    if rep.get("missing"):
-        print(f"  missing: {', '.join(rep['missing'])}")
-    for what in rep.get("unreadable") or []:
-        print(f"  unreadable: {what}")
 
 
 def cmd_rerun(args: argparse.Namespace) -> int:
@@ -276,8 +184,9 @@ def _code_a_bundle_runs(workload) -> str | None:
 
 
 def _printable(text: str) -> str:
-    """Untrusted text (from a bundle, a meter) for a terminal: control characters escaped."""
-    return "".join(ch if ch.isprintable() or ch in "\n\t" else repr(ch)[1:-1] for ch in str(text))
+    from labconsole.cli_render import printable
+
+    return printable(text)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -394,10 +303,10 @@ def _check_training(args: argparse.Namespace) -> int:
                        "rules": {"semantics": result.semantics, "why": result.semantics_why},
                        "checks": [r.as_dict() for r in results]}, indent=2))
     else:
+        from labconsole.cli_render import print_checks
+
         print(f"{_printable(str(result.path))} (MLPerf Training power result; {result.semantics} summarizer: {_printable(result.semantics_why)})")
-        for r in results:
-            print(f"[{r.status.upper():4}] {_printable(r.name)}: {_printable(r.message)}")
-        print("PASSED" if ok else "FAILED")
+        print_checks(results)
     return EXIT_OK if ok else EXIT_FAIL
 
 
@@ -426,12 +335,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.json:
         print(to_json(rep, indent=2))
     else:
-        print(f"{record.path} ({'MLPerf result folder' if record.kind == 'mlperf' else 'bundle, ' + str(record.exit_status)})")
-        _print_report_lines(rep)
-        for name, s in (rep.get("sources") or {}).items():
-            extra = f", counter {s['counter_avg_watts']:.6g} W" if s.get("counter_avg_watts") else ""
-            avg = f"{s['avg_watts']:.6g} W" if s["samples_in_window"] else "no valid samples"
-            print(f"  source {name}: {avg} ({s['samples_in_window']} samples){extra}")
+        from labconsole import cli_render
+
+        cli_render.print_report_of(record, rep)
     return EXIT_FAIL if rep.get("empty_window") else EXIT_OK  # an empty power window is a failed measurement
 
 
@@ -454,10 +360,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.json:
         print(to_json({"path": str(record.path), "kind": record.kind, "passed": ok, "rules": rules.as_dict(), "checks": [r.as_dict() for r in results]}, indent=2))
     else:
+        from labconsole.cli_render import print_checks
+
         print(f"rules: {_printable(rules.describe())}")
-        for r in results:
-            print(f"[{r.status.upper():4}] {r.name}: {_printable(r.message)}")
-        print("PASSED" if ok else "FAILED")
+        print_checks(results)
     return EXIT_OK if ok else EXIT_FAIL
 
 
@@ -500,9 +406,9 @@ def _tiny_check(args: argparse.Namespace) -> int:
     if args.json:
         print(to_json({"path": str(run.path), "kind": "tiny", "passed": ok, "checks": [r.as_dict() for r in results]}, indent=2))
     else:
-        for r in results:
-            print(f"[{r.status.upper():4}] {r.name}: {_printable(r.message)}")
-        print("PASSED" if ok else "FAILED")
+        from labconsole.cli_render import print_checks
+
+        print_checks(results)
     return EXIT_OK if ok else EXIT_FAIL
 
 

@@ -57,6 +57,22 @@ class FileLock:
         self._fh = fh
         return self
 
+    def is_held(self) -> bool:
+        """True when a run (of any labconsole, this one included) holds the lock now; asks
+        without taking it, and without creating the lock file."""
+        if fcntl is None or not self.path.exists():
+            return False
+        try:
+            with open(self.path, "r", encoding="utf-8") as fh:
+                try:
+                    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    return True
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        except OSError:
+            return False
+        return False
+
     def release(self) -> None:
         if self._fh is not None:
             try:

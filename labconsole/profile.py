@@ -403,6 +403,24 @@ def _loc_to_path(loc: tuple) -> tuple:
     return tuple(out)
 
 
+# What each pattern a model uses allows, in words: a regular expression is no answer to a person.
+PATTERN_WORDS = {
+    NAME_PATTERN: "letters, digits, _ . - only (no spaces), starting with a letter or digit, at most 64 characters",
+    r"^[\x21-\x7e]+$": "printable ASCII characters without spaces",
+    r"^EMU[A-Za-z0-9]{0,13}$": "EMU followed by at most 13 letters or digits",
+    r"^EMU[A-Za-z0-9]{0,16}$": "EMU followed by at most 16 letters or digits",
+    r"^\d+(,\d+)?$": "a channel number, or two separated by a comma",
+    r"^[A-Za-z0-9_./-]{1,32}$": "1 to 32 letters, digits, _ . / -",
+    r"^[A-Za-z0-9_.-]{1,64}$": "1 to 64 letters, digits, _ . - (no spaces)",
+    r"^GPU-[0-9A-Za-z-]{8,80}$": "a GPU UUID (GPU- followed by its hexadecimal identifier)",
+}
+
+
+def pattern_words(pattern: str) -> str:
+    """A pattern's rule in words (the table above; a generic sentence for one not in it)."""
+    return PATTERN_WORDS.get(pattern, "characters or a form not allowed here")
+
+
 def _pydantic_issues(exc: ValidationError, file: str, lines: dict, prefix: tuple = ()) -> list[ProfileIssue]:
     issues = []
     for err in exc.errors(include_url=False):
@@ -420,6 +438,8 @@ def _pydantic_issues(exc: ValidationError, file: str, lines: dict, prefix: tuple
             msg = "unknown key (not allowed here; check the spelling)"
         elif err["type"] == "missing":
             msg = "required but missing"
+        elif err["type"] == "string_pattern_mismatch":
+            msg = "must be " + pattern_words(str((err.get("ctx") or {}).get("pattern", "")))
         elif msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
         if err["type"] not in ("missing", "extra_forbidden") and "input" in err and not isinstance(err["input"], (dict, list)):

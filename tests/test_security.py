@@ -332,7 +332,7 @@ def test_check_names_every_edit_of_a_sealed_bundle(tmp_path):
         "bag-info.txt: changed after sealing (checksum differs)",
     ):
         assert expected in line, line
-    assert out.stdout.rstrip().endswith("FAILED")
+    assert out.stdout.rstrip().splitlines()[-1].startswith("FAILED: ")
 
 
 def test_the_powershield_emulator_link_never_repoints_a_users_link(tmp_path):

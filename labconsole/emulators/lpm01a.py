@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from labconsole.emulators import tiny_bench
 from labconsole.emulators.registry import serve_until_interrupted
 from labconsole.instruments import powershield as ps
-from labconsole.instruments.load_model import LoadModel, utilisation_arg, utilisation_source
+from labconsole.instruments.load_model import LoadModel, follow_any_benchmark, utilisation_arg, utilisation_source
 
 HELP_TEXT = (
     "help echo powershield version range status htc hrc lcd psrst volt freq acqtime acqmode funcmode "
@@ -598,13 +598,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="labconsole emulate lpm01a",
         description="An STM32 X-NUCLEO-LPM01A (PowerShield) on a pseudo-terminal: prints the tty path to put in a "
-        "profile's `port:` and runs until Ctrl-C. Its load follows this host's CPU use.",
+        "profile's `port:` and runs until Ctrl-C. Its load follows the benchmark's CPU use (--utilisation).",
     )
     ap.add_argument("--port", metavar="PATH", help="also create PATH as a symlink to the tty (a pty has no port number)")
     ap.add_argument("--idle-mw", type=float, default=5.0, help="device power at idle (mW, default 5)")
     ap.add_argument("--dynamic-mw", type=float, default=20.0, help="extra power at full load (mW, default 20)")
     ap.add_argument("--noise-mw", type=float, default=0.2, help="noise standard deviation (mW, default 0.2)")
-    ap.add_argument("--utilisation", type=utilisation_arg, default="host", help="host (this machine's CPU use, default) or a fixed number 0..1")
+    ap.add_argument("--utilisation", type=utilisation_arg, default="workload", help="workload (default: the benchmark's CPU use, its LoadGen workers' process trees, whatever else runs here), host (the whole machine's), active, or a constant 0..1")
     ap.add_argument("--events-every", type=float, default=None, metavar="S", help="a D7 edge every S seconds (when the host enabled eventsrc)")
     ap.add_argument("--relaxed-limits", action="store_true", help="allow ascii_dec above 5 kHz continuously (the real firmware refuses)")
     ap.add_argument("--board-id", default="EMULATOR-LABCONSOLE-0001")
@@ -614,6 +614,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: a pseudo-terminal has no port number; ignoring --port {link} (give a path to get a symlink)", file=sys.stderr)
         link = None
     util = args.utilisation
+    follow_any_benchmark()  # run on its own: 'workload' is any labconsole benchmark here
     try:
         emu = start(
             {

@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from labconsole.emulators.faults import TcpFaults
 from labconsole.emulators.registry import is_loopback, listen_tcp
-from labconsole.instruments.load_model import LoadModel, utilisation_arg, utilisation_source
+from labconsole.instruments.load_model import LoadModel, follow_any_benchmark, utilisation_arg, utilisation_source
 from labconsole.instruments.ptd import (
     GO_MAX_SAMPLES,
     HELLO_REPLY,
@@ -700,7 +700,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--dynamic-w", type=float, default=140.0)
     ap.add_argument("--noise-w", type=float, default=1.0)
     ap.add_argument("--volts", type=float, default=230.0)
-    ap.add_argument("--utilisation", type=utilisation_arg, default="host", help="host (default: this machine's CPU use), workload, or a number 0..1")
+    ap.add_argument("--utilisation", type=utilisation_arg, default="workload", help="workload (default: the benchmark's CPU use, its LoadGen workers' process trees, whatever else runs here), host (the whole machine's), active, or a constant 0..1")
     ap.add_argument("--clock-offset-ms", type=float, default=0.0, help="make the emulated PTD host's clock wrong by this much")
     ap.add_argument("--serial", default="EMU0001")
     ap.add_argument("--seed", type=int)
@@ -710,6 +710,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     util = args.utilisation
+    follow_any_benchmark()  # run on its own: 'workload' is any labconsole benchmark here
     try:
         opts = PtdEmulatorOptions(
             host=args.host, port=args.port, device_type=args.device_type, device_port=args.device_port,

@@ -43,7 +43,7 @@ from labconsole.emulators import scpi
 from labconsole.emulators.faults import TcpFaults
 from labconsole.emulators.registry import listen_tcp, serve_until_interrupted
 from labconsole.emulators.scpi import ErrorQueue, ScpiError, ScpiParser, nr3, parse_bool, parse_choice, parse_number
-from labconsole.instruments.load_model import LoadModel, utilisation_arg, utilisation_source
+from labconsole.instruments.load_model import LoadModel, follow_any_benchmark, utilisation_arg, utilisation_source
 from labconsole.instruments.ranges import AutoRanger
 from labconsole.instruments.yokogawa import MODELS, SOCKET_PORT
 
@@ -735,12 +735,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="labconsole emulate wt310", description="A Yokogawa WT310E emulator on a TCP socket, for PyVISA (pyvisa-py).")
     ap.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TCP port (default {DEFAULT_PORT}; 0 picks a free one)")
     ap.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    ap.add_argument("--utilisation", type=utilisation_arg, default="host", help="host (this machine's CPU use, the default), workload, or a constant 0..1")
+    ap.add_argument("--utilisation", type=utilisation_arg, default="workload", help="workload (default: the benchmark's CPU use, its LoadGen workers' process trees, whatever else runs here), host (the whole machine's), active, or a constant 0..1")
     ap.add_argument("--idle-w", type=float, default=60.0, help="watts at idle")
     ap.add_argument("--dynamic-w", type=float, default=140.0, help="extra watts at full utilisation")
     ap.add_argument("--seed", type=int, default=None)
     args = ap.parse_args(argv)
     util = args.utilisation
+    follow_any_benchmark()  # run on its own: 'workload' is any labconsole benchmark here
     try:
         handle = start({"host": args.host, "port": args.port, "utilisation": util, "idle_w": args.idle_w, "dynamic_w": args.dynamic_w, "seed": args.seed})
     except ValueError as exc:

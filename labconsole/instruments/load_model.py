@@ -65,59 +65,151 @@ class CpuUtilisation:
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
+# How a LoadGen worker is started (labconsole.workload.runner): what a standalone emulator looks
+# for in other processes' command lines.
+WORKER_MODULE = b"labconsole.workload.worker"
 
-def process_cpu_seconds(pid: int) -> float | None:
-    """CPU seconds a process has used (every thread), from /proc; None once it is gone."""
+
+def _stat_fields(pid: int) -> list[bytes] | None:
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             data = fh.read()
     except OSError:
         return None
-    fields = data[data.rfind(b")") + 2 :].split()
-    # fields[11], [12] are utime and stime (stat fields 14 and 15).
-    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+    return data[data.rfind(b")") + 2 :].split()  # after "pid (comm) ": state, ppid, ...
+
+
+def process_cpu_seconds(pid: int, reaped_children: bool = False) -> float | None:
+    """CPU seconds a process has used (every thread), from /proc; None once it is gone.
+    `reaped_children`: also what its children used that it has waited for (cutime, cstime)."""
+    fields = _stat_fields(pid)
+    if fields is None:
+        return None
+    # fields[11], [12] are utime and stime (stat fields 14 and 15); [13], [14] cutime, cstime.
+    ticks = int(fields[11]) + int(fields[12])
+    if reaped_children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / _CLK_TCK
+
+
+def _all_pids() -> list[int]:
+    try:
+        return [int(n) for n in os.listdir("/proc") if n.isdigit()]
+    except OSError:
+        return []
+
+
+def descendants(roots: set[int]) -> set[int]:
+    """Every live process below `roots` (children, grandchildren...), by /proc's parent pids."""
+    children: dict[int, list[int]] = {}
+    for pid in _all_pids():
+        fields = _stat_fields(pid)
+        if fields is not None:
+            children.setdefault(int(fields[1]), []).append(pid)
+    found: set[int] = set()
+    todo = list(roots)
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            if child not in found and child not in roots:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def benchmark_workers() -> set[int]:
+    """The LoadGen workers of any labconsole on this machine (by their command line)."""
+    found = set()
+    for pid in _all_pids():
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                if WORKER_MODULE in fh.read():
+                    found.add(pid)
+        except OSError:
+            continue
+    return found
 
 
 class WorkloadUtilisation:
-    """CPU utilisation of the running workload's processes only, 0..1 of the whole machine.
+    """CPU utilisation of the running benchmark's process tree only, 0..1 of the whole machine.
 
-    The console registers the LoadGen worker's pid here while a phase runs; with no workload
-    registered the utilisation is 0 (the SUT is idle). Other load on a shared machine does not
-    leak into the simulated reading. /proc/<pid>/stat counts in clock ticks (10 ms), so the
-    value is the slope over about the last `window_s`, like a meter's averaging.
+    The console registers the LoadGen worker's (or a command workload's) pid here while a phase
+    runs; its children and their children count too (a harness that starts its own processes),
+    as does what its finished children used (once their parent has waited for them). With no workload registered the utilisation is 0
+    (the SUT is idle). Other load on a shared machine does not leak into the simulated reading,
+    so a busy laptop does not fail a demo run's -5 % rule. /proc/<pid>/stat counts in clock
+    ticks (10 ms), so the value is the slope over about the last `window_s`, like a meter's
+    averaging.
+
+    `any_benchmark`: for an emulator started on its own (`labconsole emulate`), which runs no
+    workload itself: follow the LoadGen workers of any labconsole on this machine instead.
     """
 
-    def __init__(self, window_s: float = 0.5):
+    TREE_EVERY_S = 0.5  # how often the process tree is walked again (a /proc scan)
+
+    def __init__(self, window_s: float = 0.5, any_benchmark: bool = False):
         self.window_s = window_s
+        self.any_benchmark = any_benchmark
         self._lock = threading.Lock()
         self._pids: set[int] = set()
-        self._history: list[tuple[float, float]] = []  # (monotonic s, cpu seconds of the pids)
-        self._gone_cpu = 0.0  # cpu seconds of pids that exited (keeps the series monotonic)
+        self._tree: set[int] = set()
+        self._tree_t = -1e9
+        self._history: list[tuple[float, float]] = []  # (monotonic s, cpu seconds of the tree)
+        self._gone_cpu = 0.0  # cpu seconds of processes that exited (keeps the series monotonic)
         self._last: dict[int, float] = {}
         self._ncpu = os.cpu_count() or 1
 
     def track(self, pid: int) -> None:
         with self._lock:
             self._pids.add(pid)
+            self._tree_t = -1e9
 
     def untrack(self, pid: int) -> None:
         with self._lock:
             self._pids.discard(pid)
             self._gone_cpu += self._last.pop(pid, 0.0)
             if not self._pids:
-                self._history.clear()
-                self._gone_cpu = 0.0
+                self._reset()
+
+    def _reset(self) -> None:
+        self._history.clear()
+        self._last.clear()
+        self._tree.clear()
+        self._gone_cpu = 0.0
+
+    def _roots(self, now: float) -> set[int]:
+        if not self.any_benchmark:
+            return self._pids
+        if now - self._tree_t >= self.TREE_EVERY_S:
+            workers = benchmark_workers()
+            for gone in self._pids - workers:  # a worker that ended: keep what it used
+                self._gone_cpu += self._last.pop(gone, 0.0)
+            if not workers:
+                self._reset()
+            self._pids = workers
+        return self._pids
 
     def __call__(self) -> float:
         now = time.monotonic()
         with self._lock:
-            if not self._pids:
+            roots = self._roots(now)
+            if not roots:
                 return 0.0
+            if now - self._tree_t >= self.TREE_EVERY_S:
+                self._tree = descendants(roots)
+                self._tree_t = now
             total = self._gone_cpu
-            for pid in list(self._pids):
-                cpu = process_cpu_seconds(pid)
+            for pid in roots | self._tree:
+                # Each process with what its waited-for children used: a child that exits moves
+                # from its own line into its parent's, so nothing is counted twice.
+                cpu = process_cpu_seconds(pid, reaped_children=True)
                 if cpu is None:
-                    cpu = self._last.get(pid, 0.0)
+                    last = self._last.pop(pid, 0.0)
+                    self._tree.discard(pid)
+                    if pid in roots:  # the benchmark itself ended: keep what it used
+                        self._gone_cpu += last
+                        total += last
+                        roots.discard(pid)
+                    continue
                 self._last[pid] = cpu
                 total += cpu
             self._history.append((now, total))
@@ -139,6 +231,12 @@ def workload_utilisation() -> WorkloadUtilisation:
     if _WORKLOAD_UTILISATION is None:
         _WORKLOAD_UTILISATION = WorkloadUtilisation()
     return _WORKLOAD_UTILISATION
+
+
+def follow_any_benchmark() -> None:
+    """For `labconsole emulate NAME` (a process that runs no workload itself): 'workload'
+    follows the LoadGen workers of any labconsole on this machine, by their process trees."""
+    workload_utilisation().any_benchmark = True
 
 
 def host_utilisation() -> CpuUtilisation:
@@ -233,3 +331,23 @@ def constant_utilisation(value: float) -> Callable[[], float]:
     if not 0.0 <= value <= 1.0 or math.isnan(value):
         raise ValueError("utilisation must lie in [0, 1]")
     return lambda: value
+
+
+def describe_utilisation(value: "str | float") -> str:
+    """What a simulated or emulated meter's power follows, in words (the Bench shows it)."""
+    if value == "workload":
+        return "follows the benchmark's CPU use (its worker's process tree), not the whole machine's: other programs do not move it"
+    if value == "active":
+        return "draws its active power while the benchmark computes, its idle power otherwise"
+    if value == "host":
+        return "follows the whole machine's CPU use: other programs move it too (and can fail the -5 % rule)"
+    return f"draws a constant {float(value):g} of its dynamic power"
+
+
+def simulated_load(driver: str, options: dict | None, emulator: dict | None) -> "str | float | None":
+    """The `utilisation` a profile's source follows when it is simulated or emulated, else None."""
+    if driver == "simulated":
+        return (options or {}).get("utilisation", "workload")
+    if emulator is not None:
+        return emulator.get("utilisation", "workload")
+    return None

@@ -34,6 +34,7 @@ from labconsole.tui.screens.help import HelpScreen
 from labconsole.tui.screens.profiles import ProfileScreen
 from labconsole.tui.screens.recordings import RecordingsScreen
 from labconsole.tui.screens.results import ResultsScreen
+from labconsole.tui.screens.replay import ReplayScreen
 from labconsole.tui.screens.run import RunScreen
 from labconsole.tui.screens.setup import SetupScreen
 from labconsole.tui.widgets import ConfirmScreen
@@ -49,7 +50,7 @@ EXIT_AFTER_FIRST_PAINT_ENV = "LABCONSOLE_EXIT_AFTER_FIRST_PAINT"
 class LabConsole(App[int]):
     TITLE = "labconsole"
     CSS_PATH = CSS_FILES
-    MODES = {"bench": BenchScreen, "calibrate": CalibrateScreen, "run": RunScreen, "recordings": RecordingsScreen, "setup": SetupScreen, "blank": Screen}
+    MODES = {"bench": BenchScreen, "calibrate": CalibrateScreen, "run": RunScreen, "replay": ReplayScreen, "recordings": RecordingsScreen, "setup": SetupScreen, "blank": Screen}
     PROFILE_MODES = ("bench", "calibrate", "run", "recordings")  # built for the open profile
     SETUP_BLOCKS = {"show_run", "show_calibrate", "show_recordings", "show_bench", "quit_console", "help"}  # letters are answers there
     BINDINGS = [
@@ -84,9 +85,10 @@ class LabConsole(App[int]):
         self.bench_monitor: BenchMonitor | None = None
         self.extra_recordings: list[str] = []
         self._initial_replay = (Path(replay), speed) if replay is not None else None
-        self._start_mode = "run" if replay is not None else start_mode
+        self._start_mode = "replay" if replay is not None else start_mode
         self.first_paint_s: float | None = None
         self.run_screen: RunScreen | None = None
+        self.replay_screen: ReplayScreen | None = None
         self._t0 = time.perf_counter()
 
     # --- start and stop ---------------------------------------------------------------------------
@@ -360,7 +362,15 @@ class LabConsole(App[int]):
         self.guide = None
         if old is not None:
             old.close()
-        self._show("run")
+        self._show("replay")
+
+    def leave_replay(self) -> None:
+        """`esc` on the Replay screen: stop the replay and go back to the Recordings."""
+        s = self.session
+        if s is not None and s.kind == "replay":
+            self.session = None
+            s.close()
+        self._show("recordings")
 
     # --- bench readings ------------------------------------------------------------------------------
     def ensure_bench_monitor(self) -> None:
@@ -429,8 +439,8 @@ class LabConsole(App[int]):
         yield SystemCommand("Export the report", "HTML report and plots of the results shown (or of the current run or replay), to keep or share", self._palette_export)
         yield SystemCommand("Event log, full screen", "l on the Run screen: every event, scrolled, copied or saved", self._palette_log)
         for label, factor in (("1x", 1.0), ("10x", 10.0), ("100x", 100.0), ("as fast as it goes", 0.0)):
-            yield SystemCommand(f"Replay speed {label}", "for the replay on the Run screen", lambda f=factor: self._palette_speed(f))
-        yield SystemCommand("Pause or resume the replay", "space on the Run screen", self._palette_pause)
+            yield SystemCommand(f"Replay speed {label}", "for the replay on the Replay screen", lambda f=factor: self._palette_speed(f))
+        yield SystemCommand("Pause or resume the replay", "space on the Replay screen", self._palette_pause)
         yield SystemCommand("Help", "keys and screens", self.action_help)
         for cmd in super().get_system_commands(screen):
             if cmd.callback in (self.exit, self.action_quit) or cmd.title.lower().startswith("quit"):
@@ -503,12 +513,12 @@ class LabConsole(App[int]):
         self.push_screen(CompareScreen(Path(a), Path(b)))
 
     def _palette_speed(self, factor: float) -> None:
-        scr = self._run_screen()
+        scr = self.replay_screen
         if scr is not None:
             scr.action_speed(factor)
 
     def _palette_pause(self) -> None:
-        scr = self._run_screen()
+        scr = self.replay_screen
         if scr is not None:
             scr.action_pause()
 

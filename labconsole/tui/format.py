@@ -50,6 +50,33 @@ def status_markup(status: str | None) -> str:
     return f"[{style}]{escape(status)}[/]" if style else escape(status)
 
 
+_PREFIXES = ((1e6, "M"), (1e3, "k"), (1.0, ""), (1e-3, "m"), (1e-6, "µ"))
+
+
+def si_scale(magnitude: float) -> tuple[float, str]:
+    """(factor, prefix) that shows `magnitude` with 1 to 3 digits before the point: 0.015 W is
+    15 mW, 2500 W is 2.5 kW."""
+    a = abs(magnitude)
+    if not math.isfinite(a) or a == 0:
+        return 1.0, ""
+    for factor, prefix in _PREFIXES:
+        if a >= factor * 0.9995:
+            return factor, prefix
+    return _PREFIXES[-1]
+
+
+def si(v, unit: str, digits: int = 4) -> str:
+    """A value with its unit scaled: 0.0153 W -> '15.3 mW', 1234.5 J -> '1.234 kJ'."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return "-"
+    if not math.isfinite(f):
+        return "-"
+    factor, prefix = si_scale(f)
+    return f"{f / factor:.{digits}g} {prefix}{unit}"
+
+
 def num(v, fmt: str = ".1f", unit: str = "") -> str:
     try:
         f = float(v)

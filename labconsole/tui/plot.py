@@ -26,9 +26,14 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from labconsole.session.decimate import minmax_columns
+from labconsole.session.interval import IntervalStats, interval_stats
+from labconsole.tui.format import si, si_scale
 
 PALETTE = ("#4ebf71", "#e8a33c", "#58a6ff", "#e05a5a", "#b07ee8", "#2ec4c4", "#d0d060")
 SPAN_BG = "#3b3417"
+REGION_BG = "#1f3350"  # between the two cursors
+CURSOR_FG = "#f2cc60"
+SI_UNITS = ("W", "J", "V", "A")  # scaled with a prefix (mW, kW); others keep their own unit
 MARKER_FG = "#6e7681"
 AXIS_FG = "#8b949e"
 
@@ -168,12 +173,27 @@ def braille_codes(mask: np.ndarray) -> np.ndarray:
     return np.tensordot(m.astype(np.int64), _DOT_BITS, axes=([2, 3], [0, 1]))
 
 
-class TimePlot(Widget):
-    """Series over time (envelopes), optional shaded spans (the power window) and markers."""
+class TimePlot(Widget, can_focus=True):
+    """Series over time (envelopes), optional shaded spans (the power window) and markers.
+
+    Cursors, as Joulescope's UI has them: a click puts cursor A, a second click cursor B (a
+    third starts again); with the plot focused, `←`/`→` move the last cursor a column
+    (`shift`: ten), `enter` adds one, `esc` clears them. Between A and B the title shows Δt,
+    the mean and, for watts, the energy in joules of the first series.
+    """
 
     DEFAULT_CSS = """
     TimePlot { height: 1fr; min-height: 4; }
+    TimePlot:focus { background: $boost; }
     """
+    BINDINGS = [
+        ("left", "nudge(-1)", "cursor ←"),
+        ("right", "nudge(1)", "cursor →"),
+        ("shift+left", "nudge(-10)", "cursor ←←"),
+        ("shift+right", "nudge(10)", "cursor →→"),
+        ("enter", "add_cursor", "cursor"),
+        ("escape", "clear_cursors", "clear cursors"),
+    ]
 
     def __init__(self, title: str = "", unit: str = "", *, name: str | None = None, id: str | None = None, classes: str | None = None):
         super().__init__(name=name, id=id, classes=classes)
@@ -185,6 +205,77 @@ class TimePlot(Widget):
         self._built_for: Size | None = None
         self.last_build_ms = 0.0
         self.builds = 0
+        self.cursors: list[float] = []  # times of cursor A (and B)
+        self._view: tuple[float, float, int, int] | None = None  # x0, x1, gutter, plot width of the last build
+        self._axis_unit = unit
+
+    # --- cursors ---------------------------------------------------------------------------
+    def set_cursors(self, *times: float) -> None:
+        self.cursors = [float(t) for t in times[:2]]
+        self._strips = None
+        self.refresh()
+
+    def _t_at_column(self, col: int) -> float | None:
+        if self._view is None:
+            return None
+        x0, x1, _, pw = self._view
+        col = min(max(col, 0), pw - 1)
+        return x0 + (col + 0.5) * (x1 - x0) / pw
+
+    def on_click(self, event) -> None:
+        if self._view is None:
+            return
+        t = self._t_at_column(event.x - self._view[2])
+        if t is None:
+            return
+        self.set_cursors(*(self.cursors + [t] if len(self.cursors) == 1 else [t]))
+
+    def action_add_cursor(self) -> None:
+        if self._view is None:
+            return
+        x0, x1, _, pw = self._view
+        if not self.cursors:
+            self.set_cursors(x0 + (x1 - x0) / 3)
+        elif len(self.cursors) == 1:
+            self.set_cursors(self.cursors[0], min(x1, self.cursors[0] + (x1 - x0) / 3))
+        else:
+            self.set_cursors(self.cursors[1])
+
+    def action_nudge(self, columns: int) -> None:
+        if self._view is None or not self.cursors:
+            return
+        x0, x1, _, pw = self._view
+        moved = min(max(self.cursors[-1] + columns * (x1 - x0) / pw, x0), x1)
+        self.set_cursors(*self.cursors[:-1], moved)
+
+    def action_clear_cursors(self) -> None:
+        self.set_cursors()
+
+    @property
+    def measurement(self) -> IntervalStats | None:
+        """Δt, mean and energy between the cursors, on the first series that has data."""
+        if len(self.cursors) < 2:
+            return None
+        have = [s for s in self._frame.series if len(s.t)]
+        if not have:
+            return None
+        return interval_stats(have[0].t, have[0].y, self.cursors[0], self.cursors[1])
+
+    def measurement_text(self) -> str:
+        if not self.cursors:
+            return ""
+        origin = self._frame.origin
+        if len(self.cursors) == 1:
+            return f"  A {fmt_seconds(self.cursors[0] - origin)} (click or enter: B)"
+        m = self.measurement
+        if m is None:
+            return ""
+        unit = self.unit or ""
+        mean = si(m.mean_w, unit) if unit in SI_UNITS else f"{fmt_value(m.mean_w)} {unit}"
+        text = f"  A→B Δt {m.dt_s:.3g} s  mean {mean}"
+        if unit == "W":
+            text += f"  energy {si(m.energy_j, 'J')}"
+        return text
 
     # --- data ------------------------------------------------------------------------------
     def show(self, series: list[Series], x_range: tuple[float, float] | None = None, *, origin: float = 0.0, y_floor: float | None = None, markers: list[Marker] | None = None, spans: list[Span] | None = None) -> None:
@@ -212,6 +303,9 @@ class TimePlot(Widget):
             color = s.color or PALETTE[i % len(PALETTE)]
             segs.append(Segment("  ●", Style(color=color)))
             segs.append(Segment(f" {s.label}" + (f" {s.value_text}" if s.value_text else "")))
+        cursor = self.measurement_text()
+        if cursor:
+            segs.append(Segment(cursor, Style(color=CURSOR_FG, bold=True)))
         return Strip(segs).crop_extend(0, width, None)
 
     def _build(self, width: int, height: int) -> list[Strip]:
@@ -244,6 +338,7 @@ class TimePlot(Widget):
                 body[ph // 2] = blank.crop_extend(0, width, None)
             return strips + body + [self._x_axis(width, gutter, pw, x0, x1, fr.origin)]
         ymin, ymax = nice_range(min(lo_all), max(hi_all), fr.y_floor)
+        self._view = (x0, x1, gutter, pw)
         # Cell keys: 0 empty, 1+i series i; +32 inside a span; +64 a marker column.
         key = np.zeros((ph, pw), dtype=np.int64)
         code = np.zeros((ph, pw), dtype=np.int64)
@@ -286,12 +381,27 @@ class TimePlot(Widget):
                     fg = MARKER_FG
                 elif s:
                     fg = fr.series[s - 1].color or PALETTE[(s - 1) % len(PALETTE)]
-                st = styles[k] = Style(color=fg, bgcolor=SPAN_BG if k & 32 else None)
+                if k & 256:
+                    fg = CURSOR_FG
+                bg = REGION_BG if k & 128 else (SPAN_BG if k & 32 else None)
+                st = styles[k] = Style(color=fg, bgcolor=bg)
             return st
 
-        labels = {0: fmt_value(ymax), ph - 1: fmt_value(ymin)}
+        # Watts (and the other SI units) scale with a prefix: a board's 15 mW reads 15.0, not 0.01.
+        factor, prefix = si_scale(max(abs(ymin), abs(ymax))) if self.unit in SI_UNITS else (1.0, "")
+        self._axis_unit = prefix + (self.unit or "")
+        labels = {0: fmt_value(ymax / factor), ph - 1: fmt_value(ymin / factor)}
         if ph >= 5:
-            labels[(ph - 1) // 2] = fmt_value((ymax + ymin) / 2)
+            labels[(ph - 1) // 2] = fmt_value((ymax + ymin) / 2 / factor)
+        # The cursors: a line where nothing is drawn, the region between them shaded.
+        cursor_cols = [min(pw - 1, max(0, int((c - x0) / (x1 - x0) * pw))) for c in self.cursors if x0 <= c <= x1]
+        if len(self.cursors) == 2:
+            lo_c, hi_c = sorted(self.cursors)
+            key[:, (cell_t >= lo_c) & (cell_t <= hi_c)] |= 128
+        for col in cursor_cols:
+            empty = code[:, col] == 0
+            chars[empty, col] = "┊"
+            key[empty, col] = (key[empty, col] & ~64) | 256
         axis_style = Style(color=AXIS_FG)
         # Each row as one str (a C-ordered <U1 row viewed as one <U{pw} string), cut where the
         # style changes: slicing a str is far cheaper than joining numpy characters per run.
@@ -327,5 +437,5 @@ class TimePlot(Widget):
                 text = sp.label[: max(0, pw - col)]
                 if all(c == " " for c in line[col : col + len(text)]):
                     line[col : col + len(text)] = list(text)
-        unit = (self.unit or "")[: gutter - 1]
+        unit = (getattr(self, "_axis_unit", None) or self.unit or "")[: gutter - 1]
         return Strip([Segment(f"{unit:>{gutter - 1}} ", Style(color=AXIS_FG)), Segment("".join(line), Style(color=AXIS_FG))], width).crop_extend(0, width, None)

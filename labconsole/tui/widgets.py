@@ -8,10 +8,11 @@ from textual.containers import Horizontal, Vertical
 from rich.text import Text
 from textual.screen import ModalScreen, Screen
 from textual.widget import Widget
-from textual.widgets import Button, Static
+from textual.widgets import Button, Checkbox, Static
 
 from labconsole import events as ev
 from labconsole.session.live import LiveSession, SeriesHistory, qps_over_phases
+from labconsole.tui.format import si
 from labconsole.tui.plot import Marker, Series
 
 import numpy as np
@@ -87,6 +88,15 @@ class TickingScreen(Screen):
 
     def tick(self) -> None:  # pragma: no cover - every subclass has its own
         raise NotImplementedError
+
+
+class TickBox(Checkbox):
+    """A checkbox whose ticked and unticked states differ in shape, not only in colour
+    (Textual's draws an X in both): a monochrome terminal or a colour-blind eye sees which."""
+
+    @property
+    def BUTTON_INNER(self) -> str:  # type: ignore[override]  # read by Checkbox's render
+        return "X" if self.value else " "
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -198,7 +208,7 @@ class LiveData:
         for (src, ch), h in self.histories.items():
             label = src if ch == "main" else f"{src}/{ch}"
             last = h.last_valid()
-            out.append(Series(label, h.t, h.y, value_text=f"{last:.1f} W" if np.isfinite(last) else "-"))
+            out.append(Series(label, h.t, h.y, value_text=si(last, "W")))
         return out
 
     def qps(self) -> tuple[np.ndarray, np.ndarray]:

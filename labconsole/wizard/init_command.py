@@ -337,7 +337,28 @@ def _ask_primary(wiz, ask: _Asker) -> None:
         ask.err(f"one of: {', '.join(names)}")
 
 
+def _ask_until_accepted(ask: _Asker, question: str, default: Any, accept: Callable[[str], list]) -> str:
+    """One question, asked again at once (with the loader's reason) until its answer is accepted."""
+    while True:
+        answer = ask.ask(question, default)
+        issues = accept(answer)
+        if not issues:
+            return answer
+        _print_issues(issues, ask.err)
+
+
+def _scenario(answer: str) -> str:
+    """A scenario as LoadGen spells it, whatever the case typed ('offline' is Offline)."""
+    from labconsole.wizard.setup_wizard import SCENARIOS
+
+    return next((s for s in SCENARIOS if s.lower() == answer.strip().lower()), answer.strip())
+
+
 def _ask_workload(wiz, ask: _Asker) -> None:
+    """Each answer is checked where it is typed: a mistyped scenario is refused at once, with
+    the choices, not after every other question."""
+    from labconsole.wizard.setup_wizard import SCENARIOS
+
     ask.out("")
     ask.out("Step 2 of 4: workload. " + wiz.steps[1].help)
     while True:
@@ -346,20 +367,21 @@ def _ask_workload(wiz, ask: _Asker) -> None:
             fields: dict[str, Any] = {"type": "command", "command": ask.ask("  command line"), "loadgen_logs": ask.ask("  folder it writes its LoadGen logs into")}
         else:
             fields = {"type": "loadgen", "sut": kind}
-        fields["scenario"] = ask.ask("  scenario (SingleStream, MultiStream, Server, Offline)", wiz.loadgen.get("scenario"))
-        fields["duration_s"] = ask.ask("  duration in seconds (MLPerf submissions need 600)", wiz.loadgen.get("duration_s"))
-        if kind != "command":
-            sc = str(fields["scenario"]).lower()
-            if sc in ("offline", "server"):
-                fields["target_qps"] = ask.ask("  target QPS (auto = measure the SUT first)", "auto")
-                if sc == "server":
-                    fields["latency_bound_ms"] = ask.ask("  p99 latency bound in ms", 100)
-            else:
-                fields["expected_latency_ms"] = ask.ask("  expected latency per query in ms (auto = measure)", "auto")
         issues = wiz.set_workload(**fields)
         if not issues:
-            return
+            break
         _print_issues(issues, ask.err)
+    scenario = _ask_until_accepted(ask, f"  scenario ({', '.join(SCENARIOS)})", wiz.loadgen.get("scenario"), lambda a: wiz.set_workload(scenario=_scenario(a)))
+    _ask_until_accepted(ask, "  duration in seconds (MLPerf submissions need 600)", wiz.loadgen.get("duration_s"), lambda a: wiz.set_workload(duration_s=a))
+    if kind == "command":
+        return
+    sc = _scenario(scenario)
+    if sc in ("Offline", "Server"):
+        _ask_until_accepted(ask, "  target QPS (auto = measure the SUT first)", "auto", lambda a: wiz.set_workload(target_qps=a))
+        if sc == "Server":
+            _ask_until_accepted(ask, "  p99 latency bound in ms", 100, lambda a: wiz.set_workload(latency_bound_ms=a))
+    else:
+        _ask_until_accepted(ask, "  expected latency per query in ms (auto = measure)", "auto", lambda a: wiz.set_workload(expected_latency_ms=a))
 
 
 def _ask_procedure(wiz, ask: _Asker) -> None:

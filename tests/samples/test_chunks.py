@@ -10,7 +10,7 @@ import pytest
 
 from labconsole.samples import reduce as rd
 from labconsole.samples import streams
-from labconsole.samples.batch import GAP, NO_DATA, empty_batch
+from labconsole.samples.batch import NO_DATA, empty_batch
 from labconsole.samples.streams import (
     CSV_COLUMNS,
     BinarySampleStreamWriter,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pytest
 
 from conftest import SIM_PROFILE, write_profile
 
@@ -204,7 +203,7 @@ async def test_the_event_log_wraps_whole_lines_opens_full_screen_copies_and_save
         await pilot.press("enter")
         await wait_for(pilot, lambda: target.exists(), 10, "the saved log")
         assert long in target.read_text(encoding="utf-8")
-        await wait_for(pilot, lambda: f"saved" in notes(app) and str(target) in notes(app), 10, "where it was saved")
+        await wait_for(pilot, lambda: "saved" in notes(app) and str(target) in notes(app), 10, "where it was saved")
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), 10, "back on the Run screen")
         app.session.abort("test over")

@@ -232,3 +232,35 @@ def test_a_state_folder_that_cannot_be_written_never_stops_the_console(tmp_path,
     (tmp_path / "state").mkdir()
     (tmp_path / "state" / "last-profile").write_bytes(b"\xff\xfe garbage\n")
     assert last_profile() is None  # unreadable or pointing nowhere: as if nothing were remembered
+
+
+async def test_ticked_and_unticked_boxes_differ_without_colour_and_no_regex_is_shown(new_user, monkeypatch):
+    """Ticked and unticked offers differ in their characters (a monochrome terminal sees which);
+    a bad bench name is refused in words, never with the model's regular expression."""
+    from labconsole.tui.screens.setup import OfferRow, SetupScreen
+    from labconsole.tui.widgets import TickBox
+
+    attached(monkeypatch, [])
+    app = console_for_new_user()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen) and len(app.screen.query(OfferRow)) > 0, 30, "setup")
+        setup = app.screen
+        boxes = [b for b in setup.query(TickBox) if not b.disabled]
+        assert len(boxes) >= 2
+        ticked = [b for b in boxes if b.value]
+        unticked = [b for b in boxes if not b.value]
+        assert ticked and unticked
+        # the characters drawn, colour left out
+        assert "X" in ticked[0].render().plain and "X" not in unticked[0].render().plain
+        unticked[0].value = True
+        await pilot.pause(0.1)
+        assert "X" in unticked[0].render().plain
+        unticked[0].value = False
+        await next_step(pilot, setup, "workload")
+        await next_step(pilot, setup, "procedure")
+        await next_step(pilot, setup, "save")
+        await fill(pilot, setup, "meta-name", "two words")
+        await wait_for(pilot, lambda: bool(setup.issues), 10, "the name refused")
+        shown = issues_text(setup) + screen_text(app)
+        assert "name: must be letters, digits, _ . - only (no spaces)" in shown
+        assert "pattern" not in shown and "^[" not in shown

@@ -171,7 +171,7 @@ def test_validation_gives_the_profile_loaders_own_messages(in_tmp, monkeypatch, 
         (["--idle", "-1"], "procedure.idle_s: Input should be greater than or equal to 0 (got -1)"),
         (["--source", "simulated,noise_w=-3"], "sources[0].options.noise_w: Input should be greater than or equal to 0 (got -3)"),
         (["--source", "simulated,colour=red"], "sources[0].options.colour: unknown key (not allowed here; check the spelling)"),
-        (["--name", "two words"], "name: String should match pattern"),
+        (["--name", "two words"], "name: must be letters, digits, _ . - only (no spaces), starting with a letter or digit, at most 64 characters (got 'two words')"),
     ]:
         fake_discovery(monkeypatch, [])
         args = ["--name", "v", *argv] if "--name" not in argv else argv
@@ -268,8 +268,8 @@ def test_interactive_questions(in_tmp, monkeypatch):
     answers = iter([
         "",                 # sources: the default (simulated, since nothing is attached)
         "mains", "wall",    # name, what it measures
-        "matmul", "Offline", "abc", "auto",  # workload: SUT, scenario, a wrong duration, QPS...
-        "matmul", "Offline", "3", "auto",  # ...asked again, right this time
+        "matmul", "Ofline", "offline",  # workload: SUT, a mistyped scenario refused at once, then right
+        "abc", "3", "auto",  # a wrong duration asked again at once, then QPS
         "1", "y",           # idle 1 s, ranging yes
         "bad name", "quiz",  # the bench's name: a wrong one, then a good one
     ])
@@ -279,7 +279,12 @@ def test_interactive_questions(in_tmp, monkeypatch):
     code = run_init(args, input_fn=lambda prompt: (printed.append(prompt), next(answers))[1], out=printed.append, err=errors.append)
     assert code == 0, errors
     assert any("workload.duration_s: Input should be a valid number" in e for e in errors)
-    assert any("name: String should match pattern" in e for e in errors)
+    assert any("name: must be letters, digits" in e for e in errors)
+    assert not any("pattern" in e or "^[" in e for e in errors), errors  # never a raw regex
+    # the mistyped scenario: refused with the choices, and the same question asked again at once
+    assert any("workload.scenario: Input should be 'SingleStream', 'MultiStream', 'Server' or 'Offline' (got 'Ofline')" in e for e in errors), errors
+    prompts = [line for line in printed if line.startswith("  scenario") or line.startswith("  duration")]
+    assert [line.split(" (")[0].strip() for line in prompts] == ["scenario", "scenario", "duration in seconds", "duration in seconds"], prompts
     p = load_profile(in_tmp / "profiles" / "quiz.yaml").profile
     assert (p.sources[0].name, p.workload.duration_s, p.procedure.idle_s) == ("mains", 3, 1)
     assert any(line.startswith("Which ones") for line in printed)

@@ -20,7 +20,7 @@ from labconsole.mlperf.checks import rules  # noqa: F401 - registers ours, first
 from labconsole.mlperf.checks import official  # noqa: F401 - registers the official checker's, after ours
 
 
-def run_checks(record: RunRecord, rules: RulesChoice | str | None = None) -> list[CheckResult]:
+def run_checks(record: RunRecord, rules: RulesChoice | str | None = None) -> list[CheckResult]:  # noqa: F811 - the module `rules` is imported only to register its checks
     """Every registered check on `record`, under `rules` (a RulesChoice, or a --rules spec:
     auto, current, vX.Y; default auto: the round the record was made for)."""
     choice = rules if isinstance(rules, RulesChoice) else choose(record, rules)

@@ -18,6 +18,7 @@ from labconsole.instruments.ranges import CURRENT_MARGIN, mlperf_fixed_ranges
 from labconsole.procedure.calibration import Calibration, CalibrationContext
 from labconsole.procedure.engine import RunAborted, RunEngine, RunFailed, Step
 from labconsole.profile import CommandWorkload, LoadGenWorkload
+from labconsole.workload.retune import invalid_advice, retune
 from labconsole.workload.runner import CommandRun, LoadGenRun, ProgressPoint, WorkloadResult
 
 
@@ -30,6 +31,7 @@ class InferencePlan:
         self.calibration = None
         self.resolved_settings: dict[str, float] = {}  # `auto` LoadGen values measured by the probe
         self.ranges_chosen: dict[str, dict] = {}
+        self.retuned: dict | None = None  # the one retry after LoadGen called an `auto` load INVALID
 
     def steps(self, engine: RunEngine) -> list[Step]:
         steps: list[Step] = [self.calibrate, self.probe_sut]
@@ -113,6 +115,8 @@ class InferencePlan:
     def ranging(self, engine: RunEngine) -> None:
         """The workload with the meters auto-ranging, to see the highest volts and amps."""
         self._record_phase(engine, "ranging", auto_range=True)
+        if self._retune_after(engine, "ranging"):
+            self._record_phase(engine, "ranging", auto_range=True)
 
     def choose_fixed_ranges(self, engine: RunEngine) -> None:
         """MLPerf's rule: voltage range holds the max volts, current range holds 1.1 x max amps."""
@@ -163,6 +167,64 @@ class InferencePlan:
     def testing(self, engine: RunEngine) -> None:
         """The same workload at the fixed ranges: the measurement MLPerf reports."""
         self._record_phase(engine, "testing", auto_range=False)
+        if self._retune_after(engine, "testing"):
+            if engine.profile.procedure.ranging:  # ranging and testing must run the same load
+                self._record_phase(engine, "ranging", auto_range=True)
+                self.choose_fixed_ranges(engine)
+            self._record_phase(engine, "testing", auto_range=False)
+
+    # --- an `auto` load LoadGen called INVALID: adjust it and measure again, once ---------------------
+    def _retune_after(self, engine: RunEngine, phase: str) -> bool:
+        """True when `phase` came out INVALID for a reason the `auto` settings cause (LoadGen's
+        "Increase expected QPS...", "Reduce target QPS..."): the SUT was probed again, the
+        settings changed, and the INVALID phases set aside as `<phase>-invalid/` in the bundle
+        (kept, not analysed). Only once a run, only for settings the profile leaves `auto`, and
+        never for a rerun, which repeats the recorded settings on purpose."""
+        wl = engine.profile.workload
+        if self.retuned is not None or engine.options.resolved or not isinstance(wl, LoadGenWorkload):
+            return False
+        auto = {k: v for k, v in self.resolved_settings.items() if getattr(wl, k, None) == "auto"}
+        if not auto:
+            return False
+        assert engine.bundle is not None
+        validity, advice = invalid_advice(engine.bundle.data / phase / "loadgen")
+        if validity != "INVALID":
+            return False
+        reprobed = self._probe(engine, "probe-retry")
+        change = retune(advice, auto, reprobed)
+        if change is None:
+            engine.bus.emit(ev.WARNING, f"{phase}: LoadGen says INVALID ({'; '.join(advice) or 'no recommendation'}): not something the 'auto' settings change; recorded as it is", phase=phase)
+            return False
+        set_aside = [phase] + (["ranging"] if phase == "testing" and engine.profile.procedure.ranging else [])
+        for name in set_aside:
+            src = engine.bundle.data / name
+            if src.exists():
+                src.rename(engine.bundle.data / f"{name}-invalid")
+        self.resolved_settings.update(change.settings)
+        self.retuned = {"after": phase, "advice": change.advice, "change": change.changes, "settings": change.settings, "reprobed": reprobed or {}, "set_aside": [f"{n}-invalid" for n in set_aside]}
+        engine.bundle.update_run(workload_resolved={**(engine.bundle.run_info.get("workload_resolved") or {}), **change.settings}, workload_retuned=self.retuned)
+        again = " and ".join(n for n in ("ranging", "testing") if n in set_aside or n == phase)
+        engine.bus.emit(
+            ev.WARNING,
+            f"{phase}: LoadGen says INVALID ({change.advice}) with the probed 'auto' settings (a busy machine?): "
+            f"adjusted {change.changes} and running {again} again, once (the INVALID try is kept as {', '.join(self.retuned['set_aside'])})",
+            phase=phase,
+            retune=self.retuned,
+        )
+        return True
+
+    def _probe(self, engine: RunEngine, folder: str) -> dict | None:
+        """The SUT measured again (its `auto` values), or None when the probe fails."""
+        assert engine.bundle is not None
+        probe = LoadGenRun(engine.profile.workload, engine.bundle.phase_dir(folder), scenario=engine.scenario, duration_s=engine.duration_s)
+        engine.set_phase("probe")
+        with engine.attached(probe, watch=False):
+            result = probe.run(probe_only=True)
+        if result.status == "aborted":
+            raise RunAborted(result.reason)
+        if result.status != "completed" or not result.settings:
+            return None
+        return {k: float(result.settings[k]) for k in ("target_qps", "expected_latency_ms") if k in result.settings}
 
     # --- a recorded phase --------------------------------------------------------------------------
     def _record_phase(self, engine: RunEngine, phase: str, auto_range: bool) -> None:

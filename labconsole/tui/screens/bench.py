@@ -18,6 +18,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Footer, Sparkline, Static
 
 from labconsole.profile import training_nodes
+from labconsole.instruments.load_model import describe_utilisation, simulated_load
 from labconsole.session.live import SeriesHistory
 from labconsole.tui.format import num
 from labconsole.tui.widgets import LiveText, TickingScreen, TopBar
@@ -93,6 +94,11 @@ class BenchScreen(TickingScreen):
                 f"workload: {escape(what)}, {wl.scenario}, {wl.duration_s:g} s   procedure: idle {p.procedure.idle_s:g} s, "
                 f"ranging {'on' if p.procedure.ranging else 'off'}   recordings: {escape(p.recordings)}"
             )
+        for spec in p.sources:
+            load = simulated_load(spec.driver, spec.options, spec.emulator)
+            if load is not None:
+                what = "simulated" if spec.driver == "simulated" else "emulated"
+                lines.append(f"[dim]{escape(spec.name)} ({what}): {escape(describe_utilisation(load))}[/]")
         return "\n".join(lines)
 
     # --- live readings ------------------------------------------------------------------------

@@ -19,7 +19,8 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from labconsole.mlperf.compare import compare_runs, format_change, format_value
-from labconsole.tui.format import status_markup, verdict_markup
+from labconsole.tui.format import si, status_markup, verdict_markup
+from labconsole.tui.plot import Series, Span, TimePlot
 from labconsole.tui.widgets import TopBar
 
 SMALL_CHANGE_PCT = 0.5  # below this a change is shown plain: within a simulated source's noise
@@ -52,6 +53,7 @@ class CompareScreen(Screen):
         yield TopBar(id="cmp-top")
         with VerticalScroll(id="cmp-body"):
             yield Static(id="cmp-runs")
+            yield TimePlot("Testing power, A over B", "W", id="cmp-power")
             with Horizontal(id="cmp-tables"):
                 yield Static(id="cmp-figures")
                 with Vertical(id="cmp-side"):
@@ -72,6 +74,9 @@ class CompareScreen(Screen):
     def _start(self) -> None:
         self.comparison = None
         self.error = None
+        self.overlay = None
+        self.query_one("#cmp-power", TimePlot).empty_text = "reading both testing runs..."
+        self.query_one("#cmp-power", TimePlot).show([])
         self.query_one("#cmp-top", TopBar).update(f"[b]COMPARE[/]  A {escape(self.a.name)}  ·  B {escape(self.b.name)}  [cyan]comparing...[/]")
         self.query_one("#cmp-runs", Static).update(
             f"A: {escape(str(self.a))}\nB: {escape(str(self.b))}\n[dim]reading both runs, analysing them and running every check...[/]"
@@ -83,22 +88,32 @@ class CompareScreen(Screen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="compare")
     def _compare(self, a: Path, b: Path) -> None:
 
+        from labconsole.session.overlay import testing_trace
+
         t0 = time.perf_counter()
         try:
             cmp = compare_runs(a, b)
         except Exception as exc:  # noqa: BLE001 - an unreadable run is a message, not a crash
             self.app.call_from_thread(self._failed, f"{type(exc).__name__}: {exc}")
             return
-        self.app.call_from_thread(self._show, cmp, time.perf_counter() - t0)
+        seconds = time.perf_counter() - t0
+        traces = []
+        for path in (a, b):
+            try:
+                traces.append(testing_trace(path))
+            except Exception:  # noqa: BLE001 - no overlay for a run whose samples do not read; the figures stay
+                traces.append(None)
+        self.app.call_from_thread(self._show, cmp, seconds, traces)
 
     def _failed(self, message: str) -> None:
         self.error = message
         self.query_one("#cmp-top", TopBar).update("[b]COMPARE[/]  [red]cannot compare[/]")
         self.query_one("#cmp-runs", Static).update(f"A: {escape(str(self.a))}\nB: {escape(str(self.b))}\n[red]{escape(message)}[/]")
 
-    def _show(self, cmp, seconds: float) -> None:
+    def _show(self, cmp, seconds: float, traces: list | None = None) -> None:
         self.comparison = cmp
         self.seconds = seconds
+        self._show_overlay(traces or [None, None])
         self.query_one("#cmp-top", TopBar).update(
             "[b]COMPARE[/]  A (the reference) and B  [dim]change = (B - A) / |A|; pp: percentage points · s swaps · esc back[/]"
         )
@@ -144,6 +159,25 @@ class CompareScreen(Screen):
         else:
             env = ["[b]bench differences (A → B):[/] none"]
         self.query_one("#cmp-env", Static).update("\n".join(env))
+
+    def _show_overlay(self, traces: list) -> None:
+        """A's and B's testing power on one axis, from each one's power window start."""
+        self.overlay = traces
+        plot = self.query_one("#cmp-power", TimePlot)
+        series, spans = [], []
+        for tag, tr, color in (("A", traces[0], "#58a6ff"), ("B", traces[1], "#e8a33c")):
+            if tr is None:
+                continue
+            valid = tr.watts[tr.watts == tr.watts]
+            mean = si(float(valid.mean()), "W") if len(valid) else "-"
+            series.append(Series(f"{tag} {tr.label}", tr.t, tr.watts, color=color, value_text=f"mean {mean}"))
+            if tr.window_s and not spans:
+                spans.append(Span(0.0, tr.window_s, "power window"))
+        if not series:
+            plot.empty_text = "no testing samples to overlay"
+        lo = min((float(s.t[0]) for s in series if len(s.t)), default=0.0)
+        hi = max((float(s.t[-1]) for s in series if len(s.t)), default=1.0)
+        plot.show(series, (lo, max(hi, lo + 1.0)), origin=0.0, spans=spans)
 
     def action_swap(self) -> None:
         self.a, self.b = self.b, self.a

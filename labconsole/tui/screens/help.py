@@ -22,7 +22,7 @@ power meters record, then metrics, checks and a sealed bundle under `recordings/
 | `b` | Bench | the profile, each source with its identity, status and live reading; `d` discovers what else is attached; `n` sets up a new bench profile (guided); `p` opens another profile |
 | `c` | Calibrate | the calibration steps and their verdicts; `g` starts a run whose calibration you guide |
 | `r` | Run | choose scenario and duration, `s` start; phase, progress, live power and QPS, stats, events; `x` abort |
-| `o` | Recordings | bundles, newest first; `Enter` results, `p` replay, `f` open a bundle or MLPerf folder by path; `m` marks two, `=` compares them |
+| `o` | Recordings | bundles, newest first; `Enter` results, `p` replay, `f` open a bundle or MLPerf folder by path; `m` marks two, `=` compares them; `s`/`S` sort, `/` filter, `n` note, `d` delete (asks first) |
 | `?` | Help | this page |
 | `q` | Quit | asks first if a run is going (the bundle is sealed as *aborted*) |
 | `ctrl+o` | Open a profile | switch benches: the profiles under `profiles/`, or any path |
@@ -55,16 +55,22 @@ bench" goes back to the one that needs no meters.
 `t` run the current step (again: retry) · `k` skip it · `n` accept and go to the next ·
 `a` run all the remaining steps. After the last step the run goes on by itself.
 
-## Replay (on the Run screen)
+## Replay (its own screen: `p` on a recording, or `labconsole replay PATH`)
 
 `space` pause · `1` 1× · `2` 10× · `3` 100× · `4` as fast as it goes ·
-`←`/`→` seek 5 % · `Home`/`End`. Events appear when they happened. `v` shows the results.
+`←`/`→` seek 5 % · `Home` back to the start · `End` to the end (everything shown) ·
+`v` the results · `esc` leaves the replay (back to the Recordings). Events appear when they
+happened. `r` after a replay shows the Run set-up again.
 
 ## Plots
 
 Each column shows the lowest and the highest sample that fell in it, so a one-sample
 spike stays visible. Vertical marks are phase starts; the shaded band is LoadGen's power
 window (what the metric averages). `z` switches between the whole run and the last 60 s.
+
+Cursors: a click puts cursor A, a second click cursor B; with a plot focused (`Tab`), `Enter`
+adds one, `←`/`→` move the last (`shift`: ten columns), `esc` clears them. The title shows
+Δt, the mean and, for power, the energy (J) between A and B. Watts scale: mW, W, kW.
 """
 
 

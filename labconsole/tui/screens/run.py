@@ -19,7 +19,8 @@ from textual.widgets import Button, Footer, Input, Label, ProgressBar, RichLog, 
 from rich.markup import escape
 
 from labconsole.sources.replay import MAX, speed_label
-from labconsole.tui.format import duration, event_markup, num, status_markup
+from labconsole.session.interval import EnergyCounter
+from labconsole.tui.format import duration, event_markup, num, si, status_markup
 from labconsole.tui.plot import Series, Span, TimePlot
 from labconsole.tui.screens.log import LogScreen
 from labconsole.tui.widgets import LiveData, LiveText, TickingScreen, TopBar
@@ -66,6 +67,7 @@ def plot_view(s, live: LiveData, zoom_recent: bool) -> tuple[tuple[float, float]
 
 class RunScreen(TickingScreen):
     TICK_S = 0.2  # 5 Hz: bench/replay.py assumes the same
+    SESSION_KIND = "live"  # the Replay screen, a subclass, follows "replay" sessions
     AUTO_FOCUS = ""  # nothing: keys go to the screen; Tab reaches the setup fields
     BINDINGS = [
         Binding("s", "start", "Start"),
@@ -74,20 +76,12 @@ class RunScreen(TickingScreen):
         Binding("v", "results", "Results"),
         Binding("l", "log", "Log", show=False),  # the footer is full at 80 columns: the log's frame says it
         Binding("z", "zoom", "Zoom", show=False),
-        Binding("space", "pause", "Pause"),
-        Binding("1", "speed(1)", "1x", show=False),
-        Binding("2", "speed(10)", "10x", show=False),
-        Binding("3", "speed(100)", "100x", show=False),
-        Binding("4", "speed(0)", "max", show=False),
-        Binding("left", "seek(-0.05)", "-5%", show=False),
-        Binding("right", "seek(0.05)", "+5%", show=False),
-        Binding("home", "seek_start", "Start", show=False),
-        Binding("end", "seek_end", "End", show=False),
-    ]
+    ]  # a replay's keys are on its own screen (screens/replay.py)
 
     def __init__(self) -> None:
         super().__init__()
         self.live = LiveData()
+        self.energy: dict[tuple[str, str], EnergyCounter] = {}  # a running energy counter per channel
         self.zoom_recent = False
         self._done_seen = False
         self._estimate = None  # the whole run's, this tick
@@ -120,6 +114,8 @@ class RunScreen(TickingScreen):
 
     # --- life cycle ---------------------------------------------------------------------------
     def on_mount(self) -> None:
+        if self.SESSION_KIND != "live":
+            return
         self.app.run_screen = self
         prof = self.app.loaded.profile
         self.training = prof.workload.type == "training"
@@ -185,7 +181,7 @@ class RunScreen(TickingScreen):
         self.app.action_abort_run()
 
     def action_results(self) -> None:
-        s = self.app.session
+        s = self.session_shown()
         path = s.bundle_path() if s is not None else None
         if s is not None and path is None and s.finished and s.failure():
             self.notify(f"Nothing was recorded: {escape(s.failure())}", severity="warning", timeout=8)
@@ -206,8 +202,13 @@ class RunScreen(TickingScreen):
         self.notify("Plots: the last 60 s" if self.zoom_recent else "Plots: the whole session")
         self.tick()
 
-    def _replay(self):
+    def session_shown(self):
+        """The session this screen follows: a live run (a replay has its own screen)."""
         s = self.app.session
+        return s if s is not None and s.kind == self.SESSION_KIND else None
+
+    def _replay(self):
+        s = self.session_shown()
         return s if s is not None and s.kind == "replay" else None
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
@@ -215,7 +216,7 @@ class RunScreen(TickingScreen):
             return False
         if action in REPLAY_ACTIONS:
             return self._replay() is not None
-        s = self.app.session
+        s = self.session_shown()
         running = s is not None and s.kind == "live" and not s.finished
         if action in ("start", "start_guided"):
             return not running
@@ -265,8 +266,9 @@ class RunScreen(TickingScreen):
     def tick(self) -> None:
         t_start = time.perf_counter()
         app = self.app
-        s = app.session
+        s = self.session_shown()
         if self.live.attach(s):
+            self.energy.clear()
             self.query_one("#run-log", RichLog).clear()
             self._log_written = 0
             self._done_seen = False
@@ -403,11 +405,12 @@ class RunScreen(TickingScreen):
             avg = h.mean_since(phase_t0) if phase_t0 is not None else float("nan")
             total = ring.total if ring is not None else len(h)
             bad = ring.invalid if ring is not None else 0
-            lines.append(f"[b]{label}[/] {num(now_w, '.1f', 'W')}  avg {num(avg, '.1f', 'W')}")
+            lines.append(f"[b]{label}[/] {si(now_w, 'W')}  avg {si(avg, 'W')}")
+            joules = self.energy.setdefault(key, EnergyCounter()).update(h.t, h.y)
             rng = ""
             if h.last_range and all(math.isfinite(v) for v in h.last_range):
                 rng = f"  range {h.last_range[0]:g} V {h.last_range[1]:g} A"
-            lines.append(f"  n {total}" + (f" [red]invalid {bad}[/]" if bad else " invalid 0") + rng)
+            lines.append(f"  n {total}" + (f" [red]invalid {bad}[/]" if bad else " invalid 0") + f"  [b]E[/] {si(joules, 'J')}" + rng)
         qt, qy = self.live.qps()
         progs = s.progress()
         prog = progs.get(pc.phase)

@@ -27,7 +27,7 @@ from textual.widgets import Button, Checkbox, ContentSwitcher, Footer, Input, La
 from labconsole.profile import SCENARIOS, SCOPES, ProfileError
 from labconsole.sources import discovery
 from labconsole.wizard.setup_wizard import SCOPE_HELP, SetupWizard, WizardError
-from labconsole.tui.widgets import ChoiceScreen, ConfirmScreen, TopBar
+from labconsole.tui.widgets import ChoiceScreen, ConfirmScreen, TickBox, TopBar
 from labconsole.wizard.init_command import parse_key_values
 
 VALIDATE_AFTER_S = 0.4  # after the last change, check the step (the loader's messages appear as you type)
@@ -82,7 +82,7 @@ class OfferRow(Vertical):
         else:
             emu = o.key.split(":", 1)[1]
             title, detail = f"{emu} emulator", escape(f"a loopback {o.driver} instrument started for each run (training, no hardware)")
-        yield Checkbox(escape(title), value=self._picked and o.usable, disabled=not o.usable, compact=True, classes="offer-pick")
+        yield TickBox(escape(title), value=self._picked and o.usable, disabled=not o.usable, compact=True, classes="offer-pick")
         yield Static(detail, classes="offer-detail")
         with Horizontal(classes="offer-fields"):
             yield Label("name", classes="offer-label")
@@ -169,7 +169,7 @@ class SetupScreen(Screen):
             with VerticalScroll(id="step-procedure", classes="setup-step"):
                 yield Static(escape(w.steps[2].help), classes="setup-help")
                 yield _field("idle (s)", Input(f"{w.procedure.get('idle_s')}", compact=True, id="pr-idle"), "idle baseline before ranging")
-                yield _field("ranging", Checkbox("ranging pass first", value=bool(w.procedure.get("ranging", True)), compact=True, id="pr-ranging"), "MLPerf requires it")
+                yield _field("ranging", TickBox("ranging pass first", value=bool(w.procedure.get("ranging", True)), compact=True, id="pr-ranging"), "MLPerf requires it")
                 yield _field("settle (s)", Input("", placeholder="none", compact=True, id="pr-settle"), "pause after setting ranges")
             with VerticalScroll(id="step-save", classes="setup-step"):
                 yield Static(escape(w.steps[3].help), classes="setup-help")
