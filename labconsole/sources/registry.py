@@ -43,4 +43,4 @@ def create_source(name: str, driver: str, options: dict | None, sample_interval_
     """Build a source from a profile entry (options already validated by the profile loader)."""
     cls = get_driver(driver)
     opts = cls.Options.model_validate(options or {})
-    return cls(name=name, options=opts, sample_interval_s=sample_interval_s)
+    return cls.implementation(opts)(name=name, options=opts, sample_interval_s=sample_interval_s)

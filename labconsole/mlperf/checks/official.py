@@ -566,12 +566,21 @@ def _bundle_meter(record: RunRecord) -> list[CheckResult]:
     driver = str((found or {}).get("driver", ""))
     if not found:
         return [_result(name, WARN, f"no identity recorded for the primary source {record.primary_source} (environment.json)")]
+    analyzers = (ident.get("extra") or {}).get("analyzers")
+    if isinstance(analyzers, list) and analyzers:  # several analyzers for one SUT: each must be accepted
+        results = [_meter_model(name, f"{record.primary_source} analyzer {i}", str((a or {}).get("model", "")), driver) for i, a in enumerate(analyzers, start=1)]
+        worst = next((r for r in results if r.status != PASS), results[0])
+        return [_result(name, worst.status, "; ".join(r.message for r in results))]
+    return [_meter_model(name, f"primary source {record.primary_source}", model, driver)]
+
+
+def _meter_model(name: str, what: str, model: str, driver: str) -> CheckResult:
     compact = "Yokogawa" + model.replace(" ", "").replace("-", "").upper().replace("YOKOGAWA", "")
     known = {k.upper(): k for k in SUPPORTED_MODEL}
     match = known.get(compact.upper()) or (model if model in SUPPORTED_MODEL else None)
     if match:
-        return [_result(name, PASS, f"primary source {record.primary_source}: {model} ({driver}) is a meter model MLPerf accepts (device type {SUPPORTED_MODEL[match]}); submissions still need PTD {SUPPORTED_VERSION[0]} and power-dev")]
-    return [_result(name, WARN, f"primary source {record.primary_source}: {model or 'unknown model'} ({driver}) is not a meter MLPerf accepts ({', '.join(SUPPORTED_MODEL)}): not submission grade")]
+        return _result(name, PASS, f"{what}: {model} ({driver}) is a meter model MLPerf accepts (device type {SUPPORTED_MODEL[match]}); submissions still need PTD {SUPPORTED_VERSION[0]} and power-dev")
+    return _result(name, WARN, f"{what}: {model or 'unknown model'} ({driver}) is not a meter MLPerf accepts ({', '.join(SUPPORTED_MODEL)}): not submission grade")
 
 
 # --- 11: debug ------------------------------------------------------------------------------------------------
