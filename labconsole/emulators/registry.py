@@ -23,6 +23,7 @@ EMULATORS: dict[str, str] = {
     "wt310": "labconsole.emulators.wt310",
     "lpm01a": "labconsole.emulators.lpm01a",
     "ptd": "labconsole.emulators.ptd",
+    "redfish": "labconsole.emulators.redfish",
 }
 
 # driver name (a profile's `driver:`) -> emulator name used when the source has `emulator:`
@@ -30,6 +31,7 @@ FOR_DRIVER: dict[str, str] = {
     "yokogawa": "wt310",
     "lpm01a": "lpm01a",
     "ptd": "ptd",
+    "redfish": "redfish",
 }
 
 
