@@ -24,6 +24,7 @@ EMULATORS: dict[str, str] = {
     "lpm01a": "labconsole.emulators.lpm01a",
     "ptd": "labconsole.emulators.ptd",
     "redfish": "labconsole.emulators.redfish",
+    "prometheus-fleet": "labconsole.emulators.prometheus",
 }
 
 # driver name (a profile's `driver:`) -> emulator name used when the source has `emulator:`
@@ -32,6 +33,7 @@ FOR_DRIVER: dict[str, str] = {
     "lpm01a": "lpm01a",
     "ptd": "ptd",
     "redfish": "redfish",
+    "prometheus": "prometheus-fleet",
 }
 
 

@@ -20,8 +20,6 @@ against ours: remote in [Date, Date + 1) while the request ran from t1 to t2, so
 
 from __future__ import annotations
 
-import email.utils
-import math
 import os
 import threading
 import time
@@ -41,6 +39,7 @@ from redfish.rest.v1 import (
 from labconsole.instruments import redfish as rf
 from labconsole.samples.batch import ChannelBatch, empty_batch, now_ns
 from labconsole.sources.base import Capabilities, DriverOptions, Identity, Source, SourceError
+from labconsole.sources.httpclock import ClockBounds
 
 _LIB_ERRORS = (ServerDownOrUnreachableError, RetriesExhaustedError, JsonDecodingError, requests.RequestException, OSError)
 
@@ -63,34 +62,6 @@ class RedfishOptions(DriverOptions):
         if self.password and self.password_env:
             raise ValueError("give password or password_env, not both")
         return self
-
-
-class ClockBounds:
-    """The intersection of [Date - t2, Date + 1 - t1] over replies (see the module's docstring)."""
-
-    def __init__(self) -> None:
-        self.lo, self.hi = -math.inf, math.inf
-
-    def add(self, date_header: str | None, t1: float, t2: float) -> None:
-        if not date_header:
-            return
-        try:
-            remote = email.utils.parsedate_to_datetime(date_header).timestamp()
-        except (TypeError, ValueError, IndexError):
-            return
-        lo, hi = remote - t2, remote + 1.0 - t1
-        if max(self.lo, lo) <= min(self.hi, hi):
-            self.lo, self.hi = max(self.lo, lo), min(self.hi, hi)
-        else:  # the BMC's clock stepped: start again from this reply
-            self.lo, self.hi = lo, hi
-
-    def estimate(self) -> float | None:
-        if not (math.isfinite(self.lo) and math.isfinite(self.hi)):
-            return None
-        return (self.lo + self.hi) / 2
-
-    def uncertainty(self) -> float | None:
-        return (self.hi - self.lo) / 2 if math.isfinite(self.lo) and math.isfinite(self.hi) else None
 
 
 class RedfishSource(Source):

@@ -18,6 +18,7 @@ DRIVERS: dict[str, str] = {
     "rapl": "labconsole.sources.rapl:RaplSource",
     "ptd": "labconsole.sources.ptd:PtdSource",
     "redfish": "labconsole.sources.redfish:RedfishSource",
+    "prometheus": "labconsole.sources.prometheus:PrometheusSource",
     "replay": "labconsole.sources.replay:ReplaySource",
 }
 

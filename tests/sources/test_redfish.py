@@ -14,7 +14,7 @@ import pytest
 from conftest import ROOT
 from labconsole.emulators import redfish as emulator
 from labconsole.sources.base import SourceError
-from labconsole.sources.redfish import ClockBounds
+from labconsole.sources.httpclock import ClockBounds
 from labconsole.sources.registry import create_source
 
 trustme = pytest.importorskip("trustme", reason="trustme (the [test] extra) makes the test CA for the TLS tests")
