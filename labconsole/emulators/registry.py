@@ -25,6 +25,7 @@ EMULATORS: dict[str, str] = {
     "ptd": "labconsole.emulators.ptd",
     "redfish": "labconsole.emulators.redfish",
     "prometheus-fleet": "labconsole.emulators.prometheus",
+    "ipmi": "labconsole.emulators.ipmi",
 }
 
 # driver name (a profile's `driver:`) -> emulator name used when the source has `emulator:`
@@ -34,6 +35,7 @@ FOR_DRIVER: dict[str, str] = {
     "ptd": "ptd",
     "redfish": "redfish",
     "prometheus": "prometheus-fleet",
+    "ipmi": "ipmi",
 }
 
 

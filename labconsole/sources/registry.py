@@ -19,6 +19,7 @@ DRIVERS: dict[str, str] = {
     "ptd": "labconsole.sources.ptd:PtdSource",
     "redfish": "labconsole.sources.redfish:RedfishSource",
     "prometheus": "labconsole.sources.prometheus:PrometheusSource",
+    "ipmi": "labconsole.sources.ipmi:IpmiSource",
     "replay": "labconsole.sources.replay:ReplaySource",
 }
 
