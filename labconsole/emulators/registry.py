@@ -26,6 +26,7 @@ EMULATORS: dict[str, str] = {
     "redfish": "labconsole.emulators.redfish",
     "prometheus-fleet": "labconsole.emulators.prometheus",
     "ipmi": "labconsole.emulators.ipmi",
+    "fleet": "labconsole.emulators.fleet",
 }
 
 # driver name (a profile's `driver:`) -> emulator name used when the source has `emulator:`
@@ -36,6 +37,7 @@ FOR_DRIVER: dict[str, str] = {
     "redfish": "redfish",
     "prometheus": "prometheus-fleet",
     "ipmi": "ipmi",
+    "fleet": "fleet",
 }
 
 

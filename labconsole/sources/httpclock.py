@@ -39,3 +39,12 @@ class ClockBounds:
 
     def uncertainty(self) -> float | None:
         return (self.hi - self.lo) / 2 if math.isfinite(self.lo) and math.isfinite(self.hi) else None
+
+    def correction(self) -> float:
+        """The offset to apply to the remote host's timestamps: the bound nearest zero when the
+        bounds exclude zero, else 0 (an uncertain estimate applied would add error, not remove it)."""
+        if math.isfinite(self.lo) and self.lo > 0:
+            return self.lo
+        if math.isfinite(self.hi) and self.hi < 0:
+            return self.hi
+        return 0.0

@@ -160,6 +160,7 @@ class PrometheusSource(Source):
     driver = "prometheus"
     Options = PrometheusOptions
     options: PrometheusOptions
+    remote_clock = True  # samples carry the Prometheus server's evaluation times
 
     def __init__(self, name: str, options: PrometheusOptions | None = None, sample_interval_s: float = 1.0):
         super().__init__(name, options, sample_interval_s)
@@ -228,6 +229,10 @@ class PrometheusSource(Source):
                             power_kind="counter" if counter else "average", has_energy_counter=counter,
                             update_periods_s=(self.sample_interval_s,),
                             channel_info={n: {"node": n, "series": self.series.metric} for n in self.nodes})
+
+    @property
+    def clock(self) -> ClockBounds | None:
+        return self.client.clock if self.client else None
 
     def clock_offset_s(self) -> float | None:
         return self.client.clock.estimate() if self.client else None

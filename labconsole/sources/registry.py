@@ -20,6 +20,7 @@ DRIVERS: dict[str, str] = {
     "redfish": "labconsole.sources.redfish:RedfishSource",
     "prometheus": "labconsole.sources.prometheus:PrometheusSource",
     "ipmi": "labconsole.sources.ipmi:IpmiSource",
+    "fleet": "labconsole.sources.fleet:FleetSource",
     "replay": "labconsole.sources.replay:ReplaySource",
 }
 
