@@ -239,6 +239,11 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # a client that gave up (timeout) before a late reply: not the emulator's error
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError, ssl.SSLError)):
+            super().handle_error(request, client_address)
+
 
 class RedfishEmulator:
     def __init__(self, opts: RedfishEmulatorOptions):

@@ -20,6 +20,7 @@ import numpy as np
 
 from labconsole.bundle.reader import FOLDER_SCENARIOS, PhaseRecord, RunRecord, scenario_name
 from labconsole.mlperf.powerdev import parse_uncertainty
+from labconsole.mlperf.fleet import fleet_identity, node_shares
 from labconsole.samples.batch import OK
 
 SAMPLES_PER_QUERY = {"SingleStream": 1, "MultiStream": 8}  # the submission checker's fixed values
@@ -575,4 +576,7 @@ def compute_report(record: RunRecord, scenario_override: str | None = None) -> d
             report["energy"] = {"source": record.primary_source, "joules": prim["counter_energy_j"], "avg_watts": prim["counter_avg_watts"], "kind": "counter"}
         elif power is not None and power.samples:
             report["energy"] = {"source": record.primary_source, "joules": power.avg_w * power.window_s, "avg_watts": power.avg_w, "kind": "mean power x window"}
+    report["energy_j"] = report["energy"]["joules"] if report.get("energy") else None
+    # A fleet run: each node's power and energy in the window, summing to the system's
+    report["nodes"] = node_shares(record, power.per_channel, power.window_s) if power is not None and fleet_identity(record) is not None else []
     return report
