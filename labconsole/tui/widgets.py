@@ -11,6 +11,7 @@ from textual.widget import Widget
 from textual.widgets import Button, Static
 
 from labconsole import events as ev
+from labconsole.session import fleet_view
 from labconsole.session.live import LiveSession, SeriesHistory, qps_over_phases
 from labconsole.tui.plot import Marker, Series
 
@@ -155,6 +156,7 @@ class LiveData:
         self.histories: dict[tuple[str, str], SeriesHistory] = {}
         self.phase_marks: list[Marker] = []
         self.events = []
+        self.stale_s = 5.0  # a fleet's node whose newest reading is older stops counting in the total
 
     def attach(self, session: LiveSession | None) -> bool:
         """Follow `session`; True when it is a different one (the caller clears its views)."""
@@ -189,10 +191,22 @@ class LiveData:
 
     def power_series(self) -> list[Series]:
         out = []
+        per_source: dict[str, list] = {}
         for (src, ch), h in self.histories.items():
-            label = src if ch == "main" else f"{src}/{ch}"
-            last = h.last_valid()
-            out.append(Series(label, h.t, h.y, value_text=f"{last:.1f} W" if np.isfinite(last) else "-"))
+            per_source.setdefault(src, []).append((ch, h))
+        for src, chans in per_source.items():
+            if len(chans) > fleet_view.MANY:  # a fleet: its total, one curve (the breakdown is in the stats)
+                hs = [h for _, h in chans]
+                t0 = min((h.t[0] for h in hs if len(h)), default=0.0)
+                t1 = max((h.t[-1] for h in hs if len(h)), default=0.0)
+                t, y = fleet_view.total_series([(h.t, h.y) for h in hs], t0, t1, 600, stale_s=self.stale_s)
+                last = y[np.isfinite(y)][-1] if np.isfinite(y).any() else float("nan")
+                out.append(Series(f"{src} (total of {len(chans)})", t, y, value_text=f"{last:.0f} W" if np.isfinite(last) else "-"))
+                continue
+            for ch, h in chans:
+                label = src if ch == "main" else f"{src}/{ch}"
+                last = h.last_valid()
+                out.append(Series(label, h.t, h.y, value_text=f"{last:.1f} W" if np.isfinite(last) else "-"))
         return out
 
     def qps(self) -> tuple[np.ndarray, np.ndarray]:
