@@ -45,6 +45,7 @@ BENCHMARKS: tuple[Spec, ...] = (
     Spec("plots", 4, "Plot repaint: one live power plot at 160x48 vs plotext fed the raw points", "bench.plots"),
     Spec("startup", 5, "Start-up: `labconsole --help` (and the TUI's first paint) vs `python -c pass`", "bench.startup"),
     Spec("replay", 6, "Replay: a one-hour 10 samples/s recording replayed as fast as it goes", "bench.replay"),
+    Spec("fleet", 7, "Fleets: 1,000 nodes reduced, a 64-node live view, a 1,000-series Prometheus range query", "bench.fleet"),
 )
 
 

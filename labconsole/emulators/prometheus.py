@@ -14,6 +14,7 @@ import json
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -25,8 +26,10 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from labconsole.emulators.registry import serve_until_interrupted
 from labconsole.emulators.redfish import RedfishEmulator, RedfishEmulatorOptions
 from labconsole.instruments import promql
 
@@ -48,13 +51,14 @@ class PrometheusServer:
     prometheus.yml's scrape_configs). Its data lives in a temporary folder removed at stop."""
 
     def __init__(self, scrape_configs: list[dict[str, Any]], scrape_interval_s: float = 1.0, binary: str | None = None,
-                 web_config: dict[str, Any] | None = None):
+                 web_config: dict[str, Any] | None = None, blocks: Path | None = None):
         self.binary = binary or prometheus_binary()
         if not self.binary:
             raise FileNotFoundError("the prometheus binary is not installed (Debian: apt-get install prometheus)")
         self.scrape_configs = scrape_configs
         # --web.config.file: TLS (tls_server_config) and basic_auth_users (bcrypt hashes)
         self.web_config = web_config
+        self.blocks = blocks  # TSDB blocks (promtool tsdb create-blocks-from) to serve besides what it scrapes
         self.scrape_interval_s = scrape_interval_s
         self.port = 0
         self.proc: subprocess.Popen | None = None
@@ -75,6 +79,8 @@ class PrometheusServer:
         self._dir = tempfile.TemporaryDirectory(prefix="labconsole-prometheus-")
         d = Path(self._dir.name)
         (d / "prometheus.yml").write_text(self.config_text())
+        if self.blocks is not None:
+            shutil.copytree(self.blocks, d / "data", dirs_exist_ok=True)
         self.log_path = d / "prometheus.log"
         web = []
         if self.web_config:
@@ -85,7 +91,7 @@ class PrometheusServer:
             log = open(self.log_path, "ab")
             self.proc = subprocess.Popen(
                 [self.binary, f"--config.file={d / 'prometheus.yml'}", f"--storage.tsdb.path={d / 'data'}",
-                 f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn", "--storage.tsdb.retention.time=1d", *web],
+                 f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn", "--storage.tsdb.retention.time=30d", *web],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=d)
             log.close()
             if self._wait_ready():
@@ -308,3 +314,21 @@ def start(options: dict[str, Any] | None = None) -> FleetEmulatorHandle:
             t.start()
             handle._timers.append(t)
     return handle
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`labconsole emulate NAME [KEY=VALUE ...]`: start with these options (as in a profile's
+    `emulator:` block, values in YAML), print the source options that reach it, serve until Ctrl-C."""
+    opts: dict[str, Any] = {}
+    for arg in argv or []:
+        key, sep, value = arg.partition("=")
+        if not sep:
+            print(f"expected KEY=VALUE, got {arg!r}", file=sys.stderr)
+            return 2
+        opts[key] = yaml.safe_load(value)
+    try:
+        handle = start(opts)
+    except (ValueError, OSError, RuntimeError) as exc:
+        print(f"labconsole emulate: {exc}", file=sys.stderr)
+        return 2
+    return serve_until_interrupted(lambda: print(json.dumps(handle.source_options()), flush=True), handle.stop)

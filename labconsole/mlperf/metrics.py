@@ -134,6 +134,20 @@ def masked_sequential_sum(values: np.ndarray, mask: np.ndarray) -> tuple[float, 
     return total, count
 
 
+_MANY_CHANNELS = 8
+
+
+def _rows_by_channel(codes: np.ndarray, good: np.ndarray) -> dict[int, np.ndarray]:
+    """{channel code: indices of its good rows, in row order}."""
+    idx = np.flatnonzero(good)
+    c = codes[idx]
+    order = np.argsort(c, kind="stable")
+    idx, c = idx[order], c[order]
+    cuts = np.flatnonzero(np.diff(c)) + 1
+    starts = np.concatenate([[0], cuts])
+    return {int(c[a]): part for a, part in zip(starts, np.split(idx, cuts))} if len(idx) else {}
+
+
 def window_average(frame: Any, begin_ns: int, end_ns: int) -> WindowStats:
     """Mean of valid samples with watts > 0 strictly inside the window, summed over channels.
 
@@ -152,9 +166,17 @@ def window_average(frame: Any, begin_ns: int, end_ns: int) -> WindowStats:
     total_n = 0
     any_inside = bool(inside.any())
     order = _channels_in_order(codes[inside] if any_inside and len(names) > 1 else codes, names)
+    # Many channels (a fleet's nodes): the good rows grouped by channel once (a stable sort keeps
+    # each channel's time order, so its left-to-right sum is the same), not one pass per channel.
+    groups = _rows_by_channel(codes, good) if len(order) > _MANY_CHANNELS else None
     for code, ch in order:
-        sel = good if len(order) == 1 else good & (codes == code)  # one channel in the window: good is its rows
-        total, n = masked_sequential_sum(watts, sel)
+        if groups is not None:
+            rows = groups.get(int(code))
+            vals = watts[rows] if rows is not None else watts[:0]
+            total, n = masked_sequential_sum(vals, np.ones(len(vals), dtype=bool))
+        else:
+            sel = good if len(order) == 1 else good & (codes == code)  # one channel in the window: good is its rows
+            total, n = masked_sequential_sum(watts, sel)
         avg = total / n if n else math.nan
         per[str(ch)] = {"avg_watts": avg, "samples": n}
         total_n += n
