@@ -12,6 +12,8 @@ import math
 import re
 from dataclasses import dataclass
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class Series:
@@ -69,6 +71,23 @@ def node_name(labels: dict[str, str], label: str, strip_port: bool = True) -> st
     elif strip_port and re.fullmatch(r"\[.*\]:\d+", name):
         name = name.rsplit(":", 1)[0]
     return name or "(no " + label + ")"
+
+
+def parse_points(points: list) -> "np.ndarray":
+    """[(t, "value"), ...] as Prometheus's API sends them -> an (n, 2) float array; NaN and
+    +-Inf values become NaN (no reading). Raises ValueError on anything else."""
+    if not points:
+        return np.empty((0, 2))
+    try:
+        t = np.array([p[0] for p in points], dtype=np.float64)
+        raw = [p[1] for p in points]
+    except (TypeError, IndexError, ValueError):
+        raise ValueError("malformed sample points") from None
+    if not all(isinstance(x, str) for x in raw):
+        raise ValueError(f"sample values must be strings, got {next(x for x in raw if not isinstance(x, str))!r}")
+    v = np.array(raw, dtype=np.float64)  # numpy parses "NaN", "+Inf" like float()
+    v[~np.isfinite(v)] = np.nan
+    return np.column_stack([t, v])
 
 
 def parse_value(text: str) -> float:

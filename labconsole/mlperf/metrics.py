@@ -57,6 +57,9 @@ _SUM_CHUNK = 1 << 15
 REPORT_COLUMNS = ("wall_ns", "channel", "watts", "status", "uncertainty_w", "energy_j")
 
 
+_MANY_CHANNELS = 8  # more than this (a fleet's nodes): one grouping pass instead of one per channel
+
+
 def channel_codes(frame: Any) -> tuple[np.ndarray, list[str]]:
     """(integer code per row, channel names): cheap for the categorical columns bundles have,
     `np.unique` for others (MLPerf's spl.txt frames are small)."""
@@ -76,6 +79,10 @@ def _channels_in_order(codes: np.ndarray, names: list[str]) -> list[tuple[int, s
     present = np.flatnonzero(np.bincount(codes[codes >= 0], minlength=len(names)))
     if len(present) == 1:
         return [(int(present[0]), names[int(present[0])])]
+    if len(names) > _MANY_CHANNELS:
+        # A fleet (thousands of channels): in the categories' order, which is the order the
+        # channels were first written; one counting pass instead of one scan per channel.
+        return [(int(c), names[int(c)]) for c in present]
     first = {int(c): int(np.argmax(codes == c)) for c in present}
     return [(c, names[c]) for c in sorted(first, key=first.get)]
 
@@ -134,18 +141,18 @@ def masked_sequential_sum(values: np.ndarray, mask: np.ndarray) -> tuple[float, 
     return total, count
 
 
-_MANY_CHANNELS = 8
-
-
-def _rows_by_channel(codes: np.ndarray, good: np.ndarray) -> dict[int, np.ndarray]:
-    """{channel code: indices of its good rows, in row order}."""
-    idx = np.flatnonzero(good)
-    c = codes[idx]
-    order = np.argsort(c, kind="stable")
-    idx, c = idx[order], c[order]
-    cuts = np.flatnonzero(np.diff(c)) + 1
-    starts = np.concatenate([[0], cuts])
-    return {int(c[a]): part for a, part in zip(starts, np.split(idx, cuts))} if len(idx) else {}
+def channel_sums(codes: np.ndarray, mask: np.ndarray, values: np.ndarray, n_channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per channel code: (left-to-right sum, count) of values[mask], in one pass over the rows.
+    np.add.at adds row by row in order into each channel's running sum: the same bits as a
+    sequential sum of that channel's values; chunked, so no full-length copy is made."""
+    sums = np.zeros(n_channels, dtype=np.float64)
+    counts = np.zeros(n_channels, dtype=np.int64)
+    for i in range(0, len(values), _SUM_CHUNK):
+        m = mask[i : i + _SUM_CHUNK]
+        c = codes[i : i + _SUM_CHUNK][m]
+        np.add.at(sums, c, values[i : i + _SUM_CHUNK][m])
+        counts += np.bincount(c, minlength=n_channels)
+    return sums, counts
 
 
 def window_average(frame: Any, begin_ns: int, end_ns: int) -> WindowStats:
@@ -166,14 +173,14 @@ def window_average(frame: Any, begin_ns: int, end_ns: int) -> WindowStats:
     total_n = 0
     any_inside = bool(inside.any())
     order = _channels_in_order(codes[inside] if any_inside and len(names) > 1 else codes, names)
-    # Many channels (a fleet's nodes): the good rows grouped by channel once (a stable sort keeps
-    # each channel's time order, so its left-to-right sum is the same), not one pass per channel.
-    groups = _rows_by_channel(codes, good) if len(order) > _MANY_CHANNELS else None
+    # Many channels (a fleet's nodes): every channel's sum in one pass over the rows, the same
+    # left-to-right sums (the same bits) masked_sequential_sum takes, not one pass per channel.
+    sums = counts = None
+    if len(order) > _MANY_CHANNELS:
+        sums, counts = channel_sums(codes, good, watts, len(names))
     for code, ch in order:
-        if groups is not None:
-            rows = groups.get(int(code))
-            vals = watts[rows] if rows is not None else watts[:0]
-            total, n = masked_sequential_sum(vals, np.ones(len(vals), dtype=bool))
+        if sums is not None and counts is not None:
+            total, n = float(sums[code]), int(counts[code])
         else:
             sel = good if len(order) == 1 else good & (codes == code)  # one channel in the window: good is its rows
             total, n = masked_sequential_sum(watts, sel)
@@ -359,6 +366,9 @@ def phase_summary(record: RunRecord, phase: PhaseRecord) -> dict:
         codes, names = channel_codes(frame)
         if len(names) == 1 and codes.min() >= 0:
             out["avg_watts"] = float(np.sum(watts, where=good) / n_good)
+        elif len(names) > _MANY_CHANNELS:  # a fleet: every channel's sum and count in one pass
+            sums, counts = channel_sums(codes, good, watts, len(names))
+            out["avg_watts"] = float(sum(sums[c] / counts[c] for c in np.flatnonzero(counts)))
         else:
             total = 0.0
             for c, _ in _channels_in_order(codes[good], names):

@@ -246,11 +246,11 @@ class PrometheusSource(Source):
         for (labels, points), short in zip(result, stripped):
             node = short if strip else promql.node_name(labels, self.node_label, False)
             try:
-                vals = [(t, promql.parse_value(v)) for t, v in points]
+                vals = promql.parse_points(points)
             except ValueError as exc:
                 raise PrometheusError(f"{self.name}: node {node}: {exc}") from None
-            out.setdefault(node, []).extend(vals)
-        return out
+            out.setdefault(node, []).append(vals)
+        return {n: (parts[0] if len(parts) == 1 else np.concatenate(parts)) for n, parts in out.items()}
 
     def read(self, timeout: float) -> list[ChannelBatch]:
         if self._closed.is_set() or self.client is None:
@@ -278,34 +278,36 @@ class PrometheusSource(Source):
                 self._cursor = start + math.floor((end - start) / step) * step
         return self._batches(values)
 
-    def _batches(self, values: dict[str, list[tuple[float, float]]]) -> list[ChannelBatch]:
+    def _batches(self, values: dict[str, np.ndarray]) -> list[ChannelBatch]:
+        """{node: (n, 2) array of (t, value)} -> a batch per node (a counter's power taken from
+        the increase over the previous point; the first point and a reset give none)."""
         wanted = set(self.nodes)
         out = []
         _, recv_mono = now_ns()
         recv_wall = time.time_ns()
         for node, pts in values.items():
-            if node not in wanted:
+            if node not in wanted or len(pts) == 0:
                 continue
-            pts.sort()
-            rows = []
-            for t, v in pts:
-                if self.series.kind == "counter":
-                    j = v * self.series.to_joules
-                    prev = self._last.get(node)
-                    self._last[node] = (t, j)
-                    if prev is None or t <= prev[0] or j < prev[1]:
-                        continue  # the first point, or a reset: no interval to take the power of
-                    rows.append((t, (j - prev[1]) / (t - prev[0]), j))
-                else:
-                    rows.append((t, v, math.nan))
-            if not rows:
+            pts = pts[np.argsort(pts[:, 0], kind="stable")]
+            t, v = pts[:, 0], pts[:, 1]
+            if self.series.kind == "counter":
+                j = v * self.series.to_joules
+                prev = self._last.get(node)
+                self._last[node] = (float(t[-1]), float(j[-1]))
+                t0 = np.concatenate([[prev[0] if prev else np.nan], t[:-1]])
+                j0 = np.concatenate([[prev[1] if prev else np.nan], j[:-1]])
+                keep = (t > t0) & (j >= j0)  # NaN (no previous point) compares False: dropped
+                watts, energy, t = ((j - j0) / (t - t0))[keep], j[keep], t[keep]
+            else:
+                watts, energy = v, np.full(len(v), np.nan)
+            if len(t) == 0:
                 continue
-            b = empty_batch(len(rows))
-            b["wall_ns"] = np.array([int(round(t * 1e9)) for t, _, _ in rows], dtype=np.int64)
+            b = empty_batch(len(t))
+            b["wall_ns"] = np.round(t * 1e9).astype(np.int64)
             b["mono_ns"] = recv_mono - (recv_wall - b["wall_ns"])
-            b["watts"] = [w for _, w, _ in rows]
-            b["energy_j"] = [j for _, _, j in rows]
-            b["status"] = np.where(np.isfinite(b["watts"]), 0, 2)
+            b["watts"] = watts
+            b["energy_j"] = energy
+            b["status"] = np.where(np.isfinite(watts), 0, 2)
             out.append(ChannelBatch(node, b))
         return out
 
