@@ -175,17 +175,20 @@ def test_tls_and_basic_auth(secured, monkeypatch):
     monkeypatch.setenv("PROM_PW", "s3cret")
     base = {"url": prom.url, "series": "dcgm_power", "username": "lab", "password_env": "PROM_PW"}
     deadline = time.monotonic() + 30
-    while True:  # the first scrapes of the new server land within a few seconds
+    while True:  # the first scrapes of the new server land within a few seconds, one target after the other
         src = create_source("g", "prometheus", dict(base, ca_file=ca), 0.5)
         try:
             src.open()
-            break
         except SourceError as exc:
             if "has no DCGM" not in str(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
+            continue
+        src.close()
+        if src.nodes == ["gpu-a", "gpu-b"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert src.nodes == ["gpu-a", "gpu-b"]
-    src.close()
     with pytest.raises(SourceError, match="TLS certificate not trusted"):
         create_source("g", "prometheus", base, 0.5).open()
     monkeypatch.setenv("PROM_PW", "wrong")
