@@ -63,11 +63,20 @@ def _live_line(proc) -> str | None:
         dt = (b.wall_ns - a.wall_ns) / 1e9
         qps = (b.completed - a.completed) / dt if dt > 0 else 0.0
         parts.append(f"completed {b.completed}  QPS {qps:,.1f}")
+    per_source: dict[str, int] = {}
+    for src, _ch in rec.rings:
+        per_source[src] = per_source.get(src, 0) + 1
+    totals: dict[str, list[float]] = {}
     for (src, ch), ring in rec.rings.items():
         last = ring.last
         if last is not None and not math.isnan(float(last["watts"])):
+            if per_source[src] > 6:  # a fleet's nodes: one total, not a line as wide as the fleet
+                totals.setdefault(src, []).append(float(last["watts"]))
+                continue
             label = src if ch == "main" else f"{src}/{ch}"
             parts.append(f"{label} {float(last['watts']):.4g} W")
+    for src, vals in totals.items():
+        parts.append(f"{src} {sum(vals):.5g} W ({len(vals)} of {per_source[src]} nodes)")
     return "  ".join(parts)
 
 
