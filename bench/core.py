@@ -48,6 +48,7 @@ BENCHMARKS: tuple[Spec, ...] = (
     Spec("memory", 7, "Memory: `report`, `check` and the Results screen on a 60 M-sample phase (100 kHz, 600 s)", "bench.memory"),
     Spec("tiny", 8, "MLPerf Tiny at 100 kHz: an LPM01A binary stream recorded for 10 minutes, windows scored", "bench.tiny_stream"),
     Spec("tinyrun", 9, "MLPerf Tiny: the whole emulated energy procedure (labconsole run --profile profiles/emu-tiny.yaml)", "bench.tiny_run"),
+    Spec("fleet", 10, "Fleets: 1,000 nodes reduced, a 64-node live view, a 1,000-series Prometheus range query", "bench.fleet"),
     Spec("training", 19, "Training scoring: a 64-node, 10-run session scored (official layout) vs the official summarizer's power code", "bench.training"),
 )
 

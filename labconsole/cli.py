@@ -500,6 +500,20 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     return int(module_for(args.name).main(list(args.rest)) or 0)
 
 
+def cmd_export_metrics(args: argparse.Namespace) -> int:
+    from labconsole.emulators.registry import serve_until_interrupted
+    from labconsole.exporter.prometheus import run as run_exporter
+
+    loaded = _load_profile_or_exit(args.profile)
+    try:
+        exporter, _port = run_exporter(loaded.profile, args.host, args.port, args.node, lambda line: None)
+    except OSError as exc:
+        _err(f"export-metrics: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
+        return EXIT_USAGE
+    url = f"http://{args.host}:{_port}/metrics"
+    return serve_until_interrupted(lambda: print(f"serving {url} (node {exporter.node}); Ctrl-C stops", flush=True), exporter.stop)
+
+
 def cmd_discover(args: argparse.Namespace) -> int:
     from labconsole.wizard.discover_command import main as discover_main
 
@@ -643,6 +657,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", help="profile for the console (default: as `labconsole` chooses)")
     p.add_argument("--watch", action="store_true", help="observers: follow the run being recorded under the profile's recordings folder; r/s/x/g do nothing")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("export-metrics", help="serve the profile's sources as a Prometheus exporter (labconsole_power_watts, ...)")
+    p.add_argument("--profile", help="the profile whose sources to export (default: the simulated bench)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for the site's Prometheus)")
+    p.add_argument("--port", type=int, default=9464, help="port (default 9464; 0 = any free port)")
+    p.add_argument("--node", help="the node label (default: this host's name)")
+    p.set_defaults(func=cmd_export_metrics)
 
     p = sub.add_parser("emulate", help="start a loopback instrument emulator (wt310, ptd, lpm01a) for training and tests")
     p.add_argument("name", help="which emulator")

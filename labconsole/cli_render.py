@@ -229,11 +229,21 @@ def _live_parts(proc: Any) -> list[str]:
         qps = (b.completed - a.completed) / dt if dt > 0 else 0.0
         parts.append(f"completed {b.completed}  QPS {qps:,.1f}")
     rec = proc.recorder
-    for (src, ch), ring in (rec.rings.items() if rec is not None else ()):
+    rings = rec.rings if rec is not None else {}
+    per_source: dict[str, int] = {}
+    for src, _ch in rings:
+        per_source[src] = per_source.get(src, 0) + 1
+    totals: dict[str, list[float]] = {}
+    for (src, ch), ring in rings.items():
         last = ring.last
         if last is not None and not math.isnan(float(last["watts"])):
+            if per_source[src] > 6:  # a fleet's nodes: one total, not a line as wide as the fleet
+                totals.setdefault(src, []).append(float(last["watts"]))
+                continue
             label = src if ch == "main" else f"{src}/{ch}"
             parts.append(f"{printable(label)} {float(last['watts']):.4g} W")
+    for src, vals in totals.items():
+        parts.append(f"{printable(src)} {sum(vals):.5g} W ({len(vals)} of {per_source[src]} nodes)")
     return parts
 
 

@@ -41,6 +41,7 @@ from labconsole.emulators.registry import is_loopback, listen_tcp
 from labconsole.instruments.load_model import LoadModel, follow_any_benchmark, utilisation_arg, utilisation_source
 from labconsole.instruments.ptd import (
     GO_MAX_SAMPLES,
+    parse_powerdev_analyzers,
     HELLO_REPLY,
     INVALID_GROUP,
     INVALID_PARAMETER_COUNT,
@@ -128,6 +129,11 @@ class PtdEmulatorOptions(BaseModel):
     min_interval_ms: int = Field(10, ge=1, le=3_600_000, description="Go intervals below this are refused")
     uncertainty_limit_pct: float = Field(1.0, gt=0, le=100)
     max_samples: int = Field(GO_MAX_SAMPLES, ge=1, le=10_000_000)
+    analyzers: int = Field(
+        1, ge=1, le=16,
+        description="several analyzers for one SUT (power-dev's [analyzerN]): one PTDaemon each, on its own port "
+        "(port, port+1, ... or free ports), each seeing 1/N of idle_w and dynamic_w",
+    )
 
 
 Options = PtdEmulatorOptions  # checked by the profile loader for a source's `emulator:` block
@@ -668,14 +674,58 @@ class PtdEmulatorHandle:
         self.emulator.set_offline(offline)
 
 
-def start(options: dict[str, Any] | None = None) -> PtdEmulatorHandle:
+class PtdAnalyzersHandle:
+    """Several emulated analyzers for one SUT, one PTDaemon (and port) each, as power-dev's
+    director starts them; the source options name them all (`analyzers:`)."""
+
+    def __init__(self, handles: list[PtdEmulatorHandle]):
+        self.handles = handles
+
+    def source_options(self) -> dict[str, Any]:
+        return {"analyzers": [h.source_options() for h in self.handles]}
+
+    def stop(self) -> None:
+        for h in self.handles:
+            h.stop()
+
+
+def analyzer_options(opts: PtdEmulatorOptions, index: int, count: int) -> PtdEmulatorOptions:
+    """Analyzer `index` (1-based) of `count` measuring one SUT: its share of the load, its own
+    port, serial, seed and log file."""
+    log = opts.log_file
+    if log and count > 1:
+        stem, dot, ext = log.rpartition(".")
+        log = f"{stem}_{index}.{ext}" if dot else f"{log}_{index}"
+    return opts.model_copy(update={
+        "analyzers": 1,
+        "port": opts.port + index - 1 if opts.port else 0,
+        "idle_w": opts.idle_w / count,
+        "dynamic_w": opts.dynamic_w / count,
+        "noise_w": opts.noise_w / count,
+        "serial": f"{opts.serial[:-1] if len(opts.serial) > 4 else opts.serial}{index}" if count > 1 else opts.serial,
+        "seed": None if opts.seed is None else opts.seed + index - 1,
+        "log_file": log,
+    })
+
+
+def start(options: dict[str, Any] | None = None) -> PtdEmulatorHandle | PtdAnalyzersHandle:
     """Start an emulator in this process (for a profile's `emulator:` and for tests)."""
     try:
         opts = PtdEmulatorOptions.model_validate(options or {})
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'options'}: {e['msg']}" for e in exc.errors())
         raise ValueError(f"PTD emulator options: {problems}") from None
-    return PtdEmulatorHandle(PtdEmulator(opts).start())
+    if opts.analyzers == 1:
+        return PtdEmulatorHandle(PtdEmulator(opts).start())
+    handles: list[PtdEmulatorHandle] = []
+    try:
+        for i in range(1, opts.analyzers + 1):
+            handles.append(PtdEmulatorHandle(PtdEmulator(analyzer_options(opts, i, opts.analyzers)).start()))
+    except BaseException:
+        for h in handles:
+            h.stop()
+        raise
+    return PtdAnalyzersHandle(handles)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -704,7 +754,25 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--clock-offset-ms", type=float, default=0.0, help="make the emulated PTD host's clock wrong by this much")
     ap.add_argument("--serial", default="EMU0001")
     ap.add_argument("--seed", type=int)
+    ap.add_argument("--analyzers", type=int, default=1, metavar="N", help="several analyzers for one SUT: N daemons on PORT, PORT+1, ... each seeing 1/N of the load")
+    ap.add_argument("--config", metavar="SERVER_CONF", help="power-dev's server.conf: one daemon per [analyzerN] on its networkPort, with its deviceType and channel")
     return ap
+
+
+def _config_analyzers(path: str, base: PtdEmulatorOptions) -> list[PtdEmulatorOptions]:
+    """One emulator's options per `[analyzerN]` of a power-dev server config."""
+    text = Path(path).read_text(encoding="utf-8")
+    found = parse_powerdev_analyzers(text, path)
+    out = []
+    for a in found:
+        one = analyzer_options(base, a.index, len(found))
+        out.append(one.model_copy(update={
+            "port": a.network_port, "device_type": a.device_type, "device_port": a.device_port,
+            "channels": ",".join(str(c) for c in a.channel) if a.channel else None,
+            "interface": a.interface_flag if a.interface_flag in ("", "-n", "-g", "-y", "-U") else "",
+            "dc": bool(a.dc_flag), "gpib_board": a.gpib_board,
+        }))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -720,8 +788,21 @@ def main(argv: list[str] | None = None) -> int:
         )
         if args.log_file:
             Path(args.log_file).parent.mkdir(parents=True, exist_ok=True)
-        emulator = PtdEmulator(opts, console=lambda line: print(line, flush=True))
-        emulator.start()
+        if args.config:
+            each = _config_analyzers(args.config, opts)
+        else:
+            if not 1 <= args.analyzers <= 16:
+                raise ValueError(f"--analyzers {args.analyzers}: 1..16")
+            each = [analyzer_options(opts, i, args.analyzers) for i in range(1, args.analyzers + 1)] if args.analyzers > 1 else [opts]
+        emulators: list[PtdEmulator] = []
+        try:
+            for i, one in enumerate(each, start=1):
+                prefix = f"[analyzer{i}] " if len(each) > 1 else ""
+                emulators.append(PtdEmulator(one, console=lambda line, p=prefix: print(p + line, flush=True)).start())
+        except BaseException:
+            for e in emulators:
+                e.stop()
+            raise
     except (ValidationError, ValueError, OSError) as exc:
         print(f"labconsole emulate ptd: {exc}", file=sys.stderr)
         return 2
@@ -740,7 +821,8 @@ def main(argv: list[str] | None = None) -> int:
         while not done.wait(0.5):
             pass
     finally:
-        emulator.stop()
+        for e in emulators:
+            e.stop()
     return 0
 
 

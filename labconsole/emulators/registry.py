@@ -24,6 +24,10 @@ EMULATORS: dict[str, str] = {
     "lpm01a": "labconsole.emulators.lpm01a",
     "ptd": "labconsole.emulators.ptd",
     "tiny-dut": "labconsole.emulators.tiny_dut",
+    "redfish": "labconsole.emulators.redfish",
+    "prometheus-fleet": "labconsole.emulators.prometheus",
+    "ipmi": "labconsole.emulators.ipmi",
+    "fleet": "labconsole.emulators.fleet",
 }
 
 # driver name (a profile's `driver:`) -> emulator name used when the source has `emulator:`
@@ -31,6 +35,10 @@ FOR_DRIVER: dict[str, str] = {
     "yokogawa": "wt310",
     "lpm01a": "lpm01a",
     "ptd": "ptd",
+    "redfish": "redfish",
+    "prometheus": "prometheus-fleet",
+    "ipmi": "ipmi",
+    "fleet": "fleet",
 }
 
 

@@ -18,12 +18,13 @@ can be matched; `format_power_time`/`parse_power_time` are the one formatter and
 from __future__ import annotations
 
 import calendar
+import configparser
 import datetime as _dt
 import math
 import re
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from labconsole.instruments.ranges import AccuracySpec, RangeState
 from labconsole.instruments.yokogawa import lookup_model
@@ -562,4 +563,65 @@ def parse_ptd_log(lines: list[str]) -> list[PtdLogLine]:
             out.append(PtdLogLine(i, None, line.strip(), line))
             continue
         out.append(PtdLogLine(i, ns, line[m.end() :].strip(), line))
+    return out
+
+
+# --- power-dev's server configuration: the analyzers ---------------------------------------------
+@dataclass(frozen=True)
+class AnalyzerConfig:
+    """One `[analyzerN]` section of power-dev's server.conf: one PTDaemon per analyzer
+    (power-dev:ptd_client_server/lib/server.py `ServerConfig`)."""
+
+    index: int  # 1-based, as in the section name
+    device_type: int
+    device_port: str
+    interface_flag: str
+    network_port: int = DEFAULT_PORT
+    channel: tuple[int, ...] | None = None
+    dc_flag: str | None = None
+    gpib_board: int | None = None
+
+
+def parse_powerdev_analyzers(text: str, filename: str = "server.conf") -> list[AnalyzerConfig]:
+    """The analyzers of a power-dev server config: `[ptd] analyzerCount` (default 1) and one
+    `[analyzerN]` each, with deviceType, interfaceFlag and devicePort required (per-analyzer
+    keys are read only from `[analyzerN]`, as power-dev HEAD does; a config without
+    `[analyzer1]` fails there too). Raises ValueError naming the file, section and key."""
+    conf = configparser.ConfigParser()
+    try:
+        conf.read_string(text, source=filename)
+    except configparser.Error as exc:
+        raise ValueError(f"{filename}: {exc}") from None
+
+    def get(section: str, key: str, parse: Callable[[str], Any] = str, fallback: str | None = None) -> Any:
+        if not conf.has_section(section):
+            raise ValueError(f"{filename}: [{section}] is missing (power-dev reads each analyzer's settings from its own [analyzerN])")
+        raw = conf.get(section, key, fallback=fallback)
+        if raw is None:
+            raise ValueError(f"{filename}: [{section}] {key}: required")
+        try:
+            return parse(raw)
+        except ValueError:
+            raise ValueError(f"{filename}: [{section}] {key}: cannot read {raw!r}") from None
+
+    count = get("ptd", "analyzerCount", int, "1") if conf.has_section("ptd") else 1
+    if not 1 <= count <= 64:
+        raise ValueError(f"{filename}: [ptd] analyzerCount: {count} (1..64)")
+    out = []
+    for i in range(1, count + 1):
+        sec = f"analyzer{i}"
+        chan = get(sec, "channel", str, "")
+        out.append(AnalyzerConfig(
+            index=i,
+            device_type=get(sec, "deviceType", int),
+            device_port=get(sec, "devicePort"),
+            interface_flag=get(sec, "interfaceFlag"),
+            network_port=get(sec, "networkPort", int, str(DEFAULT_PORT)),
+            channel=tuple(int(x) for x in chan.split(",")) if chan.strip() else None,
+            dc_flag=conf.get(sec, "dcFlag", fallback=None),
+            gpib_board=get(sec, "gpibBoard", int, "-1") if conf.has_option(sec, "gpibBoard") else None,
+        ))
+    ports = [a.network_port for a in out]
+    if len(set(ports)) != len(ports):
+        raise ValueError(f"{filename}: analyzers share a networkPort ({ports}); each analyzer's PTDaemon needs its own")
     return out

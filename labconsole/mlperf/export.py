@@ -32,7 +32,7 @@ import numpy as np
 from labconsole.bundle.reader import RunRecord, open_run
 from labconsole.bundle.seal import verify
 from labconsole.events import PROGRESS, Event, phase_spans
-from labconsole.mlperf.powerdev import SUPPORTED_MODEL, format_spl_line, sha1_file
+from labconsole.mlperf.powerdev import SUPPORTED_MODEL, analyzer_file, format_spl_line, merge_power_logs, sha1_file
 from labconsole.samples.batch import OK
 
 NOT_OFFICIAL = (
@@ -213,17 +213,59 @@ def _write_phase(stage: _Staging, record: RunRecord, phase: str, sub: str, sessi
     if frame is None or len(frame) == 0:
         notes.append(f"{sub}/spl.txt: no samples of the primary source {prim} in {phase}")
         return
+    begin = ph.detail.power_begin_ns if ph.detail is not None else None
+    mark = f"{session}_{'testing' if phase == 'testing' else 'ranging'}"
+    analyzers = analyzer_frames(frame)
+    if analyzers:
+        _write_analyzers(stage, sub, analyzers, mark, begin, notes)
+        return
     if frame["channel"].nunique() > 1:
         notes.append(
             f"{sub}/spl.txt: {prim} has {frame['channel'].nunique()} channels, merged by index as power-dev merges analyzers;"
             " read back, the average of the sums may differ from labconsole's sum of channel averages"
         )
-    begin = ph.detail.power_begin_ns if ph.detail is not None else None
-    lines, moved = spl_lines(frame, f"{session}_{'testing' if phase == 'testing' else 'ranging'}", begin)
+    lines, moved = spl_lines(frame, mark, begin)
     if moved:
         notes.append(f"{sub}/spl.txt: {moved} sample(s) recorded less than 1 ms after power_begin stamped 1 ms later, to stay inside the window")
     # PTD's files end with an empty line (power-dev reference §2.4)
     stage.write(f"{sub}/spl.txt", "\n".join(lines) + "\n\n", stage.server)
+
+
+def analyzer_frames(frame: Any) -> list[Any]:
+    """A multi-analyzer source's samples per analyzer (channels `analyzer<i>` or
+    `analyzer<i>.ch<k>`), in analyzer order; [] for any other source."""
+    names = list(dict.fromkeys(frame["channel"].astype(str).tolist()))
+    index: dict[int, list[str]] = {}
+    for name in names:
+        head = name.split(".", 1)[0]
+        if not (head.startswith("analyzer") and head[8:].isdigit()):
+            return []
+        index.setdefault(int(head[8:]), []).append(name)
+    if sorted(index) != list(range(1, len(index) + 1)):
+        return []
+    col = frame["channel"].astype(str)
+    return [frame[col.isin(index[i])] for i in sorted(index)]
+
+
+def _write_analyzers(stage: _Staging, sub: str, analyzers: list[Any], mark: str, begin: int | None, notes: list[str]) -> None:
+    """Several analyzers, as power-dev's server leaves them: each analyzer's samples in
+    `spl_analyzer_<i>` and spl.txt merged from those files by power-dev's own rule (one
+    analyzer: a copy)."""
+    texts = []
+    for i, af in enumerate(analyzers, start=1):
+        lines, moved = spl_lines(af, mark, begin)
+        if moved:
+            notes.append(f"{analyzer_file(sub, i)}: {moved} sample(s) recorded less than 1 ms after power_begin stamped 1 ms later, to stay inside the window")
+        texts.append("\n".join(lines) + "\n\n")
+        stage.write(analyzer_file(sub, i), texts[-1], stage.server)
+    merged = merge_power_logs(texts) if len(texts) > 1 else texts[0]
+    stage.write(f"{sub}/spl.txt", merged, stage.server)
+    counts = [t.count("\n") - 1 for t in texts]
+    if len(texts) > 1:
+        notes.append(
+            f"{sub}/spl.txt: {len(texts)} analyzers merged as power-dev merges them (line k of each, not by time; Watts summed;"
+            f" Volts/Amps/PF -1), {min(counts)} lines" + (f"; lines per analyzer {counts}: the longer files' extra lines are not in spl.txt" if len(set(counts)) > 1 else "")
+        )
 
 
 def _write_ptd_logs(stage: _Staging, record: RunRecord, notes: list[str]) -> None:
@@ -243,8 +285,7 @@ def _summaries(stage: _Staging, record: RunRecord, events: list[Event], session:
     phases = {ph: [[spans[ph][0]] * 2, [spans[ph][0]] * 2, [spans[ph][1]] * 2, [spans[ph][1]] * 2] for ph in PHASE_FOLDERS if ph in spans}
     found = next((s for s in (record.environment.get("sources") or []) if isinstance(s, dict) and s.get("name") == prim), {})
     ident = found.get("identity") or {}
-    model = str(ident.get("model", ""))
-    device_type = device_type_of(model) if model else None
+    each = (ident.get("extra") or {}).get("analyzers") or [ident]  # several analyzers: one ptd_config entry each
     run_id = str(record.run_info.get("id") or "")
     base = {
         "version": "1.0",
@@ -269,7 +310,11 @@ def _summaries(stage: _Staging, record: RunRecord, events: list[Event], session:
         base,
         results=dict(sorted(stage.server.items())),
         ptd_messages=[],
-        ptd_config=[{"command": [], "device_type": device_type, "interface_flag": None, "dc_flag": None, "device_port": ident.get("address"), "channel": None, "identity": ident, "driver": found.get("driver")}],
+        ptd_config=[
+            {"command": [], "device_type": device_type_of(str(a.get("model", ""))) if a.get("model") else None, "interface_flag": None, "dc_flag": None,
+             "device_port": a.get("address"), "channel": None, "identity": a, "driver": found.get("driver")}
+            for a in each
+        ],
     )
     return client, server
 

@@ -12,6 +12,7 @@ checker; `mlperf.export` uses it to write the same formats.
 from __future__ import annotations
 
 import hashlib
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,3 +167,35 @@ def format_spl_line(wall_ns: int, watts: float, volts: float, amps: float, pf: f
     if not valid:
         watts = volts = amps = pf = float("nan")
     return ptd.format_sample_line(wall_ns, [(watts, volts, amps, pf)], mark)
+
+
+# --- several analyzers -------------------------------------------------------------------------------
+def analyzer_file(sub: str, index: int) -> str:
+    """Each analyzer's samples as power-dev names them: `.csv` in ranging/, `.txt` in run_1/."""
+    return f"{sub}/spl_analyzer_{index}.{'csv' if sub == 'ranging' else 'txt'}"
+
+
+def merge_power_logs(texts: list[str]) -> str:
+    """power-dev's `merge_power_logs` (ptd_client_server/lib/server.py), on texts: line k of every
+    analyzer paired by index (not by time) up to the shortest file; the time and mark of analyzer
+    1; Watts the sum of |W| over the analyzers whose W is not -1 (`%.6f`); Volts, Amps and PF
+    -1.000000; then `Analyzer<i>,` and each analyzer's raw line. A line that does not parse (the
+    empty line a PTD file ends with, a short line) is skipped, as power-dev's bare `except` does.
+    The caller writes one file with several analyzers, and copies the only one's file as it is."""
+    data: list[list[list[str]]] = []
+    for text in texts:
+        # Read as power-dev reads a file: text mode (universal newlines), each line rstrip()ped.
+        data.append([line.rstrip().split(",") for line in io.StringIO(text, newline=None)])
+    out = []
+    for k in range(min(len(d) for d in data) if data else 0):
+        try:
+            time_, mark = data[0][k][1], data[0][k][11]
+            total = 0.0
+            for d in data:
+                if float(d[k][3]) != -1:
+                    total += abs(float(d[k][3]))
+        except (IndexError, ValueError):
+            continue
+        head = ["Time", time_, "Watts", f"{total:.6f}", "Volts", f"{-1:.6f}", "Amps", f"{-1:.6f}", "PF", f"{-1:.6f}", "Mark", mark]
+        out.append(",".join(head) + "".join(f",Analyzer{i},{','.join(d[k])}" for i, d in enumerate(data, start=1)) + "\n")
+    return "".join(out)

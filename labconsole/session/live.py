@@ -10,6 +10,7 @@ same objects serve the TUI, the CLI and tests.
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 import time
@@ -127,6 +128,18 @@ class SeriesHistory:
         y = self.y[i:]
         y = y[np.isfinite(y)]
         return float(y.mean()) if len(y) else float("nan")
+
+    def last_valid_point(self) -> tuple[float, float]:
+        """(t, value) of the newest valid point; (NaN, NaN) when there is none."""
+        y = self.y
+        tail = max(0, len(y) - 256)  # the newest is nearly always near the end: look there first
+        ok = np.flatnonzero(np.isfinite(y[tail:]))
+        if len(ok):
+            return float(self.t[tail + ok[-1]]), float(y[tail + ok[-1]])
+        ok = np.flatnonzero(np.isfinite(y[:tail]))
+        if len(ok) == 0:
+            return math.nan, math.nan
+        return float(self.t[ok[-1]]), float(y[ok[-1]])
 
     def last_valid(self) -> float:
         y = self.y[-64:]

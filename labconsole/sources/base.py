@@ -121,6 +121,12 @@ class Source(ABC):
         # procedure sets ranges or asks for identity.
         self.io_lock = threading.RLock()
 
+    @classmethod
+    def implementation(cls, options: DriverOptions) -> type["Source"]:
+        """The class that serves these options: a driver whose options choose a variant (PTD with
+        several analyzers) returns it here; the registry builds that class."""
+        return cls
+
     # -- lifecycle -----------------------------------------------------------------------------
     @abstractmethod
     def open(self) -> None: ...

@@ -80,7 +80,7 @@ from labconsole.instruments.ptd import (
 )
 from labconsole.instruments.ranges import AccuracySpec, RangeState
 from labconsole.locks import tcp_key
-from labconsole.samples.batch import ERROR, NO_DATA, SAMPLE_DTYPE, ChannelBatch, empty_batch, now_ns
+from labconsole.samples.batch import ERROR, NO_DATA, OK, SAMPLE_DTYPE, ChannelBatch, empty_batch, now_ns
 from labconsole.sources.base import Capabilities, Discovered, DriverOptions, Identity, Source, SourceError
 
 MAX_LINE_BYTES = 64 * 1024  # a sample line is < 1 KiB even with many channels: more is garbage
@@ -227,7 +227,20 @@ class ClockOffsetEstimator:
 # The driver
 
 
+class PtdAnalyzer(DriverOptions):
+    """One of several analyzers measuring one SUT: power-dev's `[analyzerN]`, one PTDaemon each."""
+
+    host: str = Field("127.0.0.1", min_length=1, max_length=255, description="host running this analyzer's PTDaemon")
+    port: int = Field(..., ge=1, le=65535, description="this analyzer's PTDaemon port (power-dev's networkPort; one per analyzer)")
+    channels: list[int] | None = Field(None, min_length=1, max_length=64, description="multichannel analyzer: channels to record")
+
+
 class PtdOptions(DriverOptions):
+    analyzers: list[PtdAnalyzer] | None = Field(
+        None, min_length=1, max_length=16,
+        description="several analyzers for one SUT (MLPerf Inference), one PTDaemon each, as power-dev's [analyzerN]: "
+        "one channel per analyzer (analyzer1, analyzer2, ...), summed; host/port/channels above are then unused",
+    )
     host: str = Field("127.0.0.1", min_length=1, max_length=255, description="host running PTDaemon (name or address)")
     port: int = Field(DEFAULT_PORT, ge=1, le=65535, description="PTDaemon's -p port")
     interval_ms: int | None = Field(
@@ -251,6 +264,10 @@ class PtdSource(Source):
     driver = "ptd"
     Options = PtdOptions
     options: PtdOptions
+
+    @classmethod
+    def implementation(cls, options: DriverOptions) -> type[Source]:
+        return PtdAnalyzersSource if getattr(options, "analyzers", None) else cls
 
     def __init__(self, name: str, options: PtdOptions | None = None, sample_interval_s: float = 1.0):
         super().__init__(name, options, sample_interval_s)
@@ -688,6 +705,10 @@ class PtdSource(Source):
         wanted = self.options.channels or list(range(1, len(chans) + 1))
         return [(f"ch{k}", chans[k - 1] if k <= len(chans) else None) for k in wanted]
 
+    def next_poll_in(self) -> float:
+        """Seconds until read() would ask PTD again (0: now)."""
+        return max(0.0, self._next_poll - time.monotonic())
+
     def diagnostics(self) -> dict[str, Any]:
         return {"counters": dict(self.counters), "read_command": self._read_cmd}
 
@@ -721,6 +742,211 @@ class PtdSource(Source):
 
 
 _Row = tuple[int, int, Group | None]  # wall ns, monotonic ns, the channel's group (None: garbage)
+
+
+# ---------------------------------------------------------------------------------------------
+# Several analyzers for one SUT
+
+
+class PtdAnalyzersSource(Source):
+    """Several power analyzers measuring one SUT (MLPerf Inference's multi-analyzer setup), each
+    behind its own PTDaemon, as power-dev's director runs them (`[analyzerN]`, one `networkPort`
+    each). One `PtdSource` per analyzer does the talking; this source gives them one name, one
+    mark prefix, phases started on all analyzers at once (power-dev sends Go in parallel
+    threads), and one channel per analyzer (`analyzer1`, `analyzer2`, ... or `analyzerN.chK` for
+    a multichannel analyzer), so the bundle keeps each analyzer's samples and the source's
+    power is their sum (a multi-channel source reports the sum of its channels).
+
+    Fixed ranges are set per analyzer from that analyzer's own ranging maxima (volts, 1.1 x
+    amps), as power-dev does; the caller's request (the maxima over all analyzers) is used for
+    an analyzer that saw no valid volts/amps.
+    """
+
+    driver = "ptd"
+    Options = PtdOptions
+    options: PtdOptions
+
+    def __init__(self, name: str, options: PtdOptions | None = None, sample_interval_s: float = 1.0):
+        super().__init__(name, options, sample_interval_s)
+        o = self.options
+        if not o.analyzers:
+            raise SourceError(f"{name}: PtdAnalyzersSource needs options.analyzers")
+        prefix = o.mark_prefix or time.strftime("%Y-%m-%d_%H-%M-%S", time.gmtime())
+        shared = o.model_dump(exclude={"analyzers", "host", "port", "channels", "mark_prefix"})
+        self.analyzers: list[PtdSource] = [
+            PtdSource(
+                f"{name}[analyzer{i}]",
+                PtdOptions(**shared, host=a.host, port=a.port, channels=a.channels, mark_prefix=prefix),
+                sample_interval_s,
+            )
+            for i, a in enumerate(o.analyzers, start=1)
+        ]
+        # Per analyzer: max volts and amps seen since auto-range was switched on (its ranging).
+        self._max_va: list[list[float]] = [[math.nan, math.nan] for _ in self.analyzers]
+
+    def _each(self, fn, what: str) -> list[Any]:
+        """fn(analyzer) on all analyzers at once (power-dev's parallel Go); the first error raised."""
+        results: list[Any] = [None] * len(self.analyzers)
+        errors: list[BaseException | None] = [None] * len(self.analyzers)
+
+        def run(i: int, a: PtdSource) -> None:
+            try:
+                results[i] = fn(a)
+            except BaseException as exc:  # noqa: BLE001 - re-raised below, in the caller's thread
+                errors[i] = exc
+
+        threads = [threading.Thread(target=run, args=(i, a), name=f"ptd-{what}-{i + 1}", daemon=True) for i, a in enumerate(self.analyzers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for exc in errors:
+            if exc is not None:
+                raise exc
+        return results
+
+    # --- lifecycle --------------------------------------------------------------------------------
+    def open(self) -> None:
+        opened: list[PtdSource] = []
+        try:
+            for a in self.analyzers:
+                a.open()
+                opened.append(a)
+        except Exception:
+            for a in opened:
+                try:
+                    a.close()
+                except SourceError:
+                    pass
+            raise
+
+    def close(self) -> None:
+        problems = []
+        for a in self.analyzers:
+            try:
+                a.close()
+            except SourceError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise SourceError("; ".join(problems))
+
+    def lock_key(self) -> str | None:
+        # One key per source: the first analyzer's daemon stands for the set.
+        return self.analyzers[0].lock_key()
+
+    # --- what it is -------------------------------------------------------------------------------
+    def identify(self) -> Identity:
+        idents = [a.identify() for a in self.analyzers]
+        return Identity(
+            driver=self.driver,
+            model=" + ".join(i.model for i in idents),
+            serial=" + ".join(i.serial for i in idents),
+            firmware=idents[0].firmware,
+            vendor=idents[0].vendor,
+            address=" ".join(i.address for i in idents),
+            extra={"analyzer_count": len(idents), "analyzers": [i.as_dict() for i in idents]},
+        )
+
+    def _prefix(self, i: int, channel: str) -> str:
+        return f"analyzer{i + 1}" if channel == "main" else f"analyzer{i + 1}.{channel}"
+
+    def capabilities(self) -> Capabilities:
+        caps = [a.capabilities() for a in self.analyzers]
+        first = caps[0]
+        return Capabilities(
+            channels=tuple(self._prefix(i, ch) for i, c in enumerate(caps) for ch in c.channels),
+            quantities=first.quantities,
+            power_kind="meter",
+            # Each analyzer rounds the request up to its own ranges; no one table holds for all.
+            auto_range=all(c.auto_range for c in caps),
+            ranges_rounded_by_meter=all(c.ranges_rounded_by_meter for c in caps),
+            update_periods_s=first.update_periods_s,
+            accuracy=first.accuracy,
+            channel_info={
+                self._prefix(i, ch): {"analyzer": i + 1, "address": a.address, "model": a.ptd.model if a.ptd else ""}
+                for i, (a, c) in enumerate(zip(self.analyzers, caps))
+                for ch in c.channels
+            },
+        )
+
+    # --- ranges -----------------------------------------------------------------------------------
+    def set_ranges(self, volts: float | None = None, amps: float | None = None, auto: bool | None = None) -> RangeState:
+        if auto:
+            states = self._each(lambda a: a.set_ranges(auto=True), "range")
+            self._max_va = [[math.nan, math.nan] for _ in self.analyzers]
+        else:
+            def one(i: int) -> RangeState:
+                mv, ma = self._max_va[i]
+                own = not (math.isnan(mv) or math.isnan(ma)) and volts is not None and amps is not None
+                # power-dev: SR,V,<this analyzer's max V>; SR,A,<its max A x 1.1>
+                return self.analyzers[i].set_ranges(volts=mv if own else volts, amps=ma * 1.1 if own else amps, auto=auto)
+
+            idx = {id(a): i for i, a in enumerate(self.analyzers)}
+            states = self._each(lambda a: one(idx[id(a)]), "range")
+        return self._combined(states)
+
+    @staticmethod
+    def _combined(states: list[RangeState]) -> RangeState:
+        """The widest of the analyzers' ranges: each holds its own maxima, so the widest holds the
+        overall request the procedure checks the read-back against."""
+        return RangeState(
+            volts=max((s.volts for s in states), default=math.nan),
+            amps=max((s.amps for s in states), default=math.nan),
+            auto_v=any(s.auto_v for s in states),
+            auto_a=any(s.auto_a for s in states),
+        )
+
+    def get_ranges(self) -> RangeState:
+        return self._combined([a.get_ranges() for a in self.analyzers])
+
+    def analyzer_ranges(self) -> list[dict[str, Any]]:
+        return [a.get_ranges().as_dict() for a in self.analyzers]
+
+    # --- phases -----------------------------------------------------------------------------------
+    def begin_phase(self, label: str) -> None:
+        self._each(lambda a: a.begin_phase(label), "begin")
+
+    def end_phase(self, label: str) -> dict[str, Any] | None:
+        parts = self._each(lambda a: a.end_phase(label), "end")
+        summary: dict[str, Any] = {"source": self.name, "driver": self.driver, "analyzers": parts}
+        summary["warning"] = any(bool(p and p.get("warning")) for p in parts)
+        summary["message"] = "; ".join(f"analyzer{i}: {p.get('message', '')}" for i, p in enumerate(parts, start=1) if p)
+        summary["clock_offset_s"] = self.clock_offset_s()
+        return summary
+
+    # --- data -------------------------------------------------------------------------------------
+    def read(self, timeout: float) -> list[ChannelBatch]:
+        end = time.monotonic() + timeout
+        while True:
+            out: list[ChannelBatch] = []
+            for i, a in enumerate(self.analyzers):
+                for b in a.read(0):
+                    out.append(ChannelBatch(self._prefix(i, b.channel), b.samples))
+                    self._track_max(i, b.samples)
+            if out:
+                return out
+            now = time.monotonic()
+            if now >= end:
+                return []
+            time.sleep(max(0.001, min(end - now, min(a.next_poll_in() for a in self.analyzers))))
+
+    def _track_max(self, i: int, samples: np.ndarray) -> None:
+        ok = samples["status"] == OK
+        if not np.any(ok):
+            return
+        for k, field_name in enumerate(("volts", "amps")):
+            vals = samples[field_name][ok]
+            vals = vals[np.isfinite(vals)]
+            if len(vals):
+                cur = self._max_va[i][k]
+                self._max_va[i][k] = float(vals.max()) if math.isnan(cur) else max(cur, float(vals.max()))
+
+    def diagnostics(self) -> dict[str, Any]:
+        return {"analyzers": [a.diagnostics() for a in self.analyzers]}
+
+    def clock_offset_s(self) -> float | None:
+        offs = [o for o in (a.clock_offset_s() for a in self.analyzers) if o is not None]
+        return max(offs, key=abs) if offs else None
 
 
 def _sample_batch(rows: list[_Row], range_v: float, range_a: float, accuracy: AccuracySpec | None) -> np.ndarray:

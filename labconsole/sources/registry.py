@@ -17,6 +17,10 @@ DRIVERS: dict[str, str] = {
     "nvml": "labconsole.sources.nvml:NvmlSource",
     "rapl": "labconsole.sources.rapl:RaplSource",
     "ptd": "labconsole.sources.ptd:PtdSource",
+    "redfish": "labconsole.sources.redfish:RedfishSource",
+    "prometheus": "labconsole.sources.prometheus:PrometheusSource",
+    "ipmi": "labconsole.sources.ipmi:IpmiSource",
+    "fleet": "labconsole.sources.fleet:FleetSource",
     "replay": "labconsole.sources.replay:ReplaySource",
 }
 
@@ -43,4 +47,4 @@ def create_source(name: str, driver: str, options: dict | None, sample_interval_
     """Build a source from a profile entry (options already validated by the profile loader)."""
     cls = get_driver(driver)
     opts = cls.Options.model_validate(options or {})
-    return cls(name=name, options=opts, sample_interval_s=sample_interval_s)
+    return cls.implementation(opts)(name=name, options=opts, sample_interval_s=sample_interval_s)

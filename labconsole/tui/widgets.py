@@ -11,6 +11,7 @@ from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Static
 
 from labconsole import events as ev
+from labconsole.session import fleet_view
 from labconsole.session.live import LiveSession, SeriesHistory, qps_over_phases
 from labconsole.tui.format import si
 from labconsole.tui.plot import Marker, Series
@@ -166,6 +167,7 @@ class LiveData:
         self.phase_marks: list[Marker] = []
         self.windows: list[tuple[float, float, str]] = []  # MLPerf Tiny's measured windows (wall s)
         self.events = []
+        self.stale_s = 5.0  # a fleet's node whose newest reading is older stops counting in the total
 
     def attach(self, session: LiveSession | None) -> bool:
         """Follow `session`; True when it is a different one (the caller clears its views)."""
@@ -205,10 +207,22 @@ class LiveData:
 
     def power_series(self) -> list[Series]:
         out = []
+        per_source: dict[str, list] = {}
         for (src, ch), h in self.histories.items():
-            label = src if ch == "main" else f"{src}/{ch}"
-            last = h.last_valid()
-            out.append(Series(label, h.t, h.y, value_text=si(last, "W")))
+            per_source.setdefault(src, []).append((ch, h))
+        for src, chans in per_source.items():
+            if len(chans) > fleet_view.MANY:  # a fleet: its total, one curve (the breakdown is in the stats)
+                hs = [h for _, h in chans]
+                t0 = min((h.t[0] for h in hs if len(h)), default=0.0)
+                t1 = max((h.t[-1] for h in hs if len(h)), default=0.0)
+                t, y = fleet_view.total_series([(h.t, h.y) for h in hs], t0, t1, 600, stale_s=self.stale_s)
+                last = y[np.isfinite(y)][-1] if np.isfinite(y).any() else float("nan")
+                out.append(Series(f"{src} (total of {len(chans)})", t, y, value_text=si(last, "W")))
+                continue
+            for ch, h in chans:
+                label = src if ch == "main" else f"{src}/{ch}"
+                last = h.last_valid()
+                out.append(Series(label, h.t, h.y, value_text=si(last, "W")))
         return out
 
     def qps(self) -> tuple[np.ndarray, np.ndarray]:

@@ -17,6 +17,7 @@ from labconsole.verdict import FAIL
 
 # Importing a module registers its checks, so these two lines are the order `check` prints.
 from labconsole.mlperf.checks import rules  # noqa: F401 - registers ours, first
+from labconsole.mlperf.checks import fleet  # noqa: F401 - ours for fleet runs (every node reported)
 from labconsole.mlperf.checks import official  # noqa: F401 - registers the official checker's, after ours
 
 

@@ -744,19 +744,29 @@ def _bundle_meter(record: RunRecord) -> list[CheckResult]:
     driver = str((found or {}).get("driver", ""))
     if not found:
         return [_result(name, WARN, f"no identity recorded for the primary source {record.primary_source} (environment.json)")]
-    compact = "Yokogawa" + model.replace(" ", "").replace("-", "").upper().replace("YOKOGAWA", "")
-    known = {k.upper(): k for k in SUPPORTED_MODEL}
-    match = known.get(compact.upper()) or (model if model in SUPPORTED_MODEL else None)
     rules = rounds.in_force(record)
     extra = ident.get("extra") if isinstance(ident.get("extra"), dict) else {}
     version = str(extra.get("ptd_version") or "")
+    analyzers = extra.get("analyzers")
+    if isinstance(analyzers, list) and analyzers:  # several analyzers for one SUT: each must be accepted
+        results = [_meter_model(name, f"{record.primary_source} analyzer {i}", str((a or {}).get("model", "")), driver, rules, version)
+                   for i, a in enumerate(analyzers, start=1)]
+        worst = next((r for r in results if r.status != PASS), results[0])
+        return [_result(name, worst.status, "; ".join(r.message for r in results))]
+    return [_meter_model(name, f"primary source {record.primary_source}", model, driver, rules, version)]
+
+
+def _meter_model(name: str, what: str, model: str, driver: str, rules, version: str) -> CheckResult:
+    compact = "Yokogawa" + model.replace(" ", "").replace("-", "").upper().replace("YOKOGAWA", "")
+    known = {k.upper(): k for k in SUPPORTED_MODEL}
+    match = known.get(compact.upper()) or (model if model in SUPPORTED_MODEL else None)
     if match and version and version not in rules.ptd_versions:
         # read through a PTDaemon whose version the checker of these rules rejects
-        return [_result(name, WARN, f"primary source {record.primary_source}: {model} through PTD {version}, which {rules.checker} does not accept ({', '.join(rules.ptd_versions)}): not submission grade")]
+        return _result(name, WARN, f"{what}: {model} through PTD {version}, which {rules.checker} does not accept ({', '.join(rules.ptd_versions)}): not submission grade")
     if match:
         through = f" through PTD {version}" if version else ""
-        return [_result(name, PASS, f"primary source {record.primary_source}: {model} ({driver}){through} is a meter model MLPerf accepts (device type {SUPPORTED_MODEL[match]}); submissions still need PTD {', '.join(rules.ptd_versions)} and power-dev")]
-    return [_result(name, WARN, f"primary source {record.primary_source}: {model or 'unknown model'} ({driver}) is not a meter MLPerf accepts ({', '.join(SUPPORTED_MODEL)}): not submission grade")]
+        return _result(name, PASS, f"{what}: {model} ({driver}){through} is a meter model MLPerf accepts (device type {SUPPORTED_MODEL[match]}); submissions still need PTD {', '.join(rules.ptd_versions)} and power-dev")
+    return _result(name, WARN, f"{what}: {model or 'unknown model'} ({driver}) is not a meter MLPerf accepts ({', '.join(SUPPORTED_MODEL)}): not submission grade")
 
 
 # --- 11: debug ------------------------------------------------------------------------------------------------

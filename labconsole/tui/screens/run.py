@@ -18,6 +18,7 @@ from textual.widgets import Button, Footer, Input, Label, ProgressBar, RichLog, 
 
 from rich.markup import escape
 
+from labconsole.session import fleet_view
 from labconsole.sources.replay import MAX, speed_label
 from labconsole.session.interval import EnergyCounter
 from labconsole.tui.format import duration, event_markup, num, si, status_markup
@@ -63,6 +64,14 @@ def plot_view(s, live: LiveData, zoom_recent: bool) -> tuple[tuple[float, float]
         spans.append(Span(pw[0], min(pw[1], now), "power window"))
     spans += [Span(a, min(b, now), label) for a, b, label in live.windows if a < now]  # MLPerf Tiny's windows
     return x_range, origin, spans
+
+
+def fleet_view_sources(histories: dict) -> list[str]:
+    """Sources with more channels than fleet_view.MANY (a fleet's nodes)."""
+    count: dict[str, int] = {}
+    for src, _ch in histories:
+        count[src] = count.get(src, 0) + 1
+    return [src for src, n in count.items() if n > fleet_view.MANY]
 
 
 class RunScreen(TickingScreen):
@@ -397,8 +406,15 @@ class RunScreen(TickingScreen):
         if est is not None:
             lines.append(f"[b]run[/] {duration(est.elapsed_s)} of ~{duration(est.total_s)}  [dim]~{duration(est.remaining_s)} left[/]")
         rings = s.rings()
+        fleets = fleet_view_sources(self.live.histories)
+        for src in fleets:  # a fleet: its total and a per-node grid, readable at 64 nodes
+            latest = {ch: h.last_valid_point() for (sname, ch), h in self.live.histories.items() if sname == src}
+            readings = fleet_view.node_readings(latest, s.now_s(), self.live.stale_s)
+            lines += fleet_view.breakdown_lines(src, readings, width=max(30, self.query_one("#run-stats").size.width - 2))
         for key, h in self.live.histories.items():
             src, ch = key
+            if src in fleets:
+                continue
             ring = rings.get(key)
             label = src if ch == "main" else f"{src}/{ch}"
             now_w = h.last_valid()

@@ -1,0 +1,1 @@
+"""`labconsole export-metrics`: a profile's own sources as a Prometheus exporter."""
