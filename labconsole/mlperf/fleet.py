@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from labconsole.samples.table import sample_chunks
+
 from labconsole.bundle.reader import RunRecord
 
 DEFAULT_MAX_DROPOUT_S = 10.0
@@ -61,10 +63,15 @@ def silences(frame: Any, begin_ns: int, end_ns: int, expected: list[str] | None 
     out: dict[str, float] = {}
     window_s = (end_ns - begin_ns) / 1e9
     if frame is not None and len(frame):
-        chans = frame["channel"].astype(str).to_numpy()
-        wall = frame["wall_ns"].to_numpy()
-        for ch in np.unique(chans):
-            t = np.sort(wall[(chans == ch) & (wall > begin_ns) & (wall < end_ns)])
+        # chunk by chunk (a streamed phase is never held whole): each node's times in the window
+        inside: dict[str, list[np.ndarray]] = {}
+        for chunk in sample_chunks(frame, ("wall_ns", "channel")):
+            chans = chunk["channel"].astype(str).to_numpy()
+            wall = chunk["wall_ns"].to_numpy()
+            for ch in np.unique(chans):
+                inside.setdefault(str(ch), []).append(wall[(chans == ch) & (wall > begin_ns) & (wall < end_ns)])
+        for ch, parts in inside.items():
+            t = np.sort(np.concatenate(parts))
             if len(t) == 0:
                 longest = window_s
             else:

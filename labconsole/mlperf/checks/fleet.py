@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from labconsole.bundle.reader import RunRecord
 from labconsole.mlperf.checks.registry import CheckResult, check
+from labconsole.mlperf.metrics import source_frame
 from labconsole.mlperf.fleet import DEFAULT_MAX_DROPOUT_S, fleet_identity, silences
 from labconsole.verdict import FAIL, PASS, SKIP, WARN
 
@@ -19,7 +20,7 @@ def node_reporting(record: RunRecord) -> list[CheckResult]:
     if ph is None or ph.detail is None or ph.detail.power_begin_ns is None:
         return [CheckResult(NAME, WARN, "no testing power window to check the nodes against")]
     limit = float(extra.get("max_dropout_s") or DEFAULT_MAX_DROPOUT_S)
-    frame = ph.samples[ph.samples["source"] == record.primary_source] if ph.samples is not None else None
+    frame = source_frame(ph, record.primary_source)
     quiet = silences(frame, ph.detail.power_begin_ns, ph.detail.power_end_ns, list(extra.get("nodes") or []))
     if not quiet:
         return [CheckResult(NAME, FAIL, "no node reported in the testing window")]
