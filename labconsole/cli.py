@@ -73,7 +73,7 @@ def _live_line(proc) -> str | None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from labconsole.procedure.engine import RunEngine, RunOptions
-    from labconsole.procedure.plans.inference import InferencePlan
+    from labconsole.procedure.plans import plan_for
 
     if getattr(args, "from_bundle", None):
         return cmd_rerun(args)
@@ -88,7 +88,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         _err("--duration: must be a number of seconds in (0, 604800]")
         return EXIT_USAGE
     bus = EventBus()
-    proc = RunEngine(loaded, InferencePlan(), RunOptions(scenario=args.scenario, duration_s=args.duration, out_dir=Path(args.out) if args.out else None), bus)
+    proc = RunEngine(loaded, plan_for(loaded), RunOptions(scenario=args.scenario, duration_s=args.duration, out_dir=Path(args.out) if args.out else None), bus)
     return _drive_procedure(proc, args)
 
 
@@ -298,9 +298,11 @@ def _open_record_or_exit(path: str, columns: tuple[str, ...] | None = None):
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from labconsole.mlperf import metrics
+    from labconsole.mlperf import metrics, official_record
 
     record = _open_record_or_exit(args.path, metrics.REPORT_COLUMNS)  # only what the report reads
+    if record.kind == "bundle" and official_record.is_official_bundle(record.path):
+        record = official_record.report_record(record.path) or record  # the official folder is the record
     try:
         rep = metrics.compute_report(record, args.scenario)
     except ValueError as exc:
@@ -319,9 +321,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from labconsole.mlperf import checks
+    from labconsole.mlperf import checks, official_record
 
     record = _open_record_or_exit(args.path)
+    if record.kind == "bundle" and official_record.is_official_bundle(record.path):
+        return official_record.check_command(args.path, args.json, args.rules)  # both verdicts side by side
     try:
         rules = checks.choose(record, args.rules)
     except ValueError as exc:
@@ -369,6 +373,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(f"  session name: {res.session_name}; {len(res.files)} files")
     print(res.out_dir)
     return EXIT_OK
+
+
+def cmd_director(args: argparse.Namespace) -> int:
+    from labconsole.director.command import run_director
+
+    return run_director(args)
 
 
 def cmd_emulate(args: argparse.Namespace) -> int:
@@ -490,6 +500,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", default="1", help="1, 10, 100, ... or max (as fast as it goes); default 1")
     p.add_argument("--profile", help="profile for the rest of the console (default: the built-in simulated bench)")
     p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("director", help="the official workflow's director: write power-dev's server.conf from a profile, check it, start power-dev's server and serve its live view")
+    p.add_argument("--profile", required=True, help="a profile with a `director:` section (analyzers, ptd, ntp_server, address)")
+    p.add_argument("--workdir", help="where server.conf and the server's log go (default: RECORDINGS/director/<UTC time>)")
+    p.add_argument("--check", action="store_true", help="write server.conf and check it against what the official checker accepts; start nothing")
+    p.set_defaults(func=cmd_director)
 
     p = sub.add_parser("emulate", help="start a loopback instrument emulator (wt310, ptd, lpm01a) for training and tests")
     p.add_argument("name", help="which emulator")

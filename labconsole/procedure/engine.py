@@ -217,6 +217,9 @@ class RunEngine:
         self.bus.add_sink(self._timeline_sink)
         try:
             self._start_bundle()
+            prepare = getattr(self.plan, "prepare", None)
+            if prepare is not None:  # what the plan starts before the sources (the official director)
+                prepare(self)
             self._open_sources()
             self.check_abort()
             self.recorder = Recorder(
@@ -379,6 +382,12 @@ class RunEngine:
             except Exception as exc:  # noqa: BLE001
                 self.bus.emit(ev.WARNING, f"emulator stop failed: {exc}")
         self._emulators.clear()
+        release = getattr(self.plan, "release", None)
+        if release is not None:
+            try:
+                release(self)
+            except Exception as exc:  # noqa: BLE001 - still seal
+                self.bus.emit(ev.WARNING, f"stopping what the plan started failed: {exc}")
         if self.recorder is not None and self.bundle is not None:
             counts = self.recorder.counts()
             # Drivers that keep their own counters (lost samples, protocol errors) report them too.

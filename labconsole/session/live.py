@@ -232,11 +232,11 @@ class ProcedureSession(LiveSession):
 
     def __init__(self, loaded, options=None, step_runner=None):
         from labconsole.procedure.engine import RunEngine
-        from labconsole.procedure.plans.inference import InferencePlan
+        from labconsole.procedure.plans import plan_for
 
         self.bus = EventBus()
         self._queue: queue.Queue[Event] = self.bus.subscribe()
-        self.proc = RunEngine(loaded, InferencePlan(step_runner=step_runner), options, self.bus)
+        self.proc = RunEngine(loaded, plan_for(loaded, step_runner), options, self.bus)
         self.title = f"{loaded.profile.name}: {self.proc.scenario}, {self.proc.duration_s:g} s"
         self.step_runner = step_runner
         self.outcome = None

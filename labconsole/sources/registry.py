@@ -17,6 +17,7 @@ DRIVERS: dict[str, str] = {
     "nvml": "labconsole.sources.nvml:NvmlSource",
     "rapl": "labconsole.sources.rapl:RaplSource",
     "ptd": "labconsole.sources.ptd:PtdSource",
+    "director": "labconsole.sources.director:DirectorSource",
     "replay": "labconsole.sources.replay:ReplaySource",
 }
 
