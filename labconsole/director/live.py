@@ -8,7 +8,7 @@ director's labconsole tails that file and serves what it read, and the SUT's con
 PTDaemon, the server or their files.
 
     GET /status            {"state", "alive", "identify", "errors", "server_tail", "time", "ntp", ...}
-    GET /lines?after=SEQ   {"lines": [{"seq", "analyzer", "line"}, ...], "last": SEQ}
+    GET /lines?after=SEQ   {"lines": [{"seq", "analyzer", "line"}, ...], "last": SEQ, "state": STATE}
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class LiveView:
                         self.send_error(400, "after must be an integer")
                         return
                     lines = view.director.lines_after(after)
-                    body = {"lines": [{"seq": ln.seq, "analyzer": ln.analyzer, "line": ln.line} for ln in lines], "last": lines[-1].seq if lines else after}
+                    body = {"lines": [{"seq": ln.seq, "analyzer": ln.analyzer, "line": ln.line} for ln in lines], "last": lines[-1].seq if lines else after, "state": view.director.status.state}
                 else:
                     self.send_error(404, "GET /status or /lines?after=SEQ")
                     return

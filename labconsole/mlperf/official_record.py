@@ -15,7 +15,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from labconsole.bundle.reader import open_run
+from labconsole.bundle.reader import RunRecord, open_run, scenario_name
 from labconsole.bundle.seal import verify
 from labconsole.mlperf import checks, metrics
 from labconsole.mlperf.checks.registry import CheckResult
@@ -90,6 +90,20 @@ def run_compliance_check(folder: Path, powerdev: PowerDev | None = None, configu
     return OfficialVerdict(True, proc.returncode == 0, proc.returncode, verdicts, out)
 
 
+def open_official(bundle: Path, folder: Path, **kw) -> RunRecord:
+    """The official folder as a record, filed under the scenario the run was made for (the
+    profile's, which power-dev's client ran) rather than the name of the folder above it."""
+    record = open_run(folder, **kw)
+    try:
+        run_scenario = json.loads((Path(bundle) / "data" / "run.json").read_text(encoding="utf-8")).get("scenario")
+    except (OSError, ValueError, AttributeError):
+        run_scenario = None
+    filed = scenario_name(run_scenario)
+    if filed is not None:
+        record.folder_scenario = record.folder_name = filed
+    return record
+
+
 def bundle_checks(bundle: Path, with_manifest: bool = True) -> list[CheckResult]:
     """The bundle's own integrity: its seal, and how the run ended."""
     out: list[CheckResult] = []
@@ -120,7 +134,7 @@ def evaluate_bundle(bundle: Path, rules: str | None = None, with_manifest: bool 
     if folder is None:
         results.append(CheckResult("official folder", FAIL, "the bundle holds no power-dev session folder (data/official/<session>/): the client never got that far"))
         return {"official_folder": None}, results, None
-    record = open_run(folder)
+    record = open_official(bundle, folder)
     report = metrics.compute_report(record)
     report["official_folder"] = str(folder.relative_to(Path(bundle).resolve()))
     results += checks.run_checks(record, rules)
@@ -183,4 +197,4 @@ def check_command(path: str, as_json: bool, rules: str | None) -> int:
 def report_record(bundle: Path):
     """The record `report` reads for an official bundle: its official folder's."""
     folder = official_folder(bundle)
-    return open_run(folder, columns=metrics.REPORT_COLUMNS, read_only=True) if folder is not None else None
+    return open_official(bundle, folder, columns=metrics.REPORT_COLUMNS, read_only=True) if folder is not None else None

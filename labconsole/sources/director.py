@@ -36,6 +36,7 @@ class DirectorSource(Source):
         self._after = 0
         self._status: dict = {}
         self._analyzers = 1
+        self._state = ""  # the director's state at the last poll
         self.counters = {"lines": 0, "samples": 0, "garbage_lines": 0, "polls": 0}
 
     def _url(self, path: str) -> str:
@@ -99,6 +100,7 @@ class DirectorSource(Source):
             self.counters["polls"] += 1
             got = self._get(f"/lines?after={self._after}")
             lines = got.get("lines") or []
+            self._state = str(got.get("state") or "")
             if lines:
                 self._after = int(got["last"])
                 return self._batches(lines)
@@ -106,6 +108,10 @@ class DirectorSource(Source):
             if left <= 0:
                 return []
             time.sleep(min(0.25, left))
+
+    def expects_samples(self) -> bool:
+        # PTDaemon logs samples only during a measurement (between power-dev's Go and Stop).
+        return self._state in ("ranging", "testing", "")
 
     def _batches(self, lines: list[dict]) -> list[ChannelBatch]:
         rows: dict[str, list[tuple]] = {}

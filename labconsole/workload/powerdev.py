@@ -90,9 +90,41 @@ PHASES = (
     ("downloads", re.compile(r"^Done runs")),
     ("done", re.compile(r"^Successful exit")),
 )
-# Within a mode: the client asks the server to start measuring, runs the workload, stops.
-WORKLOAD_START = re.compile(r"^Running the workload ")
-MODE_STOP = re.compile(r"^Sending command to the server: 'session,[^,]+,stop,")
+# Within a mode: the client checks the clocks, asks the server to start measuring, runs the
+# workload, asks it to stop.
+STEPS = (
+    ("clock check", re.compile(r"^Synchronizing with the server and with ")),
+    ("measurement starting", re.compile(r"^Sending command to the server: 'session,[^,]+,start,")),
+    ("workload", re.compile(r"^Running the workload ")),
+    ("measurement stopping", re.compile(r"^Sending command to the server: 'session,[^,]+,stop,")),
+    ("copying LoadGen logs", re.compile(r"^Copying loadgen logs ")),
+)
+_ORDER = [n for n, _ in PHASES]
+
+
+class PhaseTracker:
+    """Where power-dev's client is, from its log messages: `phase` (connect, ntp, session,
+    ranging, testing, downloads, done; forward only: the clock check inside each mode is one
+    of its `step`s) and the session name it was given."""
+
+    def __init__(self) -> None:
+        self.phase = "starting"
+        self.step = ""
+        self.session: str | None = None
+
+    def feed(self, message: str) -> bool:
+        """Take one log message; True when the phase changed."""
+        for name, rx in PHASES:
+            m = rx.match(message)
+            if m and (self.phase not in _ORDER or _ORDER.index(name) > _ORDER.index(self.phase)):
+                self.phase, self.step = name, ""
+                if name == "session":
+                    self.session = m.group("session")
+                return True
+        for name, rx in STEPS:
+            if rx.match(message):
+                self.step = name
+        return False
 
 
 @dataclass
@@ -147,12 +179,19 @@ class OfficialClient:
         self.on_progress = on_progress
         self.env = powerdev.env(env)
         self.proc: subprocess.Popen | None = None
-        self.phase = "starting"
-        self.session: str | None = None
+        self.tracker = PhaseTracker()
         self.errors: list[str] = []
         self._abort = threading.Event()
         self._abort_reason = ""
         self._log_lock = threading.Lock()
+
+    @property
+    def phase(self) -> str:
+        return self.tracker.phase
+
+    @property
+    def session(self) -> str | None:
+        return self.tracker.session
 
     def abort(self, reason: str = "aborted by the operator") -> None:
         self._abort_reason = reason
@@ -176,12 +215,7 @@ class OfficialClient:
             line = parse_client_line(text)
             if line.level in ("ERROR", "CRITICAL"):
                 self.errors.append(line.message)
-            for name, rx in PHASES:
-                m = rx.match(line.message)
-                if m:
-                    self.phase = name
-                    if name == "session":
-                        self.session = m.group("session")
+            self.tracker.feed(line.message)
             if self.on_line is not None:
                 self.on_line(line)
 

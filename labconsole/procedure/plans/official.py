@@ -238,8 +238,8 @@ class OfficialPlan:
                 engine.bus.emit(ev.ERROR, f"power-dev client: {line.message}", phase=phase)
             elif line.level == "WARNING":
                 engine.bus.emit(ev.WARNING, f"power-dev client: {line.message}", phase=phase)
-            elif line.level == "INFO" and (line.message.startswith(("Running", "Session id", "NTP", "Synchronizing", "Fetching", "Done", "Successful"))):
-                engine.bus.emit(ev.INFO, f"power-dev client: {line.message}", phase=phase)
+            elif line.level == "INFO" and line.message.startswith(("Running", "Session id", "NTP", "The time difference", "Fetching", "Done", "Successful", "Copying")):
+                engine.bus.emit(ev.INFO, f"power-dev client: {line.message}", phase=MEASURED.get(phase, f"official: {phase}"), step=client.tracker.step)
 
         def on_progress(msg: dict) -> None:
             phase = MEASURED.get(current["phase"] or "")
