@@ -148,6 +148,7 @@ class ClientResult:
     session: str | None  # the session name power-dev chose
     session_dir: Path | None  # <out>/<session>: power/, ranging/, run_1/
     errors: list[str] = field(default_factory=list)  # the client's own ERROR/CRITICAL lines, verbatim
+    last_words: list[str] = field(default_factory=list)  # its last lines on stderr (a traceback's end)
 
 
 class OfficialClient:
@@ -181,6 +182,7 @@ class OfficialClient:
         self.proc: subprocess.Popen | None = None
         self.tracker = PhaseTracker()
         self.errors: list[str] = []
+        self.last_words: list[str] = []
         self._abort = threading.Event()
         self._abort_reason = ""
         self._log_lock = threading.Lock()
@@ -213,6 +215,8 @@ class OfficialClient:
                         self.on_progress(msg)
                     continue
             line = parse_client_line(text)
+            if is_stderr and text.strip():
+                self.last_words = (self.last_words + [text.strip()])[-5:]
             if line.level in ("ERROR", "CRITICAL"):
                 self.errors.append(line.message)
             self.tracker.feed(line.message)
@@ -251,10 +255,10 @@ class OfficialClient:
             log.close()
         if status == "completed" and code != 0:
             status = "failed"
-            said = "; ".join(self.errors[-3:]) if self.errors else "no error message"
+            said = "; ".join(self.errors[-3:]) if self.errors else (self.last_words[-1] if self.last_words else "no error message")
             reason = f"power-dev's client failed (exit status {code}) during {self.phase}: {said}"
         session_dir = self.out_dir / self.session if self.session and (self.out_dir / self.session).is_dir() else None
-        return ClientResult(code, status, reason, self.session, session_dir, list(self.errors))
+        return ClientResult(code, status, reason, self.session, session_dir, list(self.errors), list(self.last_words))
 
     def _terminate(self) -> None:
         proc = self.proc

@@ -13,8 +13,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
-import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +22,7 @@ from labconsole.bundle.reader import read_spl
 from labconsole.events import read_events
 from labconsole.samples.streams import read_sample_stream
 from labconsole.workload.loadgen_log import parse_detail_log
+from official_bench import need_powerdev_and_ntp_port
 from powerdev_real import POWER_DEV, official_check
 
 OFFICIAL_CHECKS = (
@@ -41,35 +40,13 @@ OFFICIAL_CHECKS = (
 )
 
 
-def _can_serve_ntp(wait_s: float = 180.0) -> bool:
-    """Whether 127.0.0.1:123 can be bound, waiting a while for another test module that holds
-    it (the power-dev agreement test serves SNTP there during its own session)."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            s.bind(("127.0.0.1", 123))
-            return True
-        except PermissionError:
-            return False
-        except OSError:
-            if time.monotonic() > deadline:
-                return False
-        finally:
-            s.close()
-        time.sleep(1.0)
-
-
 def _env() -> dict:
     return {"LABCONSOLE_POWERDEV": str(POWER_DEV)}
 
 
 @pytest.fixture(scope="module")
 def official(tmp_path_factory) -> dict:
-    if not (POWER_DEV / "compliance" / "check.py").is_file():
-        pytest.skip(f"power-dev is not at {POWER_DEV} (see ../shared/vendor/README.md)")
-    if not _can_serve_ntp():
-        pytest.skip("cannot serve SNTP on 127.0.0.1:123, which power-dev's client and server ask (port taken, or not allowed)")
+    need_powerdev_and_ntp_port()
     out = tmp_path_factory.mktemp("official")
     full = dict(os.environ, **_env())
     full.pop("MLPP_DEBUG", None)  # the console must not need it; the checker fails a debug session
