@@ -95,7 +95,9 @@ def open_official(bundle: Path, folder: Path, **kw) -> RunRecord:
     profile's, which power-dev's client ran) rather than the name of the folder above it."""
     record = open_run(folder, **kw)
     try:
-        run_scenario = json.loads((Path(bundle) / "data" / "run.json").read_text(encoding="utf-8")).get("scenario")
+        info = json.loads((Path(bundle) / "data" / "run.json").read_text(encoding="utf-8"))
+        run_scenario = info.get("scenario")
+        record.run_info.update(exit_status=info.get("exit_status"), official_bundle=str(bundle))
     except (OSError, ValueError, AttributeError):
         run_scenario = None
     filed = scenario_name(run_scenario)

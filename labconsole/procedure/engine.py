@@ -85,6 +85,10 @@ class Plan(Protocol):
         to stop the run."""
         ...
 
+    # Optional: `prepare(engine)`, run after the bundle exists and before the sources open (the
+    # official plan starts power-dev's director there), and `release(engine)`, run once the
+    # sources are closed, whatever happened (it stops what prepare started).
+
     def analyse(self, engine: RunEngine) -> tuple[dict, list[dict]]:
         """(report, checks) for `summary.json`, from what the bundle holds; asked for after
         the sources are closed, whatever the exit status (run.json already has it)."""

@@ -287,6 +287,12 @@ class OfficialPlan:
             reason = result.reason
             if self.director is not None and not self.director.alive():
                 reason += f"; power-dev's server had stopped: {self.director.last_words()}"
+            elif self.director is None:  # a remote director: what its server said, through its live view
+                st = self._director_status(engine)
+                if st is None:
+                    reason += "; the director's live view does not answer either (director down, or the network)"
+                elif st.get("errors"):
+                    reason += "; the director's server said: " + " | ".join(st["errors"][-3:])
             engine.bus.emit(ev.ERROR, reason, phase="official")
             raise RunFailed(reason)
         engine.bus.emit(ev.PHASE_END, f"official session {result.session} kept in {self.session_dir}", phase="official")
