@@ -15,7 +15,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from labconsole.bundle.reader import RunRecord, open_run, scenario_name
+from labconsole.bundle.reader import RunOpenError, RunRecord, open_run, scenario_name
 from labconsole.bundle.seal import verify
 from labconsole.mlperf import checks, metrics
 from labconsole.mlperf.checks.registry import CheckResult
@@ -136,7 +136,11 @@ def evaluate_bundle(bundle: Path, rules: str | None = None, with_manifest: bool 
     if folder is None:
         results.append(CheckResult("official folder", FAIL, "the bundle holds no power-dev session folder (data/official/<session>/): the client never got that far"))
         return {"official_folder": None}, results, None
-    record = open_official(bundle, folder)
+    try:
+        record = open_official(bundle, folder)
+    except RunOpenError as exc:  # the client stopped before the folder had power/ and a run
+        results.append(CheckResult("official folder", FAIL, f"the session folder the client left is incomplete: {exc}"))
+        return {"official_folder": str(folder.relative_to(Path(bundle).resolve()))}, results, None
     report = metrics.compute_report(record)
     report["official_folder"] = str(folder.relative_to(Path(bundle).resolve()))
     results += checks.run_checks(record, rules)
