@@ -198,6 +198,9 @@ class DirectorSpec(Model):
     def _analyzers(self) -> "DirectorSpec":
         if self.start and not self.analyzers:
             raise ValueError("start: true needs at least one analyzer (director.analyzers)")
+        if self.start and self.address not in ("127.0.0.1", "::1", "localhost"):
+            # like a profile's emulator: a director this console starts for a rehearsal stays on this machine
+            raise ValueError(f"address {self.address!r}: a director started here (start: true) listens on this machine only (127.0.0.1); run `labconsole director` on the meter's machine for a bench")
         return self
 
 

@@ -84,6 +84,8 @@ def run_director(args: argparse.Namespace) -> int:
         live = LiveView(director, d.address, d.live_port, extra_status=lambda: dict(ntp)).start()
         print(f"listening; PTDaemon: {'; '.join(director.status.identify.values())}", flush=True)
         print(f"live view for the SUT's console: http://{d.address}:{live.port}/status (Ctrl-C stops the director)", flush=True)
+        if d.address not in ("127.0.0.1", "::1", "localhost"):
+            print(f"warning: listening on {d.address}: other machines can reach power-dev's server and the (read-only) live view", flush=True)
         last_state, last_ntp = "", time.monotonic()
         try:
             while not stop.wait(1.0):
