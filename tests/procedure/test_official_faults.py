@@ -116,3 +116,40 @@ def test_the_director_dying_mid_run_is_reported_in_power_devs_words_and_sealed(d
     got = json.loads(check.stdout)
     names = {c["name"]: c for c in got["checks"]}
     assert names["manifest"]["status"] == "pass" and names["run status"]["status"] == "fail"
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def test_ptdaemon_dying_mid_run_is_reported_with_the_servers_words(director, tmp_path):
+    d, live = director
+    prof = tmp_path / "sut.yaml"
+    prof.write_text(SUT_PROFILE.format(rec=tmp_path / "rec", port=d.listen_port, live=live.port))
+    done = threading.Event()
+
+    def kill_ptd_when_measuring() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not done.is_set():
+            if d.status.state == "ranging":
+                time.sleep(1.0)
+                for pid in _children(d.proc.pid):  # the server's PTDaemon (our emulator), not the server
+                    os.kill(pid, signal.SIGKILL)
+                return
+            time.sleep(0.1)
+
+    t = threading.Thread(target=kill_ptd_when_measuring, daemon=True)
+    t.start()
+    proc = run_cli("run", "--profile", str(prof), env={"LABCONSOLE_POWERDEV": str(POWER_DEV)}, timeout=240)
+    done.set()
+    t.join(timeout=5)
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
+    run = json.loads((_bundle(proc) / "data" / "run.json").read_text())
+    assert run["exit_status"] == "failed" and "power-dev's client failed" in run["reason"]
+    # the director's server said what happened to its PTDaemon, and the SUT's record carries it
+    assert "the director's server said:" in run["reason"], run["reason"]
+    assert d.status.errors, "power-dev's server logged no error"
+    assert verify(_bundle(proc)).sealed
