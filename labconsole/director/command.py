@@ -25,6 +25,11 @@ from labconsole.workload.powerdev import PowerDevMissing, find_powerdev
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 
+def _clean(text: str) -> str:
+    """Text from power-dev's and PTDaemon's logs, safe for a terminal (no control characters)."""
+    return "".join(ch if ch.isprintable() else "?" for ch in str(text))
+
+
 def run_director(args: argparse.Namespace) -> int:
     try:
         loaded = load_profile(Path(args.profile))
@@ -74,15 +79,15 @@ def run_director(args: argparse.Namespace) -> int:
     stop = threading.Event()
     old = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        director.on_line = lambda level, msg: print(f"server [{level}] {msg}", flush=True) if level in ("WARNING", "ERROR", "CRITICAL") else None
+        director.on_line = lambda level, msg: print(f"server [{level}] {_clean(msg)}", flush=True) if level in ("WARNING", "ERROR", "CRITICAL") else None
         print(f"starting power-dev's server ({pd.where}) on {d.address}:{d.port}; config {director.conf_path}", flush=True)
         try:
             director.start()
         except DirectorError as exc:
-            print(f"director: {exc}", flush=True)
+            print(f"director: {_clean(str(exc))}", flush=True)
             return EXIT_FAIL
         live = LiveView(director, d.address, d.live_port, extra_status=lambda: dict(ntp)).start()
-        print(f"listening; PTDaemon: {'; '.join(director.status.identify.values())}", flush=True)
+        print(f"listening; PTDaemon: {_clean('; '.join(director.status.identify.values()))}", flush=True)
         print(f"live view for the SUT's console: http://{d.address}:{live.port}/status (Ctrl-C stops the director)", flush=True)
         if d.address not in ("127.0.0.1", "::1", "localhost"):
             print(f"warning: listening on {d.address}: other machines can reach power-dev's server and the (read-only) live view", flush=True)
@@ -100,7 +105,7 @@ def run_director(args: argparse.Namespace) -> int:
                     print(f"{st}{'  ' + shown if shown else ''}{off}", flush=True)
                     last_state = st
                 if not director.alive():
-                    print(f"power-dev's server stopped: {director.last_words()}", flush=True)
+                    print(f"power-dev's server stopped: {_clean(director.last_words())}", flush=True)
                     return EXIT_FAIL
         finally:
             live.stop()
