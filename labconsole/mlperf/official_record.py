@@ -134,7 +134,13 @@ def evaluate_bundle(bundle: Path, rules: str | None = None, with_manifest: bool 
     folder = official_folder(bundle)
     results = bundle_checks(bundle, with_manifest)
     if folder is None:
-        results.append(CheckResult("official folder", FAIL, "the bundle holds no power-dev session folder (data/official/<session>/): the client never got that far"))
+        try:
+            session = (json.loads((Path(bundle) / "data" / "run.json").read_text(encoding="utf-8")).get("official") or {}).get("session")
+        except (OSError, ValueError, AttributeError):
+            session = None
+        why = (f"power-dev's session {session} ended before it wrote any file (the client writes its files at the end of a session, the server's come with the downloads)"
+               if session else "power-dev's client never started a session")
+        results.append(CheckResult("official folder", FAIL, f"the bundle holds no power-dev session folder (data/official/<session>/): {why}"))
         return {"official_folder": None}, results, None
     try:
         record = open_official(bundle, folder)
