@@ -311,7 +311,7 @@ def _check_training(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from labconsole.mlperf import metrics
+    from labconsole.mlperf import metrics, official_record
 
     if _is_tiny(args.path):
         if args.html or args.plot:
@@ -327,6 +327,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         return _write_report(args)
 
     record = _open_record_or_exit(args.path)
+    if record.kind == "bundle" and official_record.is_official_bundle(record.path):
+        record = official_record.report_record(record.path) or record  # the official folder is the record
     try:
         rep = metrics.compute_report(record, args.scenario)
     except ValueError as exc:
@@ -342,7 +344,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from labconsole.mlperf import checks
+    from labconsole.mlperf import checks, official_record
 
     if _is_tiny(args.path):
         return _tiny_check(args)
@@ -350,6 +352,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         return _check_training(args)
 
     record = _open_record_or_exit(args.path)
+    if record.kind == "bundle" and official_record.is_official_bundle(record.path):
+        return official_record.check_command(args.path, args.json, args.rules)  # both verdicts side by side
     try:
         rules = checks.choose(record, args.rules)
     except ValueError as exc:
@@ -489,6 +493,12 @@ def _export_training(args: argparse.Namespace) -> int:
     print(f"  {len(res.files)} files; check it with: python -m mlperf_logging.package_checker {res.out_dir / args.org} training 4.1.0")
     print(res.benchmark_dir)
     return EXIT_OK
+
+
+def cmd_director(args: argparse.Namespace) -> int:
+    from labconsole.director.command import run_director
+
+    return run_director(args)
 
 
 def cmd_emulate(args: argparse.Namespace) -> int:
@@ -664,6 +674,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=9464, help="port (default 9464; 0 = any free port)")
     p.add_argument("--node", help="the node label (default: this host's name)")
     p.set_defaults(func=cmd_export_metrics)
+
+    p = sub.add_parser("director", help="the official workflow's director: write power-dev's server.conf from a profile, check it, start power-dev's server and serve its live view")
+    p.add_argument("--profile", required=True, help="a profile with a `director:` section (analyzers, ptd, ntp_server, address)")
+    p.add_argument("--workdir", help="where server.conf and the server's log go (default: RECORDINGS/director/<UTC time>)")
+    p.add_argument("--check", action="store_true", help="write server.conf and check it against what the official checker accepts; start nothing")
+    p.set_defaults(func=cmd_director)
 
     p = sub.add_parser("emulate", help="start a loopback instrument emulator (wt310, ptd, lpm01a) for training and tests")
     p.add_argument("name", help="which emulator")

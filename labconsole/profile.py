@@ -95,6 +95,7 @@ class LoadGenWorkload(Model):
     seeds: Seeds = Field(default_factory=Seeds)
     trace: bool = Field(False, description="write LoadGen's trace (large, slows the harness)")
     timeout_s: float | None = Field(None, gt=0, le=30 * 86400, description="watchdog; default 3 x duration + 120 s")
+    official: bool = Field(False, description="run through power-dev's client and director (the official MLPerf Power workflow)")
     stall_s: float | None = Field(None, gt=0, le=86400, description="stop a phase when nothing completes for this long; default max(60 s, duration / 2)")
 
     @field_validator("target_qps", "expected_latency_ms")
@@ -136,6 +137,7 @@ class CommandWorkload(Model):
     cwd: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
     timeout_s: float | None = Field(None, gt=0, le=30 * 86400)
+    official: bool = Field(False, description="run through power-dev's client and director (the official MLPerf Power workflow)")
 
 
 class SwitchSpec(Model):
@@ -253,6 +255,45 @@ class ProcedureSpec(Model):
     ranging_delta_limit_pct: float = Field(-5.0, ge=-100, le=0)
 
 
+class AnalyzerSpec(Model):
+    """One power analyzer on the director, as power-dev's `[analyzerN]` section says it."""
+
+    device_type: int = Field(ge=0, le=100000, description="PTDaemon's device type (49 = WT310/WT310E)")
+    device_port: str = Field(min_length=1, max_length=255, description="COM1, /dev/ttyUSB0, an IP, a serial number")
+    interface_flag: Literal["", "-n", "-g", "-y", "-U"] = Field("", description="'' = RS232, -n TCP/IP, -g GPIB, -y Yokogawa TMCTL, -U USB")
+    network_port: int = Field(8888, ge=0, le=65535, description="PTDaemon's -p port; one per analyzer (0: a free one, rehearsal)")
+    channel: list[int] | None = Field(None, min_length=1, max_length=2)
+    dc_flag: bool = False
+    gpib_board: int | None = Field(None, ge=0, le=32)
+
+
+class DirectorSpec(Model):
+    """The official workflow's director: power-dev's server on the machine wired to the meter."""
+
+    address: str = Field("127.0.0.1", min_length=1, max_length=255, description="where power-dev's server listens (the client connects here)")
+    port: int = Field(4950, ge=0, le=65535, description="power-dev's server port (0: a free one, rehearsal)")
+    live_port: int = Field(4951, ge=0, le=65535, description="the director's labconsole live view (0: a free one, rehearsal)")
+    ntp_server: str = Field(min_length=1, max_length=255, description="the NTP server both machines check against")
+    ptd: str = Field("emulate", min_length=1, max_length=4096, description="path to SPEC PTDaemon, or `emulate` (labconsole's emulator: rehearsal only)")
+    ptd_args: list[str] = Field(default_factory=list, max_length=64, description="extra arguments for `labconsole emulate ptd` (with ptd: emulate)")
+    analyzers: list[AnalyzerSpec] = Field(default_factory=list, max_length=16)
+    ranging_mode: Literal["AUTO", "MAX"] = "AUTO"
+    start: bool = Field(False, description="SUT side: start the director (and an SNTP responder) on this machine: a one-machine rehearsal")
+    label: str = Field("", max_length=64, pattern=r"^[A-Za-z0-9_-]*$", description="power-dev's session label")
+    powerdev: str | None = Field(None, max_length=4096, description="a power-dev checkout (else $LABCONSOLE_POWERDEV, else installed)")
+    dry_run: bool = Field(False, description="MLPP_DEBUG: short waits, marked debug: NOT for submission")
+    min_free_mb: float = Field(500.0, ge=0, le=10**7, description="preflight: free disk needed for the record")
+
+    @model_validator(mode="after")
+    def _analyzers(self) -> "DirectorSpec":
+        if self.start and not self.analyzers:
+            raise ValueError("start: true needs at least one analyzer (director.analyzers)")
+        if self.start and self.address not in ("127.0.0.1", "::1", "localhost"):
+            # like a profile's emulator: a director this console starts for a rehearsal stays on this machine
+            raise ValueError(f"address {self.address!r}: a director started here (start: true) listens on this machine only (127.0.0.1); run `labconsole director` on the meter's machine for a bench")
+        return self
+
+
 class Profile(Model):
     name: str = Field(pattern=NAME_PATTERN)
     description: str = Field("", max_length=4096)
@@ -261,6 +302,13 @@ class Profile(Model):
     sources: list[SourceSpec] = Field(min_length=1, max_length=64)
     workload: Workload = Field(default_factory=LoadGenWorkload)
     procedure: ProcedureSpec = Field(default_factory=ProcedureSpec)
+    director: DirectorSpec | None = None
+
+    @model_validator(mode="after")
+    def _official(self) -> "Profile":
+        if self.workload.official and self.director is None:
+            raise ValueError("workload.official: true needs a `director:` section (where power-dev's server runs)")
+        return self
 
     @model_validator(mode="after")
     def _unique_and_primary(self) -> "Profile":

@@ -345,6 +345,9 @@ class Recorder:
                     return
                 continue
             if not batches:
+                if not src.expects_samples():
+                    st.last_sample_mono = time.monotonic()  # silent by design, not a gap
+                    continue
                 if st.gap_start_ns is None and time.monotonic() - st.last_sample_mono > silent_after:
                     st.gap_start_ns = st.last_sample_wall_ns or time.time_ns()
                     self.bus.emit(ev.WARNING, f"{src.name}: no samples for {silent_after:.1f} s", source=src.name)

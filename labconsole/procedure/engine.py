@@ -85,6 +85,10 @@ class Plan(Protocol):
         to stop the run."""
         ...
 
+    # Optional: `prepare(engine)`, run after the bundle exists and before the sources open (the
+    # official plan starts power-dev's director there), and `release(engine)`, run once the
+    # sources are closed, whatever happened (it stops what prepare started).
+
     def analyse(self, engine: RunEngine) -> tuple[dict, list[dict]]:
         """(report, checks) for `summary.json`, from what the bundle holds; asked for after
         the sources are closed, whatever the exit status (run.json already has it)."""
@@ -226,6 +230,9 @@ class RunEngine:
         self.bus.add_sink(self._timeline_sink)
         try:
             self._start_bundle()
+            prepare = getattr(self.plan, "prepare", None)
+            if prepare is not None:  # what the plan starts before the sources (the official director)
+                prepare(self)
             self._open_sources()
             self.check_abort()
             self.recorder = Recorder(
@@ -388,6 +395,12 @@ class RunEngine:
             except Exception as exc:  # noqa: BLE001
                 self.bus.emit(ev.WARNING, f"emulator stop failed: {exc}")
         self._emulators.clear()
+        release = getattr(self.plan, "release", None)
+        if release is not None:
+            try:
+                release(self)
+            except Exception as exc:  # noqa: BLE001 - still seal
+                self.bus.emit(ev.WARNING, f"stopping what the plan started failed: {exc}")
         if self.recorder is not None and self.bundle is not None:
             counts = self.recorder.counts()
             # Drivers that keep their own counters (lost samples, protocol errors) report them too.

@@ -183,6 +183,11 @@ class Source(ABC):
         """
         return None
 
+    def expects_samples(self) -> bool:
+        """False while the source has, by its nature, nothing to report (a director between
+        PTD measurements): the recorder then does not count the silence as a gap."""
+        return True
+
     def clock_offset_s(self) -> float | None:
         """Offset of the source host's clock against ours (seconds, + = ahead) where known."""
         return None

@@ -21,6 +21,7 @@ DRIVERS: dict[str, str] = {
     "prometheus": "labconsole.sources.prometheus:PrometheusSource",
     "ipmi": "labconsole.sources.ipmi:IpmiSource",
     "fleet": "labconsole.sources.fleet:FleetSource",
+    "director": "labconsole.sources.director:DirectorSource",
     "replay": "labconsole.sources.replay:ReplaySource",
 }
 

@@ -12,10 +12,14 @@ from labconsole.profile import Profile, TinyWorkload, TrainingWorkload
 
 
 def plan_for(profile: Profile, step_runner=None):
-    """The plan a profile's workload asks for: Training's, Tiny's, else Inference's (whose
-    calibration a `step_runner` may guide)."""
+    """The plan a profile's workload asks for: Training's, Tiny's, the official power-dev
+    workflow (`official: true`), else Inference's (whose calibration a `step_runner` may guide)."""
     if isinstance(profile.workload, TrainingWorkload):
         return TrainingPlan()
     if isinstance(profile.workload, TinyWorkload):
         return TinyPlan()
+    if getattr(profile.workload, "official", False):
+        from labconsole.procedure.plans.official import OfficialPlan
+
+        return OfficialPlan(step_runner=step_runner)
     return InferencePlan(step_runner=step_runner)
