@@ -18,6 +18,7 @@ from pathlib import Path
 from labconsole import __version__
 from labconsole import events as ev
 from labconsole.events import EventBus, to_json
+from labconsole.termtext import EscapingStream, printable
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_ABORTED = 0, 1, 2, 130
 
@@ -258,7 +259,7 @@ def _code_a_bundle_runs(workload) -> str | None:
 
 def _printable(text: str) -> str:
     """Untrusted text (from a bundle, a meter) for a terminal: control characters escaped."""
-    return "".join(ch if ch.isprintable() or ch in "\n\t" else repr(ch)[1:-1] for ch in str(text))
+    return printable(text)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -345,6 +346,7 @@ def cmd_recover(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from labconsole.mlperf.export import ExportError, export_mlperf
     from labconsole.bundle.reader import RunOpenError
+    from labconsole.safefile import describe_oserror
 
     if not args.mlperf:
         _err("export: name the format: --mlperf DIR")
@@ -353,7 +355,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         res = export_mlperf(args.path, args.mlperf)
     except (ExportError, RunOpenError) as exc:
         _err(str(exc))
-        return EXIT_FAIL
+        return EXIT_USAGE
+    except OSError as exc:  # the folder to write cannot be made there (read-only, a file, a name too long)
+        _err(describe_oserror(exc.filename or args.mlperf, exc))
+        return EXIT_USAGE
     print("NOT AN OFFICIAL MLPERF SUBMISSION. " + res.disclaimer)
     for note in res.notes:
         print(f"  note: {note}")
@@ -494,6 +499,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         args.profile = None
         return cmd_tui(args)
+    if args.command in ("tui", "replay", "init"):  # Textual and prompts need the raw terminal
+        return _dispatch(args)
+    # Text from bundles, result folders and meters is printed: never a control sequence.
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = EscapingStream(sys.stdout), EscapingStream(sys.stderr)
+    try:
+        return _dispatch(args)
+    finally:
+        if isinstance(sys.stdout, EscapingStream):
+            sys.stdout = saved[0]
+        if isinstance(sys.stderr, EscapingStream):
+            sys.stderr = saved[1]
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args) or 0)
     except SystemExit as exc:

@@ -427,7 +427,10 @@ def setup_on_start(profile: str | None, cwd: Path | None = None) -> dict | None:
     """
     if profile is not None:
         path = Path(profile).expanduser()
-        if path.exists():
+        try:
+            if path.exists() or path.is_symlink():
+                return None
+        except OSError:  # a name too long, a file where a folder should be: the loader says so
             return None
         return {"target": path, "welcome": f"{profile} does not exist yet: answer the questions below and the console writes it there. "
                 "(esc: skip, and use the built-in simulated bench)"}

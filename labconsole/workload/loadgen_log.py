@@ -9,12 +9,14 @@ the file and the line.
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from labconsole import safefile
 from labconsole.instruments.ptd import parse_power_time
 
 MLLOG_PREFIX = ":::MLLOG "
@@ -82,11 +84,12 @@ class DetailLog:
 def decode_lines(path: Path) -> list[str]:
     """The file's lines (CR stripped); a byte that is not UTF-8 is an error naming the line."""
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise LoadGenLogError(f"{path}: missing") from None
-    except OSError as exc:
-        raise LoadGenLogError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        # only a regular file, and a bounded size: a FIFO or /dev/zero as a log must not hang
+        raw = safefile.read_bytes(path, "log")
+    except safefile.FileRefused as exc:
+        if exc.errno == errno.ENOENT:
+            raise LoadGenLogError(f"{path}: missing") from None
+        raise LoadGenLogError(f"{path}: cannot read ({exc.reason})") from None
     out = []
     for lineno, chunk in enumerate(raw.split(b"\n"), start=1):
         try:
