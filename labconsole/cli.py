@@ -7,6 +7,7 @@ never load Textual.
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
 import signal
@@ -140,7 +141,7 @@ def _drive_procedure(proc, args: argparse.Namespace) -> int:
 
         if isinstance(crash[0], RunRefused):
             _err(f"refused: {crash[0]}")
-            return EXIT_FAIL
+            return EXIT_USAGE if getattr(crash[0], "bad_input", False) else EXIT_FAIL
         raise crash[0]
     out = outcome[0]
     _print_summary(out)
@@ -336,9 +337,9 @@ def cmd_recover(args: argparse.Namespace) -> int:
 
     try:
         msg = recover(Path(args.path))
-    except RecoverError as exc:
+    except RecoverError as exc:  # not a bundle, already sealed, run.json unreadable: bad input
         _err(str(exc))
-        return EXIT_FAIL
+        return EXIT_USAGE
     print(msg)
     return EXIT_OK
 
@@ -513,11 +514,22 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr = saved[1]
 
 
+# A path a person typed that the system refuses: one line naming it, exit 2 (not a traceback).
+_PATH_ERRNOS = {errno.ENAMETOOLONG, errno.ENOTDIR, errno.EEXIST, errno.EISDIR, errno.ENOENT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ELOOP}
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args) or 0)
     except SystemExit as exc:
         return int(exc.code or 0)
+    except OSError as exc:
+        if exc.errno not in _PATH_ERRNOS or exc.filename is None:
+            raise
+        from labconsole.safefile import describe_oserror
+
+        _err(describe_oserror(exc.filename, exc))
+        return EXIT_USAGE
     except KeyboardInterrupt:
         _err("interrupted")
         return EXIT_ABORTED

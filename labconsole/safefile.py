@@ -63,6 +63,8 @@ def describe_oserror(path: str | Path, exc: OSError) -> str:
         reason = "file name too long (a path component is longer than this file system allows)"
     elif exc.errno == errno.ENOTDIR:
         reason = "a part of the path is a file, not a folder"
+    elif exc.errno == errno.EEXIST:
+        reason = "already exists" + (" and is a file, where a folder is needed" if os.path.isfile(path) else "")
     elif exc.errno == errno.ELOOP:
         reason = "too many levels of links"
     return f"{path}: {reason}"

@@ -23,40 +23,17 @@ import pytest
 
 from conftest import FIXTURES, run_cli
 from labconsole import cli
-from labconsole.bundle.reader import RunOpenError, open_run
+from labconsole.bundle.reader import RunOpenError
+from real_bundle import record_real_bundle
 
 DELL = FIXTURES / "mlperf-results" / "v4.0__Dell__XR8620_L4x1_MaxQ_TRT_MaxQ__resnet50__Offline"
 CASES = int(os.environ.get("LABCONSOLE_FUZZ_CASES", "25"))
 # One of each JSON type, and text carrying a terminal escape and Rich markup.
 VALUES = [None, True, 7, -2.5, 1e308, "x\x1b[31m[b]red", [], {}, [1, "a", None], {"k": [1]}]
 
-PROFILE = """
-name: fz
-recordings: {rec}
-sources:
-  - name: wall
-    driver: simulated
-    sample_interval_s: 0.05
-    options: {{idle_w: 60, dynamic_w: 140, noise_w: 0.5}}
-workload:
-  type: loadgen
-  sut: "null"
-  scenario: Offline
-  duration_s: 1
-procedure:
-  idle_s: 0.3
-  ranging: true
-"""
-
-
 @pytest.fixture(scope="module")
 def real_bundle(tmp_path_factory) -> Path:
-    where = tmp_path_factory.mktemp("realbundle")
-    prof = where / "p.yaml"
-    prof.write_text(PROFILE.format(rec=where / "rec"))
-    res = run_cli("run", "--profile", str(prof), "--quiet", cwd=where, timeout=180)
-    assert res.returncode == 0, res.stderr
-    return Path(res.stdout.strip().splitlines()[-1])
+    return record_real_bundle(tmp_path_factory.mktemp("realbundle"), run_cli)
 
 
 def field_paths(obj, prefix=(), depth=0):
