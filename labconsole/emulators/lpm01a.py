@@ -32,7 +32,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from labconsole.emulators.registry import serve_until_interrupted
+from labconsole.emulators.registry import serve_until_interrupted, startup_failure
 from labconsole.instruments import powershield as ps
 from labconsole.instruments.load_model import LoadModel, utilisation_arg, utilisation_source
 
@@ -584,8 +584,7 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
     except (ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return startup_failure("lpm01a", exc)
 
     def announce() -> None:
         where = emu.path + (f" (also {link})" if link else "")

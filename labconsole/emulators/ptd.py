@@ -37,7 +37,7 @@ from typing import Any, Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from labconsole.emulators.faults import TcpFaults
-from labconsole.emulators.registry import is_loopback, listen_tcp
+from labconsole.emulators.registry import is_loopback, listen_tcp, startup_failure
 from labconsole.instruments.load_model import LoadModel, utilisation_arg, utilisation_source
 from labconsole.instruments.ptd import (
     GO_MAX_SAMPLES,
@@ -73,6 +73,12 @@ PTD_VERSION = "1.11.1"
 PTD_CRC = "00000000"  # no SPEC build: a CRC of zeros
 PTD_BUILD_DATE = "20260101"
 MAX_COMMAND_BYTES = 64 * 1024
+# The most a Go may ask for: an hour between samples (the -i interval's bound), and a ramp-up
+# of a million samples. A bigger number is a parameter error, as PTD answers one, never a
+# sampling thread that dies on a wait too long to represent.
+MAX_GO_INTERVAL_MS = 3_600_000
+MAX_RAMPUP_SAMPLES = 1_000_000
+MAX_CLIENTS = 64  # each client has its own thread: one holding half a command blocks no one
 
 
 @dataclass(frozen=True)
@@ -192,7 +198,7 @@ class PtdEmulator(TcpFaults):
         self._meas: Measurement | None = None
         self._stop = threading.Event()
         self._listener: socket.socket | None = None
-        self._client: socket.socket | None = None
+        self._clients: set[socket.socket] = set()
         self._threads: list[threading.Thread] = []
         self.port = 0
         self.commands_seen = 0
@@ -250,7 +256,7 @@ class PtdEmulator(TcpFaults):
         self.console(f"Connected to {self.device.model} successfully")
         self.console(f"Uncertainty checking for {self.device.model} is activated")
         try:
-            self._listener = listen_tcp(o.host, o.port, backlog=4)
+            self._listener = listen_tcp(o.host, o.port, backlog=1024)
         except OSError:
             self._close_files()
             raise
@@ -266,7 +272,7 @@ class PtdEmulator(TcpFaults):
         self._stop.set()
         with self._lock:
             self._lock.notify_all()
-        for sock in (self._listener, self._client):
+        for sock in (self._listener, *list(self._clients)):
             if sock is not None:
                 try:
                     sock.close()
@@ -287,9 +293,8 @@ class PtdEmulator(TcpFaults):
 
     # --- test hooks ------------------------------------------------------------------------------------
     def drop_client(self) -> None:
-        """The connection breaks (a network fault); the daemon keeps listening."""
-        client = self._client
-        if client is not None:
+        """The connections break (a network fault); the daemon keeps listening."""
+        for client in list(self._clients):
             try:
                 client.shutdown(socket.SHUT_RDWR)
             except OSError:
@@ -305,7 +310,7 @@ class PtdEmulator(TcpFaults):
                 pass
 
     def _listen_again(self) -> None:
-        self._listener = listen_tcp(self.opts.host, self.port, backlog=4)
+        self._listener = listen_tcp(self.opts.host, self.port, backlog=1024)
 
     def _drop_clients(self) -> None:
         self.drop_client()
@@ -320,7 +325,7 @@ class PtdEmulator(TcpFaults):
                     continue
                 delay = m.next_mono - time.monotonic()
                 if delay > 0:
-                    self._lock.wait(delay)
+                    self._lock.wait(min(delay, 0.5))  # bounded: a stop or a new Go is seen within 0.5 s
                     continue
                 m.next_mono += m.interval_s
                 missed = 0
@@ -412,18 +417,25 @@ class PtdEmulator(TcpFaults):
                     continue
             if conn is None:
                 return
+            if len(self._clients) >= MAX_CLIENTS:
+                self.console(f"Refused connection from {addr[0]}:{addr[1]}: {MAX_CLIENTS} clients already", "WARNING")
+                conn.close()
+                continue
             self.console(f"Accepted connection from {addr[0]}:{addr[1]}")
-            self._client = conn
+            self._clients.add(conn)
+            threading.Thread(target=self._client_thread, args=(conn,), name="ptd-emulator-client", daemon=True).start()
+
+    def _client_thread(self, conn: socket.socket) -> None:
+        try:
+            self._handle(conn)
+        finally:
+            self._clients.discard(conn)
             try:
-                self._handle(conn)
-            finally:
-                self._client = None
-                try:
-                    conn.close()
-                except OSError:
-                    pass
-            self.console("Shutting connection down...")
-            self.console("Connection is down.")
+                conn.close()
+            except OSError:
+                pass
+        self.console("Shutting connection down...")
+        self.console("Connection is down.")
 
     def _handle(self, conn: socket.socket) -> None:
         conn.settimeout(0.2)
@@ -560,6 +572,8 @@ class PtdEmulator(TcpFaults):
             ms = self.opts.default_interval_ms  # SPEC CPU's Go,0,0: the analyzer's default
         if ms < self.opts.min_interval_ms or rampup < 0:
             raise _Reply(f"Error in parameter: interval must be at least {self.opts.min_interval_ms} ms")  # [unverified]
+        if ms > MAX_GO_INTERVAL_MS or rampup > MAX_RAMPUP_SAMPLES:
+            raise _Reply(f"Error in parameter: interval at most {MAX_GO_INTERVAL_MS} ms, ramp-up at most {MAX_RAMPUP_SAMPLES} samples")  # [unverified]
         mark = parts[3] if len(parts) == 4 and parts[3] else "notset"
         with self._lock:
             if self._meas is not None and self._meas.running:
@@ -722,8 +736,7 @@ def main(argv: list[str] | None = None) -> int:
         emulator = PtdEmulator(opts, console=lambda line: print(line, flush=True))
         emulator.start()
     except (ValidationError, ValueError, OSError) as exc:
-        print(f"labconsole emulate ptd: {exc}", file=sys.stderr)
-        return 2
+        return startup_failure("ptd", exc, port_flag="-p")
 
     if not is_loopback(args.host):
         print(f"warning: listening on {args.host}: other machines can reach this emulator", file=sys.stderr, flush=True)

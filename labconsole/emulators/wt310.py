@@ -41,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from labconsole.emulators import scpi
 from labconsole.emulators.faults import TcpFaults
-from labconsole.emulators.registry import listen_tcp, serve_until_interrupted
+from labconsole.emulators.registry import listen_tcp, serve_until_interrupted, startup_failure
 from labconsole.emulators.scpi import ErrorQueue, ScpiError, ScpiParser, nr3, parse_bool, parse_choice, parse_number
 from labconsole.instruments.load_model import LoadModel, utilisation_arg, utilisation_source
 from labconsole.instruments.ranges import AutoRanger
@@ -743,10 +743,8 @@ def main(argv: list[str] | None = None) -> int:
     util = args.utilisation
     try:
         handle = start({"host": args.host, "port": args.port, "utilisation": util, "idle_w": args.idle_w, "dynamic_w": args.dynamic_w, "seed": args.seed})
-    except ValueError as exc:
-        hint = " (pass --port 0 for a free port)" if "in use" in str(exc) else ""
-        print(f"labconsole emulate wt310: {exc}{hint}", file=sys.stderr)
-        return 1
+    except (ValueError, OSError) as exc:
+        return startup_failure("wt310", exc)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: listening on {args.host}: other machines can reach this emulator", file=sys.stderr)
 
