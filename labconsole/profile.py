@@ -289,7 +289,7 @@ def _loc_to_path(loc: tuple) -> tuple:
     for i, part in enumerate(loc):
         if part in ("loadgen", "command") and i == 1 and loc[0] == "workload":  # the tag, not workload.command
             continue
-        if isinstance(part, str) and ("[" in part or part.startswith("function-")):
+        if isinstance(part, str) and ("[" in part or part.startswith(("function-", "constrained-"))):
             continue
         out.append(part)
     return tuple(out)
