@@ -19,6 +19,7 @@ from pathlib import Path
 from labconsole import __version__
 from labconsole import events as ev
 from labconsole.events import EventBus, to_json
+from labconsole.safefile import describe_oserror
 from labconsole.termtext import EscapingStream, printable
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_ABORTED = 0, 1, 2, 130
@@ -347,7 +348,6 @@ def cmd_recover(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from labconsole.mlperf.export import ExportError, export_mlperf
     from labconsole.bundle.reader import RunOpenError
-    from labconsole.safefile import describe_oserror
 
     if not args.mlperf:
         _err("export: name the format: --mlperf DIR")
@@ -526,8 +526,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     except OSError as exc:
         if exc.errno not in _PATH_ERRNOS or exc.filename is None:
             raise
-        from labconsole.safefile import describe_oserror
-
+    
         _err(describe_oserror(exc.filename, exc))
         return EXIT_USAGE
     except KeyboardInterrupt:

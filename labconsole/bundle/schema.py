@@ -11,7 +11,7 @@ number), an int passes where a float is expected.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -169,12 +169,18 @@ class _Uuid(_Open):
 
 
 class _PtdConfig(_Open):
-    command: Optional[list[str]] = None
-    device_type: Optional[int] = None
-    interface_flag: Str = None
+    # what the PTD-configuration check reads: the device type is compared (a scalar), the
+    # command searched, the channels counted; their values are the check's to judge
+    command: Optional[list[Any] | str] = None
+    device_type: Optional[int | float | str | bool] = None
+    interface_flag: Any = None
     dc_flag: Any = None
-    device_port: Str = None
-    channel: Optional[list[int]] = None
+    device_port: Any = None
+    channel: Optional[list[Any] | str] = None
+
+
+# An analyzer entry that is not an object is the check's to fail; an object must read as one.
+_PtdEntry = Union[_PtdConfig, str, int, float, bool, None, list[Any]]
 
 
 class PowerDevJson(_Open):
@@ -188,7 +194,7 @@ class PowerDevJson(_Open):
     results: Optional[dict[str, str]] = None
     phases: Optional[dict[str, list[list[float]]]] = None
     ptd_messages: Optional[list[_Message]] = None
-    ptd_config: Optional[_PtdConfig] = None
+    ptd_config: Optional[_PtdConfig | list[_PtdEntry]] = None
     debug: Any = None
 
 
