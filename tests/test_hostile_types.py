@@ -179,3 +179,42 @@ def test_a_wrong_type_is_named_by_file_and_field(real_bundle, tmp_path):
         code, out, err = call(*argv)
         assert code == 2, (argv, err)
         assert err.strip() == f"{case / 'data' / 'run.json'}: sources: Input should be a valid list", err
+
+
+def _mutated_logs(raw: str, seed: int):
+    """(key, value, text): every MLLOG line's value once given another JSON type (seeded)."""
+    rng = random.Random(seed)
+    lines = raw.split("\n")
+    cases, seen = [], set()
+    for i, line in enumerate(lines):
+        if not line.startswith(":::MLLOG "):
+            continue
+        entry = json.loads(line[len(":::MLLOG ") :])
+        if entry.get("key") in seen:
+            continue
+        seen.add(entry.get("key"))
+        cases.append((i, entry, rng.choice([v for v in VALUES if type(v) is not type(entry.get("value"))])))
+    for i, entry, v in cases:
+        mutated = dict(entry, value=v)
+        text = "\n".join(lines[:i] + [":::MLLOG " + json.dumps(mutated)] + lines[i + 1 :])
+        yield entry["key"], v, text
+
+
+@pytest.mark.parametrize("which", ["bundle", "mlperf"])
+def test_wrong_value_types_in_a_loadgen_detail_log_never_traceback(real_bundle, tmp_path, which):
+    if which == "bundle":
+        root, rel = real_bundle, "data/testing/loadgen/mlperf_log_detail.txt"
+    else:
+        root, rel = DELL, "performance/run_1/mlperf_log_detail.txt"
+    raw = (root / rel).read_text(encoding="utf-8")
+    for n, (key, value, text) in enumerate(_mutated_logs(raw, seed=21)):
+        case = tmp_path / f"{which}{n}"
+        shutil.copytree(root, case, symlinks=True)
+        (case / rel).write_text(text, encoding="utf-8")
+        before = snapshot(case)
+        what = f"{rel}: {key} = {value!r}"
+        for name, argv in (("report", ("report", str(case), "--json")), ("check", ("check", str(case))), ("compare", ("compare", str(root), str(case)))):
+            code, out, err = call(*argv)
+            assert_clean(code, out, err, rel, f"{name} on {what}")
+        assert snapshot(case) == before
+        shutil.rmtree(case)

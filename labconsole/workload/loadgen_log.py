@@ -32,6 +32,27 @@ METRIC_KEYS = {
 }
 
 
+# The types of the values analysis reads (LoadGen writes them so): a detail log holding a list
+# where a count belongs is refused naming the line and the key, never a TypeError downstream.
+_TEXT_KEYS = ("effective_scenario", "requested_scenario", "result_validity", "result_invalid_reason", "power_begin", "power_end")
+_NUMBER_KEYS = (
+    "result_query_count", "effective_samples_per_query", "result_mean_query_latency_ns", "result_qps_with_loadgen_overhead",
+    "generated_query_count", "generated_samples_per_query", "effective_min_duration_ms", "effective_min_query_count",
+    "effective_target_qps", "effective_target_latency_ns", "result_qps_without_loadgen_overhead",
+    *(k for keys in METRIC_KEYS.values() for k in keys),
+)
+
+
+def _value_problem(key: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if key in _TEXT_KEYS and not isinstance(value, str):
+        return f"{key}: text expected, found {type(value).__name__}"
+    if key in _NUMBER_KEYS and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        return f"{key}: a number expected, found {type(value).__name__}"
+    return None
+
+
 class LoadGenLogError(ValueError):
     """A LoadGen log that cannot be trusted; the message names the file and line."""
 
@@ -130,6 +151,9 @@ def parse_detail_log(path: str | Path) -> DetailLog:
             elif meta.get("is_warning"):
                 log.warnings.append((lineno, key, value))
         if key not in log.values:  # the checker keeps the first value of a repeated key
+            wrong = _value_problem(key, value)
+            if wrong:
+                raise LoadGenLogError(f"{path}:{lineno}: {wrong}")
             log.values[key] = value
             log.lines[key] = lineno
     log.line_count = len(lines)
