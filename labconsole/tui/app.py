@@ -25,6 +25,7 @@ from labconsole.procedure.guided import GuidedCalibration
 from labconsole.profile import ProfileError, default_profile_path, load_profile
 from labconsole.session.live import BenchMonitor, LiveSession, ProcedureSession
 from labconsole.session.replay import ReplaySession
+from labconsole.tui.format import escape
 from labconsole.tui.recent import last_profile, remember_profile
 from labconsole.tui.screens.bench import BenchScreen
 from labconsole.tui.screens.calibrate import CalibrateScreen
@@ -88,7 +89,7 @@ class LabConsole(App[int]):
             pass
         self.switch_mode(self._start_mode)
         if self._notice is not None:
-            self.notify(self._notice[0], severity=self._notice[1], timeout=10)
+            self.notify(escape(self._notice[0]), severity=self._notice[1], timeout=10)
         if self._initial_replay is not None:
             self.start_replay(*self._initial_replay)
 
@@ -200,7 +201,7 @@ class LabConsole(App[int]):
             self.setup_request = None
             self.remove_mode("setup")
             self.add_mode("setup", self.MODES["setup"])
-        self.notify(f"opened {loaded.path}", timeout=4)
+        self.notify(f"opened {escape(str(loaded.path))}", timeout=4)
         remember_profile(loaded.path)
         return True
 
@@ -237,7 +238,7 @@ class LabConsole(App[int]):
         self.bench_monitor = None
         self._start_session(session, monitor)
         self._show("calibrate" if guided else "run")
-        self.notify(f"run started: {session.title}" + ("; guide the calibration here" if guided else ""), timeout=4)
+        self.notify(f"run started: {escape(session.title)}" + ("; guide the calibration here" if guided else ""), timeout=4)
 
     def _start_session(self, session: ProcedureSession, monitor: BenchMonitor | None) -> None:
         # The bench monitor holds the instruments: close it first, off the loop.
@@ -278,7 +279,7 @@ class LabConsole(App[int]):
         if self.run_in_progress:
             self.notify("A run is going: abort it (x) or wait before replaying", severity="warning")
             return
-        self.notify(f"opening {Path(path).name} for replay...", timeout=3)
+        self.notify(f"opening {escape(Path(path).name)} for replay...", timeout=3)
         self.run_worker(lambda: self._open_replay(Path(path), speed or 1.0), thread=True, exit_on_error=False, group="open-replay")
 
     def _open_replay(self, path: Path, speed: float) -> None:
@@ -286,7 +287,7 @@ class LabConsole(App[int]):
             session = ReplaySession(path, speed=speed)
             session.start()
         except Exception as exc:  # noqa: BLE001 - a bad folder is a message, not a crash
-            self.call_from_thread(self.notify, f"cannot replay {path}: {exc}", severity="error", timeout=8)
+            self.call_from_thread(self.notify, f"cannot replay {escape(str(path))}: {escape(str(exc))}", severity="error", timeout=8)
             return
         self.call_from_thread(self._replay_ready, session)
 

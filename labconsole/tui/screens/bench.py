@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import yaml
-from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -18,7 +17,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Footer, Sparkline, Static
 
 from labconsole.session.live import SeriesHistory
-from labconsole.tui.format import num
+from labconsole.tui.format import escape, num
 from labconsole.tui.widgets import LiveText, TickingScreen, TopBar
 
 TREND_S = 30.0

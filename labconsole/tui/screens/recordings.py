@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -18,7 +17,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 from textual.worker import get_current_worker
 
-from labconsole.tui.format import status_markup, verdict_markup
+from labconsole.tui.format import escape, status_markup, verdict_markup
 from labconsole.tui.widgets import TopBar
 
 

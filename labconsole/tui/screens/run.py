@@ -18,7 +18,7 @@ from textual.widgets import Button, Footer, Input, Label, ProgressBar, RichLog, 
 
 from labconsole import events as ev
 from labconsole.sources.replay import MAX, speed_label
-from labconsole.tui.format import duration, event_markup, num, status_markup
+from labconsole.tui.format import duration, escape, event_markup, num, status_markup
 from labconsole.tui.plot import Series, Span, TimePlot
 from labconsole.tui.widgets import LiveData, LiveText, TickingScreen, TopBar
 
@@ -246,7 +246,7 @@ class RunScreen(TickingScreen):
             if e.kind != ev.PROGRESS:
                 log.write(event_markup(e))
         hint = "  [dim]space pause · 1/2/3/4 speed · ←/→ seek[/]" if s.kind == "replay" and self.size.width >= 100 else ""
-        top.update(f"[b]{'REPLAY' if s.kind == 'replay' else 'RUN'}[/]  {s.title}  {status_markup(s.status)}{hint}")
+        top.update(f"[b]{'REPLAY' if s.kind == 'replay' else 'RUN'}[/]  {escape(s.title)}  {status_markup(s.status)}{hint}")
         pc = s.phase_clock()
         self.query_one("#run-phase", LiveText).update(f"[b]{pc.phase}[/]")
         bar = self.query_one("#run-progress", ProgressBar)

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -24,6 +23,7 @@ from textual.screen import Screen
 from textual.suggester import SuggestFromList
 from textual.widgets import Button, Checkbox, ContentSwitcher, Footer, Input, Label, Select, Static
 
+from labconsole.tui.format import escape
 from labconsole.profile import SCENARIOS, SCOPES, ProfileError
 from labconsole.sources import discovery
 from labconsole.sources.discovery import parse_hostport
@@ -482,7 +482,7 @@ class SetupScreen(Screen):
         ptd = self.query_one("#setup-ptd", Input).value.strip()
         if ptd:
             if parse_hostport(ptd) is None:
-                self.notify(f"PTDaemon: {ptd!r} is not HOST:PORT (for example 192.168.1.20:8888)", severity="error")
+                self.notify(f"PTDaemon: {escape(repr(ptd))} is not HOST:PORT (for example 192.168.1.20:8888)", severity="error")
                 return
             hints["ptd"] = [ptd]
         self.discovering = True
@@ -579,7 +579,7 @@ class SetupScreen(Screen):
             if yes:
                 self.save(force=True)
             else:
-                self.notify(f"nothing written: {path} is kept. Choose another bench name to write a new profile.", severity="warning", timeout=8)
+                self.notify(f"nothing written: {escape(str(path))} is kept. Choose another bench name to write a new profile.", severity="warning", timeout=8)
                 self.query_one("#meta-name", Input).focus()
 
         self.app.push_screen(ConfirmScreen(f"[b]{escape(str(path))}[/] already exists.\n\nOverwrite it with this profile? Its current content is lost.", yes="Overwrite"), answer)
