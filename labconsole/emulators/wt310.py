@@ -368,7 +368,13 @@ class WT310EMeter:
         return "0"
 
     def _wait(self, mask: int) -> None:
-        """:COMMunicate:WAIT: hold this connection until one of the masked events is set."""
+        """:COMMunicate:WAIT: hold this connection until one of the masked events is set.
+        The mask is the 16-bit extended event register's: another number is out of range, and an
+        empty mask (no event can end the wait) returns at once instead of holding for ever."""
+        if not 0 <= mask <= 0xFFFF:
+            raise scpi.ScpiError(scpi.DATA_OUT_OF_RANGE, str(mask))
+        if mask == 0:
+            return
         self.lock.release()
         try:
             while not self.stopping.is_set():

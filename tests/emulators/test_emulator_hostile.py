@@ -143,3 +143,36 @@ def test_a_port_in_use_is_the_same_refusal_from_every_emulator():
             assert len(lines) == 1 and lines[0].startswith(f"labconsole emulate {argv[0]}: ") and "in use" in lines[0], (argv, res.stderr)
     finally:
         busy.close()
+
+
+HOSTILE_NUMBERS = ["1e999", "-1e999", "nan", "inf", "-1", "99999999999999999999999999", "1e-999", "0", "x"]
+
+
+def test_the_wt310_answers_every_command_with_a_hostile_number_and_keeps_serving(meter):
+    h = meter()
+    port = int(h.resource.split("::")[2])
+    commands = [":COMMunicate:WAIT {n}", "*ESE {n}", ":STATus:EESE {n}", ":NUMeric:NORMal:NUMber {n}", ":NUMeric:NORMal:VALue? {n}",
+                ":SYSTem:TIME {n},1,1", ":RATE {n}", ":INTEGrate:TIMer {n},0,0", ":VOLTage:RANGe {n}", ":CURRent:RANGe {n}",
+                ":NUMeric:NORMal:ITEM1 U,{n}", ":NUMeric:NORMal:ITEM{n} U,1"]
+    with connect(port) as s:
+        for c in commands:
+            for n in HOSTILE_NUMBERS:
+                # one line, two units: the reply ends with the identity whatever the first did
+                assert "WT310" in exchange(s, c.format(n=n) + ";*IDN?", end=b"\n"), c.format(n=n)
+        assert not exchange(s, ":STATus:ERRor?", end=b"\n").startswith("0,")  # the errors were queued, as a meter queues them
+    assert any(t.name.startswith("wt310-client") for t in threading.enumerate())
+
+
+def test_the_ptd_emulator_answers_every_command_with_a_hostile_number(ptd):
+    h = ptd()
+    commands = ["Go,{n},0", "Go,1000,{n}", "Go,{n},{n},m", "SR,V,{n}", "SR,A,{n}", "RL,{n}", "RL,*,{n}", "Stop,{n}"]
+    with connect(_port(h)) as s:
+        for c in commands:
+            for n in HOSTILE_NUMBERS:
+                reply = exchange(s, c.format(n=n))
+                if reply.startswith("Starting"):
+                    exchange(s, "Stop")
+        assert exchange(s, "Go,100,0,after").startswith("Starting")
+        time.sleep(0.5)
+        assert "Time," in exchange(s, "RL")  # still sampling
+        exchange(s, "Stop")
