@@ -301,6 +301,8 @@ class PowerShieldEmulator:
             self._error(line, "missing argument")
         except ValueError as exc:
             self._error(line, str(exc) or "invalid argument")
+        except ArithmeticError:  # 'volt inf': a number no setting can hold; the board says so and goes on
+            self._error(line, "value out of range")
 
     def _cmd_help(self, line: str, args: list[str]) -> None:
         self._ack(line)

@@ -176,3 +176,34 @@ def test_the_ptd_emulator_answers_every_command_with_a_hostile_number(ptd):
         time.sleep(0.5)
         assert "Time," in exchange(s, "RL")  # still sampling
         exchange(s, "Stop")
+
+
+def test_the_lpm01a_emulator_answers_a_number_no_setting_can_hold_and_goes_on():
+    import os
+    import tty
+
+    from labconsole.emulators import lpm01a
+
+    e = lpm01a.start({"utilisation": 0.5, "seed": 1})
+    fd = os.open(e.path, os.O_RDWR | os.O_NOCTTY)
+    try:
+        tty.setraw(fd)
+        os.set_blocking(fd, False)
+
+        def talk(cmd: str, expect: bytes) -> bytes:
+            os.write(fd, cmd.encode() + b"\n")
+            out, deadline = b"", time.monotonic() + 5
+            while expect not in out and time.monotonic() < deadline:
+                try:
+                    out += os.read(fd, 65536)
+                except BlockingIOError:
+                    time.sleep(0.02)
+            return out
+
+        assert b"ack htc" in talk("htc", b"ack htc")
+        for cmd in ("volt inf", "volt 1-99999999", "freq inf", "trigdelay inf", "acqtime -1"):
+            assert b"Error detail" in talk(cmd, b"Error detail"), cmd
+        assert b"ack powershield" in talk("powershield", b"ack powershield")
+    finally:
+        os.close(fd)
+        e.stop()
