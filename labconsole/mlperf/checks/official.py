@@ -14,8 +14,10 @@ the time-window check and the meter check have bundle equivalents.
 from __future__ import annotations
 
 import uuid as _uuid
+from pathlib import Path
 from typing import Any
 
+from labconsole import safefile
 from labconsole.bundle.reader import RunRecord
 from labconsole.events import PHASE_END, PHASE_START
 from labconsole.instruments.ptd import format_power_time, parse_ptd_log
@@ -259,15 +261,18 @@ def uuid_and_session(record: RunRecord) -> list[CheckResult]:
 
 def _foreign_marks(path, expected: str) -> set[str]:
     out = set()
-    with open(path, encoding="utf-8", errors="replace", newline=None) as fh:
-        for line in fh:
-            if not line.startswith("Time"):
-                continue
-            parts = line.rstrip("\r\n").split(",")
-            if "Mark" in parts:
-                mark = parts[parts.index("Mark") + 1] if parts.index("Mark") + 1 < len(parts) else ""
-                if mark != expected:
-                    out.add(mark)
+    try:  # the reader has named a spl.txt it could not read; this check has nothing to add
+        text = safefile.read_text(path, "samples", root=Path(path).parent.parent, errors="replace")
+    except ValueError:
+        return out
+    for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):  # universal newlines, as open() read it
+        if not line.startswith("Time"):
+            continue
+        parts = line.split(",")
+        if "Mark" in parts:
+            mark = parts[parts.index("Mark") + 1] if parts.index("Mark") + 1 < len(parts) else ""
+            if mark != expected:
+                out.add(mark)
     return out
 
 
