@@ -195,3 +195,18 @@ def test_every_subcommand_exits_2_on_bad_input(tmp_path):
         res = run_cli(*argv, timeout=60)
         assert res.returncode == 2, (name, res.returncode, res.stderr[-1000:])
         assert "Traceback" not in res.stderr and "errors.pydantic.dev" not in res.stderr, (name, res.stderr)
+
+
+def test_a_fifo_as_the_remembered_profile_does_not_hang_the_console_start():
+    import threading
+
+    from labconsole.tui.recent import FILE_NAME, last_profile, state_dir
+
+    state_dir().mkdir(parents=True, exist_ok=True)
+    fifo(state_dir() / FILE_NAME)
+    got: list = []
+    t = threading.Thread(target=lambda: got.append(last_profile()), daemon=True)
+    t.start()
+    t.join(10)
+    assert not t.is_alive(), "last_profile() blocked on a FIFO"
+    assert got == [None]
