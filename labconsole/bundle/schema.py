@@ -10,6 +10,7 @@ number), an int passes where a float is expected.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -208,7 +209,15 @@ SCHEMAS: dict[str, type[BaseModel]] = {
 }
 
 
-def _loc(loc: tuple) -> str:
+_TAGS = {"float", "int", "str", "bool", "none", "nullable", "list", "dict"}
+
+
+def _loc(loc: tuple) -> tuple:
+    """Pydantic's location without the union members' tags (`list[...]`, `_PtdConfig`, `int`)."""
+    return tuple(p for p in loc if not (isinstance(p, str) and (p in _TAGS or "[" in p or p.startswith("_"))))
+
+
+def _shown(loc: tuple) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
@@ -220,7 +229,8 @@ def _loc(loc: tuple) -> str:
 
 def problems(path: Path | str, obj: Any) -> list[str]:
     """`FILE: field.path: reason` for each thing wrong in `obj`, the parsed content of the file
-    `path` (its name picks the schema; a name without one only has to be an object)."""
+    `path` (its name picks the schema; a name without one only has to be an object). Where a
+    field may take several shapes, the problem deepest inside it is the one named."""
     name = Path(path).name
     if not isinstance(obj, dict):
         return [f"{path}: (top level): a JSON object expected, found {type(obj).__name__}"]
@@ -230,18 +240,11 @@ def problems(path: Path | str, obj: Any) -> list[str]:
     try:
         schema.model_validate(obj)
     except ValidationError as exc:
-        out = []
+        found: dict[tuple, str] = {}
         for err in exc.errors(include_url=False):
-            loc = tuple(p for p in err["loc"] if p not in ("float", "int", "str", "bool", "none", "nullable"))
-            msg = err["msg"]
-            # a union's message names each member; say it once
-            out.append(f"{path}: {_loc(loc)}: {msg}")
-        # unions report once per member: keep the first per field
-        seen, unique = set(), []
-        for line in out:
-            key = line.rsplit(": ", 1)[0]
-            if key not in seen:
-                seen.add(key)
-                unique.append(line)
-        return unique
+            loc = _loc(tuple(err["loc"]))
+            found.setdefault(loc, re.sub(r" or instance of \w+", "", err["msg"]))
+        # a field that may be an object or a list: name what is wrong inside, not each shape
+        deepest = [loc for loc in found if not any(other != loc and other[: len(loc)] == loc for other in found)]
+        return [f"{path}: {_shown(loc)}: {found[loc]}" for loc in deepest]
     return []
