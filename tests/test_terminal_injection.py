@@ -114,9 +114,22 @@ async def test_the_console_shows_recorded_text_escaped(hostile, sim_profile):
     from labconsole.tui.screens.compare import CompareScreen
     from labconsole.tui.screens.results import ResultsScreen
 
+    from labconsole.tui.screens.recordings import RecordingsScreen
+
     clean, bundle = hostile
-    app = LabConsole(load_profile(sim_profile()))
+    prof = sim_profile()
+    text = prof.read_text()
+    prof.write_text("\n".join(f"recordings: {bundle.parent}" if ln.startswith("recordings:") else ln for ln in text.splitlines()) + "\n")
+    app = LabConsole(load_profile(prof))
     async with app.run_test(size=(200, 60)) as pilot:
+        # the list of recordings: its rows come from each run.json
+        await pilot.press("o")
+        await wait_for(pilot, lambda: isinstance(app.screen, RecordingsScreen) and str(bundle) in app.screen.rows, 60, "the list")
+        await wait_for(pilot, lambda: "checks" in app.screen.rows[str(bundle)] or app.screen.rows[str(bundle)].get("error"), 90, "the row's checks")
+        await pilot.pause(0.3)
+        text = screen_text(app)
+        assert_no_control(text, "Recordings")
+        assert "[b]bold[/b]" in text
         app.push_screen(ResultsScreen(bundle))
         await wait_for(pilot, lambda: isinstance(app.screen, ResultsScreen) and (app.screen.data is not None or app.screen.error), 90, "results")
         assert app.screen.error is None, app.screen.error
