@@ -210,3 +210,20 @@ def test_a_fifo_as_the_remembered_profile_does_not_hang_the_console_start():
     t.join(10)
     assert not t.is_alive(), "last_profile() blocked on a FIFO"
     assert got == [None]
+
+
+def test_a_phase_folder_linked_out_of_the_bundle_is_not_read(real_bundle, tmp_path):
+    case = tmp_path / "b"
+    shutil.copytree(real_bundle, case)
+    outside = tmp_path / "outside"
+    (case / "data" / "testing").rename(outside)
+    (case / "data" / "testing").symlink_to(outside)
+    res = run_cli("report", str(case), "--json", timeout=60)
+    assert res.returncode == 0, res.stderr
+    import json
+
+    rep = json.loads(res.stdout)
+    assert rep["metric"] is None and not (rep.get("power") or {}).get("samples_in_window")
+    assert any("leading out of" in u or "a link" in u for u in rep["unreadable"])
+    chk = run_cli("check", str(case), timeout=60)
+    assert chk.returncode == 1 and "data/testing: a link, added after sealing" in chk.stdout

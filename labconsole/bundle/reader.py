@@ -302,7 +302,7 @@ def _read_bundle_samples(phase: PhaseRecord, folder: Path, columns: tuple[str, .
 
     read: list[tuple[str, object]] = []
     for source, path in find_sample_streams(folder):
-        if path.is_symlink():  # a bundle holds files only: a link may lead anywhere
+        if path.is_symlink() or not safefile.inside(folder.parent.parent, path):  # a bundle holds files only: a link may lead anywhere
             phase.sample_errors.append(f"{path}: a link, not read (a bundle holds files only)")
             continue
         try:
