@@ -523,12 +523,6 @@ def _dispatch(args: argparse.Namespace) -> int:
         return int(args.func(args) or 0)
     except SystemExit as exc:
         return int(exc.code or 0)
-    except OSError as exc:
-        if exc.errno not in _PATH_ERRNOS or exc.filename is None:
-            raise
-    
-        _err(describe_oserror(exc.filename, exc))
-        return EXIT_USAGE
     except KeyboardInterrupt:
         _err("interrupted")
         return EXIT_ABORTED
@@ -538,3 +532,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         except OSError:
             pass
         return EXIT_OK
+    except OSError as exc:
+        if exc.errno not in _PATH_ERRNOS or exc.filename is None:
+            raise
+        _err(describe_oserror(exc.filename, exc))
+        return EXIT_USAGE
