@@ -32,7 +32,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Annotated, Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -110,13 +110,13 @@ class PtdEmulatorOptions(BaseModel):
 
     host: str = Field("127.0.0.1", description="address to listen on (loopback unless told otherwise)")
     port: int = Field(0, ge=0, le=65535, description="0: any free port")
-    device_type: int = Field(49, description="PTD device type: 49 (WT310E) or 77 (WT333E, multichannel)")
+    device_type: int = Field(49, ge=0, le=1000, description="PTD device type: 49 (WT310E) or 77 (WT333E, multichannel)")
     device_port: str = Field("emulated", max_length=256)
     channels: str | None = Field(None, pattern=r"^\d+(,\d+)?$", description="PTD's -c (accepted, reported)")
     interface: Literal["", "-n", "-g", "-y", "-U"] = ""
     dc: bool = Field(False, description="PTD's -D: DC personality (samples read with DC-RL)")
-    gpib_board: int | None = None
-    baud: int | None = None
+    gpib_board: int | None = Field(None, ge=0, le=31)
+    baud: int | None = Field(None, ge=1, le=10_000_000)
     log_file: str | None = Field(None, description="PTD's -l: sample and message log")
     console_file: str | None = Field(None, description="where the console lines go besides memory")
     idle_w: float = Field(60.0, ge=0, le=1e6)
@@ -125,8 +125,8 @@ class PtdEmulatorOptions(BaseModel):
     volts: float = Field(230.0, gt=0, le=1000)
     pf_idle: float = Field(0.85, gt=0, le=1)
     pf_load: float = Field(0.95, gt=0, le=1)
-    utilisation: Literal["workload", "host", "active"] | float = "workload"
-    seed: int | None = None
+    utilisation: Literal["workload", "host", "active"] | Annotated[float, Field(ge=0, le=1)] = "workload"
+    seed: int | None = Field(None, ge=0, lt=2**64)
     clock_offset_ms: float = Field(0.0, ge=-1e9, le=1e9, description="the emulated PTD host's clock error")
     serial: str = Field("EMU0001", pattern=r"^EMU[A-Za-z0-9]{0,16}$")
     calibration_date: str = Field("no_cal_date", pattern=r"^[A-Za-z0-9_./-]{1,32}$")

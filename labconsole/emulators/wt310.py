@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -84,9 +84,9 @@ class EmulatorOptions(BaseModel):
     pf_idle: float = Field(0.85, gt=0, le=1)
     pf_load: float = Field(0.95, gt=0, le=1)
     mains_hz: float = Field(50.0, gt=0, le=1000)
-    utilisation: Literal["workload", "host", "active"] | float = Field("workload", description="workload | host | active | a constant 0..1")
-    seed: int | None = None
-    update_s: float = Field(0.5, description="update period at power-on: " + ", ".join(f"{r:g}" for r in RATES) + " s")
+    utilisation: Literal["workload", "host", "active"] | Annotated[float, Field(ge=0, le=1)] = Field("workload", description="workload | host | active | a constant 0..1")
+    seed: int | None = Field(None, ge=0, lt=2**64)
+    update_s: float = Field(0.5, gt=0, le=3600, description="update period at power-on: " + ", ".join(f"{r:g}" for r in RATES) + " s")
     serial: str = Field("EMU0000001", pattern=r"^EMU[A-Za-z0-9]{0,13}$", description="must start with EMU")
 
 

@@ -89,3 +89,24 @@ def test_a_replay_of_a_folder_that_is_no_recording_exits_2_before_any_bundle(tmp
     res = run_cli("run", "--profile", str(path), timeout=120)
     assert res.returncode == 2 and f"{path}:" in res.stderr and "options.path" in res.stderr, res.stderr
     assert not (tmp_path / "rec").exists()
+
+
+def test_every_number_an_emulator_accepts_is_bounded():
+    """A profile's `emulator:` block and `labconsole emulate` options: the same rule."""
+    import inspect
+
+    from pydantic import BaseModel
+
+    from labconsole.emulators.registry import EMULATORS, module_for
+
+    unbounded = []
+    for name in sorted(EMULATORS):
+        mod = module_for(name)
+        for cls_name, cls in inspect.getmembers(mod, inspect.isclass):
+            if not (issubclass(cls, BaseModel) and cls.__module__ == mod.__name__):
+                continue
+            for field, info in cls.model_fields.items():
+                for base, meta in _numbers(info.annotation):
+                    if not _bounded(tuple(meta) + tuple(info.metadata)):
+                        unbounded.append(f"{name}: {cls_name}.{field} ({base.__name__})")
+    assert unbounded == []
