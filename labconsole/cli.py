@@ -7,6 +7,7 @@ never load Textual.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
 import sys
@@ -15,6 +16,8 @@ from pathlib import Path
 
 from labconsole import __version__
 from labconsole.events import EventBus, to_json
+from labconsole.safefile import describe_oserror
+from labconsole.termtext import EscapingStream, printable
 
 from labconsole.mlperf.training import folder as training_folder
 from labconsole.mlperf.training import report as training_report
@@ -113,7 +116,7 @@ def _drive_procedure(proc, args: argparse.Namespace) -> int:
 
         if isinstance(crash[0], RunRefused):
             _err(f"refused: {crash[0]}")
-            return EXIT_FAIL
+            return EXIT_USAGE if getattr(crash[0], "bad_input", False) else EXIT_FAIL
         raise crash[0]
     out = outcome[0]
     cli_render.print_run_summary(out)
@@ -184,8 +187,7 @@ def _code_a_bundle_runs(workload) -> str | None:
 
 
 def _printable(text: str) -> str:
-    from labconsole.cli_render import printable
-
+    """Untrusted text (from a bundle, a meter) for a terminal: control characters escaped."""
     return printable(text)
 
 
@@ -448,9 +450,9 @@ def cmd_recover(args: argparse.Namespace) -> int:
 
     try:
         msg = recover(Path(args.path))
-    except RecoverError as exc:
+    except RecoverError as exc:  # not a bundle, already sealed, run.json unreadable: bad input
         _err(str(exc))
-        return EXIT_FAIL
+        return EXIT_USAGE
     print(msg)
     return EXIT_OK
 
@@ -470,7 +472,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         res = export_mlperf(args.path, args.mlperf)
     except (ExportError, RunOpenError) as exc:
         _err(str(exc))
-        return EXIT_FAIL
+        return EXIT_USAGE
+    except OSError as exc:  # the folder to write cannot be made there (read-only, a file, a name too long)
+        _err(describe_oserror(exc.filename or args.mlperf, exc))
+        return EXIT_USAGE
     print("NOT AN OFFICIAL MLPERF SUBMISSION. " + res.disclaimer)
     for note in res.notes:
         print(f"  note: {note}")
@@ -697,6 +702,25 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_tui(args)
     if top is not None and getattr(args, "profile", "absent") is None:
         args.profile = top  # `labconsole --profile P run` = `labconsole run --profile P`
+    if args.command in ("tui", "replay", "init"):  # Textual and prompts need the raw terminal
+        return _dispatch(args)
+    # Text from bundles, result folders and meters is printed: never a control sequence.
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = EscapingStream(sys.stdout), EscapingStream(sys.stderr)
+    try:
+        return _dispatch(args)
+    finally:
+        if isinstance(sys.stdout, EscapingStream):
+            sys.stdout = saved[0]
+        if isinstance(sys.stderr, EscapingStream):
+            sys.stderr = saved[1]
+
+
+# A path a person typed that the system refuses: one line naming it, exit 2 (not a traceback).
+_PATH_ERRNOS = {errno.ENAMETOOLONG, errno.ENOTDIR, errno.EEXIST, errno.EISDIR, errno.ENOENT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ELOOP}
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args) or 0)
     except SystemExit as exc:
@@ -710,3 +734,8 @@ def main(argv: list[str] | None = None) -> int:
         except OSError:
             pass
         return EXIT_OK
+    except OSError as exc:
+        if exc.errno not in _PATH_ERRNOS or exc.filename is None:
+            raise
+        _err(describe_oserror(exc.filename, exc))
+        return EXIT_USAGE

@@ -20,21 +20,21 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.text import Text
 
+from labconsole.termtext import printable  # the one escaper: control characters shown, never sent
 from labconsole import events as ev
 from labconsole.verdict import FAIL, PASS, SEVERITY, SKIP, WARN
 
 STYLE = {FAIL: "bold red", WARN: "yellow", PASS: "green", SKIP: "dim"}
 
 
-def printable(text: Any) -> str:
-    """Untrusted text (from a bundle, a meter) for a terminal: control characters escaped."""
-    return "".join(ch if ch.isprintable() or ch in "\n\t" else repr(ch)[1:-1] for ch in str(text))
-
-
 def console(file: TextIO | None = None) -> Console:
     """A console for plain command output: colour only on a terminal, no automatic
     highlighting, and no re-wrapping (a long check message stays one line in a pipe)."""
-    return Console(file=file or sys.stdout, highlight=False, soft_wrap=True, emoji=False)
+    file = file or sys.stdout
+    # cli.main wraps stdout in an EscapingStream; our own colour codes must pass, and every text
+    # from a file that goes into them went through printable() here
+    file = getattr(file, "unescaped", file)
+    return Console(file=file, highlight=False, soft_wrap=True, emoji=False)
 
 
 # --- check -------------------------------------------------------------------------------------
@@ -181,7 +181,7 @@ def print_run_summary(out_come: Any, out: Console | None = None) -> None:
     elif rep.get("kind") == "tiny":  # MLPerf Tiny: energy per inference over 5 windows
         from labconsole.mlperf.tiny.text import render_report
 
-        out.print(Text(render_report(rep)))
+        out.print(Text(printable(render_report(rep))))
     elif rep:
         print_report(rep, out)
     print_recorded_checks(out_come.checks, out, when="of this run")

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import queue
 import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
+
+from labconsole import safefile
 
 # Kinds, in the order an operator cares about them.
 INFO = "info"
@@ -46,13 +49,14 @@ class Event:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Event":
-        return cls(
-            kind=str(d["kind"]),
-            message=str(d.get("message", "")),
-            phase=d.get("phase"),
-            data=dict(d.get("data") or {}),
-            wall_ns=int(d["wall_ns"]),
-        )
+        """An event from its JSON; TypeError/KeyError when a field has the wrong type (a
+        file's line is data, not trusted: a phase that is a number would break a replay)."""
+        kind, phase, data, wall_ns = d["kind"], d.get("phase"), d.get("data") or {}, d["wall_ns"]
+        if not isinstance(kind, str) or not (phase is None or isinstance(phase, str)) or not isinstance(data, dict):
+            raise TypeError("an event's kind and phase are text, its data an object")
+        if isinstance(wall_ns, bool) or not isinstance(wall_ns, int):
+            raise TypeError("an event's wall_ns is an integer")
+        return cls(kind=kind, message=str(d.get("message", "")), phase=phase, data=dict(data), wall_ns=wall_ns)
 
 
 class EventBus:
@@ -119,18 +123,19 @@ class JsonlSink:
                 self._fh = None
 
 
-def read_events(path) -> list[Event]:
+def read_events(path, root=None) -> list[Event]:
     """The timeline an events.jsonl holds, in file order; [] when there is no file.
+
+    Only a regular file is read (a FIFO would block), no more than safefile's cap, and with
+    `root` (the bundle) never through a link leading out of it: those raise FileRefused.
 
     A line that is not an event is skipped, not an error: `JsonlSink` writes whole lines and
     flushes each, so a bad line is the one a crash cut off (the last), and one damaged line
     must not hide the rest of the timeline from replay, `check` or export.
     """
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            lines = fh.read().split("\n")
-    except OSError:
+    if not os.path.lexists(path):
         return []
+    lines = safefile.read_text(path, "events", root=root, errors="replace").split("\n")
     events: list[Event] = []
     for line in lines:
         try:

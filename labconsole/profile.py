@@ -8,7 +8,9 @@ so a typo never passes silently. The loader keeps the exact text (it goes into t
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import hashlib
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +19,7 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
+from labconsole import safefile
 from labconsole.emulators.registry import FOR_DRIVER, loopback_problem, module_for
 from labconsole.workload.suts import validate_sut_options
 
@@ -445,7 +448,7 @@ def _loc_to_path(loc: tuple) -> tuple:
     for i, part in enumerate(loc):
         if part in ("loadgen", "command") and i == 1 and loc[0] == "workload":  # the tag, not workload.command
             continue
-        if isinstance(part, str) and ("[" in part or part.startswith("function-")):
+        if isinstance(part, str) and ("[" in part or part.startswith(("function-", "constrained-"))):
             continue
         out.append(part)
     return tuple(out)
@@ -603,13 +606,15 @@ def load_profile(path: str | Path) -> LoadedProfile:
     path = Path(path)
     shown = str(path)
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ProfileError([ProfileIssue(shown, 1, "", "no such file")]) from None
-    except IsADirectoryError:
-        raise ProfileError([ProfileIssue(shown, 1, "", "is a folder, not a profile file")]) from None
-    except OSError as exc:
-        raise ProfileError([ProfileIssue(shown, 1, "", f"cannot read: {exc.strerror or exc}")]) from None
+        # Only a regular file, and a bounded size: a FIFO or /dev/zero must not hang the console.
+        raw = safefile.read_bytes(path, "profile", limit=MAX_PROFILE_BYTES + 1)
+    except safefile.FileRefused as exc:
+        if exc.errno == errno.ENOENT:
+            raise ProfileError([ProfileIssue(shown, 1, "", "no such file")]) from None
+        if exc.errno == errno.EISDIR or os.path.isdir(path):
+            raise ProfileError([ProfileIssue(shown, 1, "", "is a folder, not a profile file")]) from None
+        reason = str(exc)[len(shown) + 2 :] if str(exc).startswith(shown + ": ") else str(exc)
+        raise ProfileError([ProfileIssue(shown, 1, "", f"cannot read: {reason}")]) from None
     profile, lines, text = parse_profile_text(raw, shown)
     return LoadedProfile(profile=profile, path=path, text=text, sha256=hashlib.sha256(raw).hexdigest(), lines=lines)
 

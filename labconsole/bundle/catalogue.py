@@ -22,7 +22,9 @@ import os
 import shutil
 from pathlib import Path
 
+from labconsole import safefile
 from labconsole.bundle.reader import RunOpenError, find_mlperf_performance_dir
+from labconsole.bundle.schema import problems as schema_problems
 from labconsole.locks import recordings_lock
 
 NOTE_SUFFIX = ".note.txt"
@@ -43,9 +45,12 @@ def list_bundles(folder: Path) -> list[dict]:
         if not d.is_dir() or not run.exists():
             continue
         try:
-            info = json.loads(run.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            # only a regular file of the bundle, bounded: a FIFO must not freeze the list
+            info = json.loads(safefile.read_text(run, "json", root=d))
+        except (OSError, ValueError, RecursionError):
             info = {}
+        if not isinstance(info, dict) or schema_problems(run, info):
+            info = {}  # the row shows '?'; opening the recording says what is wrong
         rows.append(
             {
                 "path": d,

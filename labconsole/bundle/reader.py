@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from labconsole import safefile
+from labconsole.bundle.schema import problems as schema_problems
 from labconsole.events import Event, read_events
 from labconsole.instruments.ptd import parse_power_time
 from labconsole.workload.loadgen_log import (
@@ -36,7 +40,8 @@ PHASES = ("idle", "ranging", "testing", "between")
 
 
 class RunOpenError(ValueError):
-    """The path is not a bundle or an MLPerf result folder (message says why)."""
+    """The path is not a bundle or an MLPerf result folder, or a file in it holds what it
+    cannot (message says why: `FILE: field: reason`)."""
 
 
 @dataclass
@@ -95,7 +100,13 @@ class RunRecord:
     def events(self) -> list[Event]:
         """The bundle's timeline (`data/events.jsonl`), in file order; [] where there is none
         (an MLPerf result folder)."""
-        return read_events(self.path / "data" / "events.jsonl")
+        path = self.path / "data" / "events.jsonl"
+        if self.kind != "bundle":
+            return []
+        try:
+            return read_events(path, root=self.path)
+        except safefile.FileRefused as exc:
+            raise RunOpenError(str(exc)) from None
 
     @property
     def scenario(self) -> str | None:
@@ -144,39 +155,106 @@ def open_run(path: str | Path, load_samples: bool = True, columns: tuple[str, ..
     when analysed) instead of whole frames: memory stays bounded whatever the phase's length
     (`report`, `check`, the Results screen); `columns` and `read_only` do not apply."""
     path = Path(path)
-    if not path.exists():
-        raise RunOpenError(f"{path}: no such file or folder")
-    if not path.is_dir():
+    try:
+        st = path.stat()
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise RunOpenError(f"{path}: no such file or folder") from None
+        raise RunOpenError(safefile.describe_oserror(path, exc)) from None
+    except ValueError as exc:  # a NUL in the path
+        raise RunOpenError(f"{path!r}: not a path ({exc})") from None
+    if not stat.S_ISDIR(st.st_mode):
         raise RunOpenError(f"{path}: not a folder (a bundle or an MLPerf result folder)")
-    if (path / "data" / "run.json").exists() or (path / "bagit.txt").exists():
-        return read_bundle(path, load_samples, columns, read_only, stream)
-    perf = find_mlperf_performance_dir(path)
-    if perf is not None:
-        return read_mlperf(perf, load_samples)
-    if (path / "data").is_dir():
-        return read_bundle(path, load_samples, columns, read_only, stream)
+    try:
+        if (path / "data" / "run.json").exists() or (path / "bagit.txt").exists():
+            _refuse_special_files(path)
+            return read_bundle(path, load_samples, columns, read_only, stream)
+        perf = find_mlperf_performance_dir(path)
+        if perf is not None:
+            _refuse_special_files(perf)
+            return read_mlperf(perf, load_samples)
+        if (path / "data").is_dir():
+            _refuse_special_files(path)
+            return read_bundle(path, load_samples, columns, read_only, stream)
+    except OSError as exc:  # a folder we may not list, a file we may not open
+        raise RunOpenError(safefile.describe_oserror(getattr(exc, "filename", None) or path, exc)) from None
     raise RunOpenError(f"{path}: neither a labconsole bundle (data/run.json) nor an MLPerf power result folder (performance/power, ranging, run_1)")
 
 
+def _link_out(path: Path, root: Path) -> str | None:
+    """Why a file of a record is not read when it leads out of the record (a link), else None."""
+    if not safefile.inside(root, path):
+        return f"{path}: a link leading out of {root}: not read (a record holds its own files only)"
+    return None
+
+
+def _refuse_links(path: Path, root: Path) -> None:
+    why = _link_out(path, root)
+    if why:
+        raise RunOpenError(why)
+
+
+MAX_RECORD_ENTRIES = 200_000
+
+
+def _refuse_special_files(root: Path) -> None:
+    """A record holds files and folders only. A FIFO, a device or a socket in it (or a link to
+    one) is refused before anything reads it: reading a FIFO blocks for ever, a device never
+    ends. Links are not followed into folders."""
+    seen = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            seen += 1
+            if seen > MAX_RECORD_ENTRIES:
+                raise RunOpenError(f"{root}: more than {MAX_RECORD_ENTRIES} entries: not a bundle or a result folder")
+            full = os.path.join(dirpath, name)
+            try:
+                mode = os.lstat(full).st_mode
+                if stat.S_ISLNK(mode):
+                    try:
+                        mode = os.stat(full).st_mode
+                    except OSError:
+                        continue  # a dangling link: nothing to read, the readers say so
+            except OSError:
+                continue
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                raise RunOpenError(f"{full}: {safefile.kind_of(mode)}, not a regular file: not read (a bundle or a result folder holds files and folders only)")
+
+
 def _load_json(path: Path, record: RunRecord, label: str) -> dict:
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         record.missing.append(f"{label} ({path.name})")
         return {}
+    _refuse_links(path, record.path)
     try:
-        with open(path, encoding="utf-8") as fh:
-            obj = json.load(fh)
+        raw = safefile.read_bytes(path, "json", root=record.path)
+    except safefile.FileRefused as exc:
+        raise RunOpenError(str(exc)) from None
+    try:
+        obj = json.loads(raw.decode("utf-8"))
     except ValueError as exc:
         record.missing.append(f"{label}: {path} is not valid JSON ({exc})")
         return {}
-    return obj if isinstance(obj, dict) else {}
+    except RecursionError:
+        raise RunOpenError(f"{path}: nested too deeply to be read") from None
+    wrong = schema_problems(path, obj)
+    if wrong:
+        # The file is there and parses, but holds what it cannot: say which field, refuse.
+        more = f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else ""
+        raise RunOpenError(wrong[0] + more)
+    return obj
 
 
 def _read_logs(phase: PhaseRecord, folder: Path, record: RunRecord, label: str) -> None:
     # A log that is missing is named in `record.missing`; one that does not parse keeps its error.
     for kind, parse in (("detail", parse_detail_log), ("summary", parse_summary_log)):
         path = folder / f"mlperf_log_{kind}.txt"
-        if not path.exists():
+        if not path.exists() and not path.is_symlink():
             record.missing.append(f"{label}/{path.name}")
+            continue
+        why = _link_out(path, record.path)
+        if why:
+            setattr(phase, f"{kind}_error", why)
             continue
         try:
             setattr(phase, kind, parse(path))
@@ -192,7 +270,15 @@ def read_bundle(root: Path, load_samples: bool = True, columns: tuple[str, ...] 
     record.calibration = _load_json(data / "calibration.json", record, "calibration.json") if (data / "calibration.json").exists() else {}
     record.summary = _load_json(data / "summary.json", record, "summary.json") if (data / "summary.json").exists() else {}
     prof = data / "profile.yaml"
-    record.profile_text = prof.read_text(encoding="utf-8", errors="replace") if prof.exists() else None
+    record.profile_text = None
+    if (prof.exists() or prof.is_symlink()) and not _link_out(prof, root):
+        try:
+            record.profile_text = safefile.read_text(prof, "profile", root=root, errors="replace")
+        except safefile.FileRefused as exc:
+            raise RunOpenError(str(exc)) from None
+    events = data / "events.jsonl"
+    if os.path.lexists(events):  # read later (replay, checks, export): refused now, not then
+        _refuse_links(events, root)
     record.sources = list(record.run_info.get("sources") or [])
     record.primary_source = record.run_info.get("primary_source")
     # A Training session's runs are phases of their own (result_0, result_1, ...)
@@ -226,8 +312,13 @@ def _read_bundle_samples(phase: PhaseRecord, folder: Path, columns: tuple[str, .
 
     read: list[tuple[str, object]] = []
     for source, path in find_sample_streams(folder):
-        if path.is_symlink():  # a bundle holds files only: a link may lead anywhere
+        if path.is_symlink() or not safefile.inside(folder.parent.parent, path):  # a bundle holds files only: a link may lead anywhere
             phase.sample_errors.append(f"{path}: a link, not read (a bundle holds files only)")
+            continue
+        try:
+            safefile.check_regular(path)
+        except safefile.FileRefused as exc:
+            phase.sample_errors.append(str(exc))
             continue
         phase.sample_files.append(path)
         try:
@@ -277,7 +368,7 @@ def _read_progress(path: Path, phase: PhaseRecord):
     import pandas as pd
 
     try:
-        raw = path.read_bytes()
+        raw = safefile.read_bytes(path, "samples", root=path.parent.parent.parent)
         if raw and not raw.endswith(b"\n"):
             raw = raw[: raw.rfind(b"\n") + 1]
 
@@ -316,10 +407,9 @@ def read_mlperf(perf: Path, load_samples: bool = True) -> RunRecord:
             continue
         try:
             # Logs, not data: a stray non-UTF-8 byte (Windows PTD hosts) must not hide the rest.
-            raw = (power / name).read_bytes().decode("utf-8", errors="replace")
-        except OSError as exc:
-            record.missing.append(f"power/{name}: unreadable ({exc.strerror or exc})")
-            continue
+            raw = safefile.read_bytes(power / name, "log", root=perf).decode("utf-8", errors="replace")
+        except safefile.FileRefused as exc:
+            raise RunOpenError(str(exc)) from None
         record.power_texts[name] = [ln.rstrip("\r") for ln in raw.split("\n")]
     folder = perf.parent.name
     record.folder_name = folder
@@ -342,7 +432,9 @@ def read_mlperf(perf: Path, load_samples: bool = True) -> RunRecord:
         phase = PhaseRecord(name=name, folder=folder)
         _read_logs(phase, folder, record, sub)
         spl = folder / "spl.txt"
-        if spl.exists():
+        if (spl.exists() or spl.is_symlink()) and _link_out(spl, perf):
+            phase.sample_errors.append(_link_out(spl, perf) or "")
+        elif spl.exists():
             if load_samples:
                 try:
                     phase.samples = read_spl(spl, phase)

@@ -11,10 +11,11 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from labconsole import __version__
+from labconsole import __version__, safefile
 
 BAGIT_TXT = "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"
 MANIFEST = "manifest-sha256.txt"
@@ -26,7 +27,7 @@ CHUNK = 1 << 20
 
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with safefile.open_regular(path) as fh:  # a FIFO or a device would block or never end
         while True:
             chunk = fh.read(CHUNK)
             if not chunk:
@@ -51,20 +52,28 @@ def payload_files(root: Path) -> list[str]:
         dirnames.sort()
         for name in sorted(filenames):
             full = Path(dirpath) / name
-            if full.is_symlink():
-                continue  # never follow links out of the bundle
+            if full.is_symlink() or not _regular(full):
+                continue  # never follow links out of the bundle; a FIFO or a device is no file
             out.append(full.relative_to(root).as_posix())
     return out
 
 
+def _regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
 def payload_links(root: Path) -> list[str]:
-    """Links under data/: never part of a bundle (a reader following one would read files the
-    manifest does not cover, perhaps outside the bundle)."""
+    """Links under data/, and what is neither a file nor a folder (a FIFO, a device node):
+    never part of a bundle (a reader following a link would read files the manifest does not
+    cover, perhaps outside the bundle; reading a FIFO blocks)."""
     out = []
     for dirpath, dirnames, filenames in os.walk(root / "data"):
         for name in sorted(dirnames + filenames):
             full = Path(dirpath) / name
-            if full.is_symlink():
+            if full.is_symlink() or (name in filenames and not _regular(full)):
                 out.append(full.relative_to(root).as_posix())
     return sorted(out)
 
@@ -109,7 +118,8 @@ class VerifyResult:
 
 def _read_manifest(path: Path) -> dict[str, str]:
     out: dict[str, str] = {}
-    for lineno, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+    text = safefile.read_text(path, "manifest", root=path.parent, errors="replace")
+    for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         digest, _, rel = line.partition(" ")
@@ -136,7 +146,13 @@ def verify(root: Path) -> VerifyResult:
         p = root / name
         if not p.exists():
             result.problems.append(f"{name}: missing")
-        elif name in tags and sha256_file(p) != tags[name]:
+            continue
+        try:
+            changed = name in tags and sha256_file(p) != tags[name]
+        except (OSError, safefile.FileRefused) as exc:
+            result.problems.append(f"{name}: unreadable ({exc})")
+            continue
+        if changed:
             result.problems.append(f"{name}: changed after sealing (checksum differs)")
     on_disk = set(payload_files(root))
     listed = set(manifest)
@@ -145,12 +161,18 @@ def verify(root: Path) -> VerifyResult:
     for rel in sorted(on_disk - listed):
         result.problems.append(f"{rel}: added after sealing (not in the manifest)")
     for rel in payload_links(root):
-        result.problems.append(f"{rel}: a link, added after sealing (a bundle holds files only)")
+        what = "a link" if (root / rel).is_symlink() else "not a regular file"
+        result.problems.append(f"{rel}: {what}, added after sealing (a bundle holds files only)")
     octets = 0
     for rel in sorted(listed & on_disk):
         result.files_checked += 1
-        octets += (root / rel).stat().st_size
-        if sha256_file(root / rel) != manifest[rel]:
+        try:
+            octets += (root / rel).stat().st_size
+            digest = sha256_file(root / rel)
+        except (OSError, safefile.FileRefused) as exc:
+            result.problems.append(f"{rel}: unreadable ({exc})")
+            continue
+        if digest != manifest[rel]:
             result.problems.append(f"{rel}: changed after sealing (checksum differs)")
     try:
         info = read_bag_info(root)
@@ -166,7 +188,11 @@ def read_bag_info(root: Path) -> dict[str, str]:
     out: dict[str, str] = {}
     p = Path(root) / BAG_INFO
     if p.exists():
-        for line in p.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            text = safefile.read_text(p, "manifest", root=p.parent, errors="replace")
+        except safefile.FileRefused:
+            return out
+        for line in text.splitlines():
             key, sep, value = line.partition(":")
             if sep:
                 out[key.strip()] = value.strip()

@@ -27,13 +27,13 @@ import threading
 import time
 import tty
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from labconsole.emulators import tiny_bench
-from labconsole.emulators.registry import serve_until_interrupted
+from labconsole.emulators.registry import serve_until_interrupted, startup_failure
 from labconsole.instruments import powershield as ps
 from labconsole.instruments.load_model import LoadModel, follow_any_benchmark, utilisation_arg, utilisation_source
 
@@ -53,18 +53,18 @@ class EmulatorOptions(BaseModel):
     idle_mw: float = Field(5.0, ge=0, le=600, description="device power with the SUT idle (mW)")
     dynamic_mw: float = Field(20.0, ge=0, le=600, description="extra power at full utilisation (mW)")
     noise_mw: float = Field(0.2, ge=0, le=100, description="standard deviation of the noise (mW)")
-    utilisation: Literal["active", "workload", "host"] | float = Field(
+    utilisation: Literal["active", "workload", "host"] | Annotated[float, Field(ge=0, le=1)] = Field(
         "workload",
         description="active: the device runs flat out while the benchmark computes, idles otherwise (an MCU's inference loop); "
         "workload: the benchmark's CPU share; host: the machine's; a number fixes it",
     )
-    seed: int | None = None
+    seed: int | None = Field(None, ge=0, lt=2**64)
     board_id: str = Field("EMULATOR-LABCONSOLE-0001", max_length=64, pattern=r"^[\x21-\x7e]+$")
     firmware: str = Field("1.0.6-emulator", max_length=32, pattern=r"^[\x21-\x7e]+$")
     events_every_s: float | None = Field(None, gt=0, le=3600, description="a D7 edge this often (when the host enabled eventsrc)")
     relaxed_limits: bool = Field(False, description="allow ascii_dec above 5 kHz for as long as asked (the real firmware refuses)")
     buffer_bytes: int = Field(16384, ge=256, le=1 << 24, description="the board's transmit buffer")
-    line_bytes_per_s: float | None = Field(None, gt=0, description="limit the link's throughput (to provoke buffer overflow)")
+    line_bytes_per_s: float | None = Field(None, gt=0, le=1e10, description="limit the link's throughput (to provoke buffer overflow)")
     link: str | None = Field(None, max_length=512, description="also make this path a symlink to the tty")
     bench: str | None = Field(None, max_length=64, pattern=r"^[\w.-]+$", description="wire to this MLPerf Tiny bench (labconsole.emulators.tiny_bench): power the emulated DUT, measure its draw, hear its timestamp pulses on D7")
     speed: float = Field(1.0, gt=0, le=1000, description="with `bench`: the bench clock runs this many times faster than real time")
@@ -320,6 +320,8 @@ class PowerShieldEmulator:
             self._error(line, "missing argument")
         except ValueError as exc:
             self._error(line, str(exc) or "invalid argument")
+        except ArithmeticError:  # 'volt inf': a number no setting can hold; the board says so and goes on
+            self._error(line, "value out of range")
 
     def _cmd_help(self, line: str, args: list[str]) -> None:
         self._ack(line)
@@ -623,8 +625,7 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
     except (ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return startup_failure("lpm01a", exc)
 
     def announce() -> None:
         where = emu.path + (f" (also {link})" if link else "")

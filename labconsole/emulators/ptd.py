@@ -32,12 +32,12 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Annotated, Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from labconsole.emulators.faults import TcpFaults
-from labconsole.emulators.registry import is_loopback, listen_tcp
+from labconsole.emulators.registry import is_loopback, listen_tcp, startup_failure
 from labconsole.instruments.load_model import LoadModel, follow_any_benchmark, utilisation_arg, utilisation_source
 from labconsole.instruments.ptd import (
     GO_MAX_SAMPLES,
@@ -74,6 +74,12 @@ PTD_VERSION = "1.11.1"
 PTD_CRC = "00000000"  # no SPEC build: a CRC of zeros
 PTD_BUILD_DATE = "20260101"
 MAX_COMMAND_BYTES = 64 * 1024
+# The most a Go may ask for: an hour between samples (the -i interval's bound), and a ramp-up
+# of a million samples. A bigger number is a parameter error, as PTD answers one, never a
+# sampling thread that dies on a wait too long to represent.
+MAX_GO_INTERVAL_MS = 3_600_000
+MAX_RAMPUP_SAMPLES = 1_000_000
+MAX_CLIENTS = 64  # each client has its own thread: one holding half a command blocks no one
 
 
 @dataclass(frozen=True)
@@ -105,13 +111,13 @@ class PtdEmulatorOptions(BaseModel):
 
     host: str = Field("127.0.0.1", description="address to listen on (loopback unless told otherwise)")
     port: int = Field(0, ge=0, le=65535, description="0: any free port")
-    device_type: int = Field(49, description="PTD device type: 49 (WT310E) or 77 (WT333E, multichannel)")
+    device_type: int = Field(49, ge=0, le=1000, description="PTD device type: 49 (WT310E) or 77 (WT333E, multichannel)")
     device_port: str = Field("emulated", max_length=256)
     channels: str | None = Field(None, pattern=r"^\d+(,\d+)?$", description="PTD's -c (accepted, reported)")
     interface: Literal["", "-n", "-g", "-y", "-U"] = ""
     dc: bool = Field(False, description="PTD's -D: DC personality (samples read with DC-RL)")
-    gpib_board: int | None = None
-    baud: int | None = None
+    gpib_board: int | None = Field(None, ge=0, le=31)
+    baud: int | None = Field(None, ge=1, le=10_000_000)
     log_file: str | None = Field(None, description="PTD's -l: sample and message log")
     console_file: str | None = Field(None, description="where the console lines go besides memory")
     idle_w: float = Field(60.0, ge=0, le=1e6)
@@ -120,8 +126,8 @@ class PtdEmulatorOptions(BaseModel):
     volts: float = Field(230.0, gt=0, le=1000)
     pf_idle: float = Field(0.85, gt=0, le=1)
     pf_load: float = Field(0.95, gt=0, le=1)
-    utilisation: Literal["workload", "host", "active"] | float = "workload"
-    seed: int | None = None
+    utilisation: Literal["workload", "host", "active"] | Annotated[float, Field(ge=0, le=1)] = "workload"
+    seed: int | None = Field(None, ge=0, lt=2**64)
     clock_offset_ms: float = Field(0.0, ge=-1e9, le=1e9, description="the emulated PTD host's clock error")
     serial: str = Field("EMU0001", pattern=r"^EMU[A-Za-z0-9]{0,16}$")
     calibration_date: str = Field("no_cal_date", pattern=r"^[A-Za-z0-9_./-]{1,32}$")
@@ -198,7 +204,7 @@ class PtdEmulator(TcpFaults):
         self._meas: Measurement | None = None
         self._stop = threading.Event()
         self._listener: socket.socket | None = None
-        self._client: socket.socket | None = None
+        self._clients: set[socket.socket] = set()
         self._threads: list[threading.Thread] = []
         self.port = 0
         self.commands_seen = 0
@@ -256,7 +262,7 @@ class PtdEmulator(TcpFaults):
         self.console(f"Connected to {self.device.model} successfully")
         self.console(f"Uncertainty checking for {self.device.model} is activated")
         try:
-            self._listener = listen_tcp(o.host, o.port, backlog=4)
+            self._listener = listen_tcp(o.host, o.port, backlog=1024)
         except OSError:
             self._close_files()
             raise
@@ -272,7 +278,7 @@ class PtdEmulator(TcpFaults):
         self._stop.set()
         with self._lock:
             self._lock.notify_all()
-        for sock in (self._listener, self._client):
+        for sock in (self._listener, *list(self._clients)):
             if sock is not None:
                 try:
                     sock.close()
@@ -293,9 +299,8 @@ class PtdEmulator(TcpFaults):
 
     # --- test hooks ------------------------------------------------------------------------------------
     def drop_client(self) -> None:
-        """The connection breaks (a network fault); the daemon keeps listening."""
-        client = self._client
-        if client is not None:
+        """The connections break (a network fault); the daemon keeps listening."""
+        for client in list(self._clients):
             try:
                 client.shutdown(socket.SHUT_RDWR)
             except OSError:
@@ -311,7 +316,7 @@ class PtdEmulator(TcpFaults):
                 pass
 
     def _listen_again(self) -> None:
-        self._listener = listen_tcp(self.opts.host, self.port, backlog=4)
+        self._listener = listen_tcp(self.opts.host, self.port, backlog=1024)
 
     def _drop_clients(self) -> None:
         self.drop_client()
@@ -326,7 +331,7 @@ class PtdEmulator(TcpFaults):
                     continue
                 delay = m.next_mono - time.monotonic()
                 if delay > 0:
-                    self._lock.wait(delay)
+                    self._lock.wait(min(delay, 0.5))  # bounded: a stop or a new Go is seen within 0.5 s
                     continue
                 m.next_mono += m.interval_s
                 missed = 0
@@ -418,18 +423,25 @@ class PtdEmulator(TcpFaults):
                     continue
             if conn is None:
                 return
+            if len(self._clients) >= MAX_CLIENTS:
+                self.console(f"Refused connection from {addr[0]}:{addr[1]}: {MAX_CLIENTS} clients already", "WARNING")
+                conn.close()
+                continue
             self.console(f"Accepted connection from {addr[0]}:{addr[1]}")
-            self._client = conn
+            self._clients.add(conn)
+            threading.Thread(target=self._client_thread, args=(conn,), name="ptd-emulator-client", daemon=True).start()
+
+    def _client_thread(self, conn: socket.socket) -> None:
+        try:
+            self._handle(conn)
+        finally:
+            self._clients.discard(conn)
             try:
-                self._handle(conn)
-            finally:
-                self._client = None
-                try:
-                    conn.close()
-                except OSError:
-                    pass
-            self.console("Shutting connection down...")
-            self.console("Connection is down.")
+                conn.close()
+            except OSError:
+                pass
+        self.console("Shutting connection down...")
+        self.console("Connection is down.")
 
     def _handle(self, conn: socket.socket) -> None:
         conn.settimeout(0.2)
@@ -566,6 +578,8 @@ class PtdEmulator(TcpFaults):
             ms = self.opts.default_interval_ms  # SPEC CPU's Go,0,0: the analyzer's default
         if ms < self.opts.min_interval_ms or rampup < 0:
             raise _Reply(f"Error in parameter: interval must be at least {self.opts.min_interval_ms} ms")  # [unverified]
+        if ms > MAX_GO_INTERVAL_MS or rampup > MAX_RAMPUP_SAMPLES:
+            raise _Reply(f"Error in parameter: interval at most {MAX_GO_INTERVAL_MS} ms, ramp-up at most {MAX_RAMPUP_SAMPLES} samples")  # [unverified]
         mark = parts[3] if len(parts) == 4 and parts[3] else "notset"
         with self._lock:
             if self._meas is not None and self._meas.running:
@@ -804,8 +818,7 @@ def main(argv: list[str] | None = None) -> int:
                 e.stop()
             raise
     except (ValidationError, ValueError, OSError) as exc:
-        print(f"labconsole emulate ptd: {exc}", file=sys.stderr)
-        return 2
+        return startup_failure("ptd", exc, port_flag="-p")
 
     if not is_loopback(args.host):
         print(f"warning: listening on {args.host}: other machines can reach this emulator", file=sys.stderr, flush=True)

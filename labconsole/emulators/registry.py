@@ -15,6 +15,7 @@ import importlib
 import ipaddress
 import signal
 import socket
+import sys
 import threading
 from typing import Any, Callable, Protocol
 
@@ -59,9 +60,11 @@ def module_for(name: str):
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 
-def listen_tcp(host: str, port: int, backlog: int = 8) -> socket.socket:
+def listen_tcp(host: str, port: int, backlog: int = 1024) -> socket.socket:
     """An emulator's listening socket (IPv6 when the address is), with a 0.2 s accept timeout
-    so its accepting thread notices a stop; a bind failure names the address."""
+    so its accepting thread notices a stop; a bind failure names the address. The backlog is
+    deep: with a short one a burst of connections overflows it, the kernel drops their SYNs
+    and every later client waits out TCP's retransmission back-off (1, 3, 7, 15, 31 s)."""
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -123,3 +126,24 @@ def serve_until_interrupted(announce: Callable[[], None], stop: Callable[[], Non
         signal.signal(signal.SIGTERM, previous)
         stop()
     return 0
+
+
+def startup_failure(name: str, exc: BaseException, port_flag: str = "--port") -> int:
+    """Every emulator's refusal to start, the same way: one line on stderr, exit status 2.
+    A validation error becomes `FIELD: what is wrong` (its first problem), never pydantic's dump;
+    a port in use suggests port 0."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        try:
+            first = errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ())) or "options"
+            text = f"{where}: {first.get('msg')}"
+        except (TypeError, IndexError, KeyError):
+            text = str(exc).splitlines()[0]
+    elif isinstance(exc, OSError) and exc.strerror and exc.filename:
+        text = f"{exc.filename}: {exc.strerror}"
+    else:
+        text = " ".join(str(exc).split()) or type(exc).__name__
+    hint = f" (pass {port_flag} 0 for a free port)" if "in use" in text else ""
+    print(f"labconsole emulate {name}: {text}{hint}", file=sys.stderr, flush=True)
+    return 2

@@ -26,6 +26,7 @@ SUFFIX_NOT_ALLOWED = (138, "Suffix not allowed")
 INVALID_CHARACTER_DATA = (141, "Invalid character data")
 SETTING_CONFLICT = (221, "Setting conflict")
 DATA_OUT_OF_RANGE = (222, "Data out of range")
+MAX_NRF = 9.9e37  # IEEE 488.2's largest number (SCPI's NAN is 9.91E37): a bigger one is out of range
 ILLEGAL_PARAMETER = (224, "Illegal parameter value")
 QUEUE_OVERFLOW = (350, "Queue overflow")
 
@@ -108,6 +109,8 @@ def parse_number(text: str, unit: str = "") -> float:
     if not m:
         raise ScpiError(DATA_TYPE_ERROR, text)
     value = float(m.group(1))
+    if not math.isfinite(value) or abs(value) > MAX_NRF:
+        raise ScpiError(DATA_OUT_OF_RANGE, text)
     rest = m.group(2).strip()
     if unit and rest.endswith(unit) and not (unit == "A" and rest == "MA"):
         rest = rest[: -len(unit)]
@@ -240,6 +243,11 @@ class ScpiParser:
                 reply, path = self._unit(unit, path)
             except ScpiError as exc:
                 self.push_error(exc.code, exc.text)
+                continue
+            except (ValueError, OverflowError, TypeError, IndexError, KeyError, ZeroDivisionError):
+                # A number a handler cannot use (too large to count with, an index past the end):
+                # a meter answers "Data out of range" and goes on; a client thread never dies.
+                self.push_error(*DATA_OUT_OF_RANGE)
                 continue
             if reply is not None:
                 replies.append(reply)

@@ -35,13 +35,13 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from labconsole.emulators import scpi
 from labconsole.emulators.faults import TcpFaults
-from labconsole.emulators.registry import listen_tcp, serve_until_interrupted
+from labconsole.emulators.registry import listen_tcp, serve_until_interrupted, startup_failure
 from labconsole.emulators.scpi import ErrorQueue, ScpiError, ScpiParser, nr3, parse_bool, parse_choice, parse_number
 from labconsole.instruments.load_model import LoadModel, follow_any_benchmark, utilisation_arg, utilisation_source
 from labconsole.instruments.ranges import AutoRanger
@@ -84,9 +84,9 @@ class EmulatorOptions(BaseModel):
     pf_idle: float = Field(0.85, gt=0, le=1)
     pf_load: float = Field(0.95, gt=0, le=1)
     mains_hz: float = Field(50.0, gt=0, le=1000)
-    utilisation: Literal["workload", "host", "active"] | float = Field("workload", description="workload | host | active | a constant 0..1")
-    seed: int | None = None
-    update_s: float = Field(0.5, description="update period at power-on: " + ", ".join(f"{r:g}" for r in RATES) + " s")
+    utilisation: Literal["workload", "host", "active"] | Annotated[float, Field(ge=0, le=1)] = Field("workload", description="workload | host | active | a constant 0..1")
+    seed: int | None = Field(None, ge=0, lt=2**64)
+    update_s: float = Field(0.5, gt=0, le=3600, description="update period at power-on: " + ", ".join(f"{r:g}" for r in RATES) + " s")
     serial: str = Field("EMU0000001", pattern=r"^EMU[A-Za-z0-9]{0,13}$", description="must start with EMU")
 
 
@@ -368,7 +368,13 @@ class WT310EMeter:
         return "0"
 
     def _wait(self, mask: int) -> None:
-        """:COMMunicate:WAIT: hold this connection until one of the masked events is set."""
+        """:COMMunicate:WAIT: hold this connection until one of the masked events is set.
+        The mask is the 16-bit extended event register's: another number is out of range, and an
+        empty mask (no event can end the wait) returns at once instead of holding for ever."""
+        if not 0 <= mask <= 0xFFFF:
+            raise scpi.ScpiError(scpi.DATA_OUT_OF_RANGE, str(mask))
+        if mask == 0:
+            return
         self.lock.release()
         try:
             while not self.stopping.is_set():
@@ -744,10 +750,8 @@ def main(argv: list[str] | None = None) -> int:
     follow_any_benchmark()  # run on its own: 'workload' is any labconsole benchmark here
     try:
         handle = start({"host": args.host, "port": args.port, "utilisation": util, "idle_w": args.idle_w, "dynamic_w": args.dynamic_w, "seed": args.seed})
-    except ValueError as exc:
-        hint = " (pass --port 0 for a free port)" if "in use" in str(exc) else ""
-        print(f"labconsole emulate wt310: {exc}{hint}", file=sys.stderr)
-        return 1
+    except (ValueError, OSError) as exc:
+        return startup_failure("wt310", exc)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: listening on {args.host}: other machines can reach this emulator", file=sys.stderr)
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from labconsole import safefile
 from labconsole.bundle.reader import RunRecord, open_run
 from labconsole.bundle.seal import verify
 from labconsole.events import PROGRESS, Event, phase_spans
@@ -274,7 +275,7 @@ def _write_ptd_logs(stage: _Staging, record: RunRecord, notes: list[str]) -> Non
     if not transcripts:
         notes.append("power/ptd_logs.txt: not written, the bundle holds no PTD transcript")
         return
-    parts = [f"Analyzer {i}\n" + p.read_text(encoding="utf-8", errors="replace") for i, p in enumerate(transcripts, start=1)]
+    parts = [f"Analyzer {i}\n" + safefile.read_text(p, "log", root=record.path, errors="replace") for i, p in enumerate(transcripts, start=1)]
     stage.write("power/ptd_logs.txt", "".join(parts), stage.server)
 
 

@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from labconsole import safefile
 from labconsole.instruments import ptd
 
 # --- the checker's constants (compliance/check.py at power-dev HEAD c4b3ad8) ------------------
@@ -76,7 +77,7 @@ _NTP_LINE_RE = re.compile(r"NTP:offset = (-?\d+(?:\.\d+)?) s, delay = (-?\d+(?:\
 
 def sha1_file(path: Path) -> str:
     h = hashlib.sha1()
-    with open(path, "rb") as fh:
+    with safefile.open_regular(path) as fh:  # never blocks on a FIFO or reads a device
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()

@@ -226,7 +226,9 @@ class RunEngine:
             raise RunRefused(str(exc)) from None
         except OSError as exc:
             self._release_locks()
-            raise RunRefused(f"cannot record into {recordings}: {exc.strerror or exc}") from None
+            refused = RunRefused(f"cannot record into {recordings}: {exc.strerror or exc}")
+            refused.bad_input = True  # the folder a person named (--out, `recordings:`): exit 2
+            raise refused from None
         self.bus.add_sink(self._timeline_sink)
         try:
             self._start_bundle()

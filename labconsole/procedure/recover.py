@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from labconsole import safefile
+from labconsole.bundle.schema import problems as schema_problems
 from labconsole.bundle.seal import is_sealed
 from labconsole.bundle.writer import BundleWriter, iso_utc
 
@@ -21,9 +23,12 @@ def recover(root: Path) -> str:
     if is_sealed(root):
         raise RecoverError(f"{root}: already sealed; nothing to recover (`labconsole check` verifies it)")
     try:
-        info = json.loads(run_json.read_text(encoding="utf-8"))
-    except ValueError as exc:
+        info = json.loads(safefile.read_text(run_json, "json", root=root))
+    except ValueError as exc:  # FileRefused too: a FIFO, a device, a link out of the bundle
         raise RecoverError(f"{run_json}: unreadable ({exc}); fix or remove it first") from None
+    wrong = schema_problems(run_json, info)
+    if wrong:
+        raise RecoverError(f"{wrong[0]}; fix or remove it first")
     previous = info.get("exit_status")
     writer = BundleWriter(root)
     writer.run_info = info

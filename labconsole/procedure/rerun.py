@@ -23,6 +23,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from labconsole import safefile
+from labconsole.bundle.schema import problems as schema_problems
 from labconsole.bundle import environment
 from labconsole.bundle.environment_diff import ERROR, INFO, WARNING, Difference, diff_environments
 from labconsole.bundle.seal import is_sealed, verify
@@ -71,14 +73,16 @@ class RerunPlan:
 
 
 def _read_json(path: Path, what: str) -> dict:
+    if not path.exists():
+        raise RerunError(f"{path}: missing; {what}")
     try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RerunError(f"{path}: missing; {what}") from None
-    except (OSError, ValueError) as exc:
+        # a regular file inside the bundle only, of a bounded size (a FIFO would block)
+        obj = json.loads(safefile.read_text(path, "json", root=path.parent.parent))
+    except ValueError as exc:
         raise RerunError(f"{path}: unreadable ({exc})") from None
-    if not isinstance(obj, dict):
-        raise RerunError(f"{path}: not a JSON object")
+    wrong = schema_problems(path, obj)
+    if wrong:
+        raise RerunError(wrong[0])
     return obj
 
 
@@ -111,10 +115,12 @@ def plan_rerun(bundle: str | Path, remeasure: bool = False) -> RerunPlan:
     if (data / "environment.json").exists():
         env = _read_json(data / "environment.json", "")
     prof_path = data / "profile.yaml"
+    if not prof_path.exists():
+        raise RerunError(f"{prof_path}: missing; the bundle does not hold the profile it used")
     try:
-        raw = prof_path.read_bytes()
-    except FileNotFoundError:
-        raise RerunError(f"{prof_path}: missing; the bundle does not hold the profile it used") from None
+        raw = safefile.read_bytes(prof_path, "profile", root=root)
+    except safefile.FileRefused as exc:
+        raise RerunError(str(exc)) from None
     try:
         profile, lines, text = parse_profile_text(raw, str(prof_path))
     except ProfileError as exc:

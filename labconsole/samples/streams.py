@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from labconsole import safefile
 from labconsole.samples.batch import FLOAT_FIELDS, SAMPLE_DTYPE, ChannelBatch
 
 # ---------------------------------------------------------------------------------------------
@@ -403,8 +404,11 @@ def read_sample_stream(path: Path, verify: str = "tail", columns: tuple[str, ...
     like `report` on a 10 M-sample phase.
     """
     path = Path(path)
-    with open(path, "rb") as fh:
-        head = fh.read(len(BINARY_MAGIC))
+    try:
+        with safefile.open_regular(path) as fh:  # a FIFO or a device in a bundle never blocks
+            head = fh.read(len(BINARY_MAGIC))
+    except safefile.FileRefused as exc:
+        raise StreamFormatError(str(exc)) from None
     wanted = None
     if columns is not None:
         wanted = set(columns)
@@ -421,7 +425,10 @@ def read_sample_stream(path: Path, verify: str = "tail", columns: tuple[str, ...
 def _read_csv(path: Path, wanted: set[str] | None = None) -> StreamReadResult:
     import pandas as pd
 
-    raw = path.read_bytes()
+    try:
+        raw = safefile.read_bytes(path, "samples")
+    except safefile.FileRefused as exc:
+        raise StreamFormatError(str(exc)) from None
     torn = False
     if raw and not raw.endswith(b"\n"):
         cut = raw.rfind(b"\n")
@@ -574,7 +581,11 @@ def _read_binary(path: Path, verify: str = "tail", wanted: set[str] | None = Non
 
     if verify not in ("tail", "all"):
         raise ValueError(f"verify must be 'tail' or 'all', not {verify!r}")
-    with open(path, "rb") as fh:
+    try:
+        fh = safefile.open_regular(path)
+    except safefile.FileRefused as exc:
+        raise StreamFormatError(str(exc)) from None
+    with fh:
         fd = fh.fileno()
         scan = _scan_binary(fd, path, verify)
         if scan is None:  # a crash while the stream was created: it holds no samples

@@ -41,7 +41,7 @@ class Lpm01aOptions(DriverOptions):
     port: str = Field(min_length=1, max_length=512, description="serial device (/dev/ttyACM0, /dev/serial/by-id/..., COM5) or a pyserial URL")
     baud: int = Field(ps.DEFAULT_BAUD, ge=9600, le=12_000_000, description="3686400 for the PowerShield (USB CDC: the value is ignored by the board)")
     voltage_mv: int = Field(3300, ge=ps.VOLT_MIN_MV, le=ps.VOLT_MAX_MV, description="supply voltage given to the device under test (mV)")
-    frequency_hz: int = Field(1000, description="sampling frequency: one of 100000, 50000, 20000, 10000, 5000, 2000, 1000, 500, 200, 100, 50, 20, 10, 5, 2, 1")
+    frequency_hz: int = Field(1000, ge=1, le=100000, description="sampling frequency: one of 100000, 50000, 20000, 10000, 5000, 2000, 1000, 500, 200, 100, 50, 20, 10, 5, 2, 1")
     acquisition_mode: Literal["dyn", "stat"] = Field("dyn", description="dyn: current may vary (100 nA-10 mA per the firmware help); stat cannot stream")
     function_mode: Literal["optim", "high"] | None = Field(None, description="dynamic-mode optimisation (current output only); not sent when unset")
     output: Literal["current", "energy"] = Field("energy", description="energy (MLPerf Tiny: joules per sample period) or instantaneous current")

@@ -20,10 +20,10 @@ import math
 import threading
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from labconsole.samples.batch import FLOAT_FIELDS, SAMPLE_DTYPE, ChannelBatch
 from labconsole.sources.base import Capabilities, DriverOptions, Identity, Source, SourceError
@@ -181,10 +181,37 @@ def recorded_samples(record) -> dict[tuple[str, str], np.ndarray]:
     return out
 
 
+def recording_problem(path: Path) -> str | None:
+    """Why `path` cannot be a recording to replay (a bundle or an MLPerf result folder), without
+    reading it: the loader's check. None when it looks like one."""
+    try:
+        if not path.is_dir():
+            return f"{path}: no such folder" if not path.exists() else f"{path}: not a folder (a bundle or an MLPerf result folder)"
+        if (path / "data" / "run.json").exists() or (path / "bagit.txt").exists():
+            return None
+        for perf in (path, path / "performance"):
+            if (perf / "power").is_dir() and ((perf / "run_1").is_dir() or (perf / "ranging").is_dir()):
+                return None
+        if any(p.name == "performance" for p in path.glob("*/performance")) or any(path.glob("**/performance/power")):
+            return None
+    except OSError as exc:
+        return f"{path}: {exc.strerror or exc}"
+    return f"{path}: neither a labconsole bundle (data/run.json) nor an MLPerf power result folder (performance/power, ranging, run_1)"
+
+
 class ReplayOptions(DriverOptions):
-    path: str = Field(min_length=1, description="a bundle or an MLPerf result folder")
+    path: str = Field(min_length=1, max_length=4096, description="a bundle or an MLPerf result folder")
     source: str | None = Field(None, description="which recorded source (default: the recording's primary)")
-    speed: float | Literal["max"] = Field(1.0, description="1, 10, 100, ... or 'max' (as fast as it goes)")
+    speed: Annotated[float, Field(ge=0, le=1e6)] | Literal["max"] = Field(1.0, description="1, 10, 100, ... or 'max' (as fast as it goes); 0 is max")
+
+    @field_validator("path")
+    @classmethod
+    def _a_recording(cls, value: str) -> str:
+        # Refused when the profile loads (exit 2, FILE:LINE), not when a run opens the source.
+        problem = recording_problem(Path(value).expanduser())
+        if problem:
+            raise ValueError(problem)
+        return value
     retime: bool = Field(False, description="stamp samples with the time they are replayed instead of their recorded time")
     loop: bool = Field(False, description="start again from the beginning at the end")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -37,13 +37,13 @@ class SimulatedOptions(DriverOptions):
     volts: float = Field(230.0, gt=0, le=1000, description="mains voltage (V rms)")
     pf_idle: float = Field(0.85, gt=0, le=1)
     pf_load: float = Field(0.95, gt=0, le=1)
-    utilisation: Literal["workload", "host"] | float = Field(
+    utilisation: Literal["workload", "host"] | Annotated[float, Field(ge=0, le=1)] = Field(
         "workload",
         description="'workload': the CPU use of the benchmark's processes; 'host': the whole machine's; a number fixes it (0..1)",
     )
     energy_counter: bool = Field(False, description="also report a cumulative energy counter (J)")
     serial: str = Field("SIM-0001", max_length=64)
-    seed: int | None = None
+    seed: int | None = Field(None, ge=0, lt=2**64, description="noise seed (numpy's generators take 0 .. 2**64-1)")
 
 
 class SimulatedSource(Source):

@@ -26,6 +26,7 @@ from labconsole.profile import ProfileError, default_profile_path, load_profile
 from labconsole.session.follow import FollowSession
 from labconsole.session.live import BenchMonitor, LiveSession, ProcedureSession
 from labconsole.session.replay import ReplaySession
+from labconsole.tui.format import escape
 from labconsole.tui.recent import last_profile, remember_profile
 from labconsole.tui.screens.bench import BenchScreen
 from labconsole.tui.screens.calibrate import CalibrateScreen
@@ -105,7 +106,7 @@ class LabConsole(App[int]):
         if self.watch:
             self.notify("Watching: this console follows the run being recorded at the bench; only the operator there starts or aborts runs.", timeout=8)
         if self._notice is not None:
-            self.notify(self._notice[0], severity=self._notice[1], timeout=10)
+            self.notify(escape(self._notice[0]), severity=self._notice[1], timeout=10)
         if self._initial_replay is not None:
             self.start_replay(*self._initial_replay)
 
@@ -244,7 +245,7 @@ class LabConsole(App[int]):
             self.setup_request = None
             self.remove_mode("setup")
             self.add_mode("setup", self.MODES["setup"])
-        self.notify(f"opened {loaded.path}", timeout=4)
+        self.notify(f"opened {escape(str(loaded.path))}", timeout=4)
         remember_profile(loaded.path)
         return True
 
@@ -298,7 +299,7 @@ class LabConsole(App[int]):
         self.bench_monitor = None
         self._start_session(session, monitor)
         self._show("calibrate" if guided else "run")
-        self.notify(f"run started: {session.title}" + ("; guide the calibration here" if guided else ""), timeout=4)
+        self.notify(f"run started: {escape(session.title)}" + ("; guide the calibration here" if guided else ""), timeout=4)
 
     def _start_session(self, session: ProcedureSession, monitor: BenchMonitor | None) -> None:
         # The bench monitor holds the instruments: close it first, off the loop.
@@ -341,7 +342,7 @@ class LabConsole(App[int]):
         if self.run_in_progress:
             self.notify("A run is going: abort it (x) or wait before replaying", severity="warning")
             return
-        self.notify(f"opening {Path(path).name} for replay...", timeout=3)
+        self.notify(f"opening {escape(Path(path).name)} for replay...", timeout=3)
         self.run_worker(lambda: self._open_replay(Path(path), speed or 1.0), thread=True, exit_on_error=False, group="open-replay")
 
     def _open_replay(self, path: Path, speed: float) -> None:
@@ -349,7 +350,7 @@ class LabConsole(App[int]):
             session = ReplaySession(path, speed=speed)
             session.start()
         except Exception as exc:  # noqa: BLE001 - a bad folder is a message, not a crash
-            self.call_from_thread(self.notify, f"cannot replay {path}: {exc}", severity="error", timeout=8)
+            self.call_from_thread(self.notify, f"cannot replay {escape(str(path))}: {escape(str(exc))}", severity="error", timeout=8)
             return
         self.call_from_thread(self._replay_ready, session)
 
@@ -540,7 +541,10 @@ def setup_on_start(profile: str | None, cwd: Path | None = None) -> dict | None:
     """
     if profile is not None:
         path = Path(profile).expanduser()
-        if path.exists():
+        try:
+            if path.exists() or path.is_symlink():
+                return None
+        except OSError:  # a name too long, a file where a folder should be: the loader says so
             return None
         return {"target": path, "welcome": f"{profile} does not exist yet: answer the questions below and the console writes it there. "
                 "(esc: skip, and use the built-in simulated bench)"}

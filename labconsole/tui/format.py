@@ -5,9 +5,16 @@ from __future__ import annotations
 import math
 import time
 
-from rich.markup import escape
+from rich.markup import escape as _escape_markup
 
 from labconsole import events as ev
+from labconsole.termtext import printable
+
+
+def escape(text) -> str:
+    """Text from a file, a recording or an instrument, for a markup string: control characters
+    shown escaped (a terminal never obeys them), Rich markup shown as the text it is."""
+    return _escape_markup(printable(text))
 
 VERDICT_STYLE = {"pass": "green", "warn": "yellow", "fail": "red", "skip": "dim", "running": "cyan", "pending": "dim"}
 VERDICT_ICON = {"pass": "✔", "warn": "▲", "fail": "✘", "skip": "↷", "running": "●", "pending": "·"}

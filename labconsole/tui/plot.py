@@ -28,6 +28,7 @@ from textual.widget import Widget
 from labconsole.session.decimate import minmax_columns
 from labconsole.session.interval import IntervalStats, interval_stats
 from labconsole.tui.format import si, si_scale
+from labconsole.termtext import printable
 
 PALETTE = ("#4ebf71", "#e8a33c", "#58a6ff", "#e05a5a", "#b07ee8", "#2ec4c4", "#d0d060")
 SPAN_BG = "#3b3417"
@@ -50,11 +51,17 @@ class Series:
     color: str | None = None
     value_text: str = ""  # shown in the legend (e.g. the current reading)
 
+    def __post_init__(self) -> None:  # labels are source names from a recording: raw segments
+        self.label = printable(self.label)
+
 
 @dataclass
 class Marker:
     t: float
     label: str = ""
+
+    def __post_init__(self) -> None:
+        self.label = printable(self.label)
 
 
 @dataclass
@@ -62,6 +69,9 @@ class Span:
     t0: float
     t1: float
     label: str = ""
+
+    def __post_init__(self) -> None:
+        self.label = printable(self.label)
 
 
 @dataclass

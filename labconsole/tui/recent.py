@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from labconsole import safefile
+
 FILE_NAME = "last-profile"
 
 
@@ -38,8 +40,9 @@ def remember_profile(path: str | Path) -> None:
 def last_profile() -> Path | None:
     """The profile last opened, if it still exists as a file; None otherwise."""
     try:
-        text = (state_dir() / FILE_NAME).read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError):
+        # a regular file only, and a bounded size: a FIFO planted there must not hang the start
+        text = safefile.read_text(state_dir() / FILE_NAME, "text").strip()
+    except (OSError, ValueError):
         return None
     if not text or "\n" in text:
         return None

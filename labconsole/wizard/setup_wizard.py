@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 import yaml
 
+from labconsole.safefile import describe_oserror
 from labconsole.emulators.registry import FOR_DRIVER
 from labconsole.profile import (
     NAME_PATTERN,
@@ -603,12 +604,15 @@ class SetupWizard:
         if issues:
             raise WizardError("the profile has mistakes:\n" + "\n".join(str(i) for i in issues), issues)
         target = self.path
-        if target.exists() and not force:
-            raise WizardError(f"{target}: a profile is already there; choose another name or path, or overwrite it with --force")
-        if target.exists() and target.is_dir():
-            raise WizardError(f"{target}: is a folder; give a file name such as {target / 'bench.yaml'}")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_text(self.text(), encoding="utf-8")
-        os.replace(tmp, target)
+        try:
+            if target.exists() and not force:
+                raise WizardError(f"{target}: a profile is already there; choose another name or path, or overwrite it with --force")
+            if target.exists() and target.is_dir():
+                raise WizardError(f"{target}: is a folder; give a file name such as {target / 'bench.yaml'}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(target.name + ".tmp")
+            tmp.write_text(self.text(), encoding="utf-8")
+            os.replace(tmp, target)
+        except OSError as exc:  # a name too long, a file where a folder is needed, no permission
+            raise WizardError(describe_oserror(exc.filename or target, exc)) from None
         return load_profile(target)

@@ -9,12 +9,14 @@ the file and the line.
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from labconsole import safefile
 from labconsole.instruments.ptd import parse_power_time
 
 MLLOG_PREFIX = ":::MLLOG "
@@ -28,6 +30,27 @@ METRIC_KEYS = {
     "SingleStream": ("early_stopping_latency_ss", "result_90.00_percentile_latency_ns"),
     "MultiStream": ("early_stopping_latency_ms", "result_99.00_percentile_per_query_latency_ns"),
 }
+
+
+# The types of the values analysis reads (LoadGen writes them so): a detail log holding a list
+# where a count belongs is refused naming the line and the key, never a TypeError downstream.
+_TEXT_KEYS = ("effective_scenario", "requested_scenario", "result_validity", "result_invalid_reason", "power_begin", "power_end")
+_NUMBER_KEYS = (
+    "result_query_count", "effective_samples_per_query", "result_mean_query_latency_ns", "result_qps_with_loadgen_overhead",
+    "generated_query_count", "generated_samples_per_query", "effective_min_duration_ms", "effective_min_query_count",
+    "effective_target_qps", "effective_target_latency_ns", "result_qps_without_loadgen_overhead",
+    *(k for keys in METRIC_KEYS.values() for k in keys),
+)
+
+
+def _value_problem(key: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if key in _TEXT_KEYS and not isinstance(value, str):
+        return f"{key}: text expected, found {type(value).__name__}"
+    if key in _NUMBER_KEYS and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        return f"{key}: a number expected, found {type(value).__name__}"
+    return None
 
 
 class LoadGenLogError(ValueError):
@@ -82,11 +105,12 @@ class DetailLog:
 def decode_lines(path: Path) -> list[str]:
     """The file's lines (CR stripped); a byte that is not UTF-8 is an error naming the line."""
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise LoadGenLogError(f"{path}: missing") from None
-    except OSError as exc:
-        raise LoadGenLogError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        # only a regular file, and a bounded size: a FIFO or /dev/zero as a log must not hang
+        raw = safefile.read_bytes(path, "log")
+    except safefile.FileRefused as exc:
+        if exc.errno == errno.ENOENT:
+            raise LoadGenLogError(f"{path}: missing") from None
+        raise LoadGenLogError(f"{path}: cannot read ({exc.reason})") from None
     out = []
     for lineno, chunk in enumerate(raw.split(b"\n"), start=1):
         try:
@@ -127,6 +151,9 @@ def parse_detail_log(path: str | Path) -> DetailLog:
             elif meta.get("is_warning"):
                 log.warnings.append((lineno, key, value))
         if key not in log.values:  # the checker keeps the first value of a repeated key
+            wrong = _value_problem(key, value)
+            if wrong:
+                raise LoadGenLogError(f"{path}:{lineno}: {wrong}")
             log.values[key] = value
             log.lines[key] = lineno
     log.line_count = len(lines)

@@ -101,7 +101,7 @@ def test_export_refuses_to_overwrite_or_to_read_an_mlperf_folder(tmp_path):
     with pytest.raises(ExportError, match="already an MLPerf result folder"):
         export_mlperf(session.root, tmp_path / "again")
     out = run_cli("export", str(bundle), "--mlperf", str(busy))
-    assert out.returncode == 1 and "not an empty folder" in out.stderr and "Traceback" not in out.stderr
+    assert out.returncode == 2 and "not an empty folder" in out.stderr and "Traceback" not in out.stderr
 
 
 SIM_CAL_PROFILE = """

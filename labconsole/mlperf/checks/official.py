@@ -21,8 +21,10 @@ from __future__ import annotations
 import re
 import uuid as _uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from labconsole import safefile
 from labconsole.bundle.reader import RunRecord
 from labconsole.events import phase_spans
 from labconsole.instruments.ptd import format_power_time, parse_power_time, parse_ptd_log
@@ -293,15 +295,18 @@ def uuid_and_session(record: RunRecord) -> list[CheckResult]:
 
 def _foreign_marks(path, expected: str) -> set[str]:
     out = set()
-    with open(path, encoding="utf-8", errors="replace", newline=None) as fh:
-        for line in fh:
-            if not line.startswith("Time"):
-                continue
-            parts = line.rstrip("\r\n").split(",")
-            if "Mark" in parts:
-                mark = parts[parts.index("Mark") + 1] if parts.index("Mark") + 1 < len(parts) else ""
-                if mark != expected:
-                    out.add(mark)
+    try:  # the reader has named a spl.txt it could not read; this check has nothing to add
+        text = safefile.read_text(path, "samples", root=Path(path).parent.parent, errors="replace")
+    except ValueError:
+        return out
+    for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):  # universal newlines, as open() read it
+        if not line.startswith("Time"):
+            continue
+        parts = line.split(",")
+        if "Mark" in parts:
+            mark = parts[parts.index("Mark") + 1] if parts.index("Mark") + 1 < len(parts) else ""
+            if mark != expected:
+                out.add(mark)
     return out
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import yaml
-from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -20,7 +19,7 @@ from textual.widgets import Footer, Sparkline, Static
 from labconsole.profile import training_nodes
 from labconsole.instruments.load_model import describe_utilisation, simulated_load
 from labconsole.session.live import SeriesHistory
-from labconsole.tui.format import num
+from labconsole.tui.format import escape, num
 from labconsole.tui.widgets import LiveText, TickingScreen, TopBar
 
 TREND_S = 30.0

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import time
 
-from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, DataTable, Footer, Static
 
 from labconsole.procedure.calibration import DEFAULT_STEPS
-from labconsole.tui.format import flatten, num, status_markup, verdict_markup
+from labconsole.tui.format import escape, flatten, num, status_markup, verdict_markup
 from labconsole.tui.widgets import LiveData, TickingScreen, TopBar, update_static
 
 class CalibrateScreen(TickingScreen):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from rich.markup import escape
 from rich.table import Table
 from textual import work
 from textual.app import ComposeResult
@@ -19,7 +18,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from labconsole.mlperf.compare import compare_runs, format_change, format_value
-from labconsole.tui.format import si, status_markup, verdict_markup
+from labconsole.tui.format import escape, si, status_markup, verdict_markup
 from labconsole.tui.plot import Series, Span, TimePlot
 from labconsole.tui.widgets import TopBar
 

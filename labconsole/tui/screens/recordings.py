@@ -15,7 +15,6 @@ import math
 import re
 from pathlib import Path
 
-from rich.markup import escape
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -26,7 +25,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Input, Static
 from textual.worker import get_current_worker
 
-from labconsole.tui.format import status_markup, verdict_markup
+from labconsole.tui.format import escape, status_markup, verdict_markup
 from labconsole.tui.widgets import ConfirmScreen, TopBar
 
 # (key, header, width); the note takes what is left of the line.

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rich.markup import escape
 from rich.table import Table
 from textual import work
 from textual.app import ComposeResult
@@ -17,7 +16,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from labconsole.tui.format import num, status_markup, verdict_markup
+from labconsole.tui.format import escape, num, status_markup, verdict_markup
 from labconsole.tui.plot import Marker, Series, Span, TimePlot
 from labconsole.tui.widgets import TopBar
 
@@ -86,7 +85,7 @@ class ResultsScreen(Screen):
         m.add_row("scenario", f"{escape(str(shown))}  (LoadGen: {escape(str(rep.get('result_validity') or '-'))})")
         for note in notes:  # the filed scenario against the one LoadGen ran, as `report` says it
             m.add_row("", f"[yellow]{escape(note)}[/]")
-        m.add_row("[b]metric[/]", f"[b]{metric['name']} = {metric['value']:.6g} {metric['unit']}[/]" if metric else "[red]none[/]")
+        m.add_row("[b]metric[/]", f"[b]{escape(str(metric['name']))} = {metric['value']:.6g} {escape(str(metric['unit']))}[/]" if metric else "[red]none[/]")
         if rep.get("samples_per_joule") is not None:
             m.add_row("efficiency", f"{rep['samples_per_joule']:.6g} samples/J")
         perf = rep.get("performance")
@@ -94,7 +93,7 @@ class ResultsScreen(Screen):
         if filed_perf:
             m.add_row("performance", f"{escape(str(filed_perf['key']))} = {filed_perf['value']:.6g} (the {escape(str(filed))} figure, inferred from the {escape(str(filed_perf.get('inferred_from')))} run)")
         elif perf:
-            m.add_row("performance", f"{perf['key']} = {perf['value']:.6g}")
+            m.add_row("performance", f"{escape(str(perf['key']))} = {perf['value']:.6g}")
         if p:
             m.add_row("average power", f"{num(p.get('avg_watts'), '.3f', 'W')} over {num(p.get('window_s'), '.3f', 's')}")
             m.add_row("samples", f"{p.get('samples_in_window')} in the window, {p.get('invalid_in_window')} invalid")
@@ -105,7 +104,7 @@ class ResultsScreen(Screen):
             m.add_row("testing vs ranging", f"{rep['ranging_delta_pct']:+.2f} %")
         energy = rep.get("energy")
         if energy:
-            m.add_row("energy", f"{energy['joules']:.6g} J ({energy['kind']})")
+            m.add_row("energy", f"{energy['joules']:.6g} J ({escape(energy['kind'])})")
         unc = rep.get("uncertainty")
         if unc:
             m.add_row("uncertainty", f"mean {unc['mean_pct']:.3f} %, max {unc['max_pct']:.3f} %")

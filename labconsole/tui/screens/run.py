@@ -16,12 +16,10 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Footer, Input, Label, ProgressBar, RichLog, Select
 
-from rich.markup import escape
-
 from labconsole.session import fleet_view
 from labconsole.sources.replay import MAX, speed_label
 from labconsole.session.interval import EnergyCounter
-from labconsole.tui.format import duration, event_markup, num, si, status_markup
+from labconsole.tui.format import duration, escape, event_markup, num, si, status_markup
 from labconsole.tui.plot import Series, Span, TimePlot
 from labconsole.tui.screens.log import LogScreen
 from labconsole.tui.widgets import LiveData, LiveText, TickingScreen, TopBar
@@ -300,7 +298,7 @@ class RunScreen(TickingScreen):
         reset, _new = self.live.pull()
         self._write_log(reset)
         hint = "  [dim]space pause · 1/2/3/4 speed · ←/→ seek[/]" if s.kind == "replay" and self.size.width >= 100 else ""
-        top.update(f"[b]{ {'replay': 'REPLAY', 'follow': 'WATCH'}.get(s.kind, 'RUN')}[/]  {s.title}  {status_markup(s.status)}{hint}")
+        top.update(f"[b]{ {'replay': 'REPLAY', 'follow': 'WATCH'}.get(s.kind, 'RUN')}[/]  {escape(s.title)}  {status_markup(s.status)}{hint}")
         pc = s.phase_clock()
         failure = s.failure() if s.finished else None
         self.query_one("#run-phase", LiveText).update(f"[b]{pc.phase}[/]" if failure is None else f"[b red]{escape(s.status)}[/]")

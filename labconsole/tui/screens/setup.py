@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -24,6 +23,7 @@ from textual.screen import Screen
 from textual.suggester import SuggestFromList
 from textual.widgets import Button, Checkbox, ContentSwitcher, Footer, Input, Label, Select, Static
 
+from labconsole.tui.format import escape
 from labconsole.profile import SCENARIOS, SCOPES, ProfileError
 from labconsole.sources import discovery
 from labconsole.wizard.setup_wizard import SCOPE_HELP, SetupWizard, WizardError
@@ -616,7 +616,7 @@ class SetupScreen(Screen):
             if yes:
                 self.save(force=True)
             else:
-                self.notify(f"nothing written: {path} is kept. Choose another bench name to write a new profile.", severity="warning", timeout=8)
+                self.notify(f"nothing written: {escape(str(path))} is kept. Choose another bench name to write a new profile.", severity="warning", timeout=8)
                 self.query_one("#meta-name", Input).focus()
 
         self.app.push_screen(ConfirmScreen(f"[b]{escape(str(path))}[/] already exists.\n\nOverwrite it with this profile? Its current content is lost.", yes="Overwrite"), answer)
