@@ -458,7 +458,7 @@ def cmd_recover(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from labconsole.mlperf.export import ExportError, export_mlperf
+    from labconsole.mlperf.export import ExportError, ExportTampered, export_mlperf
     from labconsole.bundle.reader import RunOpenError
 
     if not args.mlperf:
@@ -470,6 +470,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         return _export_training(args)
     try:
         res = export_mlperf(args.path, args.mlperf)
+    except ExportTampered as exc:  # the seal does not verify: a failed check, as `check` says
+        _err(str(exc))
+        return EXIT_FAIL
     except (ExportError, RunOpenError) as exc:
         _err(str(exc))
         return EXIT_USAGE

@@ -80,6 +80,10 @@ class ExportError(ValueError):
     """The export cannot be done (message says why); nothing was written."""
 
 
+class ExportTampered(ExportError):
+    """The bundle does not verify against its seal: a failed check (exit 1), not bad input."""
+
+
 @dataclass
 class ExportResult:
     out_dir: Path
@@ -188,7 +192,7 @@ def _check_exportable(record: RunRecord, bundle: str | Path, out: Path) -> bool:
     if sealed.sealed and sealed.problems:
         # The export would carry changed data under the bundle's name: refuse, saying what changed.
         shown = "; ".join(sealed.problems[:5]) + (f"; ... {len(sealed.problems) - 5} more" if len(sealed.problems) > 5 else "")
-        raise ExportError(f"{bundle}: changed after sealing, not exported: {shown}")
+        raise ExportTampered(f"{bundle}: changed after sealing, not exported: {shown}")
     return sealed.sealed
 
 

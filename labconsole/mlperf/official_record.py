@@ -15,6 +15,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from labconsole import safefile
 from labconsole.bundle.reader import RunOpenError, RunRecord, open_run, scenario_name
 from labconsole.bundle.seal import verify
 from labconsole.mlperf import checks, metrics
@@ -25,21 +26,33 @@ from labconsole.workload.powerdev import PowerDev, PowerDevMissing, find_powerde
 _CHECK_LINE = re.compile(r"^(?:INFO|WARNING|ERROR):main:\[(x| )\] (.+)$")
 
 
+def _run_info(bundle: Path) -> dict:
+    """run.json as a dict, read safely (a regular file inside the bundle, bounded); {} when it
+    cannot be: the readers that need it say why."""
+    try:
+        info = json.loads(safefile.read_text(Path(bundle) / "data" / "run.json", kind="json", root=bundle))
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def _official_workload(info: dict) -> bool:
+    wl = info.get("workload")
+    return isinstance(wl, dict) and bool(wl.get("official"))
+
+
 def official_folder(bundle: Path) -> Path | None:
     """The session folder an official run kept, or None when `bundle` is not one."""
     bundle = Path(bundle)
-    try:
-        info = json.loads((bundle / "data" / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    off = info.get("official") if isinstance(info, dict) else None
+    info = _run_info(bundle)
+    off = info.get("official")
     if not isinstance(off, dict):
-        if not ((bundle / "data" / "official").is_dir() and isinstance(info, dict) and (info.get("workload") or {}).get("official")):
+        if not ((bundle / "data" / "official").is_dir() and _official_workload(info)):
             return None
         found = [p for p in (bundle / "data" / "official").iterdir() if p.is_dir()]
         return found[0] if len(found) == 1 else None
     rel = off.get("folder")
-    if not rel:
+    if not rel or not isinstance(rel, str):
         return None
     folder = (bundle / "data" / rel).resolve()
     if not folder.is_relative_to((bundle / "data").resolve()) or not folder.is_dir():
@@ -48,12 +61,8 @@ def official_folder(bundle: Path) -> Path | None:
 
 
 def is_official_bundle(path: Path) -> bool:
-    path = Path(path)
-    try:
-        info = json.loads((path / "data" / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(info, dict) and (bool((info.get("workload") or {}).get("official")) or "official" in info)
+    info = _run_info(Path(path))
+    return _official_workload(info) or isinstance(info.get("official"), dict)
 
 
 @dataclass
