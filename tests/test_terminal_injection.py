@@ -129,7 +129,8 @@ async def test_the_console_shows_recorded_text_escaped(hostile, sim_profile):
         await pilot.pause(0.3)
         text = screen_text(app)
         assert_no_control(text, "Recordings")
-        assert "[b]bold[/b]" in text
+        # the columns are narrow (they fit 80): the name shows from its start, escaped as text
+        assert "\\x1b]0;" in text
         app.push_screen(ResultsScreen(bundle))
         await wait_for(pilot, lambda: isinstance(app.screen, ResultsScreen) and (app.screen.data is not None or app.screen.error), 90, "results")
         assert app.screen.error is None, app.screen.error
