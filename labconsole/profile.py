@@ -309,7 +309,7 @@ class Profile(Model):
 
     @model_validator(mode="after")
     def _official(self) -> "Profile":
-        if self.workload.official and self.director is None:
+        if getattr(self.workload, "official", False) and self.director is None:
             raise ValueError("workload.official: true needs a `director:` section (where power-dev's server runs)")
         return self
 

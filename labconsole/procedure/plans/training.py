@@ -22,6 +22,7 @@ from typing import Any, Callable
 import numpy as np
 
 from labconsole import events as ev
+from labconsole.mlperf.fleet import node_of
 from labconsole.mlperf.training.checks import run_training_checks
 from labconsole.mlperf.training.folder import read_training_folder
 from labconsole.mlperf.training.report import training_report
@@ -44,17 +45,21 @@ def _mllog(time_ms: int, key: str, value: Any, metadata: dict, event_type: str =
                                      "key": key, "value": value, "metadata": metadata}) + "\n"
 
 
-def node_power_series(stream: Path, start_ns: int, stop_ns: int) -> tuple[np.ndarray, np.ndarray, int]:
+def node_power_series(stream: Path, start_ns: int, stop_ns: int, node: str | None = None) -> tuple[np.ndarray, np.ndarray, int]:
     """(wall_ns, watts) of a source's valid samples inside [start, stop], channels summed at each
-    instant (a multi-GPU source reads all channels at once); and how many invalid ones were left out."""
+    instant (a multi-GPU source reads all channels at once); and how many invalid ones were left out.
+    `node`: of a fleet source, only that node's channels (`node`, or `node#k` for its members)."""
     frame = read_sample_stream(stream).frame
     wall = frame["wall_ns"].to_numpy()
     watts = frame["watts"].to_numpy()
     status = frame["status"].to_numpy()
+    channels = frame["channel"].astype(str).to_numpy()
     inside = (wall >= start_ns) & (wall <= stop_ns)
+    if node is not None and len(channels):
+        names, inverse = np.unique(channels, return_inverse=True)  # node_of once per channel, not per sample
+        inside &= np.isin(inverse, [i for i, c in enumerate(names) if node_of(c) == node])
     good = inside & (status == OK) & np.isfinite(watts)
     invalid = int(inside.sum() - good.sum())
-    channels = frame["channel"].astype(str).to_numpy()
     names = sorted(set(channels[good]))
     if len(names) <= 1:
         return wall[good], watts[good], invalid
@@ -69,7 +74,9 @@ def node_power_series(stream: Path, start_ns: int, stop_ns: int) -> tuple[np.nda
 
 class TrainingPlan:
     def __init__(self) -> None:
-        self.nodes: list[str] = []
+        self.nodes: list[str] = []  # the node sources, in the profile's order
+        # node_<i> -> (source, node within it or None): a fleet source's nodes are nodes each
+        self.node_map: list[tuple[str, str | None]] = []
         self.folder: Path | None = None
 
     def steps(self, engine: RunEngine) -> list[Step]:
@@ -101,13 +108,30 @@ class TrainingPlan:
         system = wl.system or engine.profile.name
         self.folder = training_folder(engine.bundle.data, system, wl.benchmark)
         (self.folder / "power").mkdir(parents=True, exist_ok=True)
-        nodes = {f"node_{i}": name for i, name in enumerate(self.nodes)}
+        self.node_map = []
+        for name in self.nodes:
+            fleet = self._fleet_nodes(engine, name)
+            self.node_map += [(name, n) for n in fleet] if fleet else [(name, None)]
+        nodes = {f"node_{i}": (src if n is None else f"{src}/{n}") for i, (src, n) in enumerate(self.node_map)}
         switches = {f"sw_{j}": (sw.source or f"estimate {sw.estimate_w:g} W") for j, sw in enumerate(wl.switches)}
         engine.bundle.update_run(training={"system": system, "benchmark": wl.benchmark, "runs": wl.runs,
                                            "nodes": nodes, "switches": switches,
                                            "folder": str(self.folder.relative_to(engine.bundle.data))})
+        shown = ", ".join(nodes.values()) if len(nodes) <= 8 else f"{', '.join(list(nodes.values())[:8])}, ..."
         engine.bus.emit(ev.INFO, f"training {wl.benchmark} on {system}: {wl.runs} runs, {len(nodes)} nodes "
-                        f"({', '.join(self.nodes)}), {len(switches)} switches", phase="prepare")
+                        f"({shown}), {len(switches)} switches", phase="prepare")
+
+    @staticmethod
+    def _fleet_nodes(engine: RunEngine, source: str) -> list[str]:
+        """The nodes of a fleet source (each its own node_<i>, in the fleet's order), or []."""
+        src = engine.sources.get(source)
+        if src is None or engine.spec(source).driver != "fleet":
+            return []
+        try:
+            extra = src.identify().extra or {}
+        except Exception:  # noqa: BLE001 - the fleet is then one node, summed; the run goes on
+            return []
+        return [str(n) for n in extra.get("nodes") or []]
 
     def one_run(self, engine: RunEngine, k: int) -> None:
         wl = engine.profile.workload
@@ -197,24 +221,25 @@ class TrainingPlan:
         start_ms, stop_ms = start_ns // 1_000_000, stop_ns // 1_000_000
         eff_md = {"measurement_type": wl.measurement_type}
 
-        def measured(path: Path, host: str, source: str, eff: float) -> None:
+        def measured(path: Path, host: str, source: str, eff: float, node: str | None = None) -> None:
             lines = [_mllog(start_ms, "power_measurement_start", None, {}, "INTERVAL_START"),
                      _mllog(start_ms, "conversion_eff", eff, eff_md)]
             stream = streams.get(source)
             count = invalid = 0
             if stream is not None:
-                wall, watts, invalid = node_power_series(stream, start_ns, stop_ns)
+                wall, watts, invalid = node_power_series(stream, start_ns, stop_ns, node)
                 count = len(wall)
                 lines += [_mllog(t // 1_000_000, "power_reading", float(w), {"host": host}) for t, w in zip(wall.tolist(), watts.tolist())]
             lines.append(_mllog(stop_ms, "power_measurement_stop", None, {}, "INTERVAL_END"))
             path.write_text("".join(lines), encoding="utf-8")
+            what = source if node is None else f"{source}/{node}"
             if count == 0:
-                engine.bus.emit(ev.WARNING, f"{name}: {source} recorded no valid sample in the power window", phase=name, source=source)
+                engine.bus.emit(ev.WARNING, f"{name}: {what} recorded no valid sample in the power window", phase=name, source=source)
             elif invalid:
-                engine.bus.emit(ev.WARNING, f"{name}: {source}: {invalid} invalid samples left out", phase=name, source=source)
+                engine.bus.emit(ev.WARNING, f"{name}: {what}: {invalid} invalid samples left out", phase=name, source=source)
 
-        for i, source in enumerate(self.nodes):
-            measured(out / f"node_{i}.txt", f"node_{i}", source, wl.conversion_eff)
+        for i, (source, node) in enumerate(self.node_map):
+            measured(out / f"node_{i}.txt", node or f"node_{i}", source, wl.conversion_eff, node)
         for j, sw in enumerate(wl.switches):
             if sw.source is not None:
                 measured(out / f"sw_{j}.txt", f"sw_{j}", sw.source, sw.conversion_eff)
