@@ -49,7 +49,7 @@ def make_recording(recordings: Path, duration_s: float = DURATION_S, rate_hz: fl
     """Write the bundle (see the module's docstring); returns its path and what it holds."""
     from bench.analysis import write_loadgen_logs
     from labconsole import events as ev
-    from labconsole.bundle.writer import BundleWriter
+    from labconsole.bundle.writer import BundleWriter, iso_utc
     from labconsole.events import EventBus
     from labconsole.samples.batch import empty_batch
     from labconsole.samples.streams import open_sample_stream, stream_format_for, stream_path
@@ -61,7 +61,7 @@ def make_recording(recordings: Path, duration_s: float = DURATION_S, rate_hz: fl
     bus.add_sink(b.events_sink)
     fmt = stream_format_for(1.0 / rate_hz)
     b.update_run(id="replay-bench", profile={"name": "replay-bench"}, scenario="Offline", primary_source=SOURCE,
-                 start=t0, sources=[{"name": SOURCE, "driver": "simulated", "scope": "wall", "sample_interval_s": 1.0 / rate_hz}])
+                 start=iso_utc(t0), sources=[{"name": SOURCE, "driver": "simulated", "scope": "wall", "sample_interval_s": 1.0 / rate_hz}])
     s = lambda sec: t0 + int(sec * 1e9)  # noqa: E731 - seconds into the hour -> wall ns
 
     # Samples: idle ~100 W, loaded ~300 W while LoadGen runs, noise; 10 per read, a flush a second.
@@ -130,7 +130,7 @@ def make_recording(recordings: Path, duration_s: float = DURATION_S, rate_hz: fl
             write_loadgen_logs(d / "loadgen", s(a + 1.0), s(z - 1.0))
         emit(ev.PHASE_END, f"{phase} done", s(z), phase)
     emit(ev.RESULT, "samples_per_second: 1000 (Offline)", s(duration_s - 1), metric={"name": "samples_per_second", "value": 1000.0, "unit": "samples/s"})
-    b.update_run(stop=s(duration_s))
+    b.update_run(stop=iso_utc(s(duration_s)))  # run.json holds ISO times, as the engine writes them
     b.seal("completed")
     return {"path": b.root, "samples": n, "progress_points": progress_points, "duration_s": duration_s,
             "events": emitted, "bytes": sum(p.stat().st_size for p in b.root.rglob("*") if p.is_file())}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
-from typing import Any, Callable, Literal
+from typing import Annotated, Any, Callable, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -42,11 +42,11 @@ class FleetEmulatorOptions(BaseModel):
     dynamic_w: float = Field(250.0, ge=0, le=1e4)
     noise_w: float = Field(2.0, ge=0, le=100)
     spread: float = Field(0.1, ge=0, le=1)
-    utilisation: Literal["workload", "host", "active"] | float = "workload"
+    utilisation: Literal["workload", "host", "active"] | Annotated[float, Field(ge=0, le=1)] = "workload"
     update_s: float = Field(0.5, gt=0, le=60)
     scrape_interval_s: float = Field(0.5, gt=0, le=60)
     drop: DropDrill | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=0, lt=2**32)
 
 
 Options = FleetEmulatorOptions

@@ -21,7 +21,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -46,9 +46,9 @@ class IpmiEmulatorOptions(BaseModel):
     idle_w: float = Field(300.0, ge=0, le=1000)
     dynamic_w: float = Field(300.0, ge=0, le=1000)
     noise_w: float = Field(2.0, ge=0, le=100)
-    utilisation: Literal["workload", "host", "active"] | float = "workload"
+    utilisation: Literal["workload", "host", "active"] | Annotated[float, Field(ge=0, le=1)] = "workload"
     update_s: float = Field(0.5, gt=0, le=60)
-    seed: int | None = None
+    seed: int | None = Field(None, ge=0, lt=2**32)
 
 
 Options = IpmiEmulatorOptions

@@ -23,7 +23,7 @@ import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Annotated, Any, Callable, Literal
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 import yaml
@@ -241,13 +241,13 @@ class FleetEmulatorOptions(BaseModel):
     dynamic_w: float = Field(350.0, ge=0, le=1e6)
     noise_w: float = Field(2.0, ge=0, le=1e5)
     spread: float = Field(0.1, ge=0, le=1)
-    utilisation: Literal["workload", "host", "active"] | float = "workload"
+    utilisation: Literal["workload", "host", "active"] | Annotated[float, Field(ge=0, le=1)] = "workload"
     update_s: float = Field(0.5, gt=0, le=60, description="the BMCs' sensor refresh")
     scrape_interval_s: float = Field(0.5, gt=0, le=60, description="Prometheus's scrape interval")
-    drop_node_after_s: float | None = Field(None, gt=0, description="node 1 stops reporting this long after start (a drill for drop-out handling)")
-    drop_for_s: float = Field(3600.0, gt=0, description="and comes back after this long")
+    drop_node_after_s: float | None = Field(None, gt=0, le=86400, description="node 1 stops reporting this long after start (a drill for drop-out handling)")
+    drop_for_s: float = Field(3600.0, gt=0, le=86400, description="and comes back after this long")
     name_prefix: str = Field("node", pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,30}$", description="nodes are named <prefix>1, <prefix>2, ... (their `node` label)")
-    seed: int | None = None
+    seed: int | None = Field(None, ge=0, lt=2**32)
 
 
 Options = FleetEmulatorOptions

@@ -25,7 +25,7 @@ import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -49,11 +49,11 @@ class RedfishEmulatorOptions(BaseModel):
     idle_w: float = Field(250.0, ge=0, le=1e6, description="each system's idle W")
     dynamic_w: float = Field(350.0, ge=0, le=1e6, description="each system's extra W at full utilisation")
     noise_w: float = Field(2.0, ge=0, le=1e5)
-    utilisation: Literal["workload", "host", "active"] | float = "workload"
+    utilisation: Literal["workload", "host", "active"] | Annotated[float, Field(ge=0, le=1)] = "workload"
     spread: float = Field(0.1, ge=0, le=1, description="systems differ: system k's idle and dynamic W scaled by 1 + spread x (k/(n-1) - 0.5)")
     update_s: float = Field(1.0, gt=0, le=60, description="how often each BMC's reading refreshes")
     clock_offset_ms: float = Field(0.0, ge=-1e9, le=1e9, description="the BMCs' clock error (Date header, Manager DateTime)")
-    seed: int | None = None
+    seed: int | None = Field(None, ge=0, lt=2**32)
 
 
 Options = RedfishEmulatorOptions  # checked by the profile loader for a source's `emulator:` block

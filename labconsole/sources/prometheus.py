@@ -47,7 +47,7 @@ class PrometheusOptions(DriverOptions):
         "custom", description="a preset (metric, gauge/counter, node label) or custom (give metric and kind)")
     metric: str | None = Field(None, pattern=r"^[A-Za-z_:][A-Za-z0-9_:]*$", description="custom: the metric name")
     kind: Literal["gauge", "counter"] = Field("gauge", description="custom: gauge in W, or cumulative energy counter")
-    to_joules: float = Field(1.0, gt=0, description="custom counter: factor from its unit to J (mJ: 0.001)")
+    to_joules: float = Field(1.0, gt=0, le=1e9, description="custom counter: factor from its unit to J (mJ: 0.001)")
     selector: str = Field("", max_length=2000, description='PromQL label matchers in braces, e.g. {job="bmc",rack="r12"}')
     node_label: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="the label naming the node (default: the preset's)")
     strip_port: bool = Field(True, description="instance='host:9100' names node 'host'")

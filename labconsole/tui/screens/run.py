@@ -210,9 +210,13 @@ class RunScreen(TickingScreen):
         self.tick()
 
     def session_shown(self):
-        """The session this screen follows: a live run (a replay has its own screen)."""
+        """The session this screen follows: a live run, or (for an observer, `--watch`) the
+        operator's run followed from its bundle; a replay has its own screen."""
         s = self.app.session
-        return s if s is not None and s.kind == self.SESSION_KIND else None
+        if s is None:
+            return None
+        kinds = ("live", "follow") if self.SESSION_KIND == "live" else (self.SESSION_KIND,)
+        return s if s.kind in kinds else None
 
     def _replay(self):
         s = self.session_shown()
