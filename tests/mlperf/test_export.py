@@ -122,7 +122,7 @@ sources:
     sample_interval_s: 0.1
     identity: {{model: Simulated meter, serial: SIM-GPU}}
     calibration: {{certificate_date: {cert}, interval_days: 365}}
-    options: {{idle_w: 15, dynamic_w: 20, noise_w: 0.2, serial: SIM-GPU}}
+    options: {{idle_w: 15, dynamic_w: 20, noise_w: 0.2, serial: SIM-GPU, utilisation: 0.5}}  # constant: its idle baseline must be stable on a busy machine
 workload:
   type: loadgen
   sut: matmul

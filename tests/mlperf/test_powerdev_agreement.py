@@ -25,7 +25,8 @@ from labconsole.mlperf import checks
 from labconsole.mlperf.checks.registry import OFFICIAL
 from powerdev_real import POWER_DEV, official_check, powerdev_session, sntp_on_123
 
-pytestmark = pytest.mark.slow  # one real power-dev session: about a minute
+# slow: one real power-dev session, about a minute; sntp123: it binds 127.0.0.1:123, so tools/test runs it alone
+pytestmark = [pytest.mark.slow, pytest.mark.sntp123]
 
 OFFICIAL_NAMES = (
     "Check client sources checksum",

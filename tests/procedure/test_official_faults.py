@@ -25,6 +25,9 @@ from labconsole.workload.powerdev import from_checkout
 from official_bench import need_powerdev_and_ntp_port
 from powerdev_real import POWER_DEV
 
+# power-dev asks 127.0.0.1:123 for the time: tools/test runs these (sntp123) one after another, not in parallel
+pytestmark = pytest.mark.sntp123
+
 SUT_PROFILE = """\
 name: sut-official
 recordings: {rec}

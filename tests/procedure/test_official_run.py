@@ -25,6 +25,9 @@ from labconsole.workload.loadgen_log import parse_detail_log
 from official_bench import need_powerdev_and_ntp_port
 from powerdev_real import POWER_DEV, official_check
 
+# power-dev asks 127.0.0.1:123 for the time: tools/test runs these (sntp123) one after another, not in parallel
+pytestmark = pytest.mark.sntp123
+
 OFFICIAL_CHECKS = (
     "Check client sources checksum",
     "Check server sources checksum",

@@ -19,7 +19,7 @@ from typing import Iterator
 import numpy as np
 
 from labconsole import events as ev
-from labconsole.bundle.writer import BundleWriter
+from labconsole.bundle.writer import BundleWriter, iso_utc
 from labconsole.events import EventBus
 from labconsole.mlperf.tiny.analysis import report
 from labconsole.mlperf.tiny.folders import TinyRun
@@ -38,7 +38,7 @@ def as_bundle(run: TinyRun, recordings: Path) -> Path:
     b = BundleWriter.create(recordings, "tiny-replay", "SingleStream", wall_ns=t0)
     volts = run.voltage_v or 3.0
     b.update_run(id=f"tiny-replay {run.path.name}", profile={"name": f"MLPerf Tiny {run.source}: {run.path.name}"}, scenario="SingleStream",
-                 primary_source=SOURCE, start=t0, sources=[{"name": SOURCE, "driver": "lpm01a", "scope": "dc-rail", "sample_interval_s": 1.0 / fs}])
+                 primary_source=SOURCE, start=iso_utc(t0), sources=[{"name": SOURCE, "driver": "lpm01a", "scope": "dc-rail", "sample_interval_s": 1.0 / fs}])
     n = len(joules)
     s = empty_batch(n)
     s["wall_ns"] = t0 + np.rint((np.arange(n) + 1) * (1e9 / fs)).astype(np.int64)
@@ -67,7 +67,7 @@ def as_bundle(run: TinyRun, recordings: Path) -> Path:
         m = rep["metric"]
         bus.publish(ev.Event(ev.RESULT, f"{m['name']}: {m['value']:g} {m['unit']}", None, {"metric": m}, at(n)))
     b.write_json("summary.json", {"report": rep, "checks": []})
-    b.update_run(stop=at(n))
+    b.update_run(stop=iso_utc(at(n)))  # run.json holds ISO times, as the engine writes them
     b.seal("completed")
     return b.root
 
