@@ -31,8 +31,12 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(autouse=True)
 def _own_state_dir(tmp_path_factory, monkeypatch):
-    """The console remembers the last profile it opened: never in the tester's home."""
+    """The console remembers the last profile it opened: never in the tester's home. Its locks
+    (one console per recordings folder and per instrument, machine-wide by design) live in the
+    runtime folder: one per test, so tests on parallel workers (tools/test) never meet each
+    other's emulated instruments, while a test and the processes it starts still share them."""
     monkeypatch.setenv("LABCONSOLE_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path_factory.mktemp("run")))
 
 
 def write_profile(folder: Path, body: str, name: str = "profile.yaml") -> Path:
