@@ -76,7 +76,10 @@ class BenchScreen(TickingScreen):
         loaded = self.app.loaded
         p = loaded.profile
         wl = p.workload
-        what = f"LoadGen, SUT {wl.sut}" if wl.type == "loadgen" else f"command {' '.join(wl.command)[:60]}" if wl.type == "command" else f"MLPerf Tiny energy, {wl.windows} windows"
+        what = {
+            "loadgen": lambda: f"LoadGen, SUT {wl.sut}",
+            "tiny": lambda: f"MLPerf Tiny energy, {wl.windows} windows",
+        }.get(wl.type, lambda: f"command {' '.join(wl.command)[:60]}")()  # command, training: the argument list
         lines = [
             f"[b]{escape(p.name)}[/]  [dim]{escape(str(loaded.path))}[/]",
         ]
@@ -86,7 +89,7 @@ class BenchScreen(TickingScreen):
             sw = ", ".join(escape(s.name) for s in wl.switches) or "none"
             lines.append(
                 f"workload: Training {escape(wl.benchmark)}, {wl.runs} runs of {escape(what)}   "
-                f"nodes: {len(training_nodes(p))}   switches: {sw}   recordings: {escape(p.recordings)}"
+                f"node sources: {len(training_nodes(p))} (a fleet: each of its nodes)   switches: {sw}   recordings: {escape(p.recordings)}"
             )
         else:
             lines.append(

@@ -404,7 +404,9 @@ class RunScreen(TickingScreen):
         if phase_t0 is None and self.live.phase_marks:
             phase_t0 = self.live.phase_marks[-1].t  # between phases / done: the last phase's average
         lines = []
-        est = self._estimate if s.kind == "live" and not s.finished else None  # computed once a tick, by _live_progress
+        # computed once a tick, by _live_progress; the estimate knows Inference's phases, not a
+        # training run's (whose length the trainer decides): none shown for those
+        est = self._estimate if s.kind == "live" and not s.finished and not getattr(self, "training", False) else None
         if est is not None:
             lines.append(f"[b]run[/] {duration(est.elapsed_s)} of ~{duration(est.total_s)}  [dim]~{duration(est.remaining_s)} left[/]")
         rings = s.rings()
