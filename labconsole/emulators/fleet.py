@@ -10,15 +10,12 @@ handling and the check that fails a run when a node is silent longer than allowe
 
 from __future__ import annotations
 
-import json
-import sys
 import threading
 from typing import Annotated, Any, Callable, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from labconsole.emulators.registry import serve_until_interrupted
+from labconsole.emulators.registry import serve_from_key_values
 from labconsole.emulators import ipmi as ipmi_emulator
 from labconsole.emulators import prometheus as prom_emulator
 from labconsole.emulators import redfish as redfish_emulator
@@ -129,16 +126,4 @@ def start(options: dict[str, Any] | None = None) -> FleetHandle:
 def main(argv: list[str] | None = None) -> int:
     """`labconsole emulate NAME [KEY=VALUE ...]`: start with these options (as in a profile's
     `emulator:` block, values in YAML), print the source options that reach it, serve until Ctrl-C."""
-    opts: dict[str, Any] = {}
-    for arg in argv or []:
-        key, sep, value = arg.partition("=")
-        if not sep:
-            print(f"expected KEY=VALUE, got {arg!r}", file=sys.stderr)
-            return 2
-        opts[key] = yaml.safe_load(value)
-    try:
-        handle = start(opts)
-    except (ValueError, OSError, RuntimeError) as exc:
-        print(f"labconsole emulate: {exc}", file=sys.stderr)
-        return 2
-    return serve_until_interrupted(lambda: print(json.dumps(handle.source_options()), flush=True), handle.stop)
+    return serve_from_key_values("fleet", argv, start)

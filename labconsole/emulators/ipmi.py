@@ -10,23 +10,20 @@ Test hooks: `set_watts` (a fixed reading), `set_offline` (the BMC stops answerin
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from labconsole.emulators.registry import serve_until_interrupted
+from labconsole.emulators.registry import serve_from_key_values
 from labconsole.instruments.ipmi import power_sensor_sdr
 from labconsole.instruments.load_model import LoadModel, utilisation_source
 
@@ -198,16 +195,4 @@ def start(options: dict[str, Any] | None = None) -> IpmiEmulatorHandle:
 def main(argv: list[str] | None = None) -> int:
     """`labconsole emulate NAME [KEY=VALUE ...]`: start with these options (as in a profile's
     `emulator:` block, values in YAML), print the source options that reach it, serve until Ctrl-C."""
-    opts: dict[str, Any] = {}
-    for arg in argv or []:
-        key, sep, value = arg.partition("=")
-        if not sep:
-            print(f"expected KEY=VALUE, got {arg!r}", file=sys.stderr)
-            return 2
-        opts[key] = yaml.safe_load(value)
-    try:
-        handle = start(opts)
-    except (ValueError, OSError, RuntimeError) as exc:
-        print(f"labconsole emulate: {exc}", file=sys.stderr)
-        return 2
-    return serve_until_interrupted(lambda: print(json.dumps(handle.source_options()), flush=True), handle.stop)
+    return serve_from_key_values("ipmi", argv, start)

@@ -14,7 +14,6 @@ import json
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -26,10 +25,9 @@ from pathlib import Path
 from typing import Annotated, Any, Callable, Literal
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from labconsole.emulators.registry import serve_until_interrupted
+from labconsole.emulators.registry import serve_from_key_values
 from labconsole.emulators.redfish import RedfishEmulator, RedfishEmulatorOptions
 from labconsole.instruments import promql
 
@@ -319,16 +317,4 @@ def start(options: dict[str, Any] | None = None) -> FleetEmulatorHandle:
 def main(argv: list[str] | None = None) -> int:
     """`labconsole emulate NAME [KEY=VALUE ...]`: start with these options (as in a profile's
     `emulator:` block, values in YAML), print the source options that reach it, serve until Ctrl-C."""
-    opts: dict[str, Any] = {}
-    for arg in argv or []:
-        key, sep, value = arg.partition("=")
-        if not sep:
-            print(f"expected KEY=VALUE, got {arg!r}", file=sys.stderr)
-            return 2
-        opts[key] = yaml.safe_load(value)
-    try:
-        handle = start(opts)
-    except (ValueError, OSError, RuntimeError) as exc:
-        print(f"labconsole emulate: {exc}", file=sys.stderr)
-        return 2
-    return serve_until_interrupted(lambda: print(json.dumps(handle.source_options()), flush=True), handle.stop)
+    return serve_from_key_values("prometheus-fleet", argv, start)

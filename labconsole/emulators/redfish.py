@@ -29,7 +29,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from labconsole.emulators.registry import is_loopback, serve_until_interrupted
+from labconsole.emulators.registry import is_loopback, serve_until_interrupted, startup_failure
 from labconsole.instruments import redfish as rf
 from labconsole.instruments.load_model import LoadModel, utilisation_arg, utilisation_source
 
@@ -367,8 +367,7 @@ def main(argv: list[str] | None = None) -> int:
                                       noise_w=a.noise_w, utilisation=a.utilisation, update_s=a.update_s, seed=a.seed)
         emu = RedfishEmulator(opts).start()
     except (ValidationError, ValueError, OSError, ssl.SSLError) as exc:
-        print(f"labconsole emulate redfish: {exc}", file=sys.stderr)
-        return 2
+        return startup_failure("redfish", exc)  # the one start-up error path of every emulator
     if not is_loopback(a.host):
         print(f"warning: listening on {a.host}: other machines can reach these BMCs", file=sys.stderr, flush=True)
 

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import importlib
 import ipaddress
+import json
 import signal
 import socket
 import sys
 import threading
 from typing import Any, Callable, Protocol
+
+import yaml
 
 # emulator name (for `labconsole emulate NAME`) -> module
 EMULATORS: dict[str, str] = {
@@ -126,6 +129,25 @@ def serve_until_interrupted(announce: Callable[[], None], stop: Callable[[], Non
         signal.signal(signal.SIGTERM, previous)
         stop()
     return 0
+
+
+def serve_from_key_values(name: str, argv: list[str] | None, start: Callable[[dict[str, Any]], Any]) -> int:
+    """`labconsole emulate NAME [KEY=VALUE ...]` for the emulators configured like a profile's
+    `emulator:` block (values in YAML): start with those options, print the source options that
+    reach it as one JSON line, serve until Ctrl-C. `start(opts)` returns a handle with
+    `source_options()` and `stop()`."""
+    opts: dict[str, Any] = {}
+    for arg in argv or []:
+        key, sep, value = arg.partition("=")
+        if not sep:
+            print(f"labconsole emulate {name}: expected KEY=VALUE, got {arg!r}", file=sys.stderr)
+            return 2
+        opts[key] = yaml.safe_load(value)
+    try:
+        handle = start(opts)
+    except (ValueError, OSError, RuntimeError) as exc:
+        return startup_failure(name, exc, port_flag="port=")
+    return serve_until_interrupted(lambda: print(json.dumps(handle.source_options()), flush=True), handle.stop)
 
 
 def startup_failure(name: str, exc: BaseException, port_flag: str = "--port") -> int:
