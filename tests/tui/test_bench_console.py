@@ -8,33 +8,14 @@ Each test waits on state with a generous deadline (the machine is shared); none 
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 
 from conftest import SIM_PROFILE, write_profile
 
+from test_tui import console, screen_text, wait_for  # the Pilot helpers, one copy
+
 SIZE = (80, 24)
-
-
-async def wait_for(pilot, cond, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        await pilot.pause(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def console(profile_path: Path, **kw):
-    from labconsole.profile import load_profile
-    from labconsole.tui.app import LabConsole
-
-    return LabConsole(load_profile(profile_path), **kw)
-
-
-def screen_text(app) -> str:
-    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
 
 
 def notes(app) -> str:
