@@ -8,11 +8,11 @@ every sample its uncertainty, and optionally an energy counter.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from typing import Annotated, Literal
 
+import numpy as np
 from pydantic import Field
 
 from labconsole import __version__
@@ -25,9 +25,13 @@ from labconsole.instruments.ranges import (
     RangeState,
     pick_range,
 )
-from labconsole.samples.batch import NO_DATA, OK, OVERRANGE, ChannelBatch, now_ns, one_sample
+from labconsole.samples.batch import NO_DATA, OK, OVERRANGE, ChannelBatch, empty_batch, now_ns
 from labconsole.sources.base import Capabilities, DriverOptions, Identity, Source, SourceError
 from labconsole.instruments.yokogawa import lookup_model
+
+
+# The longest a block of samples waits in the simulated meter before the recorder gets it.
+BLOCK_S = 0.05
 
 
 class SimulatedOptions(DriverOptions):
@@ -128,43 +132,70 @@ class SimulatedSource(Source):
             return RangeState(volts=self._v.current, amps=self._a.current, auto_v=self._auto, auto_a=self._auto)
 
     def read(self, timeout: float) -> list[ChannelBatch]:
+        """The samples due on the sample grid since the last read, delivered in blocks of up to
+        BLOCK_S: a fast meter hands its buffer over a few times a second, so the recorder (and
+        the CPU the system under test shares with it) wakes 1 / BLOCK_S times a second at most,
+        whatever the sample rate. Each sample keeps its own time on the grid."""
         if not self._open:
             raise SourceError(f"{self.name}: read() on a closed source")
+        interval = self.sample_interval_s
         now = time.monotonic()
-        wait = self._next_tick - now
+        # Wait until a block is complete: one sample at slow rates, BLOCK_S of them at fast ones.
+        wait = self._next_tick + max(0.0, BLOCK_S - interval) - now
         if wait > timeout:
             self._closed.wait(timeout)
             return []
         if wait > 0 and self._closed.wait(wait):
             return []
-        # Schedule on a fixed grid; if we fell far behind (a stall), resynchronise instead of
-        # bursting out a backlog of fake samples.
-        self._next_tick += self.sample_interval_s
-        if self._next_tick < time.monotonic() - self.sample_interval_s:
-            self._next_tick = time.monotonic() + self.sample_interval_s
+        now = time.monotonic()
+        behind = now - self._next_tick
+        if behind > BLOCK_S + interval:
+            # A stall (the machine or this thread was held up): resynchronise instead of
+            # bursting out a backlog of fake samples.
+            self._next_tick = now
+            behind = 0.0
+        n = max(1, int(behind / interval) + 1)
+        ticks = self._next_tick + interval * np.arange(n)
+        self._next_tick += interval * n
+        wall_now, mono_now = now_ns()
+        mono = np.minimum((ticks * 1e9).astype(np.int64), mono_now)
+        wall = wall_now - (mono_now - mono)
         with self.io_lock:
-            r = self.model.reading()
-            wall, mono = now_ns()
-            status = OK
-            if self._auto:
-                changed_v = self._v.update(r.volts)
-                changed_a = self._a.update(r.amps)
-                if changed_v or changed_a:
-                    status = NO_DATA  # a real meter gives no valid reading while switching range
-            elif r.amps > OVERRANGE_FACTOR * self._a.current or r.volts > OVERRANGE_FACTOR * self._v.current:
-                status = OVERRANGE
-            rv, ra = self._v.current, self._a.current
-        energy = math.nan
+            watts, volts, amps, pf = self.model.readings(n)
+            range_v, range_a, status = self._ranges_for(volts, amps)
+        batch = empty_batch(n)
+        batch["wall_ns"], batch["mono_ns"] = wall, mono
+        batch["range_v"], batch["range_a"], batch["status"] = range_v, range_a, status
         if self.options.energy_counter:
-            if self._last_mono is not None:
-                self._energy_j += r.watts * (mono - self._last_mono) / 1e9
-            self._last_mono = mono
-            energy = self._energy_j
-        if status == OK:
-            sample = one_sample(
-                wall, mono, r.watts, volts=r.volts, amps=r.amps, pf=r.pf, energy_j=energy,
-                uncertainty_w=self.ACCURACY.uncertainty_w(r.watts, rv, ra, r.pf), range_v=rv, range_a=ra,
-            )
+            # The counter integrates every reading, valid or not, as a meter's integrator does.
+            last = self._last_mono if self._last_mono is not None else int(mono[0])
+            dt_s = np.diff(mono, prepend=last) / 1e9
+            batch["energy_j"] = self._energy_j + np.cumsum(watts * dt_s)
+            self._energy_j = float(batch["energy_j"][-1])
+            self._last_mono = int(mono[-1])
+        ok = status == OK
+        batch["watts"] = np.where(ok, watts, np.nan)
+        batch["volts"] = np.where(ok, volts, np.nan)
+        batch["amps"] = np.where(ok, amps, np.nan)
+        batch["pf"] = np.where(ok, pf, np.nan)
+        batch["uncertainty_w"] = np.where(ok, self.ACCURACY.uncertainty_w_many(watts, range_v, range_a, pf), np.nan)
+        return [ChannelBatch("main", batch)]
+
+    def _ranges_for(self, volts: np.ndarray, amps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The range each reading was taken in, and its status: with auto-ranging the reading
+        during which a range switches is invalid (a real meter gives none); on fixed ranges a
+        reading above 140 % of the range is over-range."""
+        n = len(volts)
+        range_v, range_a = np.empty(n), np.empty(n)
+        status = np.full(n, OK, dtype=np.uint8)
+        if self._auto:
+            for i in range(n):  # a state machine: sequential, but only two comparisons a sample
+                changed_v = self._v.update(float(volts[i]))
+                changed_a = self._a.update(float(amps[i]))
+                if changed_v or changed_a:
+                    status[i] = NO_DATA
+                range_v[i], range_a[i] = self._v.current, self._a.current
         else:
-            sample = one_sample(wall, mono, math.nan, energy_j=energy, range_v=rv, range_a=ra, status=status)
-        return [ChannelBatch("main", sample)]
+            range_v[:], range_a[:] = self._v.current, self._a.current
+            status[(amps > OVERRANGE_FACTOR * self._a.current) | (volts > OVERRANGE_FACTOR * self._v.current)] = OVERRANGE
+        return range_v, range_a, status

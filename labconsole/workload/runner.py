@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Callable
 
 from labconsole.events import to_json
 from labconsole.instruments.load_model import workload_utilisation
+from labconsole.workload.stalls import StallWatch
 
 if TYPE_CHECKING:  # the profile's models, as the procedure hands them over (workload sits below the profile)
     from labconsole.profile import CommandWorkload, LoadGenWorkload
@@ -120,6 +121,7 @@ class _ProcessRun:
         self._last_change = time.monotonic()
         self._progress_fh = None
         self.started_wall_ns = 0
+        self.stalls: StallWatch | None = None  # LoadGen's worker only: it writes ten lines a second
 
     # --- progress ---------------------------------------------------------------------------
     def _record(self, point: ProgressPoint) -> None:
@@ -305,9 +307,14 @@ class LoadGenRun(_ProcessRun):
         finally:
             os.close(wfd)
         reader = threading.Thread(target=self._read_progress, args=(rfd,), name="workload-progress", daemon=True)
+        assert self.proc is not None
+        self.stalls = StallWatch(self.phase_dir, self.proc.pid, reader=reader, pipe_fd=rfd, loadgen_dir=self.loadgen_dir,
+                                 warn=self.warnings.append)
         reader.start()
-        result = self._watch()
+        result = self._watch(self.stalls.poll)
         reader.join(timeout=5)
+        self.stalls.finish()
+        result.warnings = list(self.warnings)
         result.settings = self.settings
         if result.status == "completed" and not probe_only and not (self.loadgen_dir / "mlperf_log_detail.txt").exists():
             result.status, result.reason = "failed", "LoadGen wrote no mlperf_log_detail.txt"
@@ -316,27 +323,36 @@ class LoadGenRun(_ProcessRun):
 
     def _read_progress(self, rfd: int) -> None:
         with os.fdopen(rfd, "r", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                try:
-                    msg = json.loads(line)
-                except ValueError:
-                    continue
-                if not isinstance(msg, dict):
-                    continue
-                if "event" in msg:
-                    if msg["event"] == "settings":
-                        self.settings = dict(msg.get("values") or {})
-                        self.settings["loadgen_version"] = msg.get("loadgen_version")
-                    elif msg["event"] == "target":
-                        self.target = {k: msg.get(k) for k in ("samples", "min_duration_s", "scenario")}
-                    elif msg["event"] == "warning":  # e.g. a SUT that did not stop after the test
-                        self.warnings.append(str(msg.get("message", "")))
-                    continue
-                try:
-                    point = ProgressPoint(int(float(msg["t"]) * 1e9), int(msg["issued"]), int(msg["completed"]))
-                except (KeyError, TypeError, ValueError):
-                    continue
-                self._record(point)
+            try:
+                self._read_lines(fh)
+            finally:
+                if self.stalls is not None:
+                    self.stalls.pipe_closed()  # before the descriptor is closed (and its number reused)
+
+    def _read_lines(self, fh) -> None:
+        for line in fh:
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(msg, dict):
+                continue
+            if self.stalls is not None:
+                self.stalls.line(msg)
+            if "event" in msg:
+                if msg["event"] == "settings":
+                    self.settings = dict(msg.get("values") or {})
+                    self.settings["loadgen_version"] = msg.get("loadgen_version")
+                elif msg["event"] == "target":
+                    self.target = {k: msg.get(k) for k in ("samples", "min_duration_s", "scenario")}
+                elif msg["event"] == "warning":  # e.g. a SUT that did not stop after the test
+                    self.warnings.append(str(msg.get("message", "")))
+                continue
+            try:
+                point = ProgressPoint(int(float(msg["t"]) * 1e9), int(msg["issued"]), int(msg["completed"]))
+            except (KeyError, TypeError, ValueError):
+                continue
+            self._record(point)
 
 
 class CommandRun(_ProcessRun):
