@@ -122,6 +122,16 @@ class _ProcessRun:
         self._progress_fh = None
         self.started_wall_ns = 0
         self.stalls: StallWatch | None = None  # LoadGen's worker only: it writes ten lines a second
+        # Told at once of a warning that matters while the phase runs (a stall); those it was
+        # told of are in `warned_live`, so the phase's end does not repeat them.
+        self.on_warning: Callable[[str], None] | None = None
+        self.warned_live: list[str] = []
+
+    def _warn_now(self, message: str) -> None:
+        self.warnings.append(message)
+        if self.on_warning is not None:
+            self.warned_live.append(message)
+            self.on_warning(message)
 
     # --- progress ---------------------------------------------------------------------------
     def _record(self, point: ProgressPoint) -> None:
@@ -309,7 +319,7 @@ class LoadGenRun(_ProcessRun):
         reader = threading.Thread(target=self._read_progress, args=(rfd,), name="workload-progress", daemon=True)
         assert self.proc is not None
         self.stalls = StallWatch(self.phase_dir, self.proc.pid, reader=reader, pipe_fd=rfd, loadgen_dir=self.loadgen_dir,
-                                 warn=self.warnings.append)
+                                 warn=self._warn_now)
         reader.start()
         result = self._watch(self.stalls.poll)
         reader.join(timeout=5)

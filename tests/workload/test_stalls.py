@@ -40,7 +40,10 @@ def test_a_stopped_worker_is_recorded_from_both_sides(tmp_path: Path):
             threading.Timer(STOP_S, os.kill, (pid, signal.SIGCONT)).start()
 
     run = LoadGenRun(wl, tmp_path / "testing", on_progress)
+    told: list[tuple[float, str]] = []
+    run.on_warning = lambda message: told.append((time.monotonic(), message))
     result = run.run()
+    ended = time.monotonic()
     assert stopped.is_set()
     assert result.ok, (result.reason, result.stderr_tail)
     lines = (tmp_path / "testing" / STALLS_FILE).read_text(encoding="utf-8").splitlines()
@@ -65,8 +68,9 @@ def test_a_stopped_worker_is_recorded_from_both_sides(tmp_path: Path):
     own = [r for r in records if r.get("reported_by") == "worker"]
     assert own and own[0]["side"] == "worker" and own[0]["stage"] == "loadgen" and own[0]["late_s"] >= 1.0, records
     assert "barely ran" in own[0]["what"]
-    # and the operator is told
+    # and the operator is told while the phase runs, not only at its end
     assert any("no progress for" in w and STALLS_FILE in w for w in result.warnings), result.warnings
+    assert told and told[0][0] < ended - 1.0 and told[0][1] in run.warned_live, told
 
 
 def test_a_run_without_a_stall_leaves_no_record_and_teardown_is_not_one(tmp_path: Path):
