@@ -32,6 +32,10 @@ from labconsole.instruments.yokogawa import lookup_model
 
 # The longest a block of samples waits in the simulated meter before the recorder gets it.
 BLOCK_S = 0.05
+# Behind schedule by up to this much (the reading thread waited for the GIL, the disk), the
+# meter hands over every sample it owes, as a real one's buffer would; further behind, it
+# resynchronises.
+CATCH_UP_S = 0.5
 
 
 class SimulatedOptions(DriverOptions):
@@ -149,9 +153,9 @@ class SimulatedSource(Source):
             return []
         now = time.monotonic()
         behind = now - self._next_tick
-        if behind > BLOCK_S + interval:
-            # A stall (the machine or this thread was held up): resynchronise instead of
-            # bursting out a backlog of fake samples.
+        if behind > CATCH_UP_S:
+            # A stall (the machine or this thread was held up for long): resynchronise instead
+            # of bursting out a backlog of fake samples.
             self._next_tick = now
             behind = 0.0
         n = max(1, int(behind / interval) + 1)

@@ -22,7 +22,7 @@ from labconsole.profile import LoadGenWorkload
 from labconsole.workload.runner import LoadGenRun
 from labconsole.workload.stalls import STALLS_FILE, StallWatch, TickClock, worker_threads, write_report
 
-STOP_S = 1.8
+STOP_S = 2.5  # well past the 1 s threshold, so a console held up by a loaded machine still sees it
 
 
 def test_a_stopped_worker_is_recorded_from_both_sides(tmp_path: Path):
@@ -48,16 +48,17 @@ def test_a_stopped_worker_is_recorded_from_both_sides(tmp_path: Path):
     assert result.ok, (result.reason, result.stderr_tail)
     lines = (tmp_path / "testing" / STALLS_FILE).read_text(encoding="utf-8").splitlines()
     records = [json.loads(x) for x in lines]
-    seen = [r for r in records if r.get("side") == "worker" and "reported_by" not in r]
+    # the stall we made (on a loaded machine the worker may also have stalled by itself)
+    seen = [r for r in records if r.get("side") == "worker" and "reported_by" not in r
+            and {t["state"] for t in r["worker_threads"].values()} <= {"T", "t"}]
     assert len(seen) == 1, records
     rec = seen[0]
     # the console saw it after about a second, and it lasted about as long as the stop
     assert 1.0 <= rec["silent_s_when_seen"] < STOP_S, rec
     assert STOP_S - 0.3 <= rec["length_s"] <= STOP_S + 3, rec
     assert rec["ended"] == "lines came again"
-    # the kernel's view of the worker at that moment: every thread stopped
-    states = {t["state"] for t in rec["worker_threads"].values()}
-    assert states == {"T"} or states == {"t"}, rec["worker_threads"]
+    # the kernel's view of the worker at that moment: every thread stopped, in do_signal_stop
+    assert rec["worker_threads"] and all(t["wchan"] in ("", "do_signal_stop") for t in rec["worker_threads"].values()), rec
     assert rec["pipe_unread_bytes"] == 0 and rec["reader_stack"], rec
     assert rec["loadgen_last_line"], rec  # where LoadGen's detail log had got to
     assert all(v < 0.5 for v in rec["worker_cpu_s_during"].values()), rec
@@ -65,8 +66,8 @@ def test_a_stopped_worker_is_recorded_from_both_sides(tmp_path: Path):
     log = (tmp_path / "testing" / "worker.log").read_text(encoding="utf-8", errors="replace")
     assert "most recent call first" in log and "worker.py" in log, log[-2000:]
     # the worker's own account: its progress tick came late, and the process did not run meanwhile
-    own = [r for r in records if r.get("reported_by") == "worker"]
-    assert own and own[0]["side"] == "worker" and own[0]["stage"] == "loadgen" and own[0]["late_s"] >= 1.0, records
+    own = [r for r in records if r.get("reported_by") == "worker" and r["late_s"] >= STOP_S - 0.5]
+    assert own and own[0]["side"] == "worker" and own[0]["stage"] == "loadgen", records
     assert "barely ran" in own[0]["what"]
     # and the operator is told while the phase runs, not only at its end
     assert any("no progress for" in w and STALLS_FILE in w for w in result.warnings), result.warnings
