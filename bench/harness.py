@@ -1,7 +1,7 @@
 """1. Harness overhead: the null SUT through labconsole's LoadGen worker vs bare LoadGen.
 
 labconsole's way is the real path of a phase: `LoadGenRun` spawns `labconsole.workload.worker`
-(the real LoadGen in its own process, progress lines ten times a second on a pipe), while this
+(the real LoadGen in its own process, progress lines five times a second on a pipe), while this
 process, like the console, runs a recorder with a simulated meter sampling at 100 Hz into a
 stream, turns every progress point into an event on the bus, and a console thread renders a
 live line from the events and the ring once a second. The anchor is bare `mlperf_loadgen` with

@@ -102,6 +102,8 @@ def _die_with_parent() -> None:
 class _ProcessRun:
     """Process management shared by both workload kinds."""
 
+    POLL_S = 0.1  # how often the watch loop looks at the process (and calls its `poll`)
+
     def __init__(self, phase_dir: Path, timeout_s: float, stall_s: float | None, on_progress: Callable[[ProgressPoint], None] | None):
         self.phase_dir = Path(phase_dir)
         self.loadgen_dir = self.phase_dir / "loadgen"
@@ -117,11 +119,13 @@ class _ProcessRun:
         self.target: dict = {}
         self.warnings: list[str] = []
         self._abort = threading.Event()
+        self._wake = threading.Event()  # an abort, or the worker's pipe closing
+        self._pipe_closed = False
         self._abort_reason = ""
         self._last_change = time.monotonic()
         self._progress_fh = None
         self.started_wall_ns = 0
-        self.stalls: StallWatch | None = None  # LoadGen's worker only: it writes ten lines a second
+        self.stalls: StallWatch | None = None  # LoadGen's worker only: it writes five lines a second
         # Told at once of a warning that matters while the phase runs (a stall); those it was
         # told of are in `warned_live`, so the phase's end does not repeat them.
         self.on_warning: Callable[[str], None] | None = None
@@ -147,6 +151,7 @@ class _ProcessRun:
     def abort(self, reason: str = "aborted by the operator") -> None:
         self._abort_reason = reason
         self._abort.set()
+        self._wake.set()
 
     def _terminate(self) -> None:
         """SIGTERM the worker's process group, then SIGKILL if it lingers."""
@@ -216,7 +221,10 @@ class _ProcessRun:
             code = self.proc.poll()
             if code is not None:
                 break
-            if self._abort.wait(0.1):
+            # Woken at once by an abort or by the worker closing its pipe (it is ending), else
+            # every POLL_S: each wake-up is CPU the system under test may be waiting for.
+            self._wake.wait(0.005 if self._pipe_closed else self.POLL_S)
+            if self._abort.is_set():
                 status, reason = "aborted", self._abort_reason
                 self._terminate()
                 break
@@ -243,6 +251,10 @@ class _ProcessRun:
 
 class LoadGenRun(_ProcessRun):
     """The real MLPerf LoadGen in `labconsole.workload.worker`."""
+
+    # The worker's end is seen on its pipe and an abort wakes the loop at once, so the loop
+    # itself only keeps the watchdogs and the stall watch: four times a second is enough.
+    POLL_S = 0.25
 
     def __init__(
         self,
@@ -338,6 +350,8 @@ class LoadGenRun(_ProcessRun):
             finally:
                 if self.stalls is not None:
                     self.stalls.pipe_closed()  # before the descriptor is closed (and its number reused)
+                self._pipe_closed = True
+                self._wake.set()
 
     def _read_lines(self, fh) -> None:
         for line in fh:

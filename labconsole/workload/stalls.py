@@ -1,6 +1,6 @@
 """Stalls of the LoadGen worker, noticed and recorded with what each side was doing.
 
-The worker writes a progress line every 0.1 s while LoadGen runs. When none has come for
+The worker writes a progress line every 0.2 s while LoadGen runs. When none has come for
 STALL_LOG_S, the console's `StallWatch` (polled by the runner's watch loop) opens a stall and
 notes both sides at that moment:
 - the worker's threads as the kernel sees them (/proc: state, wait channel, CPU time), which
@@ -34,7 +34,7 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
-STALL_LOG_S = 1.0  # a worker that writes ten lines a second and writes none for this long is stalled
+STALL_LOG_S = 1.0  # a worker that writes five lines a second and writes none for this long is stalled
 STALLS_FILE = "stalls.jsonl"
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -109,7 +109,7 @@ class StallWatch:
     """The console's side: notices a silent worker and records what both sides were doing.
 
     `line()` is called by the progress reader for every line, `poll()` by the watch loop
-    (about ten times a second), `finish()` once the worker has ended. Thread-safe.
+    (four times a second), `finish()` once the worker has ended. Thread-safe.
     """
 
     def __init__(

@@ -3,7 +3,8 @@
     python -m labconsole.workload.worker --config CONFIG.json --progress-fd N
 
 It is a separate process so that a LoadGen abort or a SUT crash never takes the console down.
-Progress goes out as JSON lines on the inherited pipe `N` (about ten a second):
+Progress goes out as JSON lines on the inherited pipe `N` (five a second: the console's views
+refresh at 5 Hz, and every line wakes a thread on each side):
     {"t": <wall s>, "issued": <samples>, "completed": <samples>}
 plus a few event lines: {"event": "settings", ...}, {"event": "started"}, {"event": "done"}.
 LoadGen's own logs are written into the config's `outdir` (created first: LoadGen does not).
@@ -42,7 +43,7 @@ from typing import Any, Callable, TextIO
 
 from labconsole.workload.stalls import TickClock, write_report
 
-PROGRESS_INTERVAL_S = 0.1
+PROGRESS_INTERVAL_S = 0.2
 # How long the teardown waits for completions under way and for the SUT's threads to stop.
 SUT_STOP_TIMEOUT_S = 10.0
 
