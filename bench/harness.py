@@ -328,9 +328,11 @@ def run(ctx: Context) -> Result:
     res.add("Offline samples/s (LoadGen's result)", lab, "/s", anchor=bare, anchor_label="bare LoadGen",
             target=f">= {RATIO_TARGET} x bare", met=bare > 0 and lab / bare >= RATIO_TARGET)
 
-    tail_dur = ctx.pick(5.0, 1.0)
-    tail_reps = ctx.pick(6, 2)
-    tail_ways = {"labconsole": run_labconsole, "bare": run_bare, "worker alone": run_worker_alone}
+    tail_dur = ctx.pick(4.0, 1.5)
+    tail_reps = ctx.pick(6, 4)
+    tail_ways = {"labconsole": run_labconsole, "bare": run_bare}
+    if not ctx.quick:  # the breakdown's middle step
+        tail_ways["worker alone"] = run_worker_alone
     tail: dict[float, dict[str, list[dict]]] = {}
     for q in TAIL_QPS:
         ctx.log(f"Server at a fixed {q:,.0f} QPS, {tail_dur:g} s: p99, p99.9 and the issue thread's run-queue wait, {tail_reps} alternating runs each way")
@@ -351,12 +353,13 @@ def run(ctx: Context) -> Result:
             lab, bare = median([r[key] for r in runs["labconsole"]]), median([r[key] for r in runs["bare"]])
             res.add(f"Server @ {k} QPS: {pct} latency, worker + meter + live view", lab, "ms", anchor=bare, anchor_label="bare LoadGen",
                     target=f"<= {TAIL_TARGET} x bare", met=bare > 0 and lab / bare <= TAIL_TARGET,
-                    note=f"median of {tail_reps} runs of {tail_dur:g} s each way, alternating; the worker alone: "
-                         f"{median([r[key] for r in runs['worker alone']]):.3f} ms")
+                    note=f"median of {tail_reps} runs of {tail_dur:g} s each way, alternating"
+                         + (f"; the worker alone: {median([r[key] for r in runs['worker alone']]):.3f} ms" if "worker alone" in runs else ""))
         waits = {how: median([r["issue_wait_ms_per_s"] for r in runs[how]]) for how in tail_ways}
         res.add(f"Server @ {k} QPS: LoadGen issue thread's run-queue wait, worker + meter + live view", waits["labconsole"], "ms/s",
                 anchor=waits["bare"], anchor_label="bare LoadGen",
-                note=f"where the time goes: ready to issue but without a CPU, per second of test; the worker alone {waits['worker alone']:.2f} ms/s")
+                note="where the time goes: ready to issue but without a CPU, per second of test"
+                     + (f"; the worker alone {waits['worker alone']:.2f} ms/s" if "worker alone" in waits else ""))
     fixed = {"labconsole": tail[FIXED_QPS]["labconsole"], "bare": tail[FIXED_QPS]["bare"]}
     lab_us = median([r["loadgen_cpu_us_per_sample"] for r in fixed["labconsole"]])
     bare_us = median([r["loadgen_cpu_us_per_sample"] for r in fixed["bare"]])
@@ -393,7 +396,7 @@ def run(ctx: Context) -> Result:
     met = None if not (lab_q and bare_q) else lab_q / bare_q >= RATIO_TARGET
     res.add("Server: highest VALID target QPS", lab_q, "QPS", anchor=bare_q, anchor_label="bare LoadGen",
             target=f">= {RATIO_TARGET} x bare", met=met)
-    watched = [r for runs in [offline["labconsole"], *[t[h] for t in tail.values() for h in ("labconsole", "worker alone")], server["labconsole"]] for r in runs]
+    watched = [r for runs in [offline["labconsole"], *[t[h] for t in tail.values() for h in t if h != "bare"], server["labconsole"]] for r in runs]
     stalls = [st for r in watched for st in r.get("stalls", [])]
     res.add("worker stalls longer than 1 s (no progress line), all labconsole runs here", len(stalls), "", target="0", met=not stalls,
             note=f"{len(watched)} runs, {sum(r['wall_s'] for r in watched):.0f} s watched as the console watches a phase (workload/stalls.py)"
