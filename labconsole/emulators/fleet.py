@@ -13,9 +13,9 @@ from __future__ import annotations
 import threading
 from typing import Annotated, Any, Callable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from labconsole.emulators.registry import serve_from_key_values
+from labconsole.emulators.registry import serve_from_key_values, validate_options
 from labconsole.emulators import ipmi as ipmi_emulator
 from labconsole.emulators import prometheus as prom_emulator
 from labconsole.emulators import redfish as redfish_emulator
@@ -76,11 +76,7 @@ class FleetHandle:
 
 
 def start(options: dict[str, Any] | None = None) -> FleetHandle:
-    try:
-        o = FleetEmulatorOptions.model_validate(options or {})
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'options'}: {e['msg']}" for e in exc.errors())
-        raise ValueError(f"fleet emulator options: {problems}") from None
+    o = validate_options(FleetEmulatorOptions, options, "fleet emulator")
     h = FleetHandle()
     load = {"idle_w": o.idle_w, "dynamic_w": o.dynamic_w, "noise_w": o.noise_w, "utilisation": o.utilisation, "update_s": o.update_s}
     k = 0

@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from labconsole.emulators.registry import serve_from_key_values
+from labconsole.emulators.registry import serve_from_key_values, validate_options
 from labconsole.instruments.ipmi import power_sensor_sdr
 from labconsole.instruments.load_model import LoadModel, utilisation_source
 
@@ -184,11 +184,7 @@ class IpmiEmulatorHandle:
 
 
 def start(options: dict[str, Any] | None = None) -> IpmiEmulatorHandle:
-    try:
-        opts = IpmiEmulatorOptions.model_validate(options or {})
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'options'}: {e['msg']}" for e in exc.errors())
-        raise ValueError(f"IPMI emulator options: {problems}") from None
+    opts = validate_options(IpmiEmulatorOptions, options, "IPMI emulator")
     return IpmiEmulatorHandle(IpmiSimulator(opts).start())
 
 

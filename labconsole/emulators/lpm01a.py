@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from labconsole.emulators import tiny_bench
-from labconsole.emulators.registry import serve_until_interrupted, startup_failure
+from labconsole.emulators.registry import serve_until_interrupted, startup_failure, validate_options
 from labconsole.instruments import powershield as ps
 from labconsole.instruments.load_model import LoadModel, follow_any_benchmark, utilisation_arg, utilisation_source
 
@@ -588,11 +588,7 @@ class PowerShieldEmulator:
 
 def start(options: dict[str, Any] | None = None) -> PowerShieldEmulator:
     """Start an emulator (in this process) for a profile's `emulator:` block or a test."""
-    try:
-        opts = EmulatorOptions.model_validate(options or {})
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'emulator'}: {e['msg']}" for e in exc.errors())
-        raise ValueError(f"lpm01a emulator options: {problems}") from None
+    opts = validate_options(EmulatorOptions, options, "lpm01a emulator")
     return PowerShieldEmulator(opts).start()
 
 

@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Annotated, Any, Callable, Literal
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from labconsole.emulators.registry import serve_from_key_values
+from labconsole.emulators.registry import serve_from_key_values, validate_options
 from labconsole.emulators.redfish import RedfishEmulator, RedfishEmulatorOptions
 from labconsole.instruments import promql
 
@@ -271,11 +271,7 @@ class FleetEmulatorHandle:
 
 
 def start(options: dict[str, Any] | None = None) -> FleetEmulatorHandle:
-    try:
-        o = FleetEmulatorOptions.model_validate(options or {})
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'options'}: {e['msg']}" for e in exc.errors())
-        raise ValueError(f"fleet emulator options: {problems}") from None
+    o = validate_options(FleetEmulatorOptions, options, "fleet emulator")
     bmcs = RedfishEmulator(RedfishEmulatorOptions(systems=o.nodes, idle_w=o.idle_w, dynamic_w=o.dynamic_w, noise_w=o.noise_w, spread=o.spread,
                                                   utilisation=o.utilisation, update_s=o.update_s, seed=o.seed)).start()
     by_target = {f"127.0.0.1:{p}": s for p, s in zip(bmcs.ports, bmcs.systems)}

@@ -37,7 +37,7 @@ from typing import Annotated, Any, Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from labconsole.emulators.faults import TcpFaults
-from labconsole.emulators.registry import is_loopback, listen_tcp, startup_failure
+from labconsole.emulators.registry import is_loopback, listen_tcp, startup_failure, validate_options
 from labconsole.instruments.load_model import LoadModel, follow_any_benchmark, utilisation_arg, utilisation_source
 from labconsole.instruments.ptd import (
     GO_MAX_SAMPLES,
@@ -724,11 +724,7 @@ def analyzer_options(opts: PtdEmulatorOptions, index: int, count: int) -> PtdEmu
 
 def start(options: dict[str, Any] | None = None) -> PtdEmulatorHandle | PtdAnalyzersHandle:
     """Start an emulator in this process (for a profile's `emulator:` and for tests)."""
-    try:
-        opts = PtdEmulatorOptions.model_validate(options or {})
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'options'}: {e['msg']}" for e in exc.errors())
-        raise ValueError(f"PTD emulator options: {problems}") from None
+    opts = validate_options(PtdEmulatorOptions, options, "PTD emulator")
     if opts.analyzers == 1:
         return PtdEmulatorHandle(PtdEmulator(opts).start())
     handles: list[PtdEmulatorHandle] = []

@@ -29,7 +29,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from labconsole.emulators.registry import is_loopback, serve_until_interrupted, startup_failure
+from labconsole.emulators.registry import is_loopback, serve_until_interrupted, startup_failure, validate_options
 from labconsole.instruments import redfish as rf
 from labconsole.instruments.load_model import LoadModel, utilisation_arg, utilisation_source
 
@@ -333,11 +333,7 @@ class RedfishEmulatorHandle:
 
 
 def start(options: dict[str, Any] | None = None) -> RedfishEmulatorHandle:
-    try:
-        opts = RedfishEmulatorOptions.model_validate(options or {})
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'options'}: {e['msg']}" for e in exc.errors())
-        raise ValueError(f"Redfish emulator options: {problems}") from None
+    opts = validate_options(RedfishEmulatorOptions, options, "Redfish emulator")
     return RedfishEmulatorHandle(RedfishEmulator(opts).start())
 
 

@@ -18,9 +18,10 @@ import signal
 import socket
 import sys
 import threading
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Protocol, TypeVar
 
 import yaml
+from pydantic import BaseModel, ValidationError
 
 # emulator name (for `labconsole emulate NAME`) -> module
 EMULATORS: dict[str, str] = {
@@ -51,6 +52,19 @@ class EmulatorHandle(Protocol):
         """Options to merge into the source's `options:` so the driver reaches the emulator."""
 
     def stop(self) -> None: ...
+
+
+OptionsT = TypeVar("OptionsT", bound=BaseModel)
+
+
+def validate_options(model: type[OptionsT], options: dict[str, Any] | None, what: str) -> OptionsT:
+    """An emulator's options from a profile's `emulator:` block or a test; a ValueError naming
+    every bad field ("WHAT options: field: reason; ...") otherwise."""
+    try:
+        return model.model_validate(options or {})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'options'}: {e['msg']}" for e in exc.errors())
+        raise ValueError(f"{what} options: {problems}") from None
 
 
 def module_for(name: str):

@@ -27,10 +27,10 @@ import threading
 import tty
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from labconsole.emulators import lpm01a, tiny_bench
-from labconsole.emulators.registry import serve_until_interrupted
+from labconsole.emulators.registry import serve_until_interrupted, validate_options
 from labconsole.instruments import tiny as tp
 
 
@@ -343,11 +343,7 @@ class TinyDutEmulator:
 
 
 def start(options: dict[str, Any] | None = None) -> TinyDutEmulator:
-    try:
-        opts = DutOptions.model_validate(options or {})
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'emulator'}: {e['msg']}" for e in exc.errors())
-        raise ValueError(f"tiny-dut emulator options: {problems}") from None
+    opts = validate_options(DutOptions, options, "tiny-dut emulator")
     return TinyDutEmulator(opts).start()
 
 
