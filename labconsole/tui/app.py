@@ -158,6 +158,35 @@ class LabConsole(App[int]):
         while len(self.screen_stack) > 1 and isinstance(self.screen, (ResultsScreen, HelpScreen, CompareScreen)):
             self.pop_screen()
 
+    def switch_mode(self, mode: str):
+        """Textual's, without its fixed 50 ms pause of the screen for a mode already built.
+
+        Textual holds every frame for 50 ms after a mode switch (`delay_update`) to hide a
+        screen being built. A mode shown before is built already: updates are held only until
+        its screen has handled ScreenResume (its own tick included), so the key's frame comes
+        as soon as the screen is ready, with its current data.
+        """
+        if mode == self.current_mode or mode not in self._screen_stacks:
+            return super().switch_mode(mode)
+        self._quick_switch = True
+        try:
+            done = super().switch_mode(mode)
+        finally:
+            self._quick_switch = False
+        self.screen.call_later(self._end_switch_batch)  # queued after the screen's ScreenResume
+        return done
+
+    def delay_update(self, delay: float = 0.05) -> None:
+        if getattr(self, "_quick_switch", False):
+            self._begin_batch()  # ended by _end_switch_batch
+            return
+        super().delay_update(delay)
+
+    def _end_switch_batch(self) -> None:
+        self._end_batch()
+        if not self._batch_count:
+            self.screen.refresh()
+
     def _show(self, mode: str) -> None:
         self._leave_pushed()
         if self.current_mode != mode:
