@@ -273,13 +273,22 @@ class LoadModel:
         self._lock = threading.Lock()
 
     def reading(self) -> Reading:
+        return self.readings(1)[0]
+
+    def readings(self, n: int) -> list[Reading]:
+        """`n` readings at one utilisation: a fast meter's block (the utilisation reads /proc
+        for each of the workload's processes: once a block, not once a sample)."""
         u = max(0.0, min(1.0, self.utilisation()))
-        with self._lock:
-            watts = max(0.0, self.idle_w + self.dynamic_w * u + self._rng.gauss(0.0, self.noise_w))
-            volts = self.volts + self._rng.gauss(0.0, self.volts_noise)
         pf = self.pf_idle + (self.pf_load - self.pf_idle) * u
-        amps = watts / (volts * pf) if volts > 0 and pf > 0 else 0.0
-        return Reading(watts, volts, amps, pf)
+        base = self.idle_w + self.dynamic_w * u
+        out = []
+        with self._lock:
+            gauss = self._rng.gauss
+            for _ in range(n):
+                watts = max(0.0, base + gauss(0.0, self.noise_w))
+                volts = self.volts + gauss(0.0, self.volts_noise)
+                out.append(Reading(watts, volts, watts / (volts * pf) if volts > 0 and pf > 0 else 0.0, pf))
+        return out
 
     def expected_watts(self, utilisation: float) -> float:
         return self.idle_w + self.dynamic_w * max(0.0, min(1.0, utilisation))

@@ -13,6 +13,7 @@ import threading
 import time
 from typing import Annotated, Literal
 
+import numpy as np
 from pydantic import Field
 
 from labconsole import __version__
@@ -25,7 +26,7 @@ from labconsole.instruments.ranges import (
     RangeState,
     pick_range,
 )
-from labconsole.samples.batch import NO_DATA, OK, OVERRANGE, ChannelBatch, now_ns, one_sample
+from labconsole.samples.batch import NO_DATA, OK, OVERRANGE, SAMPLE_DTYPE, ChannelBatch, now_ns
 from labconsole.sources.base import Capabilities, DriverOptions, Identity, Source, SourceError
 from labconsole.instruments.yokogawa import lookup_model
 
@@ -127,44 +128,62 @@ class SimulatedSource(Source):
         with self.io_lock:
             return RangeState(volts=self._v.current, amps=self._a.current, auto_v=self._auto, auto_a=self._auto)
 
+    # Behind schedule by up to this much (the reading thread waited for the GIL, the disk), the
+    # meter hands over every sample it owes, as a real one's buffer would; further behind (a
+    # stall), it resynchronises instead of bursting out a backlog of fake samples.
+    CATCH_UP_S = 0.5
+    # A fast meter streams blocks, not single readings: at 10 kHz one read every 10 ms hands
+    # over 100 samples (a reading thread woken 10,000 times a second would hold the GIL the
+    # console needs). At 100 samples/s and slower every read is one sample, as before.
+    BLOCK_S = 0.01
+
     def read(self, timeout: float) -> list[ChannelBatch]:
         if not self._open:
             raise SourceError(f"{self.name}: read() on a closed source")
         now = time.monotonic()
-        wait = self._next_tick - now
+        block = max(1, int(self.BLOCK_S / self.sample_interval_s)) if self.sample_interval_s > 0 else 1
+        wait = self._next_tick + (block - 1) * self.sample_interval_s - now  # the block's newest sample is due then
         if wait > timeout:
             self._closed.wait(timeout)
             return []
         if wait > 0 and self._closed.wait(wait):
             return []
-        # Schedule on a fixed grid; if we fell far behind (a stall), resynchronise instead of
-        # bursting out a backlog of fake samples.
-        self._next_tick += self.sample_interval_s
-        if self._next_tick < time.monotonic() - self.sample_interval_s:
-            self._next_tick = time.monotonic() + self.sample_interval_s
-        with self.io_lock:
-            r = self.model.reading()
-            wall, mono = now_ns()
-            status = OK
-            if self._auto:
-                changed_v = self._v.update(r.volts)
-                changed_a = self._a.update(r.amps)
-                if changed_v or changed_a:
-                    status = NO_DATA  # a real meter gives no valid reading while switching range
-            elif r.amps > OVERRANGE_FACTOR * self._a.current or r.volts > OVERRANGE_FACTOR * self._v.current:
-                status = OVERRANGE
-            rv, ra = self._v.current, self._a.current
+        now = time.monotonic()
+        interval = self.sample_interval_s
+        if self._next_tick < now - self.CATCH_UP_S:
+            self._next_tick = now
+        due = 1 + int((now - self._next_tick) / interval) if interval > 0 else 1
+        first = self._next_tick
+        self._next_tick += due * interval
+        wall, mono = now_ns()
+        # Each owed sample at its tick of the meter's clock (monotonic), dated on the wall clock.
+        monos = [int((first + k * interval) * 1e9) for k in range(due)]
+        return [ChannelBatch("main", self._samples(monos, wall - mono))]
+
+    def _samples(self, monos: list[int], wall_offset: int) -> np.ndarray:
+        rows = []
+        readings = self.model.readings(len(monos))
         energy = math.nan
-        if self.options.energy_counter:
-            if self._last_mono is not None:
-                self._energy_j += r.watts * (mono - self._last_mono) / 1e9
-            self._last_mono = mono
-            energy = self._energy_j
-        if status == OK:
-            sample = one_sample(
-                wall, mono, r.watts, volts=r.volts, amps=r.amps, pf=r.pf, energy_j=energy,
-                uncertainty_w=self.ACCURACY.uncertainty_w(r.watts, rv, ra, r.pf), range_v=rv, range_a=ra,
-            )
-        else:
-            sample = one_sample(wall, mono, math.nan, energy_j=energy, range_v=rv, range_a=ra, status=status)
-        return [ChannelBatch("main", sample)]
+        for mono, r in zip(monos, readings):
+            wall = mono + wall_offset
+            with self.io_lock:
+                status = OK
+                if self._auto:
+                    changed_v = self._v.update(r.volts)
+                    changed_a = self._a.update(r.amps)
+                    if changed_v or changed_a:
+                        status = NO_DATA  # a real meter gives no valid reading while switching range
+                elif r.amps > OVERRANGE_FACTOR * self._a.current or r.volts > OVERRANGE_FACTOR * self._v.current:
+                    status = OVERRANGE
+                rv, ra = self._v.current, self._a.current
+            if self.options.energy_counter:
+                if self._last_mono is not None:
+                    self._energy_j += r.watts * (mono - self._last_mono) / 1e9
+                self._last_mono = mono
+                energy = self._energy_j
+            if status == OK:
+                unc = self.ACCURACY.uncertainty_w(r.watts, rv, ra, r.pf)
+                rows.append((wall, mono, r.watts, r.volts, r.amps, r.pf, energy, unc, rv, ra, status))
+            else:
+                rows.append((wall, mono, math.nan, math.nan, math.nan, math.nan, energy, math.nan, rv, ra, status))
+        return np.array(rows, dtype=SAMPLE_DTYPE)
