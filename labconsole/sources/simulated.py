@@ -78,6 +78,7 @@ class SimulatedSource(Source):
         self._next_tick = 0.0
         self._energy_j = 0.0
         self._last_mono: int | None = None
+        self._wall_offset: int | None = None  # wall ns - monotonic ns (see read)
         self._closed = threading.Event()
 
     def open(self) -> None:
@@ -156,9 +157,13 @@ class SimulatedSource(Source):
         first = self._next_tick
         self._next_tick += due * interval
         wall, mono = now_ns()
-        # Each owed sample at its tick of the meter's clock (monotonic), dated on the wall clock.
+        # Each owed sample at its tick of the meter's clock (monotonic), dated on the wall clock
+        # by one offset, kept while it holds within 1 ms (reading the two clocks differs by a
+        # few us each time: the grid stays a grid) and taken again when the wall clock steps.
+        if self._wall_offset is None or abs(wall - mono - self._wall_offset) > 1_000_000:
+            self._wall_offset = wall - mono
         monos = [int((first + k * interval) * 1e9) for k in range(due)]
-        return [ChannelBatch("main", self._samples(monos, wall - mono))]
+        return [ChannelBatch("main", self._samples(monos, self._wall_offset))]
 
     def _samples(self, monos: list[int], wall_offset: int) -> np.ndarray:
         rows = []

@@ -94,7 +94,7 @@ class RunScreen(TickingScreen):
         self._estimate = None  # the whole run's, this tick
         self._log_written = 0  # how many of live.events the log shows
         self._log_width = 0  # the width they were wrapped to
-        self.tick_times: list[float] = []  # ms each tick took (bench/tui_responsiveness.py reads these)
+        self.tick_times: list[float] = []  # ms each tick took (bench/console.py and bench/replay.py read these)
         self.tick_starts: list[float] = []  # perf_counter at each tick (timer slip)
 
     def compose(self) -> ComposeResult:
