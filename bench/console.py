@@ -28,7 +28,10 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
+
 from bench.core import Context, Result, thread_cpu_s
+from labconsole import events as ev
 
 KEY_TARGET_MS = 100.0
 RATE_HZ = 10_000
@@ -191,20 +194,36 @@ def _thread_cpu() -> dict[str, float]:
     return out
 
 
+EDGE_S = 0.1  # the recorder switches a phase's stream within a few ms of its events: closer is no loss
+
+
 def missing_samples(bundle: Path, rate_hz: float) -> tuple[int, int]:
-    """(samples the meter's grid lost, samples recorded) over the recorded phases of `bundle`:
-    within each phase a sample every 1/rate_hz from its first to its last."""
+    """(samples the meter's grid lost, samples recorded) over the phases of `bundle`, from
+    each phase's start and end events: the holes between samples, and a silent head or tail
+    of a phase (or a whole silent phase) longer than EDGE_S."""
     from labconsole.bundle.reader import open_run
 
     rec = open_run(bundle, columns=("wall_ns",))
+    bounds: dict[str, dict[str, int]] = {}
+    for e in rec.events():
+        if e.kind in (ev.PHASE_START, ev.PHASE_END) and e.phase:
+            bounds.setdefault(e.phase, {})[e.kind] = e.wall_ns
     missing = recorded = 0
-    for name, phase in rec.phases.items():
-        if name == "between" or phase.samples is None or not len(phase.samples):  # "between" holds the stretches between phases
+    for name, b in bounds.items():
+        start, end = b.get(ev.PHASE_START), b.get(ev.PHASE_END)
+        if start is None or end is None:
             continue
-        wall = phase.samples["wall_ns"].to_numpy()
-        span_s = (int(wall.max()) - int(wall.min())) / 1e9
-        missing += max(0, round(span_s * rate_hz) + 1 - len(wall))
+        phase = rec.phases.get(name)
+        wall = np.sort(phase.samples["wall_ns"].to_numpy()) if phase is not None and phase.samples is not None else np.empty(0, np.int64)
         recorded += len(wall)
+        if not len(wall):
+            missing += round((end - start) / 1e9 * rate_hz)
+            continue
+        step = np.diff(wall) / 1e9 * rate_hz
+        missing += int(np.rint(step[step > 1.5]).sum() - np.count_nonzero(step > 1.5))
+        for edge_s in ((int(wall[0]) - start) / 1e9, (end - int(wall[-1])) / 1e9):
+            if edge_s > EDGE_S:
+                missing += round(edge_s * rate_hz)
     return missing, recorded
 
 
