@@ -1,7 +1,7 @@
 """1. Harness overhead: the null SUT through labconsole's LoadGen worker vs bare LoadGen.
 
 labconsole's way is the real path of a phase: `LoadGenRun` spawns `labconsole.workload.worker`
-(the real LoadGen in its own process, progress lines ten times a second on a pipe), while this
+(the real LoadGen in its own process, progress lines five times a second on a pipe), while this
 process, like the console, runs a recorder with a simulated meter sampling at 100 Hz into a
 stream, turns every progress point into an event on the bus, and a console thread renders a
 live line from the events and the ring once a second. The anchor is bare `mlperf_loadgen` with
@@ -12,6 +12,15 @@ settings (`bench/bare_loadgen.py`). Runs alternate.
 - Server: the highest target QPS that stays VALID, found by the same bracketing search both
   ways (double or halve until the result flips, then bisect), the two searches interleaved step
   by step so the machine's noise hits both alike.
+- Server tail latency at a fixed 10 k and 100 k QPS: LoadGen's own p99 and p99.9, labconsole
+  (worker + meter + live view) against bare LoadGen, many short alternating runs, medians. Where
+  the time goes: the run-queue wait of LoadGen's issue thread (the time it was ready to issue a
+  query but another thread had its CPU), read from /proc/PID/task/TID/schedstat over the test
+  itself, for bare LoadGen, the worker alone and the worker with the console beside it. A
+  query's latency starts at its scheduled time, so every microsecond the issue thread waits for a
+  CPU is added to the queries behind it: that wait is what separates the three.
+- Stalls: every labconsole run is watched as the console watches a phase (workload/stalls.py);
+  a worker silent for more than a second is counted.
 """
 
 from __future__ import annotations
@@ -23,8 +32,12 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
+
 from bench.core import ROOT, ChildCpu, Context, CpuClock, Result, alternate, median
 from labconsole import events as ev
+from labconsole.session.decimate import minmax_pairs
+from labconsole.session.live import SeriesHistory, qps_series
 from labconsole.events import EventBus
 from labconsole.workload.loadgen_log import parse_detail_log
 from labconsole.instruments.load_model import process_cpu_seconds
@@ -37,6 +50,65 @@ RATIO_TARGET = 0.95
 OFFLINE_QPS = 1e6  # offline_expected_qps: one query of 1.1 x this x duration samples (as in the reference)
 SERVER_START_QPS = 200_000.0
 FIXED_QPS = 100_000.0  # below the knee both ways: compares cost per query and tail latency, not luck
+TAIL_QPS = (10_000.0, 100_000.0)  # the Server tail-latency rows
+TAIL_TARGET = 1.1  # labconsole's p99 and p99.9 at most this times bare LoadGen's
+PLOT_COLUMNS = 160  # the live view's plot width (dot columns of a 160-column terminal, as the Run screen)
+
+
+class IssueThreadWait:
+    """Run-queue wait and CPU of a LoadGen process's issue thread over the test itself.
+
+    With server_num_issue_query_threads = 0 LoadGen issues from the thread that called
+    StartTest, the process's main thread (tid = pid), in bare LoadGen and in the worker alike.
+    /proc/PID/task/PID/schedstat gives its CPU time, its time waiting on a run queue (ready,
+    but another thread had the CPU) and its time slices. Polled from a thread; the first reading
+    is taken once LoadGen has opened its detail log (the test has begun), the last one before
+    the process exits, so start-up and teardown are left out."""
+
+    def __init__(self, loadgen_dir: Path, interval_s: float = 0.25):
+        self.loadgen_dir = loadgen_dir
+        self.interval_s = interval_s
+        self.pid: int | None = None
+        self.first: tuple[float, int, int] | None = None
+        self.last: tuple[float, int, int] | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="issue-thread-wait", daemon=True)
+
+    def _read(self) -> tuple[float, int, int] | None:
+        try:
+            with open(f"/proc/{self.pid}/task/{self.pid}/schedstat", encoding="ascii") as fh:
+                run_ns, wait_ns, _ = (int(x) for x in fh.read().split())
+        except (OSError, ValueError, TypeError):
+            return None
+        return time.monotonic(), run_ns, wait_ns
+
+    def _loop(self) -> None:
+        detail = self.loadgen_dir / "mlperf_log_detail.txt"
+        while not self._stop.wait(self.interval_s):
+            if self.pid is None or not detail.exists():
+                continue
+            r = self._read()
+            if r is None:
+                continue
+            if self.first is None:
+                self.first = r
+            self.last = r
+
+    def __enter__(self) -> "IssueThreadWait":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def figures(self) -> dict:
+        """ms of run-queue wait and of CPU per second of the test (None if not seen long enough)."""
+        if self.first is None or self.last is None or self.last[0] - self.first[0] < 0.5:
+            return {"issue_wait_ms_per_s": None, "issue_cpu_ms_per_s": None}
+        span = self.last[0] - self.first[0]
+        return {"issue_wait_ms_per_s": (self.last[2] - self.first[2]) / 1e6 / span,
+                "issue_cpu_ms_per_s": (self.last[1] - self.first[1]) / 1e6 / span}
 
 
 def workload(scenario: str, qps: float, duration_s: float) -> LoadGenWorkload:
@@ -53,6 +125,7 @@ def _outcome(loadgen_dir: Path, wall_s: float, how: str) -> dict:
         "value": perf[1] if perf else None,
         "target_qps": detail.get("requested_server_target_qps") or detail.get("requested_offline_expected_qps"),
         "p99_ms": (detail.get("result_99.00_percentile_latency_ns") or 0) / 1e6,
+        "p999_ms": (detail.get("result_99.90_percentile_latency_ns") or 0) / 1e6,
         "samples": detail.get("result_query_count") if detail.scenario == "Server" else detail.get("generated_samples_per_query"),
         "invalid_reason": detail.get("result_invalid_reason"),
         "wall_s": round(wall_s, 2),
@@ -95,17 +168,27 @@ class ConsoleSide:
         self.bus.emit(ev.PROGRESS, f"{point.completed} completed", phase="testing", issued=point.issued, completed=point.completed)
 
     def _render(self) -> None:
+        """The live view without the terminal: what the Run screen's 5 Hz tick computes (the
+        power history synced from the ring and decimated to the plot's columns, the QPS series
+        from the progress points, the status line), events drained as they come."""
+        history = SeriesHistory()
         last = time.monotonic()
         while not self._stop.is_set():
             try:
                 self._q.get(timeout=0.2)
             except Exception:  # noqa: BLE001 - queue.Empty
                 pass
-            if time.monotonic() - last >= 1.0:
+            if time.monotonic() - last >= 0.2:
                 last = time.monotonic()
-                ring = self.rec.rings[("wall", "main")]
+                ring = self.rec.rings.get(("wall", "main"))
+                if ring is not None:
+                    history.sync(ring)
+                    minmax_pairs(history.t, history.y, 2 * PLOT_COLUMNS)
+                points = list(self.runner.progress) if self.runner is not None else []
+                if len(points) > 1:
+                    qps_series(np.array([p.wall_ns for p in points[-600:]]), np.array([p.completed for p in points[-600:]]))
                 p = self._last
-                _line = f"completed {p.completed if p else 0}  {float(ring.last['watts']) if ring.last is not None else float('nan'):.1f} W"
+                _line = f"completed {p.completed if p else 0}  {history.last_valid():.1f} W"
                 self.lines += 1
 
     def __enter__(self) -> "ConsoleSide":
@@ -123,9 +206,10 @@ class ConsoleSide:
 def run_labconsole(scenario: str, qps: float, duration_s: float, folder: Path) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    with ConsoleSide(folder) as console, CpuClock() as console_cpu, ChildCpu() as worker_cpu:
+    with ConsoleSide(folder) as console, CpuClock() as console_cpu, ChildCpu() as worker_cpu, IssueThreadWait(folder / "loadgen") as wait:
         runner = LoadGenRun(workload(scenario, qps, duration_s), folder, console.on_progress, scenario=scenario, duration_s=duration_s)
         console.runner = runner
+        threading.Thread(target=_follow_pid, args=(runner, wait), daemon=True).start()
         result = runner.run()
     if not result.ok:
         raise RuntimeError(f"labconsole's LoadGen run {result.status}: {result.reason} {result.stderr_tail[-5:]}")
@@ -136,7 +220,34 @@ def run_labconsole(scenario: str, qps: float, duration_s: float, folder: Path) -
     per = console.test_cpu_per_sample()
     out["loadgen_cpu_us_per_sample"] = 1e6 * per if per is not None else None
     out["console_cpu_pct"] = 100.0 * console_cpu.cpu_s / console_cpu.wall_s
+    out["stalls"] = [r for r in (runner.stalls.records if runner.stalls else []) if r.get("side") != "console"]
+    out.update(wait.figures())
     return out
+
+
+def run_worker_alone(scenario: str, qps: float, duration_s: float, folder: Path) -> dict:
+    """The worker with no console beside it (no meter, no live view): the breakdown's middle step."""
+    folder.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    with IssueThreadWait(folder / "loadgen") as wait:
+        runner = LoadGenRun(workload(scenario, qps, duration_s), folder, None, scenario=scenario, duration_s=duration_s)
+        threading.Thread(target=_follow_pid, args=(runner, wait), daemon=True).start()
+        result = runner.run()
+    if not result.ok:
+        raise RuntimeError(f"labconsole's LoadGen run {result.status}: {result.reason} {result.stderr_tail[-5:]}")
+    out = _outcome(folder / "loadgen", time.perf_counter() - t0, "worker alone")
+    out["stalls"] = [r for r in (runner.stalls.records if runner.stalls else []) if r.get("side") != "console"]
+    out.update(wait.figures())
+    return out
+
+
+def _follow_pid(runner: LoadGenRun, wait: IssueThreadWait) -> None:
+    """Hand the worker's pid to the wait meter once the runner has spawned it."""
+    for _ in range(2000):
+        if runner.proc is not None:
+            wait.pid = runner.proc.pid
+            return
+        time.sleep(0.005)
 
 
 def run_bare(scenario: str, qps: float, duration_s: float, folder: Path) -> dict:
@@ -149,15 +260,23 @@ def run_bare(scenario: str, qps: float, duration_s: float, folder: Path) -> dict
     }
     (folder / "bare.json").write_text(json.dumps(cfg), encoding="utf-8")
     t0 = time.perf_counter()
-    with ChildCpu() as cpu:
-        proc = subprocess.run([sys.executable, "-m", "bench.bare_loadgen", str(folder / "bare.json")], cwd=str(ROOT),
-                              capture_output=True, text=True, timeout=30 * duration_s + 120, check=False)
+    with ChildCpu() as cpu, IssueThreadWait(folder / "loadgen") as wait:
+        proc = subprocess.Popen([sys.executable, "-m", "bench.bare_loadgen", str(folder / "bare.json")], cwd=str(ROOT),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait.pid = proc.pid
+        try:
+            stdout, stderr = proc.communicate(timeout=30 * duration_s + 120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise
     if proc.returncode != 0:
-        raise RuntimeError(f"bare LoadGen failed ({proc.returncode}): {proc.stderr[-800:]}")
+        raise RuntimeError(f"bare LoadGen failed ({proc.returncode}): {stderr[-800:]}")
     out = _outcome(folder / "loadgen", time.perf_counter() - t0, "bare")
     out["process_cpu_s"] = cpu.cpu_s
-    test = json.loads(proc.stdout.strip().splitlines()[-1])
+    test = json.loads(stdout.strip().splitlines()[-1])
     out["loadgen_cpu_us_per_sample"] = 1e6 * test["test_cpu_s"] / out["samples"] if out.get("samples") else None
+    out.update(wait.figures())
     return out
 
 
@@ -189,7 +308,6 @@ def run(ctx: Context) -> Result:
     res = Result("harness", 1, "Harness overhead: null SUT through labconsole's LoadGen worker vs bare LoadGen")
     off_dur = ctx.pick(10.0, 1.0)
     off_reps = ctx.pick(3, 1)
-    fixed_reps = ctx.pick(4, 2)
     srv_dur = ctx.pick(10.0, 1.0)
     srv_steps = ctx.pick(6, 3)
     srv_tol = ctx.pick(0.05, 0.25)
@@ -210,24 +328,45 @@ def run(ctx: Context) -> Result:
     res.add("Offline samples/s (LoadGen's result)", lab, "/s", anchor=bare, anchor_label="bare LoadGen",
             target=f">= {RATIO_TARGET} x bare", met=bare > 0 and lab / bare >= RATIO_TARGET)
 
-    ctx.log(f"Server at a fixed {FIXED_QPS:,.0f} QPS: CPU per query of the LoadGen process and p99, {fixed_reps} alternating runs each")
-    def fixed_run(how: str):
-        def run() -> dict:
-            out = ways[how]("Server", FIXED_QPS, srv_dur, _clear(base / f"fixed-{how}"))
-            ctx.log(f"Server {how} @ {FIXED_QPS:,.0f}: {out['validity']}, {out['loadgen_cpu_us_per_sample']:.2f} us CPU per query, p99 {out['p99_ms']:.1f} ms")
-            return out
-        return run
+    tail_dur = ctx.pick(4.0, 1.5)
+    tail_reps = ctx.pick(6, 4)
+    tail_ways = {"labconsole": run_labconsole, "bare": run_bare}
+    if not ctx.quick:  # the breakdown's middle step
+        tail_ways["worker alone"] = run_worker_alone
+    tail: dict[float, dict[str, list[dict]]] = {}
+    for q in TAIL_QPS:
+        ctx.log(f"Server at a fixed {q:,.0f} QPS, {tail_dur:g} s: p99, p99.9 and the issue thread's run-queue wait, {tail_reps} alternating runs each way")
 
-    fixed = alternate({how: fixed_run(how) for how in ways}, fixed_reps)
+        def tail_run(how: str, q: float = q):
+            def run() -> dict:
+                out = tail_ways[how]("Server", q, tail_dur, _clear(base / f"tail-{how.replace(' ', '-')}"))
+                wait = out.get("issue_wait_ms_per_s")
+                ctx.log(f"Server {how} @ {q:,.0f}: {out['validity']}, p99 {out['p99_ms']:.3f} ms, p99.9 {out['p999_ms']:.3f} ms, "
+                        f"issue thread waited {wait if wait is None else round(wait, 2)} ms/s")
+                return out
+            return run
+
+        tail[q] = alternate({how: tail_run(how) for how in tail_ways}, tail_reps)
+        runs = tail[q]
+        k = f"{q / 1e3:g} k"
+        for pct, key in (("p99", "p99_ms"), ("p99.9", "p999_ms")):
+            lab, bare = median([r[key] for r in runs["labconsole"]]), median([r[key] for r in runs["bare"]])
+            res.add(f"Server @ {k} QPS: {pct} latency, worker + meter + live view", lab, "ms", anchor=bare, anchor_label="bare LoadGen",
+                    target=f"<= {TAIL_TARGET} x bare", met=bare > 0 and lab / bare <= TAIL_TARGET,
+                    note=f"median of {tail_reps} runs of {tail_dur:g} s each way, alternating"
+                         + (f"; the worker alone: {median([r[key] for r in runs['worker alone']]):.3f} ms" if "worker alone" in runs else ""))
+        waits = {how: median([r["issue_wait_ms_per_s"] for r in runs[how]]) for how in tail_ways}
+        res.add(f"Server @ {k} QPS: LoadGen issue thread's run-queue wait, worker + meter + live view", waits["labconsole"], "ms/s",
+                anchor=waits["bare"], anchor_label="bare LoadGen",
+                note="where the time goes: ready to issue but without a CPU, per second of test"
+                     + (f"; the worker alone {waits['worker alone']:.2f} ms/s" if "worker alone" in waits else ""))
+    fixed = {"labconsole": tail[FIXED_QPS]["labconsole"], "bare": tail[FIXED_QPS]["bare"]}
     lab_us = median([r["loadgen_cpu_us_per_sample"] for r in fixed["labconsole"]])
     bare_us = median([r["loadgen_cpu_us_per_sample"] for r in fixed["bare"]])
     res.add(f"Server @ {FIXED_QPS / 1e3:g} k QPS: LoadGen process CPU per query, during the test", lab_us, "us", anchor=bare_us, anchor_label="bare LoadGen",
             target="<= 1/0.95 x bare", met=lab_us <= bare_us / RATIO_TARGET,
             note="the issue thread's cost per query sets the Server knee; robust to the machine's load")
-    res.add(f"Server @ {FIXED_QPS / 1e3:g} k QPS: p99 latency", median([r["p99_ms"] for r in fixed["labconsole"]]), "ms",
-            anchor=median([r["p99_ms"] for r in fixed["bare"]]), anchor_label="bare LoadGen",
-            note="what decides VALID near the knee (bound 100 ms)")
-    res.add("console process CPU while LoadGen runs (meter, progress, live line)",
+    res.add("console process CPU while LoadGen runs (meter, progress, live view)",
             median([r["console_cpu_pct"] for r in offline["labconsole"] + fixed["labconsole"]]), "%")
 
     ctx.log(f"Server: highest VALID target QPS, min duration {srv_dur:g} s, searches interleaved, {srv_reps} repetition(s)")
@@ -257,8 +396,13 @@ def run(ctx: Context) -> Result:
     met = None if not (lab_q and bare_q) else lab_q / bare_q >= RATIO_TARGET
     res.add("Server: highest VALID target QPS", lab_q, "QPS", anchor=bare_q, anchor_label="bare LoadGen",
             target=f">= {RATIO_TARGET} x bare", met=met)
-    res.details = {"offline": offline, "server_fixed_qps": fixed, "server_runs": server, "server_best": best,
-                   "settings": {"offline_qps": OFFLINE_QPS, "offline_duration_s": off_dur, "server_duration_s": srv_dur,
+    watched = [r for runs in [offline["labconsole"], *[t[h] for t in tail.values() for h in t if h != "bare"], server["labconsole"]] for r in runs]
+    stalls = [st for r in watched for st in r.get("stalls", [])]
+    res.add("worker stalls longer than 1 s (no progress line), all labconsole runs here", len(stalls), "", target="0", met=not stalls,
+            note=f"{len(watched)} runs, {sum(r['wall_s'] for r in watched):.0f} s watched as the console watches a phase (workload/stalls.py)"
+                 + (f"; first: {json.dumps(stalls[0])[:400]}" if stalls else ""))
+    res.details = {"offline": offline, "server_tail": {str(int(q)): t for q, t in tail.items()}, "server_runs": server, "server_best": best,
+                   "settings": {"offline_qps": OFFLINE_QPS, "offline_duration_s": off_dur, "server_duration_s": srv_dur, "tail_duration_s": tail_dur, "tail_reps": tail_reps,
                                 "server_steps": srv_steps, "server_tolerance": srv_tol, "meter_interval_s": 0.01}}
     res.notes.append(f"Server search resolution: +-{srv_tol * 100:.0f} % ({srv_steps} steps from {SERVER_START_QPS:,.0f} QPS); "
                      "the knee is a coin flip on a loaded machine, so compare the two ways, not runs across days")

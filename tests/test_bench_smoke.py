@@ -86,3 +86,16 @@ def test_tiny_stream_bench_scores_a_short_100khz_session():
     assert rows["windows scored"].value == 5
     assert rows["samples lost (recorder, board TimeStamps, GAP rows)"].met
     assert rows["median energy per inference (5 windows)"].met  # the emulated DUT's 150 uJ within 0.5 %
+
+
+def test_harness_bench_reads_the_issue_threads_wait_and_both_tail_percentiles(tmp_path):
+    sys.path.insert(0, str(ROOT))
+    from bench.harness import run_bare, run_worker_alone
+
+    for run in (run_bare, run_worker_alone):
+        out = run("Server", 2_000.0, 1.5, tmp_path / run.__name__)
+        assert out["validity"] == "VALID" and 0 < out["p99_ms"] <= out["p999_ms"], out
+        # LoadGen's issue thread (the process's main thread) was seen over the test itself
+        assert out["issue_cpu_ms_per_s"] is not None and out["issue_cpu_ms_per_s"] > 0, out
+        assert out["issue_wait_ms_per_s"] is not None and out["issue_wait_ms_per_s"] >= 0, out
+    assert out["stalls"] == []

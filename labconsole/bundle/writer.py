@@ -3,7 +3,7 @@
     recordings/<UTC time>_<profile>_<scenario>/
       bagit.txt bag-info.txt manifest-sha256.txt tagmanifest-sha256.txt   (at seal)
       data/ run.json profile.yaml environment.json calibration.json events.jsonl summary.json
-            idle/ ranging/ testing/  samples-<source>.csv progress.csv worker.log loadgen/...
+            idle/ ranging/ testing/  samples-<source>.csv progress.csv worker.log [stalls.jsonl] loadgen/...
 
 `run.json` exists from the first moment with exit_status "running", so a run killed
 part-way leaves a readable, unsealed bundle that `check` recognises and `recover` seals.

@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
+
 
 class CpuUtilisation:
     """Whole-host CPU utilisation between successive calls, 0..1.
@@ -273,22 +275,27 @@ class LoadModel:
         self._lock = threading.Lock()
 
     def reading(self) -> Reading:
-        return self.readings(1)[0]
-
-    def readings(self, n: int) -> list[Reading]:
-        """`n` readings at one utilisation: a fast meter's block (the utilisation reads /proc
-        for each of the workload's processes: once a block, not once a sample)."""
         u = max(0.0, min(1.0, self.utilisation()))
-        pf = self.pf_idle + (self.pf_load - self.pf_idle) * u
-        base = self.idle_w + self.dynamic_w * u
-        out = []
         with self._lock:
-            gauss = self._rng.gauss
-            for _ in range(n):
-                watts = max(0.0, base + gauss(0.0, self.noise_w))
-                volts = self.volts + gauss(0.0, self.volts_noise)
-                out.append(Reading(watts, volts, watts / (volts * pf) if volts > 0 and pf > 0 else 0.0, pf))
-        return out
+            watts = max(0.0, self.idle_w + self.dynamic_w * u + self._rng.gauss(0.0, self.noise_w))
+            volts = self.volts + self._rng.gauss(0.0, self.volts_noise)
+        pf = self.pf_idle + (self.pf_load - self.pf_idle) * u
+        amps = watts / (volts * pf) if volts > 0 and pf > 0 else 0.0
+        return Reading(watts, volts, amps, pf)
+
+    def readings(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """n readings at once (watts, volts, amps, pf), at one utilisation: the same random
+        stream as n calls of `reading`, for a meter that hands over a block of samples."""
+        u = max(0.0, min(1.0, self.utilisation()))
+        with self._lock:
+            g = self._rng.gauss
+            noise = np.array([g(0.0, sd) for _ in range(n) for sd in (self.noise_w, self.volts_noise)], dtype=float).reshape(n, 2) if n else np.empty((0, 2))
+        watts = np.maximum(0.0, self.idle_w + self.dynamic_w * u + noise[:, 0])
+        volts = self.volts + noise[:, 1]
+        pf = np.full(n, self.pf_idle + (self.pf_load - self.pf_idle) * u)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            amps = np.where((volts > 0) & (pf > 0), watts / (volts * pf), 0.0)
+        return watts, volts, amps, pf
 
     def expected_watts(self, utilisation: float) -> float:
         return self.idle_w + self.dynamic_w * max(0.0, min(1.0, utilisation))

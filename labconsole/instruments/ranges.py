@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
+
 # MLPerf power-dev sets the current range to 1.1 x the max amps seen while ranging.
 CURRENT_MARGIN = 1.1
 
@@ -48,6 +50,16 @@ class AccuracySpec:
     # Extra error at power factor < 1, in % of the reading x tan(phi): the manual's
     # "influence of power factor" (WT310E: 0.1 % of S at lambda = 0, 45-66 Hz). 0 ignores it.
     pf_influence_pct: float = 0.0
+
+    def uncertainty_w_many(self, watts: np.ndarray, range_v: np.ndarray, range_a: np.ndarray, pf: np.ndarray) -> np.ndarray:
+        """`uncertainty_w` for arrays of samples (NaN where watts or a range is NaN)."""
+        u = np.abs(watts) * self.reading_pct / 100.0 + range_v * range_a * self.range_pct / 100.0
+        if self.pf_influence_pct:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                apf = np.abs(pf)
+                tan_phi = np.sqrt(1.0 - pf * pf) / apf
+                u = u + np.where((apf > 0.0) & (apf < 1.0), np.abs(watts) * tan_phi * self.pf_influence_pct / 100.0, 0.0)
+        return u
 
     def uncertainty_w(self, watts: float, range_v: float, range_a: float, pf: float = float("nan")) -> float:
         if any(map(math.isnan, (watts, range_v, range_a))):

@@ -9,12 +9,13 @@ are reported with the file, line and field.
 
 from __future__ import annotations
 
+import os
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from labconsole.instruments.ranges import AccuracySpec, RangeState
 from labconsole.samples.batch import ChannelBatch
@@ -32,6 +33,30 @@ class DriverOptions(BaseModel):
     """Base for each driver's `options:` block in a profile. Unknown keys are errors."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class PasswordOptions(DriverOptions):
+    """A driver that logs in (a BMC): the password in the profile or, better, the name of an
+    environment variable holding it, never both. Each driver declares `password` itself (its
+    protocol's length limit) and `password_env` comes from here."""
+
+    password: str = ""
+    password_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="environment variable holding the password")
+
+    @model_validator(mode="after")
+    def _one_password(self) -> "PasswordOptions":
+        if self.password and self.password_env:
+            raise ValueError("give password or password_env, not both")
+        return self
+
+    def resolve_password(self, source: str) -> str:
+        """The password itself; a `password_env` that is not set is the source's error."""
+        if self.password_env:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise SourceError(f"{source}: environment variable {self.password_env} (password_env) is not set")
+            return value
+        return self.password
 
 
 @dataclass

@@ -20,31 +20,24 @@ import threading
 import time
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from labconsole.instruments import ipmi
 from labconsole.samples.batch import ChannelBatch, empty_batch, now_ns
-from labconsole.sources.base import Capabilities, DriverOptions, Identity, Source, SourceError, SourceUnavailable
+from labconsole.sources.base import Capabilities, Identity, PasswordOptions, Source, SourceError, SourceUnavailable
 
 
-class IpmiOptions(DriverOptions):
+class IpmiOptions(PasswordOptions):
     host: str = Field(..., min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.:\[\]-]+$", description="the BMC's address")
     port: int = Field(623, ge=1, le=65535)
     interface: Literal["lanplus", "lan"] = Field("lanplus", description="lanplus: IPMI 2.0 RMCP+; lan: IPMI 1.5")
     username: str = Field("", max_length=16, pattern=r"^[A-Za-z0-9_.@-]*$")
     password: str = Field("", max_length=20, description="better: password_env")
-    password_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     cipher_suite: int | None = Field(None, ge=0, le=17, description="lanplus cipher suite (-C)")
     reading: Literal["dcmi", "dcmi-average", "sensor"] = Field("dcmi", description="DCMI power reading (instant or the BMC's average), or one power sensor")
     sensor: str = Field("Sys Power", min_length=1, max_length=16, pattern=r"^[A-Za-z0-9 _.+/-]+$", description="reading sensor: the sensor's name")
     timeout_s: float = Field(5.0, gt=0, le=60)
     ipmitool: str = Field("ipmitool", description="the ipmitool binary")
-
-    @model_validator(mode="after")
-    def _credentials(self) -> "IpmiOptions":
-        if self.password and self.password_env:
-            raise ValueError("give password or password_env, not both")
-        return self
 
 
 class IpmiSource(Source):
@@ -68,13 +61,7 @@ class IpmiSource(Source):
     def _env(self) -> dict[str, str]:
         o = self.options
         env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "HOME")}
-        if o.password_env:
-            pw = os.environ.get(o.password_env)
-            if pw is None:
-                raise SourceError(f"{self.name}: environment variable {o.password_env} (password_env) is not set")
-            env["IPMI_PASSWORD"] = pw
-        else:
-            env["IPMI_PASSWORD"] = o.password
+        env["IPMI_PASSWORD"] = o.resolve_password(self.name)
         return env
 
     def _argv(self, *command: str) -> list[str]:

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import redfish
 import requests
-from pydantic import Field, model_validator
+from pydantic import Field
 from redfish.rest.v1 import (
     InvalidCredentialsError,
     JsonDecodingError,
@@ -38,17 +38,16 @@ from redfish.rest.v1 import (
 
 from labconsole.instruments import redfish as rf
 from labconsole.samples.batch import ChannelBatch, empty_batch, now_ns
-from labconsole.sources.base import Capabilities, DriverOptions, Identity, Source, SourceError
+from labconsole.sources.base import Capabilities, Identity, PasswordOptions, Source, SourceError
 from labconsole.sources.httpclock import ClockBounds
 
 _LIB_ERRORS = (ServerDownOrUnreachableError, RetriesExhaustedError, JsonDecodingError, requests.RequestException, OSError)
 
 
-class RedfishOptions(DriverOptions):
+class RedfishOptions(PasswordOptions):
     url: str = Field(..., pattern=r"^https?://[^/\s]+/?$", description="the BMC: https://HOST[:PORT] (http:// only for a lab network you trust)")
     username: str = Field("", max_length=128)
     password: str = Field("", max_length=256, description="better: password_env")
-    password_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="environment variable holding the password")
     auth: Literal["session", "basic"] = Field("session", description="session: one login, an X-Auth-Token; basic: credentials on every request")
     form: Literal["auto", "environment", "power", "powersubsystem", "sensor"] = "auto"
     chassis: str | None = Field(None, pattern=r"^[A-Za-z0-9_.:-]{1,128}$", description="chassis id; default: the first the BMC lists")
@@ -56,12 +55,6 @@ class RedfishOptions(DriverOptions):
     verify_tls: bool = Field(True, description="verify the BMC's certificate (off only for a lab BMC with a self-signed one)")
     ca_file: str | None = Field(None, description="PEM file of the CA(s) that signed the BMC's certificate")
     timeout_s: float = Field(5.0, gt=0, le=120)
-
-    @model_validator(mode="after")
-    def _credentials(self) -> "RedfishOptions":
-        if self.password and self.password_env:
-            raise ValueError("give password or password_env, not both")
-        return self
 
 
 class RedfishSource(Source):
@@ -87,13 +80,7 @@ class RedfishSource(Source):
         return f"{self.name}: BMC at {self.options.url}"
 
     def _password(self) -> str:
-        o = self.options
-        if o.password_env:
-            value = os.environ.get(o.password_env)
-            if value is None:
-                raise SourceError(f"{self.name}: environment variable {o.password_env} (password_env) is not set")
-            return value
-        return o.password
+        return self.options.resolve_password(self.name)
 
     # --- I/O -------------------------------------------------------------------------------------
     def _get(self, path: str) -> Any:

@@ -8,7 +8,6 @@ every sample its uncertainty, and optionally an energy counter.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from typing import Annotated, Literal
@@ -26,9 +25,17 @@ from labconsole.instruments.ranges import (
     RangeState,
     pick_range,
 )
-from labconsole.samples.batch import NO_DATA, OK, OVERRANGE, SAMPLE_DTYPE, ChannelBatch, now_ns
+from labconsole.samples.batch import NO_DATA, OK, OVERRANGE, ChannelBatch, empty_batch, now_ns
 from labconsole.sources.base import Capabilities, DriverOptions, Identity, Source, SourceError
 from labconsole.instruments.yokogawa import lookup_model
+
+
+# The longest a block of samples waits in the simulated meter before the recorder gets it.
+BLOCK_S = 0.1
+# Behind schedule by up to this much (the reading thread waited for the GIL, the disk), the
+# meter hands over every sample it owes, as a real one's buffer would; further behind, it
+# resynchronises.
+CATCH_UP_S = 0.5
 
 
 class SimulatedOptions(DriverOptions):
@@ -78,7 +85,6 @@ class SimulatedSource(Source):
         self._next_tick = 0.0
         self._energy_j = 0.0
         self._last_mono: int | None = None
-        self._wall_offset: int | None = None  # wall ns - monotonic ns (see read)
         self._closed = threading.Event()
 
     def open(self) -> None:
@@ -129,66 +135,71 @@ class SimulatedSource(Source):
         with self.io_lock:
             return RangeState(volts=self._v.current, amps=self._a.current, auto_v=self._auto, auto_a=self._auto)
 
-    # Behind schedule by up to this much (the reading thread waited for the GIL, the disk), the
-    # meter hands over every sample it owes, as a real one's buffer would; further behind (a
-    # stall), it resynchronises instead of bursting out a backlog of fake samples.
-    CATCH_UP_S = 0.5
-    # A fast meter streams blocks, not single readings: at 10 kHz one read every 10 ms hands
-    # over 100 samples (a reading thread woken 10,000 times a second would hold the GIL the
-    # console needs). At 100 samples/s and slower every read is one sample, as before.
-    BLOCK_S = 0.01
-
     def read(self, timeout: float) -> list[ChannelBatch]:
+        """The samples due on the sample grid since the last read, delivered in blocks of up to
+        BLOCK_S: a fast meter hands its buffer over a few times a second, so the recorder (and
+        the CPU the system under test shares with it) wakes 1 / BLOCK_S times a second at most,
+        whatever the sample rate. Each sample keeps its own time on the grid."""
         if not self._open:
             raise SourceError(f"{self.name}: read() on a closed source")
+        interval = self.sample_interval_s
         now = time.monotonic()
-        block = max(1, int(self.BLOCK_S / self.sample_interval_s)) if self.sample_interval_s > 0 else 1
-        wait = self._next_tick + (block - 1) * self.sample_interval_s - now  # the block's newest sample is due then
+        # Wait until a block is complete: one sample at slow rates, BLOCK_S of them at fast ones.
+        wait = self._next_tick + max(0.0, BLOCK_S - interval) - now
         if wait > timeout:
             self._closed.wait(timeout)
             return []
         if wait > 0 and self._closed.wait(wait):
             return []
         now = time.monotonic()
-        interval = self.sample_interval_s
-        if self._next_tick < now - self.CATCH_UP_S:
+        behind = now - self._next_tick
+        if behind > CATCH_UP_S:
+            # A stall (the machine or this thread was held up for long): resynchronise instead
+            # of bursting out a backlog of fake samples.
             self._next_tick = now
-        due = 1 + int((now - self._next_tick) / interval) if interval > 0 else 1
-        first = self._next_tick
-        self._next_tick += due * interval
-        wall, mono = now_ns()
-        # Each owed sample at its tick of the meter's clock (monotonic), dated on the wall clock
-        # by one offset, kept while it holds within 1 ms (reading the two clocks differs by a
-        # few us each time: the grid stays a grid) and taken again when the wall clock steps.
-        if self._wall_offset is None or abs(wall - mono - self._wall_offset) > 1_000_000:
-            self._wall_offset = wall - mono
-        monos = [int((first + k * interval) * 1e9) for k in range(due)]
-        return [ChannelBatch("main", self._samples(monos, self._wall_offset))]
+            behind = 0.0
+        n = max(1, int(behind / interval) + 1)
+        ticks = self._next_tick + interval * np.arange(n)
+        self._next_tick += interval * n
+        wall_now, mono_now = now_ns()
+        mono = np.minimum((ticks * 1e9).astype(np.int64), mono_now)
+        wall = wall_now - (mono_now - mono)
+        with self.io_lock:
+            watts, volts, amps, pf = self.model.readings(n)
+            range_v, range_a, status = self._ranges_for(volts, amps)
+        batch = empty_batch(n)
+        batch["wall_ns"], batch["mono_ns"] = wall, mono
+        batch["range_v"], batch["range_a"], batch["status"] = range_v, range_a, status
+        if self.options.energy_counter:
+            # The counter integrates every reading, valid or not, as a meter's integrator does.
+            last = self._last_mono if self._last_mono is not None else int(mono[0])
+            dt_s = np.diff(mono, prepend=last) / 1e9
+            batch["energy_j"] = self._energy_j + np.cumsum(watts * dt_s)
+            self._energy_j = float(batch["energy_j"][-1])
+            self._last_mono = int(mono[-1])
+        ok = status == OK
+        batch["watts"] = np.where(ok, watts, np.nan)
+        batch["volts"] = np.where(ok, volts, np.nan)
+        batch["amps"] = np.where(ok, amps, np.nan)
+        batch["pf"] = np.where(ok, pf, np.nan)
+        batch["uncertainty_w"] = np.where(ok, self.ACCURACY.uncertainty_w_many(watts, range_v, range_a, pf), np.nan)
+        return [ChannelBatch("main", batch)]
 
-    def _samples(self, monos: list[int], wall_offset: int) -> np.ndarray:
-        rows = []
-        readings = self.model.readings(len(monos))
-        energy = math.nan
-        for mono, r in zip(monos, readings):
-            wall = mono + wall_offset
-            with self.io_lock:
-                status = OK
-                if self._auto:
-                    changed_v = self._v.update(r.volts)
-                    changed_a = self._a.update(r.amps)
-                    if changed_v or changed_a:
-                        status = NO_DATA  # a real meter gives no valid reading while switching range
-                elif r.amps > OVERRANGE_FACTOR * self._a.current or r.volts > OVERRANGE_FACTOR * self._v.current:
-                    status = OVERRANGE
-                rv, ra = self._v.current, self._a.current
-            if self.options.energy_counter:
-                if self._last_mono is not None:
-                    self._energy_j += r.watts * (mono - self._last_mono) / 1e9
-                self._last_mono = mono
-                energy = self._energy_j
-            if status == OK:
-                unc = self.ACCURACY.uncertainty_w(r.watts, rv, ra, r.pf)
-                rows.append((wall, mono, r.watts, r.volts, r.amps, r.pf, energy, unc, rv, ra, status))
-            else:
-                rows.append((wall, mono, math.nan, math.nan, math.nan, math.nan, energy, math.nan, rv, ra, status))
-        return np.array(rows, dtype=SAMPLE_DTYPE)
+    def _ranges_for(self, volts: np.ndarray, amps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The range each reading was taken in, and its status: with auto-ranging the reading
+        during which a range switches is invalid (a real meter gives none); on fixed ranges a
+        reading above 140 % of the range is over-range."""
+        n = len(volts)
+        range_v, range_a = np.empty(n), np.empty(n)
+        status = np.full(n, OK, dtype=np.uint8)
+        if self._auto:
+            for i in range(n):  # a state machine: sequential, but only two comparisons a sample
+                changed_v = self._v.update(float(volts[i]))
+                changed_a = self._a.update(float(amps[i]))
+                if changed_v or changed_a:
+                    status[i] = NO_DATA
+                range_v[i], range_a[i] = self._v.current, self._a.current
+        else:
+            range_v[:], range_a[:] = self._v.current, self._a.current
+            status[(amps > OVERRANGE_FACTOR * self._a.current) | (volts > OVERRANGE_FACTOR * self._v.current)] = OVERRANGE
+        return range_v, range_a, status

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Callable
 
 from labconsole.events import to_json
 from labconsole.instruments.load_model import workload_utilisation
+from labconsole.workload.stalls import StallWatch
 
 if TYPE_CHECKING:  # the profile's models, as the procedure hands them over (workload sits below the profile)
     from labconsole.profile import CommandWorkload, LoadGenWorkload
@@ -101,6 +102,8 @@ def _die_with_parent() -> None:
 class _ProcessRun:
     """Process management shared by both workload kinds."""
 
+    POLL_S = 0.1  # how often the watch loop looks at the process (and calls its `poll`)
+
     def __init__(self, phase_dir: Path, timeout_s: float, stall_s: float | None, on_progress: Callable[[ProgressPoint], None] | None):
         self.phase_dir = Path(phase_dir)
         self.loadgen_dir = self.phase_dir / "loadgen"
@@ -116,10 +119,23 @@ class _ProcessRun:
         self.target: dict = {}
         self.warnings: list[str] = []
         self._abort = threading.Event()
+        self._wake = threading.Event()  # an abort, or the worker's pipe closing
+        self._pipe_closed = False
         self._abort_reason = ""
         self._last_change = time.monotonic()
         self._progress_fh = None
         self.started_wall_ns = 0
+        self.stalls: StallWatch | None = None  # LoadGen's worker only: it writes five lines a second
+        # Told at once of a warning that matters while the phase runs (a stall); those it was
+        # told of are in `warned_live`, so the phase's end does not repeat them.
+        self.on_warning: Callable[[str], None] | None = None
+        self.warned_live: list[str] = []
+
+    def _warn_now(self, message: str) -> None:
+        self.warnings.append(message)
+        if self.on_warning is not None:
+            self.warned_live.append(message)
+            self.on_warning(message)
 
     # --- progress ---------------------------------------------------------------------------
     def _record(self, point: ProgressPoint) -> None:
@@ -135,6 +151,7 @@ class _ProcessRun:
     def abort(self, reason: str = "aborted by the operator") -> None:
         self._abort_reason = reason
         self._abort.set()
+        self._wake.set()
 
     def _terminate(self) -> None:
         """SIGTERM the worker's process group, then SIGKILL if it lingers."""
@@ -204,7 +221,10 @@ class _ProcessRun:
             code = self.proc.poll()
             if code is not None:
                 break
-            if self._abort.wait(0.1):
+            # Woken at once by an abort or by the worker closing its pipe (it is ending), else
+            # every POLL_S: each wake-up is CPU the system under test may be waiting for.
+            self._wake.wait(0.005 if self._pipe_closed else self.POLL_S)
+            if self._abort.is_set():
                 status, reason = "aborted", self._abort_reason
                 self._terminate()
                 break
@@ -231,6 +251,10 @@ class _ProcessRun:
 
 class LoadGenRun(_ProcessRun):
     """The real MLPerf LoadGen in `labconsole.workload.worker`."""
+
+    # The worker's end is seen on its pipe and an abort wakes the loop at once, so the loop
+    # itself only keeps the watchdogs and the stall watch: four times a second is enough.
+    POLL_S = 0.25
 
     def __init__(
         self,
@@ -305,9 +329,14 @@ class LoadGenRun(_ProcessRun):
         finally:
             os.close(wfd)
         reader = threading.Thread(target=self._read_progress, args=(rfd,), name="workload-progress", daemon=True)
+        assert self.proc is not None
+        self.stalls = StallWatch(self.phase_dir, self.proc.pid, reader=reader, pipe_fd=rfd, loadgen_dir=self.loadgen_dir,
+                                 warn=self._warn_now)
         reader.start()
-        result = self._watch()
+        result = self._watch(self.stalls.poll)
         reader.join(timeout=5)
+        self.stalls.finish()
+        result.warnings = list(self.warnings)
         result.settings = self.settings
         if result.status == "completed" and not probe_only and not (self.loadgen_dir / "mlperf_log_detail.txt").exists():
             result.status, result.reason = "failed", "LoadGen wrote no mlperf_log_detail.txt"
@@ -316,27 +345,38 @@ class LoadGenRun(_ProcessRun):
 
     def _read_progress(self, rfd: int) -> None:
         with os.fdopen(rfd, "r", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                try:
-                    msg = json.loads(line)
-                except ValueError:
-                    continue
-                if not isinstance(msg, dict):
-                    continue
-                if "event" in msg:
-                    if msg["event"] == "settings":
-                        self.settings = dict(msg.get("values") or {})
-                        self.settings["loadgen_version"] = msg.get("loadgen_version")
-                    elif msg["event"] == "target":
-                        self.target = {k: msg.get(k) for k in ("samples", "min_duration_s", "scenario")}
-                    elif msg["event"] == "warning":  # e.g. a SUT that did not stop after the test
-                        self.warnings.append(str(msg.get("message", "")))
-                    continue
-                try:
-                    point = ProgressPoint(int(float(msg["t"]) * 1e9), int(msg["issued"]), int(msg["completed"]))
-                except (KeyError, TypeError, ValueError):
-                    continue
-                self._record(point)
+            try:
+                self._read_lines(fh)
+            finally:
+                if self.stalls is not None:
+                    self.stalls.pipe_closed()  # before the descriptor is closed (and its number reused)
+                self._pipe_closed = True
+                self._wake.set()
+
+    def _read_lines(self, fh) -> None:
+        for line in fh:
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(msg, dict):
+                continue
+            if self.stalls is not None:
+                self.stalls.line(msg)
+            if "event" in msg:
+                if msg["event"] == "settings":
+                    self.settings = dict(msg.get("values") or {})
+                    self.settings["loadgen_version"] = msg.get("loadgen_version")
+                elif msg["event"] == "target":
+                    self.target = {k: msg.get(k) for k in ("samples", "min_duration_s", "scenario")}
+                elif msg["event"] == "warning":  # e.g. a SUT that did not stop after the test
+                    self.warnings.append(str(msg.get("message", "")))
+                continue
+            try:
+                point = ProgressPoint(int(float(msg["t"]) * 1e9), int(msg["issued"]), int(msg["completed"]))
+            except (KeyError, TypeError, ValueError):
+                continue
+            self._record(point)
 
 
 class CommandRun(_ProcessRun):

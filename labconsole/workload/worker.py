@@ -3,7 +3,8 @@
     python -m labconsole.workload.worker --config CONFIG.json --progress-fd N
 
 It is a separate process so that a LoadGen abort or a SUT crash never takes the console down.
-Progress goes out as JSON lines on the inherited pipe `N` (about ten a second):
+Progress goes out as JSON lines on the inherited pipe `N` (five a second: the console's views
+refresh at 5 Hz, and every line wakes a thread on each side):
     {"t": <wall s>, "issued": <samples>, "completed": <samples>}
 plus a few event lines: {"event": "settings", ...}, {"event": "started"}, {"event": "done"}.
 LoadGen's own logs are written into the config's `outdir` (created first: LoadGen does not).
@@ -40,7 +41,9 @@ import time
 import traceback
 from typing import Any, Callable, TextIO
 
-PROGRESS_INTERVAL_S = 0.1
+from labconsole.workload.stalls import TickClock, write_report
+
+PROGRESS_INTERVAL_S = 0.2
 # How long the teardown waits for completions under way and for the SUT's threads to stop.
 SUT_STOP_TIMEOUT_S = 10.0
 
@@ -119,34 +122,64 @@ def leave_now(code: int, *streams: TextIO) -> None:
 
 
 class Progress:
-    """Writes progress lines to the pipe every PROGRESS_INTERVAL_S until stopped."""
+    """Writes progress lines to the pipe every PROGRESS_INTERVAL_S until stopped.
+
+    A tick is kept short: LoadGen's issue thread needs the GIL for every query, so the line is
+    formatted by hand (no json) and written straight to the pipe's file descriptor, where the
+    GIL is released for the system call. Each tick also checks that it was not late, and each
+    write that it did not block (`stalls`): either is reported once it can be.
+    """
 
     def __init__(self, out: TextIO, sut: Any):
         self._out = out
+        try:
+            out.flush()
+            self._fd: int | None = out.fileno()
+        except (OSError, ValueError, AttributeError):
+            self._fd = None
         self._sut = sut
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="progress", daemon=True)
+        self._clock = TickClock(PROGRESS_INTERVAL_S)
+        self.stage = "starting"  # what the worker is doing: starting, loadgen, teardown
 
-    def send(self, obj: dict) -> None:
-        line = json.dumps(obj, separators=(",", ":")) + "\n"
+    def _write(self, data: str) -> None:
+        raw = data.encode("utf-8")
         with self._lock:
+            t0 = time.monotonic()
             try:
-                self._out.write(line)
-                self._out.flush()
-            except (BrokenPipeError, ValueError):
+                if self._fd is None:
+                    self._out.write(data)
+                    self._out.flush()
+                else:
+                    while raw:
+                        raw = raw[os.write(self._fd, raw):]
+            except (BrokenPipeError, ValueError, OSError):
                 # The console is gone (killed): nobody will ever collect this run, so do not
                 # leave a benchmark loading the machine behind it.
                 os._exit(4)
+            blocked = time.monotonic() - t0
+        report = write_report(blocked, self.stage)
+        if report is not None:
+            self.send(report)
+
+    def send(self, obj: dict) -> None:
+        self._write(json.dumps(obj, separators=(",", ":")) + "\n")
 
     def tick(self) -> None:
-        self.send({"t": time.time(), "issued": self._sut.issued, "completed": self._sut.completed})
+        sut = self._sut
+        self._write('{"t":%.6f,"issued":%d,"completed":%d}\n' % (time.time(), sut.issued, sut.completed))
+        late = self._clock.tick_report(self.stage)
+        if late is not None:
+            self.send(late)
 
     def _loop(self) -> None:
         while not self._stop.wait(PROGRESS_INTERVAL_S):
             self.tick()
 
     def start(self) -> None:
+        self._clock = TickClock(PROGRESS_INTERVAL_S)
         self._thread.start()
 
     def stop(self) -> None:
@@ -294,6 +327,7 @@ def run(cfg: dict, progress_out: TextIO) -> int:
     # modules labconsole and pydantic load takes ~10 ms, here ~0.4 ms: tail latency).
     gc.collect()
     gc.freeze()
+    progress.stage = "loadgen"
     progress.start()
     progress.send({"event": "started", "t": time.time()})
     absent_audit = os.path.join(outdir, "no-audit-config", "audit.config")
@@ -301,6 +335,9 @@ def run(cfg: dict, progress_out: TextIO) -> int:
         lg.StartTestWithLogSettings(lg_sut, qsl, ts, ls, absent_audit)
     finally:
         progress.stop()
+        # From here on no ticks: the console stops expecting lines until "done" or "failed".
+        progress.stage = "teardown"
+        progress.send({"event": "teardown", "t": time.time()})
         clean = teardown(lg, sut, gate, lg_sut, qsl, progress)
     if sut.error is not None:
         print(f"labconsole worker: the SUT raised {type(sut.error).__name__}: {sut.error}", file=sys.stderr)
@@ -376,6 +413,10 @@ def main(argv: list[str] | None = None) -> int:
     # A native crash (LoadGen, a SUT's extension) then leaves every thread's Python stack on
     # stderr, which the console writes to worker.log.
     faulthandler.enable(file=sys.stderr, all_threads=True)
+    # The console sends SIGUSR1 when no progress line has come for a second (workload/stalls.py):
+    # every thread's stack then goes to worker.log, even while some thread holds the GIL.
+    if hasattr(signal, "SIGUSR1"):
+        faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
     die_with_parent(args.parent_pid)
     with open(args.config, encoding="utf-8") as fh:
         cfg = json.load(fh)

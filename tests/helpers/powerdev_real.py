@@ -26,6 +26,22 @@ from labconsole.emulators.sntp import SntpResponder
 
 ROOT = Path(__file__).resolve().parents[2]
 POWER_DEV = (ROOT.parent / "shared" / "vendor" / "power-dev").resolve()
+# The eleven checks compliance/check.py runs, by the names it prints: the tests' own list, so
+# that a check labconsole dropped or renamed is caught.
+OFFICIAL_CHECK_NAMES = (
+    "Check client sources checksum",
+    "Check server sources checksum",
+    "Check PTD commands and replies",
+    "Check UUID",
+    "Check session name",
+    "Check time difference",
+    "Check client server messages",
+    "Check results checksum",
+    "Check errors and warnings from PTD logs",
+    "Check PTD configuration",
+    "Check debug is disabled on server-side",
+)
+
 if not POWER_DEV.is_dir():  # a worktree beside the main checkout: ../shared from the main one
     POWER_DEV = Path("/work/shared/vendor/power-dev")
 

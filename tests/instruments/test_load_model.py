@@ -110,15 +110,3 @@ def test_the_bench_says_what_a_simulated_meter_follows():
     assert simulated_load("yokogawa", {}, None) is None
     assert "not the whole machine's" in describe_utilisation("workload")
     assert "other programs move it" in describe_utilisation("host")
-
-
-def test_a_block_of_readings_is_the_same_as_reading_one_at_a_time():
-    """A fast simulated meter takes its readings a block at a time (one utilisation look-up a
-    block): the same seed gives the same numbers either way."""
-    from labconsole.instruments.load_model import LoadModel
-
-    one = LoadModel(seed=3, noise_w=2.0, utilisation=lambda: 0.4)
-    block = LoadModel(seed=3, noise_w=2.0, utilisation=lambda: 0.4)
-    singles = [one.reading() for _ in range(50)]
-    assert block.readings(20) + block.readings(30) == singles
-    assert len({r.watts for r in singles}) == 50  # noise: not one value repeated

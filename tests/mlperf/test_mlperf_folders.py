@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FIXTURES, run_cli
+from powerdev_real import OFFICIAL_CHECK_NAMES
 from labconsole.mlperf import metrics
 from labconsole.mlperf import checks
 from labconsole.bundle.reader import RunOpenError, open_run
@@ -89,19 +90,7 @@ def test_check_lists_every_check_with_a_verdict_and_a_reason(folder):
     out = run_cli("check", str(folder / "performance"), "--json")
     doc = json.loads(out.stdout)
     names = [c["name"] for c in doc["checks"]]
-    official = [
-        "Check client sources checksum",
-        "Check server sources checksum",
-        "Check PTD commands and replies",
-        "Check UUID",
-        "Check session name",
-        "Check time difference",
-        "Check client server messages",
-        "Check results checksum",
-        "Check errors and warnings from PTD logs",
-        "Check PTD configuration",
-        "Check debug is disabled on server-side",
-    ]
+    official = list(OFFICIAL_CHECK_NAMES)
     for name in official + ["ranging vs testing", "uncertainty", "clock offset", "minimum duration", "sample regularity", "invalid samples", "loadgen validity", "loadgen errors"]:
         assert name in names
     for c in doc["checks"]:

@@ -23,24 +23,12 @@ from labconsole.bundle.reader import open_run
 from labconsole.instruments.ptd import format_power_time, parse_power_time
 from labconsole.mlperf import checks
 from labconsole.mlperf.checks.registry import OFFICIAL
-from powerdev_real import POWER_DEV, official_check, powerdev_session, sntp_on_123
+from powerdev_real import OFFICIAL_CHECK_NAMES, POWER_DEV, official_check, powerdev_session, sntp_on_123
 
 # slow: one real power-dev session, about a minute; sntp123: it binds 127.0.0.1:123, so tools/test runs it alone
 pytestmark = [pytest.mark.slow, pytest.mark.sntp123]
 
-OFFICIAL_NAMES = (
-    "Check client sources checksum",
-    "Check server sources checksum",
-    "Check PTD commands and replies",
-    "Check UUID",
-    "Check session name",
-    "Check time difference",
-    "Check client server messages",
-    "Check results checksum",
-    "Check errors and warnings from PTD logs",
-    "Check PTD configuration",
-    "Check debug is disabled on server-side",
-)
+OFFICIAL_NAMES = OFFICIAL_CHECK_NAMES
 
 
 @pytest.fixture(scope="module")

@@ -23,24 +23,12 @@ from labconsole.events import read_events
 from labconsole.samples.streams import read_sample_stream
 from labconsole.workload.loadgen_log import parse_detail_log
 from official_bench import need_powerdev_and_ntp_port
-from powerdev_real import POWER_DEV, official_check
+from powerdev_real import OFFICIAL_CHECK_NAMES, POWER_DEV, official_check
 
 # power-dev asks 127.0.0.1:123 for the time: tools/test runs these (sntp123) one after another, not in parallel
 pytestmark = pytest.mark.sntp123
 
-OFFICIAL_CHECKS = (
-    "Check client sources checksum",
-    "Check server sources checksum",
-    "Check PTD commands and replies",
-    "Check UUID",
-    "Check session name",
-    "Check time difference",
-    "Check client server messages",
-    "Check results checksum",
-    "Check errors and warnings from PTD logs",
-    "Check PTD configuration",
-    "Check debug is disabled on server-side",
-)
+OFFICIAL_CHECKS = OFFICIAL_CHECK_NAMES
 
 
 def _env() -> dict:

@@ -3,6 +3,8 @@ guided calibration. A recorded bundle is made once (a short real run on the simu
 
 from __future__ import annotations
 
+import json
+
 import math
 import threading
 import time
@@ -254,7 +256,10 @@ def test_replay_session_plays_everything_with_events_in_time_and_seeks(bundle):
         assert s.finished and s.status == "replayed"
         reset, events = s.poll_events()
         kinds = [e.kind for e in events]
-        assert kinds.count(ev.PHASE_START) == 3 and ev.RESULT in kinds
+        # every phase the run recorded (three, or more when the testing phase was re-ranged on a
+        # loaded machine), and its result
+        recorded = [json.loads(x)["kind"] for x in (bundle / "data" / "events.jsonl").read_text(encoding="utf-8").splitlines() if x.strip()]
+        assert kinds.count(ev.PHASE_START) == recorded.count(ev.PHASE_START) >= 3 and ev.RESULT in kinds
         assert [e.wall_ns for e in events] == sorted(e.wall_ns for e in events)
         ring = s.rings()[("wall", "main")]
         assert ring.total == len(s.samples[("wall", "main")])

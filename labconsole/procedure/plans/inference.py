@@ -260,6 +260,7 @@ class InferencePlan:
             runner = CommandRun(wl, folder, on_progress, duration_s=engine.duration_s)
         else:  # pragma: no cover
             raise RunFailed(f"unknown workload type {type(wl).__name__}")
+        runner.on_warning = lambda message, phase=phase: engine.bus.emit(ev.WARNING, f"{phase}: the workload: {message}", phase=phase)
         summaries: dict[str, dict] = {}
         try:
             with engine.attached(runner):
@@ -272,7 +273,8 @@ class InferencePlan:
             summaries = self._phase_hook(engine, "end", phase)
             engine.recorder.end_segment()
         for warning in result.warnings:
-            engine.bus.emit(ev.WARNING, f"{phase}: the workload: {warning}", phase=phase)
+            if warning not in runner.warned_live:
+                engine.bus.emit(ev.WARNING, f"{phase}: the workload: {warning}", phase=phase)
         stats = {f"{s}/{c}": st.as_dict() for (s, c), st in engine.recorder.stats_for(phase).items()}
         engine.bundle.write_json(f"{phase}/phase.json", {"workload": result.as_dict(), "samples": stats, "ranges": self._read_back_ranges(engine), "meter_summaries": summaries})
         if result.status == "completed":
