@@ -49,6 +49,7 @@ BENCHMARKS: tuple[Spec, ...] = (
     Spec("tiny", 8, "MLPerf Tiny at 100 kHz: an LPM01A binary stream recorded for 10 minutes, windows scored", "bench.tiny_stream"),
     Spec("tinyrun", 9, "MLPerf Tiny: the whole emulated energy procedure (labconsole run --profile profiles/emu-tiny.yaml)", "bench.tiny_run"),
     Spec("fleet", 10, "Fleets: 1,000 nodes reduced, a 64-node live view, a 1,000-series Prometheus range query", "bench.fleet"),
+    Spec("console", 11, "Console: key -> screen changed during a run recording at 10 kHz with the plots updating, vs no run", "bench.console"),
     Spec("training", 19, "Training scoring: a 64-node, 10-run session scored (official layout) vs the official summarizer's power code", "bench.training"),
 )
 

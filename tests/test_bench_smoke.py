@@ -14,7 +14,7 @@ def test_bench_lists_every_benchmark():
     out = subprocess.run([sys.executable, "-m", "bench", "--list"], cwd=str(ROOT), capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     names = [line.split()[1] for line in out.stdout.splitlines() if line.strip()]
-    assert names == ["harness", "acquisition", "analysis", "plots", "startup", "replay", "memory", "tiny", "tinyrun", "fleet", "training"]
+    assert names == ["harness", "acquisition", "analysis", "plots", "startup", "replay", "memory", "tiny", "tinyrun", "fleet", "console", "training"]
 
 
 def test_analysis_bench_building_blocks_on_a_tiny_bundle(tmp_path):

@@ -8,7 +8,7 @@ from textual.containers import Horizontal, Vertical
 from rich.text import Text
 from textual.screen import ModalScreen, Screen
 from textual.widget import Widget
-from textual.widgets import Button, Checkbox, Static
+from textual.widgets import Button, Checkbox, Footer, Static
 
 from labconsole import events as ev
 from labconsole.session import fleet_view
@@ -59,7 +59,58 @@ class TopBar(LiveText):
     DEFAULT_CSS = "TopBar { height: 1; }"
 
 
-class TickingScreen(Screen):
+class KeyFooter(Footer):
+    """The footer, rebuilt only when the keys it shows change.
+
+    Textual's Footer remounts all its keys (a dozen widgets, each restyled) whenever the
+    screen's bindings are refreshed: on every screen switch, and whenever a screen calls
+    `refresh_bindings` (the Run screen does when a run starts or ends). Measured: most of a
+    key press's cost when it switches screens. Here the same keys keep the same widgets.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(compact=True, show_command_palette=False)
+        self._shown: tuple | None = None
+
+    @staticmethod
+    def _keys(screen: Screen) -> tuple:
+        return tuple((b.key, b.action, b.description, enabled, tooltip) for _, b, enabled, tooltip in screen.active_bindings.values() if b.show)
+
+    def compose(self) -> ComposeResult:
+        if self._bindings_ready:
+            self._shown = self._keys(self.screen)
+        yield from super().compose()
+
+    def bindings_changed(self, screen: Screen) -> None:
+        if self._bindings_ready and self._shown is not None and screen is self.screen and self._keys(screen) == self._shown:
+            return
+        super().bindings_changed(screen)
+
+
+class ConsoleScreen(Screen):
+    """A screen switched to and from (a mode) that keeps its styles when nothing they hang on changed.
+
+    Textual restyles every widget of a screen each time it is shown again (about half the
+    cost of a key that switches screens at 160x48); the styles can only differ when the
+    stylesheet, the theme or the app's pseudo-classes (focus, dark, ...) changed meanwhile.
+    Textual runs this class's handlers before Screen's own, so the flag is set in time.
+    """
+
+    _styled_for: tuple | None = None
+
+    def _style_key(self) -> tuple:
+        app = self.app
+        return (app._css_update_count, app.pseudo_classes, app.theme)
+
+    def _on_screen_suspend(self) -> None:
+        self._styled_for = self._style_key()
+
+    def _on_screen_resume(self, event) -> None:
+        if event.refresh_styles and self._styled_for is not None and self._styled_for == self._style_key():
+            event.refresh_styles = False
+
+
+class TickingScreen(ConsoleScreen):
     """A screen that pulls the core's snapshots on a timer while it is shown, and none while hidden.
 
     Subclasses set `TICK_S` and write `tick()`. Textual also runs a subclass's own mount,

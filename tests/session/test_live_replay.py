@@ -366,3 +366,44 @@ def test_results_of_an_mlperf_folder_for_the_results_screen():
     t0, t1 = data["window"]
     assert t0 < t1
     assert [name for _, name in data["marks"]] and data["marks"] == sorted(data["marks"])
+
+
+def test_mean_since_adds_only_new_samples_and_matches_the_whole_mean():
+    """The Run screen asks each tick for the mean since the phase's start: the running sum it
+    keeps gives the mean of everything from t0 on, across NaNs, a new t0, a halving and a clear."""
+    from labconsole.session.live import SeriesHistory
+
+    rng = np.random.default_rng(5)
+    h = SeriesHistory(cap=3000)
+    t_all, y_all = [], []
+
+    def whole(t0: float) -> float:
+        t, y = np.concatenate(t_all), np.concatenate(y_all)
+        y = y[t >= t0]
+        y = y[np.isfinite(y)]
+        return float(y.mean()) if len(y) else math.nan
+
+    def same(a: float, b: float) -> bool:
+        return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-12)
+
+    for step in range(16):  # the 16th passes the cap
+        t = np.arange(step * 200, (step + 1) * 200) / 100.0
+        y = rng.normal(100, 5, 200)
+        y[rng.integers(0, 200, 7)] = np.nan
+        t_all.append(t)
+        y_all.append(y)
+        h.extend(t, y)
+        for t0 in (3.0, 7.5):
+            if len(h) == sum(map(len, t_all)):  # before the halving: the history holds every sample
+                assert same(h.mean_since(t0), whole(t0))
+    assert len(h) < sum(map(len, t_all))  # the cap halved it: the mean is of what it holds now
+    t_held, y_held = h.t.copy(), h.y.copy()
+    ok = np.isfinite(y_held) & (t_held >= 3.0)
+    assert math.isclose(h.mean_since(3.0), float(y_held[ok].mean()), rel_tol=1e-12)
+    h.clear()
+    assert math.isnan(h.mean_since(0.0))
+    h.extend(np.array([10.0, 11.0]), np.array([1.0, 3.0]))
+    assert h.mean_since(0.0) == 2.0
+    h.clear()  # a replay's seek: the same t0 over other samples, as many or more
+    h.extend(np.array([10.0, 11.0, 12.0]), np.array([5.0, 7.0, 9.0]))
+    assert h.mean_since(0.0) == 7.0

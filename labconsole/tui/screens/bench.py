@@ -14,13 +14,13 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Footer, Sparkline, Static
+from textual.widgets import Sparkline, Static
 
 from labconsole.profile import training_nodes
 from labconsole.instruments.load_model import describe_utilisation, simulated_load
 from labconsole.session.live import SeriesHistory
 from labconsole.tui.format import escape, num
-from labconsole.tui.widgets import LiveText, TickingScreen, TopBar
+from labconsole.tui.widgets import KeyFooter, LiveText, TickingScreen, TopBar
 
 TREND_S = 30.0
 
@@ -57,7 +57,7 @@ class BenchScreen(TickingScreen):
                 for spec in self.app.loaded.profile.sources:
                     yield SourceRow(spec.name)
             yield Static(id="bench-discovered")
-        yield Footer(compact=True, show_command_palette=False)
+        yield KeyFooter()
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         return not self.app.refuses(action)  # an observer (serve --watch) never probes the bench

@@ -13,11 +13,11 @@ import time
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import Button, DataTable, Footer, Static
+from textual.widgets import Button, DataTable, Static
 
 from labconsole.procedure.calibration import DEFAULT_STEPS
 from labconsole.tui.format import escape, flatten, num, status_markup, verdict_markup
-from labconsole.tui.widgets import LiveData, TickingScreen, TopBar, update_static
+from labconsole.tui.widgets import KeyFooter, LiveData, TickingScreen, TopBar, update_static
 
 class CalibrateScreen(TickingScreen):
     TICK_S = 0.25
@@ -54,7 +54,7 @@ class CalibrateScreen(TickingScreen):
             yield Button("Skip (k)", id="cal-skip", compact=True)
             yield Button("Next (n)", id="cal-next", variant="success", compact=True)
             yield Button("All the rest (a)", id="cal-rest", compact=True)
-        yield Footer(compact=True, show_command_palette=False)
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         table = self.query_one("#cal-steps", DataTable)

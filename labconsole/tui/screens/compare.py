@@ -15,12 +15,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from labconsole.mlperf.compare import compare_runs, format_change, format_value
 from labconsole.tui.format import escape, si, status_markup, verdict_markup
 from labconsole.tui.plot import Series, Span, TimePlot
-from labconsole.tui.widgets import TopBar
+from labconsole.tui.widgets import KeyFooter, TopBar
 
 SMALL_CHANGE_PCT = 0.5  # below this a change is shown plain: within a simulated source's noise
 
@@ -58,7 +58,7 @@ class CompareScreen(Screen):
                 with Vertical(id="cmp-side"):
                     yield Static(id="cmp-checks")
                     yield Static(id="cmp-env")
-        yield Footer(compact=True, show_command_palette=False)
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self._apply_width()

@@ -16,11 +16,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Label, RichLog
+from textual.widgets import Input, Label, RichLog
 
 from labconsole import events as ev
 from labconsole.tui.format import event_markup
-from labconsole.tui.widgets import LiveData, TopBar
+from labconsole.tui.widgets import KeyFooter, LiveData, TopBar
 
 
 def event_lines(events) -> list[str]:
@@ -72,7 +72,7 @@ class LogScreen(Screen):
         with Horizontal(id="log-save-row"):
             yield Label("save to", classes="field-label")
             yield Input(id="log-save-path", compact=True)
-        yield Footer(compact=True, show_command_palette=False)
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#log-save-row").display = False

@@ -22,11 +22,11 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import DataTable, Input, Static
 from textual.worker import get_current_worker
 
 from labconsole.tui.format import escape, status_markup, verdict_markup
-from labconsole.tui.widgets import ConfirmScreen, TopBar
+from labconsole.tui.widgets import ConfirmScreen, ConsoleScreen, KeyFooter, TopBar
 
 # (key, header, width); the note takes what is left of the line.
 COLUMNS = (
@@ -79,7 +79,7 @@ class NoteScreen(ModalScreen):
         self.dismiss(None)
 
 
-class RecordingsScreen(Screen):
+class RecordingsScreen(ConsoleScreen):
     BINDINGS = [
         Binding("enter", "open_results", "Results", show=True),
         Binding("p", "replay", "Replay"),
@@ -120,7 +120,7 @@ class RecordingsScreen(Screen):
         yield DataTable(id="rec-table", cursor_type="row")
         yield Static(id="rec-detail")
         yield Input(placeholder="open a bundle or an MLPerf result folder by path, then Enter", id="rec-path", compact=True)
-        yield Footer(compact=True, show_command_palette=False)
+        yield KeyFooter()
 
     @property
     def folder(self) -> Path:

@@ -14,11 +14,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from labconsole.tui.format import escape, num, status_markup, verdict_markup
 from labconsole.tui.plot import Marker, Series, Span, TimePlot
-from labconsole.tui.widgets import TopBar
+from labconsole.tui.widgets import KeyFooter, TopBar
 
 
 class ResultsScreen(Screen):
@@ -43,7 +43,7 @@ class ResultsScreen(Screen):
                 yield Static(id="res-checks")
             yield TimePlot("Power, whole run", "W", id="res-power")
             yield TimePlot("QPS, whole run", "q/s", id="res-qps")
-        yield Footer(compact=True, show_command_palette=False)
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#res-top", TopBar).update(f"[b]RESULTS[/]  {escape(str(self.path))}")

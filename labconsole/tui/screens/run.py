@@ -14,7 +14,7 @@ import numpy as np
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Button, Footer, Input, Label, ProgressBar, RichLog, Select
+from textual.widgets import Button, Input, Label, ProgressBar, RichLog, Select
 
 from labconsole.session import fleet_view
 from labconsole.sources.replay import MAX, speed_label
@@ -22,7 +22,7 @@ from labconsole.session.interval import EnergyCounter
 from labconsole.tui.format import duration, escape, event_markup, num, si, status_markup
 from labconsole.tui.plot import Series, Span, TimePlot
 from labconsole.tui.screens.log import LogScreen
-from labconsole.tui.widgets import LiveData, LiveText, TickingScreen, TopBar
+from labconsole.tui.widgets import KeyFooter, LiveData, LiveText, TickingScreen, TopBar
 
 SCENARIOS = ("Offline", "Server", "SingleStream", "MultiStream")
 
@@ -94,7 +94,7 @@ class RunScreen(TickingScreen):
         self._estimate = None  # the whole run's, this tick
         self._log_written = 0  # how many of live.events the log shows
         self._log_width = 0  # the width they were wrapped to
-        self.tick_times: list[float] = []  # ms each tick took (bench/tui_responsiveness.py reads these)
+        self.tick_times: list[float] = []  # ms each tick took (bench/console.py and bench/replay.py read these)
         self.tick_starts: list[float] = []  # perf_counter at each tick (timer slip)
 
     def compose(self) -> ComposeResult:
@@ -117,7 +117,7 @@ class RunScreen(TickingScreen):
             with Vertical(id="run-side"):
                 yield LiveText(id="run-stats")
                 yield RichLog(id="run-log", markup=True, wrap=True, min_width=1, max_lines=2000)
-        yield Footer(compact=True, show_command_palette=False)
+        yield KeyFooter()
 
     # --- life cycle ---------------------------------------------------------------------------
     def on_mount(self) -> None:

@@ -21,13 +21,13 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.suggester import SuggestFromList
-from textual.widgets import Button, Checkbox, ContentSwitcher, Footer, Input, Label, Select, Static
+from textual.widgets import Button, Checkbox, ContentSwitcher, Input, Label, Select, Static
 
 from labconsole.tui.format import escape
 from labconsole.profile import SCENARIOS, SCOPES, ProfileError
 from labconsole.sources import discovery
 from labconsole.wizard.setup_wizard import SCOPE_HELP, SetupWizard, WizardError
-from labconsole.tui.widgets import ChoiceScreen, ConfirmScreen, TickBox, TopBar
+from labconsole.tui.widgets import ChoiceScreen, ConfirmScreen, ConsoleScreen, KeyFooter, TickBox, TopBar
 from labconsole.wizard.init_command import parse_key_values
 
 VALIDATE_AFTER_S = 0.4  # after the last change, check the step (the loader's messages appear as you type)
@@ -109,7 +109,7 @@ class OfferRow(Vertical):
         return v if isinstance(v, str) else ""
 
 
-class SetupScreen(Screen):
+class SetupScreen(ConsoleScreen):
     """The guided setup (a mode of the app: `n` on the Bench, or the palette, or the first start)."""
 
     BINDINGS = [
@@ -182,7 +182,7 @@ class SetupScreen(Screen):
         with Horizontal(id="setup-buttons"):
             yield Button("‹ Back (esc)", id="setup-back", compact=True)
             yield Button("Next ›", id="setup-next", variant="primary", compact=True)
-        yield Footer(compact=True, show_command_palette=False)
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self._show_step()
