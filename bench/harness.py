@@ -280,6 +280,14 @@ def run_bare(scenario: str, qps: float, duration_s: float, folder: Path) -> dict
     return out
 
 
+def _iqr(values: list[float]) -> str:
+    """The middle half of a figure's runs, as 'lo-hi ms': how far apart runs of the same way land."""
+    v = sorted(x for x in values if x is not None)
+    if len(v) < 4:
+        return "n/a"
+    return f"{v[len(v) // 4]:.3g}-{v[(3 * len(v)) // 4]:.3g} ms"
+
+
 def _clear(folder: Path) -> Path:
     import shutil
 
@@ -328,8 +336,8 @@ def run(ctx: Context) -> Result:
     res.add("Offline samples/s (LoadGen's result)", lab, "/s", anchor=bare, anchor_label="bare LoadGen",
             target=f">= {RATIO_TARGET} x bare", met=bare > 0 and lab / bare >= RATIO_TARGET)
 
-    tail_dur = ctx.pick(4.0, 1.5)
-    tail_reps = ctx.pick(6, 4)
+    tail_dur = ctx.pick(3.0, 1.5)
+    tail_reps = ctx.pick(10, 4)
     tail_ways = {"labconsole": run_labconsole, "bare": run_bare}
     if not ctx.quick:  # the breakdown's middle step
         tail_ways["worker alone"] = run_worker_alone
@@ -353,7 +361,8 @@ def run(ctx: Context) -> Result:
             lab, bare = median([r[key] for r in runs["labconsole"]]), median([r[key] for r in runs["bare"]])
             res.add(f"Server @ {k} QPS: {pct} latency, worker + meter + live view", lab, "ms", anchor=bare, anchor_label="bare LoadGen",
                     target=f"<= {TAIL_TARGET} x bare", met=bare > 0 and lab / bare <= TAIL_TARGET,
-                    note=f"median of {tail_reps} runs of {tail_dur:g} s each way, alternating"
+                    note=f"median of {tail_reps} runs of {tail_dur:g} s each way, alternating; interquartile range "
+                         f"{_iqr([r[key] for r in runs['labconsole']])} (labconsole), {_iqr([r[key] for r in runs['bare']])} (bare)"
                          + (f"; the worker alone: {median([r[key] for r in runs['worker alone']]):.3f} ms" if "worker alone" in runs else ""))
         waits = {how: median([r["issue_wait_ms_per_s"] for r in runs[how]]) for how in tail_ways}
         res.add(f"Server @ {k} QPS: LoadGen issue thread's run-queue wait, worker + meter + live view", waits["labconsole"], "ms/s",

@@ -31,7 +31,7 @@ from labconsole.instruments.yokogawa import lookup_model
 
 
 # The longest a block of samples waits in the simulated meter before the recorder gets it.
-BLOCK_S = 0.1
+BLOCK_S = 0.05
 # Behind schedule by up to this much (the reading thread waited for the GIL, the disk), the
 # meter hands over every sample it owes, as a real one's buffer would; further behind, it
 # resynchronises.
