@@ -6,7 +6,7 @@ at 4 Hz; (c) a Prometheus range query over 1,000 node series ingested by the `pr
 window one hour, each node at its own constant power (so the right answer is known), written by
 labconsole's own stream writer, in binary (`stream: binary`, what a fleet this size should use)
 and in CSV (the default for a 1 Hz source). labconsole's figure: `report --json` as the real
-command line in a fresh interpreter (wall time, and peak memory from the child's ru_maxrss), and
+command line in a fresh interpreter (wall time, and peak memory from the child's VmHWM), and
 the same in this process after imports. Anchor: the per-node means and their sum in plain numpy
 (np.bincount) over the arrays already in memory: the arithmetic alone.
 
@@ -87,14 +87,18 @@ def make_fleet_bundle(root: Path, nodes: int, seconds: int, fmt: str) -> dict:
 
 
 CHILD = """
-import json, resource, sys, time
+import json, sys, time
 t0 = time.perf_counter()
 from labconsole.bundle.reader import open_run
 from labconsole.mlperf.metrics import REPORT_COLUMNS, compute_report
 t1 = time.perf_counter()
 rep = compute_report(open_run(sys.argv[1], columns=REPORT_COLUMNS, read_only=True))
 t2 = time.perf_counter()
-print(json.dumps({"import_s": t1 - t0, "reduce_s": t2 - t1, "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+# VmHWM, the peak of this process's own memory: ru_maxrss would carry the parent's peak over
+# fork and exec (Linux folds the old mm's high-water mark into it), and the benchmark process
+# that starts this one may have held gigabytes for an earlier benchmark.
+hwm_kb = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+print(json.dumps({"import_s": t1 - t0, "reduce_s": t2 - t1, "maxrss_mb": hwm_kb / 1024,
                   "avg": rep["power"]["avg_watts"], "energy_j": rep["energy_j"], "nodes": len(rep["nodes"]), "window_s": rep["power"]["window_s"]}))
 """
 

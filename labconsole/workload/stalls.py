@@ -9,9 +9,10 @@ notes both sides at that moment:
   (faulthandler answers from C, so it works while some thread holds the GIL);
 - the pipe: bytes written but not yet read (the console's reader is behind) or none (the
   worker is silent), and where the console's reader thread is;
-- the last line LoadGen wrote to its detail log (where the test is).
-When lines come again (or the worker ends), the stall's length and each worker thread's CPU over
-it close the record, which goes to stalls.jsonl in the phase folder and becomes a warning.
+- the last line LoadGen wrote to its detail log (where the test is), and the load average.
+When lines come again (or the worker ends), the stall's length, each worker thread's CPU over it,
+the console's own CPU and where the machine's CPUs went (user, system, idle, iowait, steal) close
+the record, which goes to stalls.jsonl in the phase folder and becomes a warning.
 
 The worker notes its own side too (`tick_report`, `write_report`): a progress tick that came
 more than STALL_LOG_S late (its thread could not run; the process's CPU over the gap says
@@ -69,6 +70,26 @@ def worker_threads(pid: int) -> dict[str, dict]:
             pass
         out[tid] = {"name": name, "state": fields[0] if fields else "?", "wchan": wchan if wchan != "0" else "", "cpu_s": round(cpu_s, 2)}
     return out
+
+
+def machine_cpu() -> dict[str, float]:
+    """The whole machine's CPU seconds so far, by kind (from /proc/stat): over a stall, where the
+    CPUs went (busy elsewhere, waiting on the disk, taken by the hypervisor: steal)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as fh:
+            fields = fh.readline().split()[1:]
+    except OSError:
+        return {}
+    ticks = [int(x) for x in fields[:8]] + [0] * max(0, 8 - len(fields))
+    user, nice, system, idle, iowait, irq, softirq, steal = ticks[:8]
+    return {"user": (user + nice) / _CLOCK_TICKS, "system": (system + irq + softirq) / _CLOCK_TICKS,
+            "idle": idle / _CLOCK_TICKS, "iowait": iowait / _CLOCK_TICKS, "steal": steal / _CLOCK_TICKS}
+
+
+def own_cpu() -> float:
+    """This (the console's) process's CPU seconds so far, all threads."""
+    t = os.times()
+    return t.user + t.system
 
 
 def pipe_unread(fd: int | None) -> int | None:
@@ -138,6 +159,8 @@ class StallWatch:
         self._last_line = time.monotonic()
         self._last_poll: float | None = None
         self._open: dict | None = None
+        self._machine_before: dict[str, float] = {}
+        self._console_before = 0.0
 
     # --- the reader's side ---------------------------------------------------------------------
     def line(self, msg: dict | None = None) -> None:
@@ -190,7 +213,9 @@ class StallWatch:
             "reader_stack": thread_stack(self.reader),
             "loadgen_last_line": last_line(self.loadgen_dir / "mlperf_log_detail.txt") if self.loadgen_dir else None,
             "worker_threads": worker_threads(self.pid),
+            "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         }
+        self._machine_before, self._console_before = machine_cpu(), own_cpu()
         if self.ask_stacks:
             try:
                 os.kill(self.pid, signal.SIGUSR1)  # the worker's faulthandler writes every stack to worker.log
@@ -212,6 +237,10 @@ class StallWatch:
         rec["worker_cpu_s_during"] = {
             f"{t['name']} ({tid})": round(after[tid]["cpu_s"] - t["cpu_s"], 2) for tid, t in before.items() if tid in after
         }
+        # Where the machine's CPUs went meanwhile (all CPUs together), and the console's share.
+        machine = machine_cpu()
+        rec["machine_cpu_s_during"] = {k: round(machine[k] - self._machine_before.get(k, 0.0), 2) for k in machine}
+        rec["console_cpu_s_during"] = round(own_cpu() - self._console_before, 2)
         self._write(rec)
 
     def _write(self, rec: dict) -> None:

@@ -62,6 +62,10 @@ def test_a_stopped_worker_is_recorded_from_both_sides(tmp_path: Path):
     assert rec["pipe_unread_bytes"] == 0 and rec["reader_stack"], rec
     assert rec["loadgen_last_line"], rec  # where LoadGen's detail log had got to
     assert all(v < 0.5 for v in rec["worker_cpu_s_during"].values()), rec
+    # where the machine's CPUs went meanwhile, and the console's own share
+    assert set(rec["machine_cpu_s_during"]) == {"user", "system", "idle", "iowait", "steal"}, rec
+    assert sum(rec["machine_cpu_s_during"].values()) > 0.5 * rec["length_s"] and rec["console_cpu_s_during"] >= 0, rec
+    assert len(rec["load_average"]) == 3
     # the worker's stacks, written by its faulthandler on SIGUSR1 once it ran again
     log = (tmp_path / "testing" / "worker.log").read_text(encoding="utf-8", errors="replace")
     assert "most recent call first" in log and "worker.py" in log, log[-2000:]
