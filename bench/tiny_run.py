@@ -40,7 +40,7 @@ def _one(out) -> dict:
 
 
 def run(ctx: Context, reps: int | None = None) -> Result:
-    res = Result("tinyrun", 8, "MLPerf Tiny: the whole emulated energy procedure (labconsole run --profile profiles/emu-tiny.yaml)")
+    res = Result("tinyrun", 9, "MLPerf Tiny: the whole emulated energy procedure (labconsole run --profile profiles/emu-tiny.yaml)")
     reps = reps or ctx.pick(3, 1)
     runs = []
     for k in range(reps):
