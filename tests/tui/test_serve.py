@@ -123,12 +123,7 @@ def test_browser_sees_the_bench_and_starts_a_run_with_r_s(bench):
     assert (bundle / "tagmanifest-sha256.txt").exists(), "the run was left unsealed"
 
 
-def test_watch_follows_the_operators_run_and_r_s_start_nothing(tmp_path):
-    # A testing phase long enough that a browser behind on a loaded machine still sees it live,
-    # with a SUT that waits instead of computing: 20 s of matmul on every core would starve the
-    # tests running beside this one.
-    bench = write_profile(tmp_path, SIM_PROFILE.format(recordings=tmp_path / "recordings", scenario="Offline", duration=10, sut="sleep",
-                                                       sut_options="{latency_ms: 1, concurrency: 4}", idle=0.5, interval=0.05, workload_extra=""))
+def test_watch_follows_the_operators_run_and_r_s_start_nothing(bench):
     port = free_port()
     with serve_process("--port", str(port), "--profile", str(bench), "--watch") as (_, first):
         assert "observers" in first
