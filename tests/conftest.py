@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+
+# A suite started in the background from a script (`tools/test &`) inherits SIGINT ignored, and
+# so would every emulator or console a test starts and then stops with Ctrl-C (an ignored signal
+# stays ignored across exec; a handler does not). Give the test processes Python's own handler.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
