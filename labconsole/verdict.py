@@ -12,6 +12,7 @@ timeline) and shown as such (`check`, the screens).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
 
@@ -29,3 +30,25 @@ def worst(statuses: Iterable[str]) -> str:
     """
     present = set(statuses)
     return next((s for s in SEVERITY if s in present), SKIP)
+
+
+# Who wrote the rule: us, or MLPerf's official checker (whose check names we keep).
+OURS, OFFICIAL = "labconsole", "mlperf"
+
+
+@dataclass
+class CheckResult:
+    """The verdict of one check: `status` is one of labconsole.verdict's; `message` says what was seen."""
+
+    name: str
+    status: str
+    message: str
+    origin: str = OURS
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "status": self.status, "message": self.message, "origin": self.origin}
+
+
+def passed(results: Iterable[CheckResult]) -> bool:
+    """True unless a check failed (warnings and skips pass)."""
+    return all(r.status != FAIL for r in results)

@@ -66,11 +66,12 @@ def silences(frame: Any, begin_ns: int, end_ns: int, expected: list[str] | None 
         # chunk by chunk (a streamed phase is never held whole): each node's times in the window
         inside: dict[str, list[np.ndarray]] = {}
         for chunk in sample_chunks(frame, ("wall_ns", "channel")):
-            chans = chunk["channel"].astype(str).to_numpy()
-            wall = chunk["wall_ns"].to_numpy()
-            for ch in np.unique(chans):
-                inside.setdefault(str(ch), []).append(wall[(chans == ch) & (wall > begin_ns) & (wall < end_ns)])
-        for ch, parts in inside.items():
+            codes, names = chunk.codes("channel")
+            wall = chunk["wall_ns"]
+            in_window = (wall > begin_ns) & (wall < end_ns)
+            for code in np.unique(codes):
+                inside.setdefault(names[int(code)], []).append(wall[(codes == code) & in_window])
+        for ch, parts in sorted(inside.items()):  # by name: a tie for the longest names the first
             t = np.sort(np.concatenate(parts))
             if len(t) == 0:
                 longest = window_s

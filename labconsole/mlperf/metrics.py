@@ -28,7 +28,7 @@ from labconsole.mlperf.fleet import fleet_identity, node_shares
 from labconsole.samples.batch import OK
 from labconsole.samples.reduce import SUM_CHUNK, SequentialSum
 from labconsole.samples.reduce import sequential_sum as _sequential_sum
-from labconsole.samples.table import StreamTable, sample_chunks
+from labconsole.samples.table import SampleChunk, StreamTable, sample_chunks
 
 SAMPLES_PER_QUERY = {"SingleStream": 1, "MultiStream": 8}  # the submission checker's fixed values
 _METRIC_KIND = {"SingleStream": "mJ per query", "MultiStream": "mJ per query, 8 samples per query"}
@@ -49,14 +49,9 @@ REPORT_COLUMNS = ("wall_ns", "channel", "watts", "status", "uncertainty_w", "ene
 _MANY_CHANNELS = 8  # more than this (a fleet's nodes): one grouping pass instead of one per channel
 
 
-def channel_codes(frame: Any) -> tuple[np.ndarray, list[str]]:
-    """(integer code per row, channel names): cheap for the categorical columns bundles have,
-    `np.unique` for others (MLPerf's spl.txt frames are small)."""
-    col = frame["channel"]
-    if hasattr(col, "cat"):
-        return col.cat.codes.to_numpy(), [str(c) for c in col.cat.categories]
-    names, codes = np.unique(col.to_numpy().astype(str), return_inverse=True)
-    return codes, [str(c) for c in names]
+def channel_codes(chunk: SampleChunk) -> tuple[np.ndarray, list[str]]:
+    """(integer code per row, channel names) of a chunk of samples."""
+    return chunk.codes("channel")
 
 
 def _channels_in_order(codes: np.ndarray, names: list[str]) -> list[tuple[int, str]]:
@@ -100,14 +95,14 @@ def window_mask(wall_ns: np.ndarray, begin_ns: int, end_ns: int) -> np.ndarray:
     return inside
 
 
-def valid_mask(frame: Any, inside: np.ndarray) -> np.ndarray:
+def valid_mask(chunk: SampleChunk, inside: np.ndarray) -> np.ndarray:
     """`inside` and status OK and 0 < watts < inf: the samples MLPerf averages (a new array).
     An infinite reading is invalid like NaN (which `> 0` already drops)."""
-    watts = frame["watts"].to_numpy()
+    watts = chunk["watts"]
     good = np.greater(watts, 0.0)
     good &= np.less(watts, np.inf)
     good &= inside
-    status = frame["status"].to_numpy()
+    status = chunk["status"]
     if not (status.strides == (0,) and len(status) and status[0] == OK):  # a read-only all-OK view: nothing to mask
         good &= status == OK
     return good
@@ -165,8 +160,8 @@ def window_average(frame: Any, begin_ns: int, end_ns: int) -> WindowStats:
     seen_all: dict[int, str] = {}  # ... anywhere (named when nothing falls inside)
     n_inside = 0
     for chunk in sample_chunks(frame, _WINDOW_COLUMNS):
-        inside = window_mask(chunk["wall_ns"].to_numpy(), begin_ns, end_ns)
-        watts = chunk["watts"].to_numpy()
+        inside = window_mask(chunk["wall_ns"], begin_ns, end_ns)
+        watts = chunk["watts"]
         good = valid_mask(chunk, inside)
         codes, names = channel_codes(chunk)
         k = int(np.count_nonzero(inside))
@@ -232,14 +227,14 @@ def counter_energy(frame: Any, begin_ns: int, end_ns: int) -> dict[str, float] |
     order) and the one after it; np.interp over those is np.interp over all of them."""
     if frame is None or len(frame) == 0 or "energy_j" not in frame.columns:
         return None
-    if not any(np.isfinite(c["energy_j"].to_numpy()).any() for c in sample_chunks(frame, ("energy_j",))):
+    if not any(np.isfinite(c["energy_j"]).any() for c in sample_chunks(frame, ("energy_j",))):
         return None  # no counter in this source (the common case): no per-channel copies
     edges = (float(begin_ns), float(end_ns))
     state: dict[str, dict] = {}  # channel (first appearance) -> n, first_t, last_t, per edge [prev, next, waiting]
     for chunk in sample_chunks(frame, ("wall_ns", "channel", "energy_j")):
         codes, names = channel_codes(chunk)
-        energy = chunk["energy_j"].to_numpy()
-        wall = chunk["wall_ns"].to_numpy()
+        energy = chunk["energy_j"]
+        wall = chunk["wall_ns"]
         for code, ch in _channels_in_order(codes, names):
             st = state.setdefault(str(ch), {"n": 0, "first_t": None, "last_t": None, "edges": [[None, None, False] for _ in edges]})
             sel = np.isfinite(energy) if len(names) == 1 else np.isfinite(energy) & (codes == code)
@@ -280,15 +275,15 @@ def uncertainty_summary(frame: Any, begin_ns: int, end_ns: int, limit_pct: float
     """Relative uncertainty of the samples counted in the window (from the meter's accuracy spec)."""
     if frame is None or len(frame) == 0:
         return None
-    if not any(np.isfinite(c["uncertainty_w"].to_numpy()).any() for c in sample_chunks(frame, ("uncertainty_w",))):
+    if not any(np.isfinite(c["uncertainty_w"]).any() for c in sample_chunks(frame, ("uncertainty_w",))):
         return None  # the source gives no uncertainty: nothing to summarise
     rel_sum, u_sum, w_sum = SequentialSum(), SequentialSum(), SequentialSum()
     n_sel, rel_max, over = 0, -math.inf, 0
     for chunk in sample_chunks(frame, ("wall_ns", "watts", "status", "uncertainty_w")):
-        wall = chunk["wall_ns"].to_numpy()
+        wall = chunk["wall_ns"]
         sel = valid_mask(chunk, window_mask(wall, begin_ns, end_ns))  # the samples the average counts
-        u = chunk["uncertainty_w"].to_numpy()[sel]
-        w = chunk["watts"].to_numpy()[sel]
+        u = chunk["uncertainty_w"][sel]
+        w = chunk["watts"][sel]
         n_sel += len(u)
         known = np.isfinite(u)
         if not known.any():
@@ -416,8 +411,8 @@ def _channel_sums(frame: Any, value, each_chunk=None) -> dict[int, tuple[str, Se
     `each_chunk(chunk, status, all_ok)`: called on every chunk read (one pass for more)."""
     out: dict[int, tuple[str, SequentialSum]] = {}
     for chunk in sample_chunks(frame, _WINDOW_COLUMNS):
-        watts = chunk["watts"].to_numpy()
-        status = chunk["status"].to_numpy()
+        watts = chunk["watts"]
+        status = chunk["status"]
         good = valid_mask(chunk, np.ones(len(watts), dtype=bool))  # what the window average counts, over the whole phase
         if each_chunk is not None:
             each_chunk(chunk, status, bool(status.strides == (0,) and len(status) and status[0] == OK))
@@ -445,7 +440,7 @@ def phase_summary(record: RunRecord, phase: PhaseRecord) -> dict:
         nonlocal invalid, lo, hi
         if not all_ok:
             invalid += int(np.count_nonzero(status != OK))
-        wall = chunk["wall_ns"].to_numpy()
+        wall = chunk["wall_ns"]
         a, b = int(wall.min()), int(wall.max())
         lo, hi = (a, b) if lo is None else (min(lo, a), max(hi, b))
 

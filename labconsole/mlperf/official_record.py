@@ -18,9 +18,8 @@ from pathlib import Path
 from labconsole import safefile
 from labconsole.bundle.reader import RunOpenError, RunRecord, open_run, scenario_name
 from labconsole.bundle.seal import verify
-from labconsole.mlperf import checks, metrics
-from labconsole.mlperf.checks.registry import CheckResult
-from labconsole.verdict import FAIL, PASS
+from labconsole.mlperf import metrics
+from labconsole.verdict import FAIL, PASS, CheckResult, passed
 from labconsole.workload.powerdev import PowerDev, PowerDevMissing, find_powerdev
 
 _CHECK_LINE = re.compile(r"^(?:INFO|WARNING|ERROR):main:\[(x| )\] (.+)$")
@@ -156,6 +155,8 @@ def evaluate_bundle(bundle: Path, rules: str | None = None, with_manifest: bool 
     except RunOpenError as exc:  # the client stopped before the folder had power/ and a run
         results.append(CheckResult("official folder", FAIL, f"the session folder the client left is incomplete: {exc}"))
         return {"official_folder": str(folder.relative_to(Path(bundle).resolve()))}, results, None
+    from labconsole.mlperf import checks
+
     report = metrics.compute_report(record)
     report["official_folder"] = str(folder.relative_to(Path(bundle).resolve()))
     results += checks.run_checks(record, rules)
@@ -184,7 +185,7 @@ def check_lines(bundle: Path, results: list[CheckResult], verdict: OfficialVerdi
     lines = [f"official run: power-dev's session folder {official_folder(bundle)}", "labconsole's checks:"]
     for r in results:
         lines.append(f"[{r.status.upper():4}] {r.name}: {_printable(r.message)}")
-    ours = checks.passed(results)
+    ours = passed(results)
     lines.append(f"labconsole: {'PASSED' if ours else 'FAILED'}")
     if verdict is None or not verdict.ran:
         lines.append(f"official compliance/check.py: not run ({verdict.why_not if verdict else 'no official folder'})")
@@ -206,7 +207,7 @@ def check_command(path: str, as_json: bool, rules: str | None) -> int:
     lines, ok = check_lines(bundle, results, verdict)
     if as_json:
         print(json.dumps({
-            "path": str(bundle), "kind": "official-bundle", "passed": ok, "labconsole_passed": checks.passed(results),
+            "path": str(bundle), "kind": "official-bundle", "passed": ok, "labconsole_passed": passed(results),
             "official": verdict.as_dict() if verdict else None, "checks": [r.as_dict() for r in results],
         }, indent=2, allow_nan=False, default=str))
     else:

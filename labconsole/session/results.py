@@ -53,7 +53,7 @@ def power_envelopes(record, buckets: int = PLOT_BUCKETS) -> tuple[list, list]:
     for name, ph in record.phases.items():
         first = None
         for chunk in sample_chunks(ph.samples, ("wall_ns",)):
-            wall = chunk["wall_ns"].to_numpy()
+            wall = chunk["wall_ns"]
             a, b = int(wall.min()), int(wall.max())
             first = a if first is None else min(first, a)
             hi = b if hi is None else max(hi, b)
@@ -67,8 +67,8 @@ def power_envelopes(record, buckets: int = PLOT_BUCKETS) -> tuple[list, list]:
         for (src, ch), chunks in sample_groups(ph.samples, ("wall_ns", "watts", "status")):
             env = series.setdefault((src, ch), MinMaxBuckets(lo / 1e9, hi / 1e9, buckets))
             for chunk in chunks():
-                ok = chunk["status"].to_numpy() == 0
-                env.add(chunk["wall_ns"].to_numpy() / 1e9, np.where(ok, chunk["watts"].to_numpy(), np.nan))
+                ok = chunk["status"] == 0
+                env.add(chunk["wall_ns"] / 1e9, np.where(ok, chunk["watts"], np.nan))
     power = []
     for (src, ch), env in series.items():
         t, y = env.series()

@@ -116,13 +116,14 @@ def test_a_table_yields_each_source_and_channel_with_the_phase_categories(tmp_pa
     table = StreamTable.of([(p.name[8:-4], index_sample_stream(p)) for p in sorted(tmp_path.glob("samples-*"))], chunk_rows=7)
     assert table.sources == ["x", "y", "z"] and table.channels == ["a", "b", "c"]
     frames = list(sample_chunks(table))
-    assert all(len(f) <= 7 for f in frames if f["source"].iloc[0] == "x")
-    joined = pd.concat(frames, ignore_index=True)
+    assert all(len(f) <= 7 for f in frames if table.sources[f["source"][0]] == "x")
+    assert all(f.categories["channel"] == table.channels for f in frames)  # one code means one channel in every chunk
+    joined = pd.concat([pd.DataFrame({c: (np.asarray(f.categories[c])[f[c]] if c in f.categories else f[c]) for c in f.columns}) for f in frames], ignore_index=True)
     assert len(joined) == len(table)
     groups = sample_groups(table, ("wall_ns",))
     assert [k for k, _ in groups] == [("x", "a"), ("x", "b"), ("y", "c")]
     for (src, ch), chunks in groups:
-        got = np.concatenate([c["wall_ns"].to_numpy() for c in chunks()])
+        got = np.concatenate([c["wall_ns"] for c in chunks()])
         want = joined[(joined["source"] == src) & (joined["channel"] == ch)]["wall_ns"].to_numpy()
         assert np.array_equal(got, want)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from labconsole.bundle.reader import RunRecord
 from labconsole.mlperf.checks.registry import REGISTERED, CheckResult
 from labconsole.mlperf.checks.rounds import RulesChoice, applying, choose
-from labconsole.verdict import FAIL
+from labconsole.verdict import FAIL, passed
 
 # Importing a module registers its checks, so these two lines are the order `check` prints.
 from labconsole.mlperf.checks import rules  # noqa: F401 - registers ours, first
@@ -36,8 +36,3 @@ def run_checks(record: RunRecord, rules: RulesChoice | str | None = None) -> lis
 
 
 __all__ = ["CheckResult", "RulesChoice", "choose", "passed", "run_checks"]
-
-
-def passed(results: list[CheckResult]) -> bool:
-    """True unless a check failed (warnings and skips pass)."""
-    return all(r.status != FAIL for r in results)

@@ -6,27 +6,13 @@ appends it to `REGISTERED`; `labconsole.mlperf.checks.run_checks` runs them in t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 from labconsole.bundle.reader import RunRecord
 
-# Who wrote the rule: us, or MLPerf's official checker (whose check names we keep).
-OURS, OFFICIAL = "labconsole", "mlperf"
-
-
-@dataclass
-class CheckResult:
-    """The verdict of one check: `status` is one of labconsole.verdict's; `message` says what was seen."""
-
-    name: str
-    status: str
-    message: str
-    origin: str = OURS
-
-    def as_dict(self) -> dict:
-        return {"name": self.name, "status": self.status, "message": self.message, "origin": self.origin}
-
+# CheckResult and the origins live in labconsole.verdict (a reader of verdicts need not load
+# every check to hold one); they are re-exported here, where checks are written.
+from labconsole.verdict import OFFICIAL, OURS, CheckResult  # noqa: F401
 
 CheckFn = Callable[[RunRecord], list[CheckResult]]
 REGISTERED: list[CheckFn] = []

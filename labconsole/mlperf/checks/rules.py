@@ -275,15 +275,15 @@ def regularity(frame: Any, begin_ns: int, end_ns: int, expected_s: float | None)
     (the median and 99th percentile selected exactly, samples.reduce). Times are the monotonic
     clock from the first sample's wall time when it rises strictly through the window, else
     the wall clock."""
-    pieces = (lambda: iter([frame])) if hasattr(frame, "columns") else frame
+    pieces = (lambda: sample_chunks(frame, _REGULARITY_COLUMNS)) if hasattr(frame, "columns") else frame
     window_s = (end_ns - begin_ns) / 1e9
 
     def inside_rows():
         for chunk in pieces():
-            wall = chunk["wall_ns"].to_numpy()
-            inside = (wall > begin_ns) & (wall < end_ns) & (chunk["status"].to_numpy() != GAP)
+            wall = chunk["wall_ns"]
+            inside = (wall > begin_ns) & (wall < end_ns) & (chunk["status"] != GAP)
             if inside.any():
-                yield wall[inside], chunk["mono_ns"].to_numpy()[inside]
+                yield wall[inside], chunk["mono_ns"][inside]
 
     n, rising, first, last, last_mono = 0, True, None, None, None
     for wall, mono in inside_rows():
@@ -371,9 +371,9 @@ def invalid_samples(record: RunRecord) -> list[CheckResult]:
         return [CheckResult("invalid samples", FAIL, f"no samples of the primary source {record.primary_source}")]
     n, nonpos, infinite, nan, counts = 0, 0, 0, 0, {}
     for chunk in sample_chunks(frame, ("wall_ns", "watts", "status")):
-        inside = metrics.window_mask(chunk["wall_ns"].to_numpy(), ph.detail.power_begin_ns, ph.detail.power_end_ns)
-        st = chunk["status"].to_numpy()[inside]
-        watts = chunk["watts"].to_numpy()[inside]
+        inside = metrics.window_mask(chunk["wall_ns"], ph.detail.power_begin_ns, ph.detail.power_end_ns)
+        st = chunk["status"][inside]
+        watts = chunk["watts"][inside]
         n += int(inside.sum())
         for k, v in zip(*np.unique(st[st != OK], return_counts=True)):
             counts[int(k)] = counts.get(int(k), 0) + int(v)
