@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, Validatio
 
 from labconsole import safefile
 from labconsole.emulators.registry import FOR_DRIVER, loopback_problem, module_for
+from labconsole.workload import issue_cpu
 from labconsole.workload.suts import validate_sut_options
 
 SCENARIOS = ("SingleStream", "MultiStream", "Server", "Offline")
@@ -100,6 +101,19 @@ class LoadGenWorkload(Model):
     timeout_s: float | None = Field(None, gt=0, le=30 * 86400, description="watchdog; default 3 x duration + 120 s")
     official: bool = Field(False, description="run through power-dev's client and director (the official MLPerf Power workflow)")
     stall_s: float | None = Field(None, gt=0, le=86400, description="stop a phase when nothing completes for this long; default max(60 s, duration / 2)")
+    issue_cpu: Literal["auto", "none"] | Annotated[int, Field(ge=0, le=65535)] = Field(
+        "auto", description="Server: the CPU for LoadGen's issue thread, which the harness's threads keep off (auto: the last one allowed; none: no placement)")
+
+    @field_validator("issue_cpu", mode="before")
+    @classmethod
+    def _issue_cpu(cls, v: Any) -> Any:
+        if isinstance(v, bool):  # YAML's yes/no: not a CPU number
+            raise ValueError("must be auto, none or a CPU number")
+        if isinstance(v, int) and not isinstance(v, bool):
+            allowed = issue_cpu.allowed_cpus()
+            if allowed and v not in allowed:
+                raise ValueError(f"CPU {v} is not one this machine lets labconsole use ({', '.join(map(str, allowed))})")
+        return v
 
     @field_validator("target_qps", "expected_latency_ms")
     @classmethod

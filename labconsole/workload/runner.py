@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Callable
 
 from labconsole.events import to_json
 from labconsole.instruments.load_model import workload_utilisation
+from labconsole.workload import issue_cpu
 from labconsole.workload.stalls import StallWatch
 
 if TYPE_CHECKING:  # the profile's models, as the procedure hands them over (workload sits below the profile)
@@ -275,6 +276,12 @@ class LoadGenRun(_ProcessRun):
         timeout = workload.timeout_s or (3 * self.duration_s + 120)
         stall = workload.stall_s or max(60.0, 0.5 * self.duration_s)
         super().__init__(phase_dir, timeout, stall, on_progress)
+        # Server: LoadGen's issue thread gets a CPU the harness's threads keep off (issue_cpu.py)
+        try:
+            self.placement = issue_cpu.choose(workload.issue_cpu, self.scenario)
+        except ValueError as exc:  # the profile's CPU is not this machine's (checked when it loaded)
+            self.placement = None
+            self.warnings.append(f"{exc}: LoadGen's issue thread is not placed")
 
     def needs_probe(self) -> bool:
         """True when some `auto` setting must be measured from the SUT first."""
@@ -303,6 +310,7 @@ class LoadGenRun(_ProcessRun):
             "trace": wl.trace,
             "outdir": str(self.loadgen_dir.resolve()),
             "pythonpath": [str(Path.cwd())],
+            "issue_cpu": None if probe_only or self.placement is None else self.placement.as_config(),
         }
 
     def run(self, probe_only: bool = False) -> WorkloadResult:
@@ -310,6 +318,10 @@ class LoadGenRun(_ProcessRun):
         self.phase_dir.mkdir(parents=True, exist_ok=True)
         cfg_path = self.phase_dir / "workload.json"
         cfg_path.write_text(to_json(self.config(probe_only), indent=2) + "\n", encoding="utf-8")
+        with issue_cpu.confine_console(None if probe_only else self.placement):
+            return self._run(cfg_path, probe_only)
+
+    def _run(self, cfg_path: Path, probe_only: bool) -> WorkloadResult:
         rfd, wfd = os.pipe()
         env = dict(os.environ)
         # The worker must import this very labconsole, installed or not.

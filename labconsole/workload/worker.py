@@ -41,6 +41,7 @@ import time
 import traceback
 from typing import Any, Callable, TextIO
 
+from labconsole.workload import issue_cpu
 from labconsole.workload.stalls import TickClock, write_report
 
 PROGRESS_INTERVAL_S = 0.2
@@ -130,8 +131,9 @@ class Progress:
     write that it did not block (`stalls`): either is reported once it can be.
     """
 
-    def __init__(self, out: TextIO, sut: Any):
+    def __init__(self, out: TextIO, sut: Any, placement: issue_cpu.WorkerPlacement | None = None):
         self._out = out
+        self._placement = placement
         try:
             out.flush()
             self._fd: int | None = out.fileno()
@@ -175,8 +177,18 @@ class Progress:
             self.send(late)
 
     def _loop(self) -> None:
+        placement = self._placement
+        if placement is not None:
+            placement.keep_off()  # this thread wakes five times a second: not on the issue thread's CPU
+            # LoadGen starts its I/O thread as the test begins: off the issue CPU within ~20 ms,
+            # within the first tick's interval (these waits are part of it)
+            for _ in range(int(PROGRESS_INTERVAL_S / 0.02) - 1):
+                if self._stop.wait(0.02) or placement.move_inherited():
+                    break
         while not self._stop.wait(PROGRESS_INTERVAL_S):
             self.tick()
+            if placement is not None:
+                placement.move_inherited()  # LoadGen's I/O thread, started by the issue thread
 
     def start(self) -> None:
         self._clock = TickClock(PROGRESS_INTERVAL_S)
@@ -296,9 +308,13 @@ def run(cfg: dict, progress_out: TextIO) -> int:
     def complete(ids: list[int]) -> None:
         lg.QuerySamplesComplete([lg.QuerySampleResponse(i, 0, 0) for i in ids])
 
+    placement = issue_cpu.IssueCpu.from_config(cfg.get("issue_cpu"))
+    where = issue_cpu.WorkerPlacement(placement, threading.get_native_id()) if placement is not None else None
+    if where is not None:
+        where.start()  # before the SUT starts its threads: they inherit every CPU, as under bare LoadGen
     gate = CompletionGate()  # closed by the teardown: no completion reaches LoadGen after it
     sut = make_sut(cfg["sut"], cfg.get("sut_options") or {}, gate.wrap(complete), seed=int((cfg.get("seeds") or {}).get("qsl", 0)) & 0xFFFFFFFF)
-    progress = Progress(progress_out, sut)
+    progress = Progress(progress_out, sut, where)
     resolved = resolve_settings(cfg, sut)
     if cfg.get("probe_only"):
         # Measure the SUT for `auto` settings and stop: the console runs this once before the
@@ -328,6 +344,9 @@ def run(cfg: dict, progress_out: TextIO) -> int:
     gc.collect()
     gc.freeze()
     progress.stage = "loadgen"
+    if where is not None and where.pin_issue_thread():
+        print(f"labconsole worker: LoadGen's issue thread on CPU {placement.cpu}; the harness's threads on CPU {', '.join(map(str, placement.rest))}",
+              file=sys.stderr, flush=True)
     progress.start()
     progress.send({"event": "started", "t": time.time()})
     absent_audit = os.path.join(outdir, "no-audit-config", "audit.config")
