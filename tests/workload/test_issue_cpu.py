@@ -103,9 +103,11 @@ def _watch(run: LoadGenRun, seen: list, stop: threading.Event) -> None:
         if proc is None or proc.poll() is not None or len(run.progress) < 2:
             continue
         try:
-            seen.append((proc.pid, _threads(proc.pid), {t: os.sched_getaffinity(t) for t in map(int, os.listdir("/proc/self/task"))}))
-        except (OSError, FileNotFoundError):
+            worker, console = _threads(proc.pid), {t: os.sched_getaffinity(t) for t in map(int, os.listdir("/proc/self/task"))}
+        except OSError:  # the worker ended, or a thread did, between the listing and the reading
             continue
+        if proc.pid in worker and proc.poll() is None:
+            seen.append((proc.pid, worker, console))
 
 
 @needs_two
