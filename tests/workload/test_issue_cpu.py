@@ -134,7 +134,9 @@ def test_a_real_server_test_runs_its_issue_thread_alone(tmp_path, setting):
     cpu = ALLOWED[-1]
     assert run.placement.cpu == cpu and f"LoadGen's issue thread on CPU {cpu}" in log
     assert '"cpu": %d' % cpu in (tmp_path / "testing" / "workload.json").read_text()  # what was done is on record
-    pid, worker, console = seen[-1]
+    during = [look for look in seen if len(look[1]) > 1]  # not the teardown: the progress and I/O threads are gone by then
+    assert during, f"never saw the worker's threads during the test: {seen}"
+    pid, worker, console = during[-1]
     assert worker[pid] == {cpu}  # the issue thread (the one that called StartTest)
     others = {t: c for t, c in worker.items() if t != pid}
     assert others and all(cpu not in c for c in others.values()), others  # progress thread, LoadGen's I/O thread
