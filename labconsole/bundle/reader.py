@@ -96,6 +96,9 @@ class RunRecord:
     # MLPerf: the name of the folder above performance/ as found (the filed scenario, any case,
     # when it is one); None for bundles.
     folder_name: str | None = None
+    # Figures computed from the samples, kept with what they came from (metrics.phase_power):
+    # `check` asks for the testing window's average from several checks, each a pass over it.
+    computed: dict[tuple, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def events(self) -> list[Event]:
         """The bundle's timeline (`data/events.jsonl`), in file order; [] where there is none

@@ -21,6 +21,7 @@ import numpy as np
 
 SUM_CHUNK = 1 << 15  # values accumulated at a time (cache-sized)
 GATHER_LIMIT = 1 << 21  # order statistics of up to this many values: gathered and partitioned
+DISTINCT_LIMIT = 1 << 12  # beyond it, values of at most this many distinct values: counted in one pass
 
 
 class SequentialSum:
@@ -83,11 +84,33 @@ def _from_key(k: int) -> float:
     return float(np.array([u], dtype=np.uint64).view(np.float64)[0])
 
 
-def order_statistics(stream: Callable[[], Iterable[np.ndarray]], n: int, ks: list[int], gather_limit: int | None = None) -> list[float]:
+def _distinct_counts(stream: Callable[[], Iterable[np.ndarray]], limit: int) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """(the distinct keys in order, how many values have each, values seen) in one pass; None,
+    the pass stopped there, once more than `limit` distinct values have appeared."""
+    keys, counts, seen = np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.int64), 0
+    for piece in stream():
+        k = _keys(piece)
+        seen += len(k)
+        u, c = np.unique(k, return_counts=True)
+        if len(keys):
+            u, at = np.unique(np.concatenate([keys, u]), return_inverse=True)
+            merged = np.zeros(len(u), dtype=np.int64)
+            np.add.at(merged, at.reshape(-1), np.concatenate([counts, c]))
+            c = merged
+        if len(u) > limit:
+            return None
+        keys, counts = u, c
+    return keys, counts, seen
+
+
+def order_statistics(stream: Callable[[], Iterable[np.ndarray]], n: int, ks: list[int], gather_limit: int | None = None,
+                     distinct_limit: int | None = None) -> list[float]:
     """The values at sorted positions `ks` (0-based) of the n values `stream()` yields (each
     call yields them again, in pieces). Up to `gather_limit` values are gathered and
-    partitioned; more are selected in four passes of 16 bits over the values' ordered bits,
-    holding 65,536 counts, never the values."""
+    partitioned. More are counted by distinct value in one pass, where there are at most
+    `distinct_limit` of them (the intervals of a meter that samples at a fixed period are a
+    handful of values); otherwise selected in four passes of 16 bits over the values' ordered
+    bits, holding 65,536 counts, never the values."""
     if any(k < 0 or k >= n for k in ks):
         raise IndexError(f"order statistic out of range for {n} values")
     if n <= (GATHER_LIMIT if gather_limit is None else gather_limit):
@@ -96,6 +119,13 @@ def order_statistics(stream: Callable[[], Iterable[np.ndarray]], n: int, ks: lis
             raise ValueError(f"the stream gave {len(vals)} values, not {n}")
         part = np.partition(vals, sorted(set(ks)))
         return [float(part[k]) for k in ks]
+    found = _distinct_counts(stream, DISTINCT_LIMIT if distinct_limit is None else distinct_limit)
+    if found is not None:
+        keys, counts, seen = found
+        if seen != n:
+            raise ValueError(f"the stream gave {seen} values, not {n}")
+        cum = np.cumsum(counts)  # cum[i]: how many values are at or below keys[i]
+        return [_from_key(int(keys[int(np.searchsorted(cum, k, side="right"))])) for k in ks]
     state = {k: (0, k) for k in set(ks)}  # k -> (prefix of the key found so far, rank within it)
     for level in range(4):
         shift = np.uint64(48 - 16 * level)
@@ -149,23 +179,24 @@ def _percentile_from(vals: list[float], gamma: np.float64) -> float:
     return float(out)
 
 
-def median_of(stream: Callable[[], Iterable[np.ndarray]], n: int, gather_limit: int | None = None) -> float:
+def median_of(stream: Callable[[], Iterable[np.ndarray]], n: int, gather_limit: int | None = None, distinct_limit: int | None = None) -> float:
     """`np.median` of the n values, exactly: the middle value, or the mean of the two."""
-    return median_and_percentile(stream, n, 50.0, gather_limit)[0]
+    return median_and_percentile(stream, n, 50.0, gather_limit, distinct_limit)[0]
 
 
-def percentile_of(stream: Callable[[], Iterable[np.ndarray]], n: int, q: float, gather_limit: int | None = None) -> float:
+def percentile_of(stream: Callable[[], Iterable[np.ndarray]], n: int, q: float, gather_limit: int | None = None, distinct_limit: int | None = None) -> float:
     """`np.percentile(values, q)` (method "linear"), exactly."""
-    return median_and_percentile(stream, n, q, gather_limit)[1]
+    return median_and_percentile(stream, n, q, gather_limit, distinct_limit)[1]
 
 
-def median_and_percentile(stream: Callable[[], Iterable[np.ndarray]], n: int, q: float, gather_limit: int | None = None) -> tuple[float, float]:
+def median_and_percentile(stream: Callable[[], Iterable[np.ndarray]], n: int, q: float, gather_limit: int | None = None,
+                          distinct_limit: int | None = None) -> tuple[float, float]:
     """(np.median, np.percentile(q)) of the n values, exactly, from one selection."""
     if n == 0:
         return math.nan, math.nan
     mk = _median_ks(n)
     pk, gamma = _percentile_ks(n, q)
-    vals = dict(zip(mk + pk, order_statistics(stream, n, mk + pk, gather_limit)))
+    vals = dict(zip(mk + pk, order_statistics(stream, n, mk + pk, gather_limit, distinct_limit)))
     return _median_from([vals[k] for k in mk]), _percentile_from([vals[k] for k in pk], gamma)
 
 

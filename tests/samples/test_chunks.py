@@ -166,9 +166,9 @@ def test_sequential_sum_of_one_value_and_of_none():
     assert acc.total == 2.5 and acc.mean() == 2.5
 
 
-@pytest.mark.parametrize("gather", [0, 1 << 30])  # radix selection, and gathering
+@pytest.mark.parametrize(("gather", "distinct"), [(0, 0), (0, 1 << 30), (1 << 30, 0)])  # radix selection, counting distinct values, gathering
 @pytest.mark.parametrize("seed", range(8))
-def test_median_and_percentile_are_numpys_exactly(seed, gather):
+def test_median_and_percentile_are_numpys_exactly(seed, gather, distinct):
     rng = np.random.default_rng(seed)
     n = int(rng.integers(1, 5000))
     x = rng.normal(size=n) * 10.0 ** rng.integers(-6, 9)
@@ -178,10 +178,31 @@ def test_median_and_percentile_are_numpys_exactly(seed, gather):
         x[::7] = -x[::7]
     cuts = list(rng.integers(0, n, 9))
     stream = lambda: iter(_pieces(x, cuts))  # noqa: E731
-    med, p99 = rd.median_and_percentile(stream, n, 99, gather_limit=gather)
+    med, p99 = rd.median_and_percentile(stream, n, 99, gather_limit=gather, distinct_limit=distinct)
     assert med == float(np.median(x)) and p99 == float(np.percentile(x, 99))
     for q in (0, 12.5, 50, 100):
-        assert rd.percentile_of(stream, n, q, gather_limit=gather) == float(np.percentile(x, q))
+        assert rd.percentile_of(stream, n, q, gather_limit=gather, distinct_limit=distinct) == float(np.percentile(x, q))
+
+
+def test_a_fixed_period_is_counted_in_one_pass_and_many_distinct_values_fall_back():
+    rng = np.random.default_rng(7)
+    t = (1.7e9 + np.cumsum(np.full(300_000, 1e-5) + rng.normal(0, 1e-9, 300_000).round(9))).astype(np.float64)
+    dt = np.diff(t)  # float64 intervals of a 100 kHz clock: a handful of distinct values
+    calls = []
+
+    def stream():
+        calls.append(1)
+        return iter(_pieces(dt, [50_000, 120_000, 250_000]))
+
+    med, p99 = rd.median_and_percentile(stream, len(dt), 99, gather_limit=0)
+    assert (med, p99) == (float(np.median(dt)), float(np.percentile(dt, 99)))
+    assert len(np.unique(dt)) <= rd.DISTINCT_LIMIT and len(calls) == 1  # one pass, not four
+    calls.clear()
+    noise = rng.normal(size=20_000)  # all distinct: the counting pass gives up, the radix passes select
+    med, p99 = rd.median_and_percentile(lambda: (calls.append(1), iter(_pieces(noise, [7000])))[1], len(noise), 99, gather_limit=0)
+    assert (med, p99) == (float(np.median(noise)), float(np.percentile(noise, 99))) and len(calls) == 5
+    with pytest.raises(ValueError, match="not 10"):
+        rd.median_and_percentile(lambda: iter([dt[:9]]), 10, 99, gather_limit=0)
 
 
 def test_min_max_buckets_keep_spikes_and_gaps():
