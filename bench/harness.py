@@ -221,8 +221,20 @@ def run_labconsole(scenario: str, qps: float, duration_s: float, folder: Path) -
     out["loadgen_cpu_us_per_sample"] = 1e6 * per if per is not None else None
     out["console_cpu_pct"] = 100.0 * console_cpu.cpu_s / console_cpu.wall_s
     out["stalls"] = [r for r in (runner.stalls.records if runner.stalls else []) if r.get("side") != "console"]
+    out["issue_cpu"] = runner.placement.as_config() if runner.placement is not None else None  # what the harness did (workload/issue_cpu.py)
     out.update(wait.figures())
     return out
+
+
+def _placement(runs: list[dict]) -> str:
+    """How the runs placed LoadGen's issue thread, in words."""
+    seen = {(p["cpu"], tuple(p["rest"])) if (p := r.get("issue_cpu")) else None for r in runs}
+    if seen == {None}:
+        return "LoadGen's issue thread not placed (issue_cpu none, one CPU, or not Server)"
+    if len(seen) == 1:
+        cpu, rest = next(iter(seen))
+        return f"LoadGen's issue thread on CPU {cpu}, the console's and the harness's threads on {', '.join(map(str, rest))} (workload.issue_cpu)"
+    return f"LoadGen's issue thread placed differently between runs: {sorted(map(str, seen))}"
 
 
 def run_worker_alone(scenario: str, qps: float, duration_s: float, folder: Path) -> dict:
@@ -368,7 +380,8 @@ def run(ctx: Context) -> Result:
         res.add(f"Server @ {k} QPS: LoadGen issue thread's run-queue wait, worker + meter + live view", waits["labconsole"], "ms/s",
                 anchor=waits["bare"], anchor_label="bare LoadGen",
                 note="where the time goes: ready to issue but without a CPU, per second of test"
-                     + (f"; the worker alone {waits['worker alone']:.2f} ms/s" if "worker alone" in waits else ""))
+                     + (f"; the worker alone {waits['worker alone']:.2f} ms/s" if "worker alone" in waits else "")
+                     + f"; {_placement(runs['labconsole'])}")
     fixed = {"labconsole": tail[FIXED_QPS]["labconsole"], "bare": tail[FIXED_QPS]["bare"]}
     lab_us = median([r["loadgen_cpu_us_per_sample"] for r in fixed["labconsole"]])
     bare_us = median([r["loadgen_cpu_us_per_sample"] for r in fixed["bare"]])
