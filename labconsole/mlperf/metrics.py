@@ -50,11 +50,6 @@ REPORT_COLUMNS = ("wall_ns", "channel", "watts", "status", "uncertainty_w", "ene
 _MANY_CHANNELS = 8  # more than this (a fleet's nodes): one grouping pass instead of one per channel
 
 
-def channel_codes(chunk: SampleChunk) -> tuple[np.ndarray, list[str]]:
-    """(integer code per row, channel names) of a chunk of samples."""
-    return chunk.codes("channel")
-
-
 def _channels_in_order(codes: np.ndarray, names: list[str]) -> list[tuple[int, str]]:
     """(code, name) of the channels present, in the order they first appear."""
     if len(codes) == 0:
@@ -164,7 +159,7 @@ def window_average(frame: Any, begin_ns: int, end_ns: int) -> WindowStats:
         inside = window_mask(chunk["wall_ns"], begin_ns, end_ns)
         watts = chunk["watts"]
         good = valid_mask(chunk, inside)
-        codes, names = channel_codes(chunk)
+        codes, names = chunk.codes("channel")
         k = int(np.count_nonzero(inside))
         n_inside += k
         for code, ch in _channels_in_order(codes, names):
@@ -239,7 +234,7 @@ def counter_energy(frame: Any, begin_ns: int, end_ns: int) -> dict[str, float] |
     edges = (float(begin_ns), float(end_ns))
     state: dict[str, dict] = {}  # channel (first appearance) -> n, first_t, last_t, per edge [prev, next, waiting]
     for chunk in sample_chunks(frame, ("wall_ns", "channel", "energy_j")):
-        codes, names = channel_codes(chunk)
+        codes, names = chunk.codes("channel")
         energy = chunk["energy_j"]
         wall = chunk["wall_ns"]
         for code, ch in _channels_in_order(codes, names):
@@ -402,7 +397,7 @@ def idle_baseline(record: RunRecord) -> dict | None:
 
 def _per_row(chunk: Any, by_code: dict[int, float]) -> np.ndarray | float:
     """A per-channel value spread over the chunk's rows (a scalar for one channel)."""
-    codes, names = channel_codes(chunk)
+    codes, names = chunk.codes("channel")
     if len(by_code) == 1:
         return next(iter(by_code.values()))
     table = np.full(len(names), np.nan)
@@ -425,7 +420,7 @@ def _channel_sums(frame: Any, value, each_chunk=None) -> dict[int, tuple[str, Se
             each_chunk(chunk, status, bool(status.strides == (0,) and len(status) and status[0] == OK))
         if not good.any():
             continue
-        codes, names = channel_codes(chunk)
+        codes, names = chunk.codes("channel")
         present = _channels_in_order(codes[good], names)
         vals = value(chunk, watts)
         for code, ch in present:

@@ -71,13 +71,16 @@ def choose(setting: str | int, scenario: str) -> IssueCpu | None:
         cpu = allowed[-1]
     else:
         cpu = int(setting)
-        if cpu not in allowed:
-            raise ValueError(f"workload.issue_cpu: CPU {cpu} is not one this process may run on ({_ranges(allowed)})")
+        require_allowed(cpu, allowed)
     return IssueCpu(cpu, tuple(c for c in allowed if c != cpu), allowed)
 
 
-def _ranges(cpus: tuple[int, ...]) -> str:
-    return ", ".join(str(c) for c in cpus)
+def require_allowed(cpu: int, allowed: tuple[int, ...] | None = None) -> None:
+    """ValueError unless `cpu` is one this process may run on (any, where that cannot be known):
+    the profile's check when it loads, and the run's when it starts."""
+    allowed = allowed_cpus() if allowed is None else allowed
+    if allowed and cpu not in allowed:
+        raise ValueError(f"CPU {cpu} is not one this machine lets labconsole use ({', '.join(map(str, allowed))})")
 
 
 def _tids() -> list[int]:

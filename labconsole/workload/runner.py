@@ -281,7 +281,7 @@ class LoadGenRun(_ProcessRun):
             self.placement = issue_cpu.choose(workload.issue_cpu, self.scenario)
         except ValueError as exc:  # the profile's CPU is not this machine's (checked when it loaded)
             self.placement = None
-            self.warnings.append(f"{exc}: LoadGen's issue thread is not placed")
+            self.warnings.append(f"workload.issue_cpu: {exc}: LoadGen's issue thread is not placed")
 
     def needs_probe(self) -> bool:
         """True when some `auto` setting must be measured from the SUT first."""
