@@ -45,7 +45,14 @@ async def test_a_run_refused_for_a_lock_says_why_and_what_to_do_and_stops_its_cl
             await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), 10, "the Run screen")
             await pilot.press("s")
             await wait_for(pilot, lambda: app.session is not None and app.session.finished, 30, "the run to end")
-            await wait_for(pilot, lambda: squeeze("in use by another labconsole") in squeeze(screen_text(app)), 10, "the reason on screen")
+            # the log gets the reason a tick before the panel does (the procedure thread emits it,
+            # then ends): wait for the panel, what an operator reads
+            await wait_for(
+                pilot,
+                lambda: "What to do" in screen_text(app) and squeeze("in use by another labconsole") in squeeze(screen_text(app)),
+                10,
+                "the reason and what to do on screen",
+            )
             text = screen_text(app)
             assert "refused" in text
             assert "What to do" in text and squeeze("wait for") in squeeze(text)
