@@ -183,7 +183,7 @@ async def test_a_note_is_kept_beside_the_bundle_and_delete_asks_first(tmp_path, 
             await pilot.press({" ": "space", "[": "left_square_bracket", "]": "right_square_bracket"}.get(ch, ch))
         await pilot.press("enter")
         note = tmp_path / "rec" / "2026-01-02T00-00-00Z_b.note.txt"
-        await wait_for(pilot, lambda: note.exists(), 10, "the note file")
+        await wait_for(pilot, lambda: note.exists() and note.read_text().strip(), 10, "the note file, written")
         assert note.read_text().strip() == "fan [red]off"
         assert verify(b).ok, "the sealed bundle is unchanged by its note"
         detail = lambda: str(app.screen.query_one("#rec-detail").render())  # noqa: E731
@@ -196,9 +196,8 @@ async def test_a_note_is_kept_beside_the_bundle_and_delete_asks_first(tmp_path, 
         await pilot.press("d")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 10, "the question")
         await pilot.press("y")
-        await wait_for(pilot, lambda: not b.exists(), 10, "the bundle deleted")
-        assert not note.exists() and a.is_dir()
-        await wait_for(pilot, lambda: table_rows(app) == [str(a)], 5, "the row gone")
+        await wait_for(pilot, lambda: table_rows(app) == [str(a)], 10, "the bundle deleted, its row gone")  # after bundle and note
+        assert not b.exists() and not note.exists() and a.is_dir()
 
 
 # --- Replay ---------------------------------------------------------------------------------------
@@ -220,7 +219,8 @@ async def test_replay_is_its_own_screen_with_only_replay_keys_and_esc_leaves(tmp
         await open_recordings(app, pilot, 1)
         await pilot.press("p")
         await wait_for(pilot, lambda: isinstance(app.screen, ReplayScreen) and app.session is not None and app.session.kind == "replay", 30, "the Replay screen")
-        await pilot.pause(0.5)
+        # a screen's footer is filled a refresh after it is first shown
+        await wait_for(pilot, lambda: "esc Leave" in footer_text(app) and "seek" in footer_text(app), 10, "the Replay screen's keys")
         foot = footer_text(app)
         for key in ("Pause", "1234 speed", "seek", "Home", "End", "start/end", "Results", "esc Leave"):
             assert key in foot, foot

@@ -45,6 +45,11 @@ async def test_a_training_profile_runs_in_the_console_and_shows_its_energy(tmp_p
         assert app.session.status == "completed", app.session.status
         await wait_for(pilot, lambda: "run 3 of 3" in screen_text(app) or "score so far" in screen_text(app), 10, "the runs in the log")
         await pilot.press("v")
-        await wait_for(pilot, lambda: isinstance(app.screen, ResultsScreen) and app.screen.data is not None, 120, "the results")
+        await wait_for(  # the data, then its panels laid out for the new text
+            pilot,
+            lambda: isinstance(app.screen, ResultsScreen) and app.screen.data is not None and "Energy score" in screen_text(app),
+            120,
+            "the results, on screen",
+        )
         text = screen_text(app)
         assert "energy to train" in text and "Energy score" in text

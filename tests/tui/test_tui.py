@@ -60,8 +60,7 @@ async def test_a_run_advances_through_its_phases_fills_the_plots_and_shows_resul
     app = console(sim_profile())
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("r")
-        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), 10, "the Run screen")
-        assert "press s to start" in screen_text(app)
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen) and "press s to start" in screen_text(app), 10, "the Run screen")
         await pilot.press("s")
         await wait_for(pilot, lambda: app.session is not None, 10, "a session")
         phases = []
@@ -86,13 +85,21 @@ async def test_a_run_advances_through_its_phases_fills_the_plots_and_shows_resul
         n_power = sum(len(s.t) for s in power._frame.series)
         assert n_power > 50
         assert any(len(s.t) > 10 for s in qps._frame.series)
-        drawn = "\n".join(strip.text for strip in power._strips or [])
+        # rendered on demand (a tick may have just dropped the cached strips for the next frame)
+        drawn = "\n".join(power.render_line(y).text for y in range(power.size.height))
         assert any(0x2800 < ord(ch) <= 0x28FF for ch in drawn), "no braille dots in the power plot"
         assert any(p in drawn for p in ("idle", "ranging", "testing"))  # phase markers, labelled where there is room
         assert len(power._frame.markers) >= 3
         # Results of the run: metric and checks, computed off the loop.
         await pilot.press("v")
-        await wait_for(pilot, lambda: isinstance(app.screen, ResultsScreen) and app.screen.data is not None, 60, "results")
+        # the data, then the panels laid out again for their new text (a step later)
+        await wait_for(
+            pilot,
+            lambda: isinstance(app.screen, ResultsScreen) and app.screen.data is not None and "avg_power" in screen_text(app)
+            and re.search(r"checks\s+\d+ (fail|warn|pass)", screen_text(app)),
+            60,
+            "results, on screen",
+        )
         text = screen_text(app)
         assert "avg_power" in text
         # the checks' summary line is on screen; every check is in the (scrollable) list
@@ -126,8 +133,7 @@ async def test_guided_calibration_run_retry_skip_then_abort_seals_the_bundle_as_
         await pilot.press("t")  # run
         await wait_for(pilot, lambda: g.waiting and g.result(g.current) is not None, 60, "the step's verdict")
         assert g.result(g.current).status in ("pass", "warn")
-        await pilot.pause(0.4)
-        assert "Verdict" in screen_text(app) and "attempt 1" in screen_text(app)
+        await wait_for(pilot, lambda: "Verdict" in screen_text(app) and "attempt 1" in screen_text(app), 10, "the verdict on screen")
         await pilot.press("t")  # retry
         await wait_for(pilot, lambda: g.waiting and g.result(g.current).attempts == 2, 60, "the retry's verdict")
         steps = list(g.steps)
@@ -204,10 +210,13 @@ async def test_recordings_open_results_then_replay_at_100x_to_the_end(recorded):
         await pilot.press("3")
         assert app.session.speed == 100.0
         await wait_for(pilot, lambda: app.session.finished, 60, "the replay to reach the end")
-        await pilot.pause(0.5)
         assert app.session.status == "replayed"
-        log_text = "\n".join(line.text for line in app.screen.query_one("#run-log").lines)
-        assert "run completed" in log_text and "RESULT" in log_text
+
+        def log_text() -> str:
+            return "\n".join(line.text for line in app.screen.query_one("#run-log").lines)
+
+        # the last events reach the log on the Run screen's next tick
+        await wait_for(pilot, lambda: "run completed" in log_text() and "RESULT" in log_text(), 10, "the end of the run in the log")
         ring = app.session.rings()[("wall", "main")]
         assert ring.total == len(app.session.samples[("wall", "main")])
         # Seeking back restarts the timeline at that point.
@@ -222,11 +231,20 @@ async def test_an_mlperf_result_folder_replays_with_a_synthesized_timeline(sim_p
     app = console(sim_profile(), replay=MLPERF, speed=math.inf)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.session is not None and app.session.finished, 60, "the replay")
-        await pilot.pause(0.5)
         run = app.screen
-        log_text = "\n".join(line.text for line in run.query_one("#run-log").lines)
-        assert "power_begin" in log_text and "avg_power" in log_text
         power = run.query_one("#run-power", TimePlot)
+
+        def log_text() -> str:
+            return "\n".join(line.text for line in run.query_one("#run-log").lines)
+
+        # the last events and samples reach the view on the Run screen's next tick
+        await wait_for(
+            pilot,
+            lambda: "avg_power" in log_text() and power._frame is not None and sum(len(s.t) for s in power._frame.series) >= 718,
+            10,
+            "every sample and the result in the view",
+        )
+        assert "power_begin" in log_text()
         assert power._frame.spans and sum(len(s.t) for s in power._frame.series) == 718
 
 
@@ -319,7 +337,7 @@ async def test_compare_two_marked_recordings_shows_each_figure_and_its_change(re
         shown = app.screen.comparison
         assert app.screen.error is None
         assert (shown.a.path, shown.b.kind) == (str(bundle), "mlperf")
-        await pilot.pause(0.3)  # a refresh after the tables went in
+        await wait_for(pilot, lambda: "average power" in screen_text(app), 10, "the tables, laid out")
         text = screen_text(app)
         expected = compare_runs(bundle, MLPERF)  # the same comparison, computed here
         avg = expected.figure("avg_power")

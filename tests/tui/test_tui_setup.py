@@ -87,7 +87,7 @@ async def test_new_user_with_nothing_attached_writes_a_profile_and_runs_it(new_u
 
         # A bad answer: the loader's own message, FILE:LINE: field: reason, and no next step.
         await fill(pilot, setup, "wl-duration", "-1")
-        await wait_for(pilot, lambda: "workload.duration_s" in issues_text(setup), 10, "the duration's message")
+        await wait_for(pilot, lambda: "workload.duration_s" in issues_text(setup) and "workload.duration_s" in screen_text(app), 10, "the duration's message, painted")
         assert "profiles/my-bench.yaml:" in issues_text(setup) and "greater than 0" in issues_text(setup)
         assert "workload.duration_s" in screen_text(app)
         assert setup.query_one("#wl-duration").has_class("-invalid")
@@ -149,7 +149,9 @@ async def test_setup_from_the_bench_shows_finds_and_refuses_to_overwrite_without
         await wait_for(pilot, lambda: isinstance(app.screen, BenchScreen), 10, "the Bench")
         assert "Set up a bench" in [c.title for c in app.get_system_commands(app.screen)]
         await pilot.press("n")
-        await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen) and len(app.screen.query(OfferRow)) > 0, 30, "setup, after discovery")
+        # painted, not only mounted (the rows exist a frame before their text and boxes)
+        await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen) and len(app.screen.query(OfferRow)) > 0
+                       and "SIM-0042" in screen_text(app) and "busy" in screen_text(app), 30, "setup, after discovery")
         setup = app.screen
         text = screen_text(app)
         assert "Found 2" in text and "Simulated meter s/n SIM-0042" in text and "busy" in text
@@ -163,7 +165,7 @@ async def test_setup_from_the_bench_shows_finds_and_refuses_to_overwrite_without
         await fill(pilot, setup, "meta-name", "lab")
         await wait_for(pilot, lambda: setup.wizard.path == Path("profiles/lab.yaml"), 10, "the name")
         await pilot.press("ctrl+n")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 20, "the overwrite question")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen) and "already exists" in screen_text(app), 20, "the overwrite question")
         assert "already exists" in screen_text(app)
         await pilot.press("n")
         await wait_for(pilot, lambda: app.screen is setup, 10, "back on setup")
@@ -243,7 +245,7 @@ async def test_ticked_and_unticked_boxes_differ_without_colour_and_no_regex_is_s
     attached(monkeypatch, [])
     app = console_for_new_user()
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen) and len(app.screen.query(OfferRow)) > 0, 30, "setup")
+        await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen) and len([b for b in app.screen.query(TickBox) if not b.disabled]) >= 2, 30, "setup, its rows built")
         setup = app.screen
         boxes = [b for b in setup.query(TickBox) if not b.disabled]
         assert len(boxes) >= 2
