@@ -23,11 +23,12 @@ def section(result: Result) -> str:
     spec = next((s for s in BENCHMARKS if s.name == result.name), None)
     number = spec.number if spec is not None else result.number  # the list in bench/core.py numbers them
     load = f"load average {m.get('loadavg_at_start')} at start, {m.get('loadavg_at_end')} at end"
+    at = f" at {m['commit']}" if m.get("commit") else ""
     lines = [
         f"<!-- bench:{result.name}:begin -->",
         f"### {number}. {result.title}",
         "",
-        f"Run {result.started_utc}{' (--quick)' if result.quick else ''}, {result.duration_s:.0f} s; {load}.",
+        f"Run {result.started_utc}{at}{' (--quick)' if result.quick else ''}, {result.duration_s:.0f} s; {load}.",
         "",
         markdown_table(result),
         "",
@@ -53,8 +54,9 @@ def record(results: list[Result], machine: dict, quick: bool, path: Path = RESUL
     intro = (
         f"\nMachine: {machine.get('cpu')}, {machine.get('cores')} cores, {machine.get('memory_gb')} GB, "
         f"{machine.get('os')}; Python {v.get('python')}, numpy {v.get('numpy')}, pandas {v.get('pandas')}, "
-        f"LoadGen {v.get('mlperf_loadgen')}; labconsole at {machine.get('commit') or 'an unknown commit'}. "
-        f"Written by `python -m bench{' --quick' if quick else ''} --record`.\n\n"
+        f"LoadGen {v.get('mlperf_loadgen')}. Written by `python -m bench{' --quick' if quick else ''} --record`; "
+        "a section not run again keeps its last run, so each says when it ran and, where recorded, at which commit "
+        "(`git log -p bench/RESULTS.md` for the others).\n\n"
     )
     ordered = [sections[s.name] for s in BENCHMARKS if s.name in sections]
     path.write_text(head + BEGIN + intro + "\n".join(ordered) + END + tail, encoding="utf-8")
