@@ -83,7 +83,7 @@ def test_mlperf_tiny_setup_energy_at_1khz(emu):
     ]
     assert 1000 <= len(batch) <= 2000
     assert np.all(batch["status"] == OK)
-    assert np.all(np.diff(batch["mono_ns"]) == 1_000_000)
+    assert_regular(batch["mono_ns"], 1_000_000)
     assert batch["watts"].mean() == pytest.approx(0.015, abs=0.0005)
     assert batch["energy_j"][-1] == pytest.approx(np.sum(batch["watts"]) / 1000)
     # timestamps are anchored at the acquisition: the newest sample is recent, not in the future
@@ -188,8 +188,10 @@ def test_a_slow_link_overflows_the_board_buffer_and_the_timestamps_show_it(emu):
     gaps = np.count_nonzero(batch["status"] == GAP)
     assert gaps > 0 and src.counters["dropped"] == gaps
     assert src.counters["max_buffer_pct"] >= 50
-    # every sample, received or not, sits on the 1 ms grid
-    assert np.all(np.diff(batch["mono_ns"]) == 1_000_000)
+    # every sample, received or not, sits on the 1 ms grid: no hole, no longer step (the anchor
+    # may move earlier at the start on a busy host, which only shortens one step)
+    assert_regular(batch["mono_ns"], 1_000_000)
+    assert np.diff(batch["mono_ns"]).max() <= 1_000_000
     assert any(x.kind == "drop" for x in src.take_events())
 
 
