@@ -6,9 +6,12 @@ from __future__ import annotations
 import ast
 import json
 import os
+import queue
+import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -70,24 +73,33 @@ def test_every_emulator_and_listener_binds_loopback_by_default():
 
 
 def _emulate(*args: str, warning: bool) -> tuple[subprocess.Popen, int, list[str]]:
-    """Start `labconsole emulate ...`; return once it listens (and has warned, if it must)."""
+    """Start `labconsole emulate ...`; return once it listens (and has warned, if it must).
+
+    Lines are read on a thread, so a process that goes quiet fails the test at the deadline
+    instead of blocking a read until the suite's timeout."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
     proc = subprocess.Popen([sys.executable, "-m", "labconsole", "emulate", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
     seen: list[str] = []
     port = None
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line and proc.poll() is not None:
-            break
+        try:
+            line = lines.get(timeout=0.5)
+        except queue.Empty:
+            if proc.poll() is not None and lines.empty():
+                break
+            continue
         seen.append(line)
         for marker in ("emulator listening on ", "Establishing the listener on port "):
             if marker in line:
-                port = int(line.rsplit(marker, 1)[1].split("...")[0].rsplit(":", 1)[-1])
+                port = int(re.match(r"(?:[\d.]+:)?(\d+)", line.rsplit(marker, 1)[1]).group(1))
         if port is not None and (not warning or any(s.startswith("warning: ") for s in seen)):
             return proc, port, seen
     proc.kill()
-    raise AssertionError("".join(seen))
+    proc.wait(timeout=30)
+    raise AssertionError("no listening line (and warning) within 60 s:\n" + "".join(seen))
 
 
 @pytest.mark.parametrize("name,port_flag", [("wt310", "--port"), ("ptd", "-p")])

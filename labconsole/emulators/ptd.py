@@ -37,7 +37,7 @@ from typing import Annotated, Any, Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from labconsole.emulators.faults import TcpFaults
-from labconsole.emulators.registry import is_loopback, listen_tcp, startup_failure, validate_options
+from labconsole.emulators.registry import is_loopback, listen_tcp, say, startup_failure, validate_options
 from labconsole.instruments.load_model import LoadModel, follow_any_benchmark, utilisation_arg, utilisation_source
 from labconsole.instruments.ptd import (
     GO_MAX_SAMPLES,
@@ -808,7 +808,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for i, one in enumerate(each, start=1):
                 prefix = f"[analyzer{i}] " if len(each) > 1 else ""
-                emulators.append(PtdEmulator(one, console=lambda line, p=prefix: print(p + line, flush=True)).start())
+                emulators.append(PtdEmulator(one, console=lambda line, p=prefix: say(p + line)).start())
         except BaseException:
             for e in emulators:
                 e.stop()
@@ -817,7 +817,7 @@ def main(argv: list[str] | None = None) -> int:
         return startup_failure("ptd", exc, port_flag="-p")
 
     if not is_loopback(args.host):
-        print(f"warning: listening on {args.host}: other machines can reach this emulator", file=sys.stderr, flush=True)
+        say(f"warning: listening on {args.host}: other machines can reach this emulator", sys.stderr)
     done = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:

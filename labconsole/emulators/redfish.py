@@ -29,7 +29,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from labconsole.emulators.registry import is_loopback, serve_until_interrupted, startup_failure, validate_options
+from labconsole.emulators.registry import is_loopback, say, serve_until_interrupted, startup_failure, validate_options
 from labconsole.instruments import redfish as rf
 from labconsole.instruments.load_model import LoadModel, utilisation_arg, utilisation_source
 
@@ -365,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValidationError, ValueError, OSError, ssl.SSLError) as exc:
         return startup_failure("redfish", exc)  # the one start-up error path of every emulator
     if not is_loopback(a.host):
-        print(f"warning: listening on {a.host}: other machines can reach these BMCs", file=sys.stderr, flush=True)
+        say(f"warning: listening on {a.host}: other machines can reach these BMCs", sys.stderr)
 
     def announce() -> None:
         print(f"labconsole Redfish emulator (NOT a measurement): {len(emu.systems)} BMC(s), user {opts.username!r}", flush=True)

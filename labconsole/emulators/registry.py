@@ -164,6 +164,15 @@ def serve_from_key_values(name: str, argv: list[str] | None, start: Callable[[di
     return serve_until_interrupted(lambda: print(json.dumps(handle.source_options()), flush=True), handle.stop)
 
 
+def say(line: str, stream: Any = None) -> None:
+    """One line in one write. An emulator's threads print its console lines while its main
+    thread may warn on stderr, into one terminal or pipe; print() writes a text and its newline
+    apart, so another thread's line could land between the two, splitting both."""
+    out = sys.stdout if stream is None else stream
+    out.write(line + "\n")
+    out.flush()
+
+
 def startup_failure(name: str, exc: BaseException, port_flag: str = "--port") -> int:
     """Every emulator's refusal to start, the same way: one line on stderr, exit status 2.
     A validation error becomes `FIELD: what is wrong` (its first problem), never pydantic's dump;

@@ -37,3 +37,26 @@ def test_emulators_name_a_port_in_use(emulator, flag):
         r = run_cli("emulate", emulator, flag, str(port), timeout=60)
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in r.stderr and "[Errno" not in r.stderr
+
+
+def test_an_emulators_lines_are_whole_writes_so_threads_cannot_split_them():
+    """The PTD emulator's accept thread prints "Waiting for a connection..." while its main
+    thread warns on stderr; print() writes a text and its newline apart, and on CI the warning
+    once landed mid-line. `say` hands each line to the stream in one write."""
+    from labconsole.emulators.registry import say
+
+    class Writes:
+        def __init__(self):
+            self.calls: list[str] = []
+
+        def write(self, text: str) -> int:
+            self.calls.append(text)
+            return len(text)
+
+        def flush(self) -> None:
+            self.calls.append("<flush>")
+
+    out = Writes()
+    say("warning: listening on 0.0.0.0: other machines can reach this emulator", out)
+    assert out.calls == ["warning: listening on 0.0.0.0: other machines can reach this emulator\n", "<flush>"]
+
