@@ -37,7 +37,7 @@ from typing import Annotated, Any, Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from labconsole.emulators.faults import TcpFaults
-from labconsole.emulators.registry import is_loopback, listen_tcp, say, startup_failure, validate_options
+from labconsole.emulators.registry import listen_tcp, say, startup_failure, validate_options, warn_if_reachable
 from labconsole.instruments.load_model import LoadModel, follow_any_benchmark, utilisation_arg, utilisation_source
 from labconsole.instruments.ptd import (
     GO_MAX_SAMPLES,
@@ -816,8 +816,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValidationError, ValueError, OSError) as exc:
         return startup_failure("ptd", exc, port_flag="-p")
 
-    if not is_loopback(args.host):
-        say(f"warning: listening on {args.host}: other machines can reach this emulator", sys.stderr)
+    warn_if_reachable(args.host)
     done = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:

@@ -29,7 +29,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from labconsole.emulators.registry import is_loopback, say, serve_until_interrupted, startup_failure, validate_options
+from labconsole.emulators.registry import serve_until_interrupted, startup_failure, validate_options, warn_if_reachable
 from labconsole.instruments import redfish as rf
 from labconsole.instruments.load_model import LoadModel, utilisation_arg, utilisation_source
 
@@ -364,8 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         emu = RedfishEmulator(opts).start()
     except (ValidationError, ValueError, OSError, ssl.SSLError) as exc:
         return startup_failure("redfish", exc)  # the one start-up error path of every emulator
-    if not is_loopback(a.host):
-        say(f"warning: listening on {a.host}: other machines can reach these BMCs", sys.stderr)
+    warn_if_reachable(a.host, "these BMCs")
 
     def announce() -> None:
         print(f"labconsole Redfish emulator (NOT a measurement): {len(emu.systems)} BMC(s), user {opts.username!r}", flush=True)

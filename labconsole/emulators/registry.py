@@ -173,6 +173,12 @@ def say(line: str, stream: Any = None) -> None:
     out.flush()
 
 
+def warn_if_reachable(host: Any, what: str = "this emulator") -> None:
+    """The one warning of an emulator listening beyond loopback, on stderr."""
+    if not is_loopback(host):
+        say(f"warning: listening on {host}: other machines can reach {what}", sys.stderr)
+
+
 def startup_failure(name: str, exc: BaseException, port_flag: str = "--port") -> int:
     """Every emulator's refusal to start, the same way: one line on stderr, exit status 2.
     A validation error becomes `FIELD: what is wrong` (its first problem), never pydantic's dump;

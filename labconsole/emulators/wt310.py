@@ -41,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from labconsole.emulators import scpi
 from labconsole.emulators.faults import TcpFaults
-from labconsole.emulators.registry import listen_tcp, say, serve_until_interrupted, startup_failure
+from labconsole.emulators.registry import listen_tcp, serve_until_interrupted, startup_failure, warn_if_reachable
 from labconsole.emulators.scpi import ErrorQueue, ScpiError, ScpiParser, nr3, parse_bool, parse_choice, parse_number
 from labconsole.instruments.load_model import LoadModel, follow_any_benchmark, utilisation_arg, utilisation_source
 from labconsole.instruments.ranges import AutoRanger
@@ -752,8 +752,7 @@ def main(argv: list[str] | None = None) -> int:
         handle = start({"host": args.host, "port": args.port, "utilisation": util, "idle_w": args.idle_w, "dynamic_w": args.dynamic_w, "seed": args.seed})
     except (ValueError, OSError) as exc:
         return startup_failure("wt310", exc)
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        say(f"warning: listening on {args.host}: other machines can reach this emulator", sys.stderr)
+    warn_if_reachable(args.host)
 
     def announce() -> None:
         print(f"Yokogawa WT310E emulator listening on {handle.server.host}:{handle.server.port}")
