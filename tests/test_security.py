@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -72,15 +73,22 @@ def test_every_emulator_and_listener_binds_loopback_by_default():
             h.stop()
 
 
-def _emulate(*args: str, warning: bool) -> tuple[subprocess.Popen, int, list[str]]:
-    """Start `labconsole emulate ...`; return once it listens (and has warned, if it must).
+def _emulate(*args: str, warning: bool) -> tuple[subprocess.Popen, int, list[str], Callable[[], str]]:
+    """Start `labconsole emulate ...`; return once it listens (and has warned, if it must), with
+    a function that gives everything it printed after that, once it has ended.
 
     Lines are read on a thread, so a process that goes quiet fails the test at the deadline
     instead of blocking a read until the suite's timeout."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
     proc = subprocess.Popen([sys.executable, "-m", "labconsole", "emulate", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True)
+    reader.start()
+
+    def rest() -> str:
+        reader.join(timeout=30)  # it reads to the pipe's end: the process has ended
+        return "".join(lines.get_nowait() for _ in range(lines.qsize()))
+
     seen: list[str] = []
     port = None
     deadline = time.monotonic() + 60
@@ -96,7 +104,7 @@ def _emulate(*args: str, warning: bool) -> tuple[subprocess.Popen, int, list[str
             if marker in line:
                 port = int(re.match(r"(?:[\d.]+:)?(\d+)", line.rsplit(marker, 1)[1]).group(1))
         if port is not None and (not warning or any(s.startswith("warning: ") for s in seen)):
-            return proc, port, seen
+            return proc, port, seen, rest
     proc.kill()
     proc.wait(timeout=30)
     raise AssertionError("no listening line (and warning) within 60 s:\n" + "".join(seen))
@@ -106,14 +114,16 @@ def _emulate(*args: str, warning: bool) -> tuple[subprocess.Popen, int, list[str
 def test_labconsole_emulate_binds_loopback_and_only_host_widens_it(name, port_flag):
     for host, expect in ((None, "127.0.0.1"), ("0.0.0.0", "0.0.0.0")):
         args = [name, port_flag, "0"] + (["--host", host] if host else [])
-        proc, port, seen = _emulate(*args, warning=bool(host))
+        proc, port, seen, rest = _emulate(*args, warning=bool(host))
         try:
             assert listening(port) == [expect], seen
         finally:
             proc.terminate()
-            out, _ = proc.communicate(timeout=30)
-        warned = "warning: listening on 0.0.0.0: other machines can reach this emulator" in "".join(seen) + out
-        assert warned == bool(host)
+            proc.wait(timeout=30)
+        out = rest()
+        text = "".join(seen) + out
+        assert ("warning: listening on 0.0.0.0: other machines can reach this emulator" in text) == bool(host)
+        assert ("other machines can reach" in text) == bool(host)  # no warning of any kind on loopback
 
 
 def test_a_profile_cannot_widen_an_emulator(tmp_path):

@@ -59,4 +59,3 @@ def test_an_emulators_lines_are_whole_writes_so_threads_cannot_split_them():
     out = Writes()
     say("warning: listening on 0.0.0.0: other machines can reach this emulator", out)
     assert out.calls == ["warning: listening on 0.0.0.0: other machines can reach this emulator\n", "<flush>"]
-
