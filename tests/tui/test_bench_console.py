@@ -13,7 +13,7 @@ from pathlib import Path
 
 from conftest import SIM_PROFILE, write_profile
 
-from test_tui import console, screen_text, wait_for  # the Pilot helpers, one copy
+from test_tui import console, log_text, screen_text, wait_for  # the Pilot helpers, one copy
 
 SIZE = (80, 24)
 
@@ -64,9 +64,9 @@ async def test_a_run_refused_for_a_lock_says_why_and_what_to_do_and_stops_its_cl
             assert "starting" not in text.splitlines()[2]
             # the toast says the reason, not "press v"; v says nothing was recorded
             assert "in use by another labconsole" in notes(app) and "press v" not in notes(app)
-            log_text = squeeze("\n".join(line.text for line in app.screen.query_one("#run-log").lines))
-            assert squeeze("the run was refused: the recordings folder") in log_text
-            assert squeeze("wait for it to finish or stop it first") in log_text  # the whole line, wrapped, nothing lost
+            logged = squeeze(log_text(app.screen.query_one("#run-log")))
+            assert squeeze("the run was refused: the recordings folder") in logged
+            assert squeeze("wait for it to finish or stop it first") in logged  # the whole line, wrapped, nothing lost
             app.screen.action_results()
             await pilot.pause(0.2)
             assert "Nothing was recorded" in notes(app)
@@ -176,15 +176,15 @@ async def test_the_event_log_wraps_whole_lines_opens_full_screen_copies_and_save
             # next tick wraps the log again to the new width
             return all(len(line.text.rstrip()) <= log.scrollable_content_region.width for line in log.lines)
 
-        await wait_for(pilot, lambda: "END" in "\n".join(line.text for line in log.lines) and fits(), 10, "the long line, wrapped to the log's width")
-        logged = squeeze("\n".join(line.text for line in log.lines))
+        await wait_for(pilot, lambda: "END" in log_text(log) and fits(), 10, "the long line, wrapped to the log's width")
+        logged = squeeze(log_text(log))
         assert squeeze(long) in logged  # every word, in order: nothing of the middle lost
         from labconsole.tui.screens.log import LogScreen
 
         await pilot.press("l")
         await wait_for(pilot, lambda: isinstance(app.screen, LogScreen), 10, "the full-screen log")
         full = app.screen
-        await wait_for(pilot, lambda: squeeze(long) in squeeze("\n".join(line.text for line in full.query_one("#log-full").lines)), 10, "the long line, full screen")
+        await wait_for(pilot, lambda: squeeze(long) in squeeze(log_text(full.query_one("#log-full"))), 10, "the long line, full screen")
         await pilot.press("c")
         await pilot.pause(0.2)
         assert squeeze(long) in squeeze(app.clipboard)

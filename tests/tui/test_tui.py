@@ -43,6 +43,11 @@ def screen_text(app) -> str:
     return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
 
 
+def log_text(log) -> str:
+    """Every line a RichLog holds (what it wrapped, not only what is scrolled into view)."""
+    return "\n".join(line.text for line in log.lines)
+
+
 def test_tcss_files_referenced_by_the_code_are_in_the_package():
     from labconsole.tui import app as app_module
 
@@ -76,9 +81,9 @@ async def test_a_run_advances_through_its_phases_fills_the_plots_and_shows_resul
         order = [p for p in phases if p in ("calibration", "idle", "ranging", "testing", "done")]
         assert order.index("ranging") < order.index("testing")
         run = app.screen
-        log_text = "\n".join(line.text for line in run.query_one("#run-log").lines)
+        logged = log_text(run.query_one("#run-log"))
         for phase in ("idle", "ranging", "testing"):
-            assert f"[{phase}] {phase}" in log_text or f">> [{phase}]" in log_text
+            assert f"[{phase}] {phase}" in logged or f">> [{phase}]" in logged
         power = run.query_one("#run-power", TimePlot)
         qps = run.query_one("#run-qps", TimePlot)
         assert power.builds > 3 and qps.builds > 3
@@ -211,12 +216,9 @@ async def test_recordings_open_results_then_replay_at_100x_to_the_end(recorded):
         assert app.session.speed == 100.0
         await wait_for(pilot, lambda: app.session.finished, 60, "the replay to reach the end")
         assert app.session.status == "replayed"
-
-        def log_text() -> str:
-            return "\n".join(line.text for line in app.screen.query_one("#run-log").lines)
-
         # the last events reach the log on the Run screen's next tick
-        await wait_for(pilot, lambda: "run completed" in log_text() and "RESULT" in log_text(), 10, "the end of the run in the log")
+        log = app.screen.query_one("#run-log")
+        await wait_for(pilot, lambda: "run completed" in log_text(log) and "RESULT" in log_text(log), 10, "the end of the run in the log")
         ring = app.session.rings()[("wall", "main")]
         assert ring.total == len(app.session.samples[("wall", "main")])
         # Seeking back restarts the timeline at that point.
@@ -233,18 +235,15 @@ async def test_an_mlperf_result_folder_replays_with_a_synthesized_timeline(sim_p
         await wait_for(pilot, lambda: app.session is not None and app.session.finished, 60, "the replay")
         run = app.screen
         power = run.query_one("#run-power", TimePlot)
-
-        def log_text() -> str:
-            return "\n".join(line.text for line in run.query_one("#run-log").lines)
-
+        log = run.query_one("#run-log")
         # the last events and samples reach the view on the Run screen's next tick
         await wait_for(
             pilot,
-            lambda: "avg_power" in log_text() and power._frame is not None and sum(len(s.t) for s in power._frame.series) >= 718,
+            lambda: "avg_power" in log_text(log) and power._frame is not None and sum(len(s.t) for s in power._frame.series) >= 718,
             10,
             "every sample and the result in the view",
         )
-        assert "power_begin" in log_text()
+        assert "power_begin" in log_text(log)
         assert power._frame.spans and sum(len(s.t) for s in power._frame.series) == 718
 
 

@@ -239,7 +239,7 @@ def test_a_state_folder_that_cannot_be_written_never_stops_the_console(tmp_path,
 async def test_ticked_and_unticked_boxes_differ_without_colour_and_no_regex_is_shown(new_user, monkeypatch):
     """Ticked and unticked offers differ in their characters (a monochrome terminal sees which);
     a bad bench name is refused in words, never with the model's regular expression."""
-    from labconsole.tui.screens.setup import OfferRow, SetupScreen
+    from labconsole.tui.screens.setup import SetupScreen
     from labconsole.tui.widgets import TickBox
 
     attached(monkeypatch, [])
