@@ -4,6 +4,7 @@ benchmark's building blocks on tiny inputs."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -99,3 +100,29 @@ def test_harness_bench_reads_the_issue_threads_wait_and_both_tail_percentiles(tm
         assert out["issue_cpu_ms_per_s"] is not None and out["issue_cpu_ms_per_s"] > 0, out
         assert out["issue_wait_ms_per_s"] is not None and out["issue_wait_ms_per_s"] >= 0, out
     assert out["stalls"] == []
+
+
+def test_issue_gaps_probe_notes_every_issue_call_in_bare_loadgen_and_the_worker(tmp_path):
+    """bench.issue_gaps loads its probe into both ways' processes through PYTHONPATH; if LoadGen
+    or the worker stopped looking ConstructSUT up where the probe wraps it, nothing would be noted."""
+    sys.path.insert(0, str(ROOT))
+    from bench import issue_gaps
+    from bench.harness import run_bare, run_worker_alone
+
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(issue_gaps.PROBE) + (os.pathsep + old if old else "")
+    try:
+        for run in (run_bare, run_worker_alone):
+            out = issue_gaps.noted(run, tmp_path / f"{run.__name__}.jsonl", polling=False)("Server", 2_000.0, 1.5, tmp_path / run.__name__)
+            noted = out["gaps"]
+            # one call a query in Server: LoadGen's count, and a span as long as the test
+            assert noted is not None and noted["calls"] == out["samples"] > 2_000, (run.__name__, out)
+            assert 1.2e9 < noted["span_ns"] < 3e9, noted
+            assert all(b - a > 1_000_000 for a, b in noted["gaps"])
+        summary = issue_gaps.summarize([out])
+        assert summary["runs"] == 1 and summary["absences_over_1ms"] == len(noted["gaps"])
+    finally:
+        if old is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = old
