@@ -18,7 +18,10 @@ settings (`bench/bare_loadgen.py`). Runs alternate.
   query but another thread had its CPU), read from /proc/PID/task/TID/schedstat over the test
   itself, for bare LoadGen, the worker alone and the worker with the console beside it. A
   query's latency starts at its scheduled time, so every microsecond the issue thread waits for a
-  CPU is added to the queries behind it: that wait is what separates the three.
+  CPU is added to the queries behind it: that wait is what separates the three. And what sets
+  p99.9 on a 2-vCPU machine: the times the issue thread is away for over 1 ms for any reason
+  (bench/absences.py; a probe in both ways' processes notes each issue call), their rate each
+  way, and the p99.9 of the runs that had no absence over 2 ms.
 - Stalls: every labconsole run is watched as the console watches a phase (workload/stalls.py);
   a worker silent for more than a second is counted.
 """
@@ -34,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import absences
 from bench.core import ROOT, ChildCpu, Context, CpuClock, Result, alternate, median
 from labconsole import events as ev
 from labconsole.session.decimate import minmax_pairs
@@ -324,6 +328,34 @@ def server_search(run_fn, start: float, steps: int, tol: float):
     return lo
 
 
+def add_absence_rows(res: Result, k: str, runs: dict[str, list[dict]], tail_dur: float) -> None:
+    """What sets the tail here: how often LoadGen's issue thread is away for over 1 ms (a
+    machine's or the harness's doing), and the tail of the runs that had no absence over 2 ms
+    (what is left once the absences are out). Together they tell the harness's share: were the
+    harness to cause absences, its rate would exceed bare's; the clean runs show what else it adds."""
+    lab, bare = absences.summarize(runs["labconsole"]), absences.summarize(runs["bare"])
+    if not (lab["runs"] and bare["runs"]):
+        return
+    r = absences.ratio(lab["absences_over_1ms"], lab["test_s"], bare["absences_over_1ms"], bare["test_s"])
+    r2 = absences.ratio(lab["absences_over_2ms"], lab["test_s"], bare["absences_over_2ms"], bare["test_s"])
+    res.add(f"Server @ {k} QPS: LoadGen issue thread's absences over 1 ms, worker + meter + live view", lab["absences_over_1ms_per_s"], "/s",
+            anchor=bare["absences_over_1ms_per_s"], anchor_label="bare LoadGen",
+            note=f"what sets p99.9: gaps of over 1 ms between two issue calls, pooled over every run ({lab['absences_over_1ms']} in {lab['test_s']:g} s against "
+                 f"{bare['absences_over_1ms']} in {bare['test_s']:g} s); ratio 95 % interval {r.get('low')}-{r.get('high')}; over 2 ms: "
+                 f"{lab['absences_over_2ms']} against {bare['absences_over_2ms']} (ratio {r2.get('ratio')}, {r2.get('low')}-{r2.get('high')}); "
+                 f"away {lab['away_ms_per_s']:.1f} against {bare['away_ms_per_s']:.1f} ms/s (bench.issue_gaps)")
+    clean_lab, clean_bare = lab["p999_ms_runs_without_an_absence_over_2ms"], bare["p999_ms_runs_without_an_absence_over_2ms"]
+    if clean_lab and clean_bare:
+        res.add(f"Server @ {k} QPS: p99.9 latency of runs with no absence over 2 ms, worker + meter + live view", median(clean_lab), "ms",
+                anchor=median(clean_bare), anchor_label="bare LoadGen",
+                note=f"medians of {len(clean_lab)} (labconsole) and {len(clean_bare)} (bare) of {tail_dur:g} s runs that had none; "
+                     f"the others' p99.9: {_short_list(lab['p999_ms_runs_with_one'])} against {_short_list(bare['p999_ms_runs_with_one'])} ms")
+
+
+def _short_list(values: list[float]) -> str:
+    return "[" + ", ".join(f"{v:.2g}" for v in values) + "]"
+
+
 def run(ctx: Context) -> Result:
     res = Result("harness", 1, "Harness overhead: null SUT through labconsole's LoadGen worker vs bare LoadGen")
     off_dur = ctx.pick(10.0, 1.0)
@@ -359,14 +391,16 @@ def run(ctx: Context) -> Result:
 
         def tail_run(how: str, q: float = q):
             def run() -> dict:
-                out = tail_ways[how]("Server", q, tail_dur, _clear(base / f"tail-{how.replace(' ', '-')}"))
+                folder = _clear(base / f"tail-{how.replace(' ', '-')}")
+                out = absences.noted(tail_ways[how], base / f"tail-{how.replace(' ', '-')}.jsonl")("Server", q, tail_dur, folder)
                 wait = out.get("issue_wait_ms_per_s")
                 ctx.log(f"Server {how} @ {q:,.0f}: {out['validity']}, p99 {out['p99_ms']:.3f} ms, p99.9 {out['p999_ms']:.3f} ms, "
                         f"issue thread waited {wait if wait is None else round(wait, 2)} ms/s")
                 return out
             return run
 
-        tail[q] = alternate({how: tail_run(how) for how in tail_ways}, tail_reps)
+        with absences.probe_in_children():
+            tail[q] = alternate({how: tail_run(how) for how in tail_ways}, tail_reps)
         runs = tail[q]
         k = f"{q / 1e3:g} k"
         for pct, key in (("p99", "p99_ms"), ("p99.9", "p999_ms")):
@@ -376,6 +410,7 @@ def run(ctx: Context) -> Result:
                     note=f"median of {tail_reps} runs of {tail_dur:g} s each way, alternating; interquartile range "
                          f"{_iqr([r[key] for r in runs['labconsole']])} (labconsole), {_iqr([r[key] for r in runs['bare']])} (bare)"
                          + (f"; the worker alone: {median([r[key] for r in runs['worker alone']]):.3f} ms" if "worker alone" in runs else ""))
+        add_absence_rows(res, k, runs, tail_dur)
         waits = {how: median([r["issue_wait_ms_per_s"] for r in runs[how]]) for how in tail_ways}
         res.add(f"Server @ {k} QPS: LoadGen issue thread's run-queue wait, worker + meter + live view", waits["labconsole"], "ms/s",
                 anchor=waits["bare"], anchor_label="bare LoadGen",

@@ -102,27 +102,21 @@ def test_harness_bench_reads_the_issue_threads_wait_and_both_tail_percentiles(tm
     assert out["stalls"] == []
 
 
-def test_issue_gaps_probe_notes_every_issue_call_in_bare_loadgen_and_the_worker(tmp_path):
-    """bench.issue_gaps loads its probe into both ways' processes through PYTHONPATH; if LoadGen
+def test_absence_probe_notes_every_issue_call_in_bare_loadgen_and_the_worker(tmp_path):
+    """bench.absences loads its probe into both ways' processes through PYTHONPATH; if LoadGen
     or the worker stopped looking ConstructSUT up where the probe wraps it, nothing would be noted."""
     sys.path.insert(0, str(ROOT))
-    from bench import issue_gaps
+    from bench import absences
     from bench.harness import run_bare, run_worker_alone
 
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = str(issue_gaps.PROBE) + (os.pathsep + old if old else "")
-    try:
+    with absences.probe_in_children():
         for run in (run_bare, run_worker_alone):
-            out = issue_gaps.noted(run, tmp_path / f"{run.__name__}.jsonl", polling=False)("Server", 2_000.0, 1.5, tmp_path / run.__name__)
+            out = absences.noted(run, tmp_path / f"{run.__name__}.jsonl")("Server", 2_000.0, 1.5, tmp_path / run.__name__)
             noted = out["gaps"]
             # one call a query in Server: LoadGen's count, and a span as long as the test
             assert noted is not None and noted["calls"] == out["samples"] > 2_000, (run.__name__, out)
             assert 1.2e9 < noted["span_ns"] < 3e9, noted
             assert all(b - a > 1_000_000 for a, b in noted["gaps"])
-        summary = issue_gaps.summarize([out])
+        summary = absences.summarize([out])
         assert summary["runs"] == 1 and summary["absences_over_1ms"] == len(noted["gaps"])
-    finally:
-        if old is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = old
+    assert str(absences.PROBE) not in os.environ.get("PYTHONPATH", "")
