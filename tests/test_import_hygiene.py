@@ -1,6 +1,8 @@
 """The headless core must never import Textual (only labconsole.tui may)."""
 
 import ast
+import json
+import os
 import pkgutil
 import subprocess
 import sys
@@ -84,3 +86,50 @@ def test_every_deferred_import_is_listed_with_its_reason():
     assert not unlisted, f"imports inside functions with no reason in pyproject.toml [tool.labconsole.deferred-imports]: {unlisted} (import at the top of the module, or list it with why)"
     assert not stale, f"listed in [tool.labconsole.deferred-imports] but no longer deferred: {stale}"
     assert all(isinstance(why, str) and len(why) > 10 for why in listed.values())
+
+
+# numpy (60 ms of imports, about an eighth of the first paint) loads after the console's first
+# paint: with the first readings, plots or replay (issue 15: first paint < 0.5 s).
+FIRST_PAINT_HEAVY = ("numpy", "pandas")
+
+
+def test_console_imports_without_numpy():
+    """What `labconsole` imports before it builds the console: the CLI, the app module (the Bench
+    screen with it) and the profile it opens."""
+    code = (
+        "import sys\n"
+        "import labconsole.cli, labconsole.tui.app\n"
+        "from labconsole.profile import default_profile_path, load_profile\n"
+        "load_profile(default_profile_path())\n"
+        f"heavy = [m for m in {FIRST_PAINT_HEAVY!r} if m in sys.modules]\n"
+        "print(heavy)\n"
+        "sys.exit(1 if heavy else 0)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=str(ROOT), capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, f"imported before the first paint: {out.stdout} {out.stderr}"
+
+
+def test_console_first_paint_without_numpy():
+    """The console itself, headless, up to its first paint (mount, the Bench screen's first tick):
+    numpy is not loaded yet, and the bench monitor, whose thread imports it with the recorder
+    and the drivers, waits for the first frame to start."""
+    code = (
+        "import json, sys\n"
+        "from labconsole.tui.app import LabConsole, start_choice\n"
+        "seen = {}\n"
+        "painted = LabConsole._painted\n"
+        "def probe(self):\n"
+        "    mon = self.bench_monitor\n"
+        f"    seen.update(heavy=[m for m in {FIRST_PAINT_HEAVY!r} if m in sys.modules], screen=type(self.screen).__name__,\n"
+        "                monitor_started=None if mon is None else mon.started)\n"
+        "    painted(self)\n"
+        "LabConsole._painted = probe\n"
+        "loaded, setup, notice = start_choice(None)\n"
+        "LabConsole(loaded, setup=setup, notice=notice).run(headless=True, size=(160, 48))\n"
+        "print(json.dumps(seen))\n"
+    )
+    env = dict(os.environ, LABCONSOLE_EXIT_AFTER_FIRST_PAINT="1")
+    out = subprocess.run([sys.executable, "-c", code], cwd=str(ROOT), env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen == {"heavy": [], "screen": "BenchScreen", "monitor_started": False}, seen

@@ -15,9 +15,10 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class CpuUtilisation:
@@ -286,6 +287,8 @@ class LoadModel:
     def readings(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """n readings at once (watts, volts, amps, pf), at one utilisation: the same random
         stream as n calls of `reading`, for a meter that hands over a block of samples."""
+        import numpy as np
+
         u = max(0.0, min(1.0, self.utilisation()))
         with self._lock:
             g = self._rng.gauss

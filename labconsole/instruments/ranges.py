@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 # MLPerf power-dev sets the current range to 1.1 x the max amps seen while ranging.
 CURRENT_MARGIN = 1.1
@@ -53,6 +55,8 @@ class AccuracySpec:
 
     def uncertainty_w_many(self, watts: np.ndarray, range_v: np.ndarray, range_a: np.ndarray, pf: np.ndarray) -> np.ndarray:
         """`uncertainty_w` for arrays of samples (NaN where watts or a range is NaN)."""
+        import numpy as np
+
         u = np.abs(watts) * self.reading_pct / 100.0 + range_v * range_a * self.range_pct / 100.0
         if self.pf_influence_pct:
             with np.errstate(invalid="ignore", divide="ignore"):

@@ -17,17 +17,20 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from labconsole import events as ev
 from labconsole.emulators.registry import start_for_source
-from labconsole.session.decimate import minmax_pairs
 from labconsole.session.progress import WORKLOAD_PHASES, PhaseProgress, RunEstimate, phase_progress, run_estimate
 from labconsole.events import Event, EventBus
-from labconsole.samples.batch import OK
-from labconsole.samples.ring import ChannelRing
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from labconsole.samples.ring import ChannelRing
+
+# numpy is imported in the functions that compute with it: the console's first paint imports
+# this module (the Bench screen's monitor) and does without numpy (issue 15: first paint < 0.5 s).
 
 # Phases in which the workload or the idle baseline runs (they get a progress bar).
 TIMED_PHASES = ("idle", "ranging", "testing")
@@ -61,6 +64,8 @@ class SeriesHistory:
     """
 
     def __init__(self, cap: int = 2_000_000):
+        import numpy as np
+
         self.cap = cap
         self._t = np.empty(4096, dtype=np.float64)
         self._y = np.empty(4096, dtype=np.float64)
@@ -88,6 +93,8 @@ class SeriesHistory:
         self._version += 1
 
     def extend(self, t: np.ndarray, y: np.ndarray) -> None:
+        import numpy as np
+
         k = len(t)
         if k == 0:
             return
@@ -100,6 +107,8 @@ class SeriesHistory:
         self._y[self._n : need] = y
         self._n = need
         if self._n > self.cap:
+            from labconsole.session.decimate import minmax_pairs
+
             tt, yy = minmax_pairs(self.t, self.y, self.cap // 2)
             self._n = len(tt)
             self._version += 1
@@ -107,6 +116,10 @@ class SeriesHistory:
             self._y[: self._n] = yy
 
     def extend_samples(self, batch: np.ndarray) -> None:
+        import numpy as np
+
+        from labconsole.samples.batch import OK
+
         if len(batch) == 0:
             return
         watts = np.where(batch["status"] == OK, batch["watts"], np.nan)
@@ -131,6 +144,8 @@ class SeriesHistory:
         """Mean of the valid samples from `t0` on. Asked every tick for the same `t0` (the
         phase's start), it adds only the samples that came since: a 2 M-point history cost
         6 ms a tick summed again whole."""
+        import numpy as np
+
         c = self._mean
         if c is not None and c[0] == t0 and c[1] == self._version and c[2] <= self._n:
             _, _, i, total, count = c
@@ -145,6 +160,8 @@ class SeriesHistory:
 
     def last_valid_point(self) -> tuple[float, float]:
         """(t, value) of the newest valid point; (NaN, NaN) when there is none."""
+        import numpy as np
+
         y = self.y
         tail = max(0, len(y) - 256)  # the newest is nearly always near the end: look there first
         ok = np.flatnonzero(np.isfinite(y[tail:]))
@@ -156,6 +173,8 @@ class SeriesHistory:
         return float(self.t[ok[-1]]), float(y[ok[-1]])
 
     def last_valid(self) -> float:
+        import numpy as np
+
         y = self.y[-64:]
         y = y[np.isfinite(y)]
         return float(y[-1]) if len(y) else float("nan")
@@ -167,6 +186,8 @@ def qps_series(wall_ns: np.ndarray, completed: np.ndarray, window_s: float = 1.0
     (completed[i] - completed[j]) / (t[i] - t[j]) with j the first point at most `window_s`
     earlier; the first point of a series has no rate and is left out.
     """
+    import numpy as np
+
     t = np.asarray(wall_ns, dtype=np.float64) / 1e9
     c = np.asarray(completed, dtype=np.float64)
     if len(t) < 2:
@@ -185,6 +206,8 @@ def qps_series(wall_ns: np.ndarray, completed: np.ndarray, window_s: float = 1.0
 def qps_over_phases(progress: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
     """QPS over a whole run from each phase's (wall_ns, completed): the phases in time order,
     a NaN between two of them so a plot shows a gap, not a ramp."""
+    import numpy as np
+
     ts, qs = [], []
     for _, (w, c) in sorted(progress.items(), key=lambda kv: int(kv[1][0][0]) if len(kv[1][0]) else 0):
         t, q = qps_series(w, c)
@@ -377,6 +400,8 @@ class ProcedureSession(LiveSession):
         return dict(rec.rings) if rec is not None else {}
 
     def progress(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        import numpy as np
+
         out = {}
         for phase, points in list(self.proc.progress.items()):
             pts = list(points)  # appended by the procedure thread; a copy is consistent
@@ -442,6 +467,10 @@ class BenchMonitor:
         self._thread: threading.Thread | None = None
         self.stopped = threading.Event()
 
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
     def start(self) -> None:
         self._thread = threading.Thread(target=self._target, name="bench-monitor", daemon=True)
         self._thread.start()
@@ -500,3 +529,5 @@ class BenchMonitor:
     def stop(self) -> None:
         """Ask the thread to close everything (returns at once; `stopped` is set when done)."""
         self._stop.set()
+        if self._thread is None:  # never started: nothing was opened, nothing to wait for
+            self.stopped.set()

@@ -12,8 +12,10 @@ Pure arithmetic on snapshots (no I/O, no UI), so the TUI, the CLI and tests shar
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 WORKLOAD_PHASES = ("ranging", "testing")
 PHASE_OVERHEAD_S = 3.0  # LoadGen's start, the worker's settings, the tail recorded after the end
@@ -107,6 +109,8 @@ class RunEstimate:
 
 def recent_rate(wall_ns: np.ndarray, completed: np.ndarray, window_s: float = RATE_WINDOW_S) -> float | None:
     """Completed per second over the last `window_s` of progress points."""
+    import numpy as np
+
     if len(wall_ns) < 2:
         return None
     t = np.asarray(wall_ns, dtype=np.float64) / 1e9
@@ -127,6 +131,8 @@ def phase_progress(phase: str, scenario: str, elapsed_s: float, min_duration_s: 
         if target.get("min_duration_s"):
             p.min_duration_s = float(target["min_duration_s"])
     if points:
+        import numpy as np
+
         last = points[-1]
         p.issued, p.completed = int(last.issued), int(last.completed)
         tail = points[-64:]

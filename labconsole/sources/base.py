@@ -13,12 +13,14 @@ import os
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from labconsole.instruments.ranges import AccuracySpec, RangeState
-from labconsole.samples.batch import ChannelBatch
+
+if TYPE_CHECKING:
+    from labconsole.samples.batch import ChannelBatch
 
 
 class SourceError(RuntimeError):

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-import numpy as np
 from pydantic import Field
 
 from labconsole import __version__
@@ -25,9 +24,13 @@ from labconsole.instruments.ranges import (
     RangeState,
     pick_range,
 )
-from labconsole.samples.batch import NO_DATA, OK, OVERRANGE, ChannelBatch, empty_batch, now_ns
 from labconsole.sources.base import Capabilities, DriverOptions, Identity, Source, SourceError
 from labconsole.instruments.yokogawa import lookup_model
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from labconsole.samples.batch import ChannelBatch
 
 
 # The longest a block of samples waits in the simulated meter before the recorder gets it.
@@ -140,6 +143,12 @@ class SimulatedSource(Source):
         BLOCK_S: a fast meter hands its buffer over a few times a second, so the recorder (and
         the CPU the system under test shares with it) wakes 1 / BLOCK_S times a second at most,
         whatever the sample rate. Each sample keeps its own time on the grid."""
+        # numpy and the sample batches load with the first read, not with the profile (whose
+        # check imports this module for its Options): the console's first paint does without them.
+        import numpy as np
+
+        from labconsole.samples.batch import OK, ChannelBatch, empty_batch, now_ns
+
         if not self._open:
             raise SourceError(f"{self.name}: read() on a closed source")
         interval = self.sample_interval_s
@@ -189,6 +198,10 @@ class SimulatedSource(Source):
         """The range each reading was taken in, and its status: with auto-ranging the reading
         during which a range switches is invalid (a real meter gives none); on fixed ranges a
         reading above 140 % of the range is over-range."""
+        import numpy as np
+
+        from labconsole.samples.batch import NO_DATA, OK, OVERRANGE
+
         n = len(volts)
         range_v, range_a = np.empty(n), np.empty(n)
         status = np.full(n, OK, dtype=np.uint8)

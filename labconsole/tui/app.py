@@ -25,7 +25,6 @@ from textual.screen import Screen
 
 from labconsole.profile import ProfileError, default_profile_path, load_profile
 from labconsole.session.live import BenchMonitor, LiveSession, ProcedureSession
-from labconsole.session.replay import ReplaySession
 from labconsole.tui.format import escape
 from labconsole.tui.recent import last_profile, remember_profile
 from labconsole.tui.screens.bench import BenchScreen
@@ -173,6 +172,8 @@ class LabConsole(App[int]):
         if os.environ.get(EXIT_AFTER_FIRST_PAINT_ENV) == "1" and not self.run_in_progress:
             self._close_sessions()
             self.exit(0)
+            return
+        self._start_bench_monitor()
 
     def on_unmount(self) -> None:
         self._close_sessions()
@@ -429,6 +430,8 @@ class LabConsole(App[int]):
         self.run_worker(lambda: self._open_replay(Path(path), speed or 1.0), thread=True, exit_on_error=False, group="open-replay")
 
     def _open_replay(self, path: Path, speed: float) -> None:
+        from labconsole.session.replay import ReplaySession  # deferred: it brings numpy and the readers the first paint does without
+
         try:
             session = ReplaySession(path, speed=speed)
             session.start()
@@ -461,8 +464,19 @@ class LabConsole(App[int]):
         if self.watch:  # the operator's run holds the instruments; an observer never opens them
             return
         if self.bench_monitor is None and not self.run_in_progress:
-            self.bench_monitor = BenchMonitor(self.loaded)
-            self.bench_monitor.start()
+            self.bench_monitor = BenchMonitor(self.loaded)  # its sources show "opening" until it has opened them
+            if self.first_paint_s is not None:
+                self.bench_monitor.start()
+            else:
+                # Its thread imports the recorder, the drivers and numpy (60-80 ms of CPU): started
+                # before the first paint it held the GIL against it, so it starts once the first
+                # frame is out (_painted), or after a second should no first paint be recorded.
+                self.set_timer(1.0, self._start_bench_monitor)
+
+    def _start_bench_monitor(self) -> None:
+        mon = self.bench_monitor
+        if mon is not None and not mon.started:
+            mon.start()
 
     def stop_bench_monitor(self) -> None:
         if self.bench_monitor is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -11,12 +13,16 @@ from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Footer, Static
 
 from labconsole import events as ev
-from labconsole.session import fleet_view
 from labconsole.session.live import LiveSession, SeriesHistory, qps_over_phases
 from labconsole.tui.format import si
-from labconsole.tui.plot import Marker, Series
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
+
+    from labconsole.tui.plot import Marker, Series
+
+# The plots, the fleet's total and numpy load with the first LiveData pull (the Run and
+# Calibrate screens): the console's first paint, the Bench screen, does without them.
 
 
 class LiveText(Widget):
@@ -236,6 +242,8 @@ class LiveData:
 
     def pull(self) -> tuple[bool, list]:
         """Take new samples and events; returns (timeline reset, new events)."""
+        from labconsole.tui.plot import Marker
+
         s = self.session
         if s is None:
             return False, []
@@ -257,6 +265,11 @@ class LiveData:
         return reset, new
 
     def power_series(self) -> list[Series]:
+        import numpy as np
+
+        from labconsole.session import fleet_view
+        from labconsole.tui.plot import Series
+
         out = []
         per_source: dict[str, list] = {}
         for (src, ch), h in self.histories.items():
@@ -280,5 +293,7 @@ class LiveData:
         """QPS over the whole session: each phase's series, NaN between phases (a gap, not a ramp)."""
         s = self.session
         if s is None:
+            import numpy as np
+
             return np.empty(0), np.empty(0)
         return qps_over_phases(s.progress())

@@ -8,7 +8,6 @@ profile does not use with the lines to add it.
 
 from __future__ import annotations
 
-import numpy as np
 import yaml
 from textual import work
 from textual.app import ComposeResult
@@ -151,6 +150,8 @@ class BenchScreen(TickingScreen):
                 last = h.last_valid()
                 readings.append((f"{ch} " if ch != "main" else "") + num(last, ".1f", "W"))
                 if now is not None and len(h):
+                    import numpy as np  # deferred: the first tick (before the first paint) has no readings yet
+
                     i = int(np.searchsorted(h.t, now - TREND_S))
                     y = h.y[i:]
                     trend = [float(v) for v in y[np.isfinite(y)][-400:]]
