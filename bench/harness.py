@@ -328,32 +328,21 @@ def server_search(run_fn, start: float, steps: int, tol: float):
     return lo
 
 
-def add_absence_rows(res: Result, k: str, runs: dict[str, list[dict]], tail_dur: float) -> None:
-    """What sets the tail here: how often LoadGen's issue thread is away for over 1 ms (a
-    machine's or the harness's doing), and the tail of the runs that had no absence over 2 ms
-    (what is left once the absences are out). Together they tell the harness's share: were the
-    harness to cause absences, its rate would exceed bare's; the clean runs show what else it adds."""
-    lab, bare = absences.summarize(runs["labconsole"]), absences.summarize(runs["bare"])
-    if not (lab["runs"] and bare["runs"]):
+def add_absence_rows(res: Result, k: str, runs: dict[str, list[dict]]) -> None:
+    """What sets the tail here: how often LoadGen's issue thread is away for over 1 ms, a
+    machine's doing or the harness's; were the harness to cause absences, it would have more
+    than bare round after round."""
+    one, two = absences.paired(runs["labconsole"], runs["bare"], 1.0), absences.paired(runs["labconsole"], runs["bare"], 2.0)
+    if not one["rounds"]:
         return
-    r = absences.ratio(lab["absences_over_1ms"], lab["test_s"], bare["absences_over_1ms"], bare["test_s"])
-    r2 = absences.ratio(lab["absences_over_2ms"], lab["test_s"], bare["absences_over_2ms"], bare["test_s"])
-    res.add(f"Server @ {k} QPS: LoadGen issue thread's absences over 1 ms, worker + meter + live view", lab["absences_over_1ms_per_s"], "/s",
-            anchor=bare["absences_over_1ms_per_s"], anchor_label="bare LoadGen",
-            note=f"what sets p99.9: gaps of over 1 ms between two issue calls, pooled over every run ({lab['absences_over_1ms']} in {lab['test_s']:g} s against "
-                 f"{bare['absences_over_1ms']} in {bare['test_s']:g} s); ratio 95 % interval {r.get('low')}-{r.get('high')}; over 2 ms: "
-                 f"{lab['absences_over_2ms']} against {bare['absences_over_2ms']} (ratio {r2.get('ratio')}, {r2.get('low')}-{r2.get('high')}); "
-                 f"away {lab['away_ms_per_s']:.1f} against {bare['away_ms_per_s']:.1f} ms/s (bench.issue_gaps)")
-    clean_lab, clean_bare = lab["p999_ms_runs_without_an_absence_over_2ms"], bare["p999_ms_runs_without_an_absence_over_2ms"]
-    if clean_lab and clean_bare:
-        res.add(f"Server @ {k} QPS: p99.9 latency of runs with no absence over 2 ms, worker + meter + live view", median(clean_lab), "ms",
-                anchor=median(clean_bare), anchor_label="bare LoadGen",
-                note=f"medians of {len(clean_lab)} (labconsole) and {len(clean_bare)} (bare) of {tail_dur:g} s runs that had none; "
-                     f"the others' p99.9: {_short_list(lab['p999_ms_runs_with_one'])} against {_short_list(bare['p999_ms_runs_with_one'])} ms")
-
-
-def _short_list(values: list[float]) -> str:
-    return "[" + ", ".join(f"{v:.2g}" for v in values) + "]"
+    lab = absences.summarize(runs["labconsole"])
+    bare = absences.summarize(runs["bare"])
+    res.add(f"Server @ {k} QPS: LoadGen issue thread's absences over 1 ms, worker + meter + live view", one["ours_median_per_s"], "/s",
+            anchor=one["anchor_median_per_s"], anchor_label="bare LoadGen",
+            note=f"what sets p99.9: gaps of over 1 ms between two issue calls (bench/absences.py), median of the runs' rates; labconsole had more in "
+                 f"{one['rounds_ours_more']} of {one['rounds']} alternating rounds, fewer in {one['rounds_ours_fewer']} (sign test p {one['sign_test_p']:.2g}); "
+                 f"over 2 ms: more in {two['rounds_ours_more']}, fewer in {two['rounds_ours_fewer']} (p {two['sign_test_p']:.2g}); "
+                 f"each run's count {lab['absences_over_1ms_each_run']} against {bare['absences_over_1ms_each_run']}")
 
 
 def run(ctx: Context) -> Result:
@@ -410,7 +399,7 @@ def run(ctx: Context) -> Result:
                     note=f"median of {tail_reps} runs of {tail_dur:g} s each way, alternating; interquartile range "
                          f"{_iqr([r[key] for r in runs['labconsole']])} (labconsole), {_iqr([r[key] for r in runs['bare']])} (bare)"
                          + (f"; the worker alone: {median([r[key] for r in runs['worker alone']]):.3f} ms" if "worker alone" in runs else ""))
-        add_absence_rows(res, k, runs, tail_dur)
+        add_absence_rows(res, k, runs)
         waits = {how: median([r["issue_wait_ms_per_s"] for r in runs[how]]) for how in tail_ways}
         res.add(f"Server @ {k} QPS: LoadGen issue thread's run-queue wait, worker + meter + live view", waits["labconsole"], "ms/s",
                 anchor=waits["bare"], anchor_label="bare LoadGen",

@@ -9,8 +9,9 @@ the console beside it (meter, progress, live view) as in bench 1. LoadGen's issu
 noted as it runs (`bench/gap_probe/sitecustomize.py`, loaded into both ways' processes through
 PYTHONPATH; labconsole itself is not changed), and a gap between two calls of over 1 ms is an
 absence (at 10 k QPS a natural gap that long comes once in 22,000 queries; at 100 k, never).
-Rates are pooled over every run of a way (absences per second of test), with a rough 95 %
-interval for each ratio to bare (Poisson counts). `--polling` holds the CPUs out of their
+Each way's runs are summed up (absences per second of test), and compared with bare's round by
+round (`absences.paired`: the machine's absences come in spells, so pooled counts would
+overstate what they resolve). `--polling` holds the CPUs out of their
 idle state as `bench.p99_floor` does (root only).
 """
 
@@ -23,7 +24,7 @@ import sys
 from pathlib import Path
 
 from bench import harness, p99_floor
-from bench.absences import noted, probe_in_children, ratio, summarize
+from bench.absences import noted, paired, probe_in_children, summarize
 from bench.core import Context, alternate, machine_info, utc_now
 
 WAYS = {"bare": harness.run_bare, "worker alone": harness.run_worker_alone, "labconsole": harness.run_labconsole}
@@ -34,11 +35,9 @@ def measure(qps: float, duration_s: float, reps: int, base: Path, polling: bool)
     folders = {way: base / f"{int(qps)}-{i}" for i, way in enumerate(WAYS)}
     runs = alternate({way: (lambda way=way: fns[way]("Server", qps, duration_s, harness._clear(folders[way]))) for way in WAYS}, reps)
     out = {way: summarize(rs) for way, rs in runs.items()}
-    bare = out["bare"]
     for way in ("worker alone", "labconsole"):
-        w = out[way]
-        out[f"{way} / bare, absences over 1 ms per s"] = ratio(w["absences_over_1ms"], w["test_s"], bare["absences_over_1ms"], bare["test_s"])
-        out[f"{way} / bare, absences over 2 ms per s"] = ratio(w["absences_over_2ms"], w["test_s"], bare["absences_over_2ms"], bare["test_s"])
+        out[f"{way} against bare, absences over 1 ms"] = paired(runs[way], runs["bare"], 1.0)
+        out[f"{way} against bare, absences over 2 ms"] = paired(runs[way], runs["bare"], 2.0)
     return out
 
 

@@ -112,7 +112,8 @@ def test_console_imports_without_numpy():
 def test_console_first_paint_without_numpy():
     """The console itself, headless, up to its first paint (mount, the Bench screen's first tick):
     numpy is not loaded yet, and the bench monitor, whose thread imports it with the recorder
-    and the drivers, waits for the first frame to start."""
+    and the drivers, waits for the first frame to start. The cyclic collector is off from
+    `labconsole tui` (cli.cmd_tui) to the first paint, then on."""
     code = (
         "import json, sys\n"
         "from labconsole.tui.app import LabConsole, start_choice\n"
@@ -121,9 +122,13 @@ def test_console_first_paint_without_numpy():
         "def probe(self):\n"
         "    mon = self.bench_monitor\n"
         f"    seen.update(heavy=[m for m in {FIRST_PAINT_HEAVY!r} if m in sys.modules], screen=type(self.screen).__name__,\n"
-        "                monitor_started=None if mon is None else mon.started)\n"
+        "                monitor_started=None if mon is None else mon.started, gc_before=gc.isenabled())\n"
         "    painted(self)\n"
+        "    seen.update(gc_after=gc.isenabled())\n"
         "LabConsole._painted = probe\n"
+        "import argparse, gc, labconsole.cli, labconsole.tui.app as app\n"
+        "app.run_tui = lambda **kw: seen.update(gc_in_run_tui=gc.isenabled()) or 0\n"
+        "labconsole.cli.cmd_tui(argparse.Namespace(profile=None, watch=False))\n"
         "loaded, setup, notice = start_choice(None)\n"
         "LabConsole(loaded, setup=setup, notice=notice).run(headless=True, size=(160, 48))\n"
         "print(json.dumps(seen))\n"
@@ -132,4 +137,6 @@ def test_console_first_paint_without_numpy():
     out = subprocess.run([sys.executable, "-c", code], cwd=str(ROOT), env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     seen = json.loads(out.stdout.strip().splitlines()[-1])
-    assert seen == {"heavy": [], "screen": "BenchScreen", "monitor_started": False}, seen
+    # `labconsole` holds the cyclic collector off until the first paint, which turns it on
+    assert seen == {"heavy": [], "screen": "BenchScreen", "monitor_started": False,
+                    "gc_in_run_tui": False, "gc_before": False, "gc_after": True}, seen

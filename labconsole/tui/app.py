@@ -129,6 +129,7 @@ class LabConsole(App[int]):
             pass
         if self.watch:
             self._follow()
+        self.set_timer(2.0, gc.enable)  # should no first paint be recorded (see _painted)
         self.switch_mode(self._start_mode)
         if self.watch:
             self.notify("Watching: this console follows the run being recorded at the bench; only the operator there starts or aborts runs.", timeout=8)
@@ -169,6 +170,7 @@ class LabConsole(App[int]):
         # out of the collector's sight, a full collection no longer walks it (measured: 50-95 ms
         # pauses, a key press caught behind one waited that long).
         gc.freeze()
+        gc.enable()  # `labconsole` turns it off until now (cli.cmd_tui)
         if os.environ.get(EXIT_AFTER_FIRST_PAINT_ENV) == "1" and not self.run_in_progress:
             self._close_sessions()
             self.exit(0)
@@ -686,12 +688,14 @@ def run_tui(profile: str | None = None, replay: str | None = None, speed: float 
         else:
             loaded, setup, notice = start_choice(profile, replay)
     except (ProfileError, FileNotFoundError) as exc:
+        gc.enable()
         print(str(exc), file=sys.stderr)
         return 2
     app = LabConsole(loaded, replay=replay, speed=speed, setup=setup, notice=notice, watch=watch)
     try:
         result = app.run()
     finally:
+        gc.enable()  # should the console have ended before its first paint
         # Never leave a run unsealed: if the console went away mid-run, stop it and wait
         # for the seal (the procedure thread does it) before the process ends.
         s = app.session
