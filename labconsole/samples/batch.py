@@ -42,9 +42,28 @@ STATUS_NAMES = {OK: "ok", OVERRANGE: "overrange", NO_DATA: "no_data", ERROR: "er
 FLOAT_FIELDS = ("watts", "volts", "amps", "pf", "energy_j", "uncertainty_w", "range_v", "range_a")
 
 
+PAIR_BRACKET_NS = 50_000  # two clock reads normally lie < 1 us apart; further means a thread switch
+
+
 def now_ns() -> tuple[int, int]:
-    """(wall ns, monotonic ns) taken together, as close to the reading as possible."""
-    return time.time_ns(), time.monotonic_ns()
+    """(wall ns, monotonic ns) taken together, as close to the reading as possible.
+
+    Drivers date a block of samples on the monotonic clock and turn it into wall time with this
+    pair, so an error in the pair moves the whole block. Python may hand the GIL to another
+    thread between any two calls, and a pair read across such a switch is skewed by as long as
+    that thread ran (up to its 5 ms switch interval, more on a busy machine): a hole, or an
+    overlap, at the block's edge. So the wall clock is read between two monotonic reads, and
+    read again when those lie more than PAIR_BRACKET_NS apart (three tries, then the tightest)."""
+    tries = []
+    for _ in range(3):
+        m0 = time.monotonic_ns()
+        wall = time.time_ns()
+        m1 = time.monotonic_ns()
+        if m1 - m0 <= PAIR_BRACKET_NS:
+            return wall, (m0 + m1) // 2
+        tries.append((m1 - m0, wall, (m0 + m1) // 2))
+    _, wall, mono = min(tries)
+    return wall, mono
 
 
 def empty_batch(n: int) -> np.ndarray:

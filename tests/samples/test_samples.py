@@ -114,3 +114,31 @@ def test_flush_error_keeps_pending_samples(tmp_path):
     assert w.flush() == 5
     w.close()
     assert len(read_sample_stream(p).frame) == 5
+
+
+def test_now_ns_pair_survives_a_thread_switch_between_its_clock_reads(monkeypatch):
+    """A switch to another thread right after the wall clock is read (Python may switch between
+    any two calls) must not skew the pair: every block a driver dates with it would move by as
+    long as the other thread ran, leaving a hole at the block's edge."""
+    import time as real_time
+
+    from labconsole.samples import batch
+
+    offset = real_time.time_ns() - real_time.monotonic_ns()  # wall - monotonic, as the clocks stand
+    switched = []
+
+    class SwitchAfterWallRead:
+        monotonic_ns = staticmethod(real_time.monotonic_ns)
+
+        @staticmethod
+        def time_ns() -> int:
+            wall = real_time.time_ns()
+            if not switched:  # the first read only: another thread then runs for 5 ms
+                switched.append(wall)
+                real_time.sleep(0.005)
+            return wall
+
+    monkeypatch.setattr(batch, "time", SwitchAfterWallRead)
+    wall, mono = batch.now_ns()
+    assert switched, "the pair was not read through the clocks given"
+    assert abs((wall - mono) - offset) < 1_000_000, (wall - mono - offset) / 1e6  # within 1 ms, not 5
