@@ -6,6 +6,8 @@ import os
 import pkgutil
 import subprocess
 import sys
+
+import pytest
 import tomllib
 from pathlib import Path
 
@@ -109,11 +111,13 @@ def test_console_imports_without_numpy():
     assert out.returncode == 0, f"imported before the first paint: {out.stdout} {out.stderr}"
 
 
-def test_console_first_paint_without_numpy():
-    """The console itself, headless, up to its first paint (mount, the Bench screen's first tick):
-    numpy is not loaded yet, and the bench monitor, whose thread imports it with the recorder
-    and the drivers, waits for the first frame to start. The cyclic collector is off from
-    `labconsole tui` (cli.cmd_tui) to the first paint, then on."""
+@pytest.mark.parametrize("new_user", [False, True], ids=["bench", "new-user-setup"])
+def test_console_first_paint_without_numpy(new_user, tmp_path):
+    """The console itself, headless, up to its first paint (mount, the first screen's first tick):
+    numpy is not loaded yet. The Bench screen's monitor and, for a new user (no profile in
+    ./profiles), the Setup screen's device search import it with the drivers in a thread: both
+    wait for the first frame to start. The cyclic collector is off from `labconsole tui`
+    (cli.cmd_tui) to the first paint, then on."""
     code = (
         "import json, sys\n"
         "from labconsole.tui.app import LabConsole, start_choice\n"
@@ -122,7 +126,8 @@ def test_console_first_paint_without_numpy():
         "def probe(self):\n"
         "    mon = self.bench_monitor\n"
         f"    seen.update(heavy=[m for m in {FIRST_PAINT_HEAVY!r} if m in sys.modules], screen=type(self.screen).__name__,\n"
-        "                monitor_started=None if mon is None else mon.started, gc_before=gc.isenabled())\n"
+        "                monitor_started=None if mon is None else mon.started, gc_before=gc.isenabled(),\n"
+        "                threads_started=sorted(w.group for w in self.workers if w.group in ('setup-discover',)))\n"
         "    painted(self)\n"
         "    seen.update(gc_after=gc.isenabled())\n"
         "LabConsole._painted = probe\n"
@@ -134,9 +139,14 @@ def test_console_first_paint_without_numpy():
         "print(json.dumps(seen))\n"
     )
     env = dict(os.environ, LABCONSOLE_EXIT_AFTER_FIRST_PAINT="1")
-    out = subprocess.run([sys.executable, "-c", code], cwd=str(ROOT), env=env, capture_output=True, text=True, timeout=120)
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    out = subprocess.run([sys.executable, "-c", code], cwd=str(tmp_path if new_user else ROOT), env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     seen = json.loads(out.stdout.strip().splitlines()[-1])
     # `labconsole` holds the cyclic collector off until the first paint, which turns it on
-    assert seen == {"heavy": [], "screen": "BenchScreen", "monitor_started": False,
-                    "gc_in_run_tui": False, "gc_before": False, "gc_after": True}, seen
+    expected = {"heavy": [], "gc_in_run_tui": False, "gc_before": False, "gc_after": True, "threads_started": []}
+    if new_user:  # the built-in bench behind the Setup screen: no monitor until setup is left
+        expected.update(screen="SetupScreen", monitor_started=None)
+    else:
+        expected.update(screen="BenchScreen", monitor_started=False)
+    assert seen == expected, seen

@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -115,6 +116,7 @@ class LabConsole(App[int]):
         self._initial_replay = (Path(replay), speed) if replay is not None else None
         self._start_mode = "replay" if replay is not None else start_mode
         self.first_paint_s: float | None = None
+        self._after_paint: list[Callable[[], None]] | None = []  # None once run (after_first_paint)
         self.run_screen: RunScreen | None = None
         self.replay_screen: ReplayScreen | None = None
         self._t0 = time.perf_counter()
@@ -129,7 +131,7 @@ class LabConsole(App[int]):
             pass
         if self.watch:
             self._follow()
-        self.set_timer(2.0, gc.enable)  # should no first paint be recorded (see _painted)
+        self.set_timer(1.0, self._first_paint_done)  # should no first paint be recorded (see _painted)
         self.switch_mode(self._start_mode)
         if self.watch:
             self.notify("Watching: this console follows the run being recorded at the bench; only the operator there starts or aborts runs.", timeout=8)
@@ -170,12 +172,28 @@ class LabConsole(App[int]):
         # out of the collector's sight, a full collection no longer walks it (measured: 50-95 ms
         # pauses, a key press caught behind one waited that long).
         gc.freeze()
-        gc.enable()  # `labconsole` turns it off until now (cli.cmd_tui)
         if os.environ.get(EXIT_AFTER_FIRST_PAINT_ENV) == "1" and not self.run_in_progress:
+            gc.enable()
             self._close_sessions()
             self.exit(0)
             return
-        self._start_bench_monitor()
+        self._first_paint_done()
+
+    def after_first_paint(self, fn: Callable[[], None]) -> None:
+        """Run `fn` once the first frame is out (at once if it is). For start-up work in a thread
+        (the Bench screen's monitor, the Setup screen's device search): each imports drivers and
+        numpy (60-80 ms of CPU) and, started earlier, held the GIL against the first paint."""
+        if self.first_paint_s is not None or self._after_paint is None:
+            fn()
+        else:
+            self._after_paint.append(fn)
+
+    def _first_paint_done(self) -> None:
+        """After the first paint, or a second after mounting should none be recorded."""
+        gc.enable()  # `labconsole` turns it off until now (cli.cmd_tui)
+        waiting, self._after_paint = self._after_paint, None
+        for fn in waiting or ():
+            fn()
 
     def on_unmount(self) -> None:
         self._close_sessions()
@@ -467,13 +485,7 @@ class LabConsole(App[int]):
             return
         if self.bench_monitor is None and not self.run_in_progress:
             self.bench_monitor = BenchMonitor(self.loaded)  # its sources show "opening" until it has opened them
-            if self.first_paint_s is not None:
-                self.bench_monitor.start()
-            else:
-                # Its thread imports the recorder, the drivers and numpy (60-80 ms of CPU): started
-                # before the first paint it held the GIL against it, so it starts once the first
-                # frame is out (_painted), or after a second should no first paint be recorded.
-                self.set_timer(1.0, self._start_bench_monitor)
+            self.after_first_paint(self._start_bench_monitor)
 
     def _start_bench_monitor(self) -> None:
         mon = self.bench_monitor

@@ -187,7 +187,7 @@ class SetupScreen(ConsoleScreen):
     def on_mount(self) -> None:
         self._show_step()
         self._sync_workload_fields()
-        self.action_discover()
+        self.action_discover(after_first_paint=True)
         self.call_after_refresh(self._filled)
 
     def _filled(self) -> None:
@@ -513,14 +513,18 @@ class SetupScreen(ConsoleScreen):
             self.notify(f"nothing usable at {offer.address}: {offer.detail or offer.status}", severity="error", timeout=10)
 
     # --- discovery (a worker thread) ------------------------------------------------------------------
-    def action_discover(self) -> None:
+    def action_discover(self, after_first_paint: bool = False) -> None:
         if self.discovering:
             return
 
         hints: dict[str, Any] = {}
         self.discovering = True
         self.query_one("#setup-found", Static).update("[cyan]Looking for meters and devices (GPUs, RAPL, VISA and serial meters, PTDaemon, LPM01A)...[/]")
-        self._discover(hints)
+        later = getattr(self.app, "after_first_paint", None) if after_first_paint else None
+        if later is not None:  # a new user's first screen: the search's imports wait for the first frame
+            later(lambda: self._discover(hints))
+        else:
+            self._discover(hints)
 
     def _find(self, hints: dict[str, Any]) -> list:
         """The wizard's discovery: every driver's, keeping why each found nothing (to say so)."""
