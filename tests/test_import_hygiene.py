@@ -116,7 +116,7 @@ def test_console_first_paint_without_numpy(new_user, tmp_path):
     """The console itself, headless, up to its first paint (mount, the first screen's first tick):
     numpy is not loaded yet. The Bench screen's monitor and, for a new user (no profile in
     ./profiles), the Setup screen's device search import it with the drivers in a thread: both
-    wait for the first frame to start. The cyclic collector is off from `labconsole tui`
+    wait for the first frame to start, as do the Setup screen's later steps. The cyclic collector is off from `labconsole tui`
     (cli.cmd_tui) to the first paint, then on."""
     code = (
         "import json, sys\n"
@@ -127,7 +127,8 @@ def test_console_first_paint_without_numpy(new_user, tmp_path):
         "    mon = self.bench_monitor\n"
         f"    seen.update(heavy=[m for m in {FIRST_PAINT_HEAVY!r} if m in sys.modules], screen=type(self.screen).__name__,\n"
         "                monitor_started=None if mon is None else mon.started, gc_before=gc.isenabled(),\n"
-        "                threads_started=sorted(w.group for w in self.workers if w.group in ('setup-discover',)))\n"
+        "                threads_started=sorted(w.group for w in self.workers if w.group in ('setup-discover',)),\n"
+        "                steps_built=[w.id for w in self.screen.query('.setup-step')])\n"
         "    painted(self)\n"
         "    seen.update(gc_after=gc.isenabled())\n"
         "LabConsole._painted = probe\n"
@@ -146,7 +147,8 @@ def test_console_first_paint_without_numpy(new_user, tmp_path):
     # `labconsole` holds the cyclic collector off until the first paint, which turns it on
     expected = {"heavy": [], "gc_in_run_tui": False, "gc_before": False, "gc_after": True, "threads_started": []}
     if new_user:  # the built-in bench behind the Setup screen: no monitor until setup is left
-        expected.update(screen="SetupScreen", monitor_started=None)
+        # and of its four steps only the first is built (the others' ~20 fields come after the paint)
+        expected.update(screen="SetupScreen", monitor_started=None, steps_built=["step-sources"])
     else:
-        expected.update(screen="BenchScreen", monitor_started=False)
+        expected.update(screen="BenchScreen", monitor_started=False, steps_built=[])
     assert seen == expected, seen

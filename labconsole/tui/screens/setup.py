@@ -137,11 +137,11 @@ class SetupScreen(ConsoleScreen):
         self._validate_timer = None
         self._touched: set = set()  # fields the person changed (their messages show while typing)
         self._loading = True  # widgets being filled in: their change events are not answers
+        self._steps_mounting = False
+        self.steps_ready = False  # steps 2-4 mounted (after the first paint)
 
     # --- layout ---------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        w = self.wizard
-        lg = w.loadgen
         yield TopBar(id="setup-top")
         yield Static(id="setup-steps")
         with ContentSwitcher(initial="step-sources", id="setup-body"):
@@ -154,41 +154,68 @@ class SetupScreen(ConsoleScreen):
                              "Enter asks it", row_id="setup-address-row")
                 yield Vertical(id="setup-offers")
                 yield _field("metric from", Select([], allow_blank=True, compact=True, id="setup-primary"), "the source MLPerf's metric uses", row_id="setup-primary-row")
-            with VerticalScroll(id="step-workload", classes="setup-step"):
-                yield Static(escape(w.steps[1].help), classes="setup-help")
-                yield _field("load from", Select([("a built-in SUT under the real LoadGen", "loadgen"), ("your own harness (a command)", "command")], value="loadgen", allow_blank=False, compact=True, id="wl-type"))
-                yield _field("SUT", Input(str(lg.get("sut") or ""), suggester=SuggestFromList(SUT_SUGGESTIONS), compact=True, id="wl-sut"), "matmul | null | sleep | python:MODULE:FUNCTION", row_id="row-sut")
-                yield _field("SUT options", Input("", placeholder="e.g. size=128 threads=0", compact=True, id="wl-sut-options"), "KEY=VALUE, separated by spaces", row_id="row-sut-options")
-                yield _field("command", Input("", placeholder="PROGRAM ARG ...", compact=True, id="wl-command"), "run as an argument list, never by a shell", row_id="row-command")
-                yield _field("LoadGen logs in", Input("", placeholder="folder", compact=True, id="wl-logs"), "where your harness writes them", row_id="row-logs")
-                yield _field("scenario", Select([(s, s) for s in SCENARIOS], value=lg.get("scenario") or "Offline", allow_blank=False, compact=True, id="wl-scenario"))
-                yield _field("duration (s)", Input(f"{lg.get('duration_s')}", compact=True, id="wl-duration"), "MLPerf submissions need 600")
-                yield _field("target QPS", Input(str(lg.get("target_qps", "auto")), compact=True, id="wl-qps"), "auto = measured from the SUT first", row_id="row-qps")
-                yield _field("latency (ms)", Input(str(lg.get("expected_latency_ms", "auto")), compact=True, id="wl-latency"), "expected per query; auto = measured", row_id="row-latency")
-                yield _field("p99 bound (ms)", Input("100", compact=True, id="wl-bound"), "Server: the latency bound", row_id="row-bound")
-            with VerticalScroll(id="step-procedure", classes="setup-step"):
-                yield Static(escape(w.steps[2].help), classes="setup-help")
-                yield _field("idle (s)", Input(f"{w.procedure.get('idle_s')}", compact=True, id="pr-idle"), "idle baseline before ranging")
-                yield _field("ranging", TickBox("ranging pass first", value=bool(w.procedure.get("ranging", True)), compact=True, id="pr-ranging"), "MLPerf requires it")
-                yield _field("settle (s)", Input("", placeholder="none", compact=True, id="pr-settle"), "pause after setting ranges")
-            with VerticalScroll(id="step-save", classes="setup-step"):
-                yield Static(escape(w.steps[3].help), classes="setup-help")
-                yield _field("bench name", Input(str(w.meta["name"]), compact=True, id="meta-name"), "letters, digits, _ . -")
-                yield _field("description", Input("", placeholder="optional", compact=True, id="meta-description"))
-                yield _field("recordings in", Input(str(w.meta["recordings"]), compact=True, id="meta-recordings"), "folder for the run bundles")
-                yield Static(id="setup-path")
-                yield Static(id="setup-preview")
         yield Static(id="setup-issues")
         with Horizontal(id="setup-buttons"):
             yield Button("‹ Back (esc)", id="setup-back", compact=True)
             yield Button("Next ›", id="setup-next", variant="primary", compact=True)
         yield KeyFooter()
 
+    def _later_steps(self) -> list[VerticalScroll]:
+        """Steps 2-4, hidden until step 1 is answered: ~20 inputs and selects that cost the
+        first paint ~95 ms to build and style, so they are mounted once it is out."""
+        w = self.wizard
+        lg = w.loadgen
+        workload = VerticalScroll(
+            Static(escape(w.steps[1].help), classes="setup-help"),
+            _field("load from", Select([("a built-in SUT under the real LoadGen", "loadgen"), ("your own harness (a command)", "command")], value="loadgen", allow_blank=False, compact=True, id="wl-type")),
+            _field("SUT", Input(str(lg.get("sut") or ""), suggester=SuggestFromList(SUT_SUGGESTIONS), compact=True, id="wl-sut"), "matmul | null | sleep | python:MODULE:FUNCTION", row_id="row-sut"),
+            _field("SUT options", Input("", placeholder="e.g. size=128 threads=0", compact=True, id="wl-sut-options"), "KEY=VALUE, separated by spaces", row_id="row-sut-options"),
+            _field("command", Input("", placeholder="PROGRAM ARG ...", compact=True, id="wl-command"), "run as an argument list, never by a shell", row_id="row-command"),
+            _field("LoadGen logs in", Input("", placeholder="folder", compact=True, id="wl-logs"), "where your harness writes them", row_id="row-logs"),
+            _field("scenario", Select([(s, s) for s in SCENARIOS], value=lg.get("scenario") or "Offline", allow_blank=False, compact=True, id="wl-scenario")),
+            _field("duration (s)", Input(f"{lg.get('duration_s')}", compact=True, id="wl-duration"), "MLPerf submissions need 600"),
+            _field("target QPS", Input(str(lg.get("target_qps", "auto")), compact=True, id="wl-qps"), "auto = measured from the SUT first", row_id="row-qps"),
+            _field("latency (ms)", Input(str(lg.get("expected_latency_ms", "auto")), compact=True, id="wl-latency"), "expected per query; auto = measured", row_id="row-latency"),
+            _field("p99 bound (ms)", Input("100", compact=True, id="wl-bound"), "Server: the latency bound", row_id="row-bound"),
+            id="step-workload", classes="setup-step")
+        procedure = VerticalScroll(
+            Static(escape(w.steps[2].help), classes="setup-help"),
+            _field("idle (s)", Input(f"{w.procedure.get('idle_s')}", compact=True, id="pr-idle"), "idle baseline before ranging"),
+            _field("ranging", TickBox("ranging pass first", value=bool(w.procedure.get("ranging", True)), compact=True, id="pr-ranging"), "MLPerf requires it"),
+            _field("settle (s)", Input("", placeholder="none", compact=True, id="pr-settle"), "pause after setting ranges"),
+            id="step-procedure", classes="setup-step")
+        save = VerticalScroll(
+            Static(escape(w.steps[3].help), classes="setup-help"),
+            _field("bench name", Input(str(w.meta["name"]), compact=True, id="meta-name"), "letters, digits, _ . -"),
+            _field("description", Input("", placeholder="optional", compact=True, id="meta-description")),
+            _field("recordings in", Input(str(w.meta["recordings"]), compact=True, id="meta-recordings"), "folder for the run bundles"),
+            Static(id="setup-path"),
+            Static(id="setup-preview"),
+            id="step-save", classes="setup-step")
+        steps = [workload, procedure, save]
+        for step in steps:  # the switcher hides what it holds when it mounts, not what comes later
+            step.display = False
+        return steps
+
     def on_mount(self) -> None:
         self._show_step()
-        self._sync_workload_fields()
         self.action_discover(after_first_paint=True)
         self.call_after_refresh(self._filled)
+        later = getattr(self.app, "after_first_paint", None)
+        if later is not None:
+            later(lambda: self.run_worker(self._mount_later_steps(), group="setup-steps"))
+        else:
+            self.run_worker(self._mount_later_steps(), group="setup-steps")
+
+    async def _mount_later_steps(self) -> None:
+        self._steps_mounting = True  # their fields' first change events are not answers
+        await self.query_one("#setup-body", ContentSwitcher).mount_all(self._later_steps())
+        self._sync_workload_fields()
+        self.call_after_refresh(self._later_steps_filled)
+
+    def _later_steps_filled(self) -> None:
+        self._steps_mounting = False
+        self.steps_ready = True
 
     def _filled(self) -> None:
         if not self.discovering:
@@ -254,6 +281,9 @@ class SetupScreen(ConsoleScreen):
         if self.discovering and self.step_key == "sources":
             self.notify("still looking for meters and devices...", timeout=3)
             return
+        if not self.steps_ready:  # a fraction of a second after the first paint
+            self.notify("one moment: the next steps are being laid out", timeout=2)
+            return
         issues = self.validate_step()
         if issues:
             self.notify("Fix the answers marked in red first", severity="warning", timeout=4)
@@ -289,7 +319,7 @@ class SetupScreen(ConsoleScreen):
 
     # --- validation as you go -----------------------------------------------------------------------
     def _changed(self, widget=None) -> None:
-        if self._loading or (self.discovering and self.step_key == "sources"):
+        if self._loading or self._steps_mounting or (self.discovering and self.step_key == "sources"):
             return
         if widget is not None:
             self._touched.add(widget)
