@@ -19,6 +19,8 @@ from pathlib import Path
 from bench.core import median
 
 PROBE = Path(__file__).with_name("gap_probe")
+
+
 def noted(run_fn: Callable[..., dict], path: Path) -> Callable[..., dict]:
     """`run_fn` (a bench.harness way), its LoadGen test's issue calls noted into `path`; the
     figures it returns get `gaps`: calls, span_ns and each gap over 1 ms (start, end ns)."""

@@ -20,8 +20,8 @@ settings (`bench/bare_loadgen.py`). Runs alternate.
   query's latency starts at its scheduled time, so every microsecond the issue thread waits for a
   CPU is added to the queries behind it: that wait is what separates the three. And what sets
   p99.9 on a 2-vCPU machine: the times the issue thread is away for over 1 ms for any reason
-  (bench/absences.py; a probe in both ways' processes notes each issue call), their rate each
-  way, and the p99.9 of the runs that had no absence over 2 ms.
+  (bench/absences.py; a probe in both ways' processes notes each issue call), compared with
+  bare's round by round.
 - Stalls: every labconsole run is watched as the console watches a phase (workload/stalls.py);
   a worker silent for more than a second is counted.
 """
@@ -380,8 +380,8 @@ def run(ctx: Context) -> Result:
 
         def tail_run(how: str, q: float = q):
             def run() -> dict:
-                folder = _clear(base / f"tail-{how.replace(' ', '-')}")
-                out = absences.noted(tail_ways[how], base / f"tail-{how.replace(' ', '-')}.jsonl")("Server", q, tail_dur, folder)
+                name = f"tail-{how.replace(' ', '-')}"
+                out = absences.noted(tail_ways[how], base / f"{name}.jsonl")("Server", q, tail_dur, _clear(base / name))
                 wait = out.get("issue_wait_ms_per_s")
                 ctx.log(f"Server {how} @ {q:,.0f}: {out['validity']}, p99 {out['p99_ms']:.3f} ms, p99.9 {out['p999_ms']:.3f} ms, "
                         f"issue thread waited {wait if wait is None else round(wait, 2)} ms/s")

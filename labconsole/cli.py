@@ -546,13 +546,17 @@ def cmd_tui(args: argparse.Namespace) -> int:
     try:
         from labconsole.tui.app import run_tui
     except ImportError:
+        gc.enable()
         # No console UI in this build: run the default bench headless and print the result.
         if getattr(args, "watch", False):
             _err("--watch: this build has no console UI (Textual) to watch with")
             return EXIT_USAGE
         ns = argparse.Namespace(profile=getattr(args, "profile", None), scenario=None, duration=None, out=None, quiet=False)
         return cmd_run(ns)
-    return run_tui(profile=getattr(args, "profile", None), watch=getattr(args, "watch", False))
+    try:
+        return run_tui(profile=getattr(args, "profile", None), watch=getattr(args, "watch", False))
+    finally:
+        gc.enable()  # should the console have ended (or failed to start) before its first paint
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

@@ -133,10 +133,13 @@ def test_console_first_paint_without_numpy(new_user, tmp_path):
         "    seen.update(gc_after=gc.isenabled())\n"
         "LabConsole._painted = probe\n"
         "import argparse, gc, labconsole.cli, labconsole.tui.app as app\n"
-        "app.run_tui = lambda **kw: seen.update(gc_in_run_tui=gc.isenabled()) or 0\n"
+        "def run_tui(**kw):  # run_tui's own work, the app headless (no terminal here)\n"
+        "    seen.update(gc_in_run_tui=gc.isenabled())\n"
+        "    loaded, setup, notice = start_choice(None)\n"
+        "    return LabConsole(loaded, setup=setup, notice=notice).run(headless=True, size=(160, 48)) or 0\n"
+        "app.run_tui = run_tui\n"
         "labconsole.cli.cmd_tui(argparse.Namespace(profile=None, watch=False))\n"
-        "loaded, setup, notice = start_choice(None)\n"
-        "LabConsole(loaded, setup=setup, notice=notice).run(headless=True, size=(160, 48))\n"
+        "seen.update(gc_after_cmd_tui=gc.isenabled())\n"
         "print(json.dumps(seen))\n"
     )
     env = dict(os.environ, LABCONSOLE_EXIT_AFTER_FIRST_PAINT="1")
@@ -145,7 +148,7 @@ def test_console_first_paint_without_numpy(new_user, tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
     seen = json.loads(out.stdout.strip().splitlines()[-1])
     # `labconsole` holds the cyclic collector off until the first paint, which turns it on
-    expected = {"heavy": [], "gc_in_run_tui": False, "gc_before": False, "gc_after": True, "threads_started": []}
+    expected = {"heavy": [], "gc_in_run_tui": False, "gc_before": False, "gc_after": True, "gc_after_cmd_tui": True, "threads_started": []}
     if new_user:  # the built-in bench behind the Setup screen: no monitor until setup is left
         # and of its four steps only the first is built (the others' ~20 fields come after the paint)
         expected.update(screen="SetupScreen", monitor_started=None, steps_built=["step-sources"])

@@ -700,14 +700,12 @@ def run_tui(profile: str | None = None, replay: str | None = None, speed: float 
         else:
             loaded, setup, notice = start_choice(profile, replay)
     except (ProfileError, FileNotFoundError) as exc:
-        gc.enable()
         print(str(exc), file=sys.stderr)
         return 2
     app = LabConsole(loaded, replay=replay, speed=speed, setup=setup, notice=notice, watch=watch)
     try:
         result = app.run()
     finally:
-        gc.enable()  # should the console have ended before its first paint
         # Never leave a run unsealed: if the console went away mid-run, stop it and wait
         # for the seal (the procedure thread does it) before the process ends.
         s = app.session

@@ -201,11 +201,15 @@ class SetupScreen(ConsoleScreen):
         self._show_step()
         self.action_discover(after_first_paint=True)
         self.call_after_refresh(self._filled)
+        self._after_first_paint(lambda: self.run_worker(self._mount_later_steps(), group="setup-steps"))
+
+    def _after_first_paint(self, fn) -> None:
+        """`fn` once the console's first frame is out (LabConsole.after_first_paint), else now."""
         later = getattr(self.app, "after_first_paint", None)
         if later is not None:
-            later(lambda: self.run_worker(self._mount_later_steps(), group="setup-steps"))
+            later(fn)
         else:
-            self.run_worker(self._mount_later_steps(), group="setup-steps")
+            fn()
 
     async def _mount_later_steps(self) -> None:
         self._steps_mounting = True  # their fields' first change events are not answers
@@ -550,9 +554,8 @@ class SetupScreen(ConsoleScreen):
         hints: dict[str, Any] = {}
         self.discovering = True
         self.query_one("#setup-found", Static).update("[cyan]Looking for meters and devices (GPUs, RAPL, VISA and serial meters, PTDaemon, LPM01A)...[/]")
-        later = getattr(self.app, "after_first_paint", None) if after_first_paint else None
-        if later is not None:  # a new user's first screen: the search's imports wait for the first frame
-            later(lambda: self._discover(hints))
+        if after_first_paint:  # a new user's first screen: the search's imports wait for the first frame
+            self._after_first_paint(lambda: self._discover(hints))
         else:
             self._discover(hints)
 
